@@ -1,0 +1,48 @@
+# Every target that runs code first makes sure the virtualenv exists and holds
+# exactly the locked versions (constraints.txt), so a fresh clone needs nothing else.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The stamp changes whenever the dependency list or the lock changes.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
+DRIFT ?= 0.0
+SEED ?= 7
+ROWS ?= 5000
+PYTEST_ARGS ?=
+
+.PHONY: install demo test docs lint lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+## make demo: the end-to-end training pipeline on embedded defaults (DRIFT=0.5 or SEED=n change the data)
+demo: install
+	$(PY) -m flows.training --rows $(ROWS) --seed $(SEED) --drift $(DRIFT)
+
+## make test: the whole test suite, then the docs build
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+docs: install
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+lint: install
+	$(VENV)/bin/ruff check mlops_tasks flows deployments tests bench
+
+## make lock: re-resolve dependencies and rewrite constraints.txt (run the tests after)
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade "pip>=24"
+	.lock-venv/bin/pip install --quiet -e ".[dev]"
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) site .pytest_cache

@@ -1,0 +1,117 @@
+"""One exception tree for the whole library.
+
+Every error raised on purpose by mlops-tasks derives from :class:`MLOpsError`.
+Messages name the object at fault (a file, a column, a model version) and say
+what to do next. Errors from lower layers (pandas, boto3, MLflow, Great
+Expectations) are translated at the boundary with ``raise ... from exc`` so the
+original traceback stays attached.
+
+Families:
+
+- :class:`ConfigurationError`: a parameter or setting is wrong; fix the input.
+- :class:`DataError`: a dataset cannot be read or has the wrong shape.
+- :class:`DataValidationError`: Great Expectations found the data bad.
+- :class:`TrainingError`: the estimator or its parameters cannot be used.
+- :class:`EvaluationError` / :class:`QualityGateError`: the candidate cannot be
+  evaluated, or failed its gate.
+- :class:`RegistryError`: the MLflow model registry refused or lacks something.
+- :class:`ServiceUnavailableError`: a server (MLflow, S3) did not answer; these
+  are the only errors worth retrying.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MLOpsError(Exception):
+    """Base class of every error raised on purpose by mlops-tasks."""
+
+
+class TransientError(MLOpsError):
+    """Marks errors that may go away on retry (network, a server restarting)."""
+
+
+class ConfigurationError(MLOpsError, ValueError):
+    """A parameter, setting or spec is invalid; nothing was done."""
+
+
+# --- data -------------------------------------------------------------------
+
+
+class DataError(MLOpsError):
+    """A dataset cannot be read or does not have the expected shape."""
+
+
+class DatasetNotFoundError(DataError):
+    """The file, bucket or object named by a dataset URI does not exist."""
+
+
+class EmptyDatasetError(DataError):
+    """The dataset was read but holds no rows (or no columns)."""
+
+
+class SchemaError(DataError):
+    """Columns are missing, renamed or of the wrong type for this step."""
+
+
+class DataValidationError(DataError):
+    """Great Expectations validation failed; ``report`` holds the details."""
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+# --- training and evaluation -------------------------------------------------
+
+
+class TrainingError(MLOpsError):
+    """Training could not run (bad estimator, rejected params, bad target)."""
+
+
+class EstimatorError(TrainingError, ConfigurationError):
+    """The estimator import path or its parameters are unusable."""
+
+
+class EvaluationError(MLOpsError):
+    """The candidate or the champion could not be evaluated on the holdout."""
+
+
+class QualityGateError(EvaluationError):
+    """The candidate failed its quality gate; ``report`` holds the verdict."""
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+# --- registry -----------------------------------------------------------------
+
+
+class RegistryError(MLOpsError):
+    """The MLflow model registry refused an operation or lacks an object."""
+
+
+class ModelNotFoundError(RegistryError):
+    """A registered model, version or alias does not exist (or was deleted)."""
+
+
+class PromotionRefusedError(RegistryError):
+    """A version cannot be promoted or rolled back in its current state."""
+
+
+# --- services -------------------------------------------------------------------
+
+
+class ServiceUnavailableError(TransientError):
+    """A server (MLflow tracking server, S3 endpoint) did not answer in time."""
+
+
+class StorageError(DataError):
+    """Object storage refused a request (credentials, permissions, endpoint)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Tell whether ``exc`` is worth retrying (used by task retry conditions)."""
+    return isinstance(exc, TransientError)
