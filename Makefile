@@ -10,6 +10,11 @@ DRIFT ?= 0.0
 SEED ?= 7
 ROWS ?= 5000
 PYTEST_ARGS ?=
+# No usage telemetry from MLflow, Prefect or Great Expectations (the machine may be offline).
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export GX_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 .PHONY: install demo test docs lint lock clean
 

@@ -1,0 +1,1 @@
+"""Ready-made Prefect flows composed from :mod:`mlops_tasks.tasks`."""

@@ -1,0 +1,214 @@
+"""The training pipeline: load → validate → split → train → evaluate vs champion → register.
+
+Run it from the Prefect UI (its parameters are one form), from Python, or from
+the command line: ``python -m flows.training --drift 0.5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field
+
+from mlops_tasks import tasks
+from mlops_tasks.data import DatasetSpec, write_dataset
+from mlops_tasks.demo import SEGMENT, TARGET, make_churn_data
+from mlops_tasks.errors import QualityGateError
+from mlops_tasks.evaluation import MetricThreshold, QualityGate, SliceThreshold
+from mlops_tasks.settings import MlflowConfig, resolve_mlflow_config, state_dir
+from mlops_tasks.training import TrainingSpec
+
+DEFAULT_GATE = QualityGate(
+    thresholds=[
+        MetricThreshold(metric="accuracy", min_value=0.7),
+        MetricThreshold(metric="roc_auc", min_value=0.7, min_absolute_change=-0.02),
+    ],
+    slice_thresholds=[SliceThreshold(metric="accuracy", min_value=0.6)],
+)
+
+
+class DemoData(BaseModel):
+    """Generated churn data, used when no dataset is given."""
+
+    rows: int = Field(5000, ge=100, description="Rows to generate.")
+    seed: int = Field(7, description="Random seed of the generator.")
+    drift: float = Field(0.0, ge=0.0, le=1.0, description="0 = reference data, up to 1 = strongly drifted.")
+
+
+class TrainingPipelineParams(BaseModel):
+    """Parameters of :func:`training_pipeline` (one form in the Prefect UI)."""
+
+    model_name: str = Field("churn-classifier", description="Registered model name in MLflow.")
+    dataset: DatasetSpec | None = Field(
+        None, description="CSV or Parquet to train on (local or s3://). Empty: generated demo data."
+    )
+    demo: DemoData = Field(default_factory=DemoData, description="Demo data, when no dataset is given.")
+    training: TrainingSpec = Field(
+        default_factory=lambda: TrainingSpec(target=TARGET, params={"max_iter": 1000}),
+        description="Estimator, params, features and optional hyper-parameter search.",
+    )
+    segment_column: str | None = Field(SEGMENT, description="Column whose values are evaluation slices.")
+    expectation_suite: str | None = Field(
+        None,
+        description="Great Expectations suite JSON. Empty: <state dir>/expectations/<model_name>.json.",
+    )
+    suggest_suite_if_missing: bool = Field(
+        True, description="Infer and write the suite from this data when the file does not exist."
+    )
+    suite_range_margin: float = Field(
+        0.5, ge=0, description="Margin of suggested numeric ranges, as a share of the observed span."
+    )
+    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="Share of rows kept for evaluation.")
+    split_seed: int = Field(42, description="Seed of the train/holdout split.")
+    gate: QualityGate = Field(default_factory=lambda: DEFAULT_GATE, description="Quality gate.")
+    compare_to_champion: bool = Field(True, description="Gate against the current champion.")
+    promote_on_pass: bool = Field(
+        True, description="Move alias champion to a version that passed its gate."
+    )
+    fail_on_gate: bool = Field(True, description="Fail the run when the gate fails (after registering).")
+    mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
+
+
+class TrainingPipelineResult(BaseModel):
+    """What the training pipeline registered and why."""
+
+    model_name: str
+    version: int
+    created: bool = Field(..., description="False when this data and spec were registered before.")
+    run_id: str
+    data_fingerprint: str
+    gate_passed: bool
+    gate_reasons: list[str]
+    promoted: bool
+    champion_version: int | None
+    tracking_uri: str
+
+
+def _demo_dataset(demo: DemoData) -> DatasetSpec:
+    path = state_dir() / "data" / f"churn-rows{demo.rows}-seed{demo.seed}-drift{demo.drift:g}.csv"
+    if not path.exists():
+        write_dataset(make_churn_data(demo.rows, seed=demo.seed, drift=demo.drift), str(path))
+    return DatasetSpec(uri=str(path), name="churn-demo")
+
+
+@flow(name="training-pipeline", log_prints=False)
+def training_pipeline(
+    params: TrainingPipelineParams = TrainingPipelineParams(),  # noqa: B008 (frozen defaults)
+) -> TrainingPipelineResult:
+    """Validate, train, evaluate against the champion and register a model.
+
+    Args:
+        params: Data, training spec, gate and registry settings.
+
+    Returns:
+        The registered version, the gate verdict and whether it was promoted.
+
+    Raises:
+        DataValidationError: The data failed its expectation suite (nothing trained).
+        QualityGateError: The candidate failed its gate and ``fail_on_gate`` is set
+            (it is registered with the verdict, without alias).
+
+    Example:
+        ```python
+        from flows.training import DemoData, TrainingPipelineParams, training_pipeline
+        result = training_pipeline(TrainingPipelineParams(demo=DemoData(drift=0.3)))
+        print(result.version, result.gate_passed)
+        ```
+    """
+    logger = get_run_logger()
+    spec = params.dataset or _demo_dataset(params.demo)
+    dataset = tasks.load_dataset(spec)
+
+    suite_path = Path(
+        params.expectation_suite or state_dir() / "expectations" / f"{params.model_name}.json"
+    )
+    if not suite_path.exists():
+        if not params.suggest_suite_if_missing:
+            from mlops_tasks.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"Expectation suite {suite_path} does not exist; create it with the "
+                "suggest-expectations task or set suggest_suite_if_missing."
+            )
+        logger.info("No suite at %s yet: suggesting one from %s", suite_path, spec.uri)
+        tasks.suggest_expectations(
+            dataset.frame, suite_path, range_margin=params.suite_range_margin
+        )
+    tasks.validate_data(dataset.frame, suite_path, dataset_name=dataset.info.name)
+
+    train, holdout = tasks.split_dataset(
+        dataset.frame,
+        target=params.training.target,
+        holdout_fraction=params.holdout_fraction,
+        seed=params.split_seed,
+        stratify=params.training.task == "classification",
+    )
+    trained = tasks.train_model(
+        train, params.training, data=dataset.info, segment_column=params.segment_column,
+        mlflow_config=params.mlflow,
+    )
+    report = tasks.evaluate_model(
+        trained, holdout, params.gate, model_name=params.model_name,
+        segment_column=params.segment_column, compare_to_champion=params.compare_to_champion,
+        fail_on_error=False, mlflow_config=params.mlflow,
+    )
+    version = tasks.register_model(trained, report, params.model_name, mlflow_config=params.mlflow)
+    champion = report.champion.version if report.champion else None
+    promoted = False
+    if report.passed and params.promote_on_pass:
+        promotion = tasks.promote_model(params.model_name, version.version, mlflow_config=params.mlflow)
+        promoted, champion = promotion.changed, promotion.version
+    result = TrainingPipelineResult(
+        model_name=params.model_name,
+        version=version.version,
+        created=version.created,
+        run_id=trained.run_id,
+        data_fingerprint=trained.data_fingerprint,
+        gate_passed=report.passed,
+        gate_reasons=report.failed_reasons,
+        promoted=promoted,
+        champion_version=champion,
+        tracking_uri=resolve_mlflow_config(params.mlflow).tracking_uri,
+    )
+    logger.info(
+        "%s version %s: gate %s, champion %s", params.model_name, version.version,
+        "passed" if report.passed else "failed", champion,
+    )
+    if not report.passed and params.fail_on_gate:
+        raise QualityGateError(
+            f"{params.model_name} version {version.version} failed its quality gate: "
+            + "; ".join(report.failed_reasons),
+            report=report,
+        )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run the pipeline on demo data and print what was registered."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--drift", type=float, default=0.0)
+    parser.add_argument("--model-name", default="churn-classifier")
+    args = parser.parse_args(argv)
+    params = TrainingPipelineParams(
+        model_name=args.model_name, demo=DemoData(rows=args.rows, seed=args.seed, drift=args.drift)
+    )
+    try:
+        result = training_pipeline(params)
+    except QualityGateError as exc:
+        print(f"quality gate failed: {exc}", file=sys.stderr)
+        return 1
+    cfg = resolve_mlflow_config(params.mlflow)
+    print(f"registered version {result.version}" + ("" if result.created else " (unchanged data and spec)"))
+    print(f"gate: {'passed' if result.gate_passed else 'failed'}; champion: version {result.champion_version}")
+    artifacts = f" --default-artifact-root {cfg.artifact_location}" if cfg.artifact_location else ""
+    print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.tracking_uri}{artifacts} --port 5000")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,463 @@
+"""The public Prefect task library: thin ``@task`` wrappers over the core functions.
+
+Each task logs through ``get_run_logger()``, calls one core function and
+returns its pydantic result. Retries apply only to transient failures (a
+server that did not answer: :class:`~mlops_tasks.errors.ServiceUnavailableError`);
+a bad input fails at once with a typed error. Gate tasks leave a Prefect
+artifact (validation result, evaluation tables) before they raise.
+
+Example:
+    ```python
+    from prefect import flow
+    from mlops_tasks.data import DatasetSpec
+    from mlops_tasks.evaluation import MetricThreshold, QualityGate
+    from mlops_tasks.tasks import (
+        evaluate_model, load_dataset, register_model, split_dataset, train_model,
+    )
+    from mlops_tasks.training import TrainingSpec
+
+    @flow
+    def my_training(uri: str = "data/houses.parquet") -> int:
+        ds = load_dataset(DatasetSpec(uri=uri))
+        train, holdout = split_dataset(ds.frame, target="price", stratify=False)
+        spec = TrainingSpec(target="price", task="regression",
+                            estimator="sklearn.ensemble.RandomForestRegressor")
+        trained = train_model(train, spec, data=ds.info)
+        gate = QualityGate(thresholds=[MetricThreshold(metric="r2", min_value=0.6)])
+        report = evaluate_model(trained, holdout, gate, model_name="houses")
+        return register_model(trained, report, "houses").version
+    ```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from mlops_tasks import data as _data
+from mlops_tasks import evaluation as _evaluation
+from mlops_tasks import registry as _registry
+from mlops_tasks import training as _training
+from mlops_tasks import validation as _validation
+from mlops_tasks.errors import DataValidationError, QualityGateError, is_transient
+from mlops_tasks.settings import MlflowConfig
+
+__all__ = [
+    "evaluate_model",
+    "load_dataset",
+    "promote_model",
+    "register_model",
+    "rollback_model",
+    "split_dataset",
+    "suggest_expectations",
+    "train_model",
+    "validate_data",
+]
+
+
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only when the failure is a transient one (a server not answering)."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception as error:  # the result itself may re-raise
+        exc = error
+    return isinstance(exc, BaseException) and is_transient(exc)
+
+
+_IO_RETRIES: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": [2, 10],
+    "retry_condition_fn": _retry_transient,
+}
+
+
+def _artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    text = "-".join(parts).lower()
+    return "".join(ch if ch.isalnum() else "-" for ch in text).strip("-")[:100]
+
+
+@task(name="load-dataset", **_IO_RETRIES)
+def load_dataset(spec: _data.DatasetSpec) -> _data.LoadedDataset:
+    """Read a CSV or Parquet dataset (local or ``s3://``) with its fingerprint.
+
+    Args:
+        spec: Where the dataset is and how to read it.
+
+    Returns:
+        The frame and its lineage.
+
+    Raises:
+        DatasetNotFoundError: The file, bucket or key does not exist.
+        EmptyDatasetError: The file holds no rows.
+        StorageError: S3 refused the request.
+
+    Example:
+        ```python
+        from prefect import flow
+        from mlops_tasks.data import DatasetSpec
+        from mlops_tasks.tasks import load_dataset
+
+        @flow
+        def peek(uri: str) -> int:
+            return load_dataset(DatasetSpec(uri=uri)).info.rows
+        ```
+    """
+    loaded = _data.load_dataset(spec)
+    get_run_logger().info(
+        "Loaded %s: %d rows x %d columns, fingerprint %s",
+        spec.uri, loaded.info.rows, len(loaded.info.columns), loaded.info.fingerprint[:12],
+    )
+    return loaded
+
+
+@task(name="split-dataset")
+def split_dataset(
+    frame: pd.DataFrame,
+    *,
+    target: str,
+    holdout_fraction: float = 0.2,
+    seed: int = 42,
+    stratify: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split deterministically into train and holdout (stratified for classification).
+
+    Args:
+        frame: Full dataset.
+        target: Target column.
+        holdout_fraction: Share kept out for evaluation.
+        seed: Random seed.
+        stratify: Keep class proportions.
+
+    Returns:
+        ``(train, holdout)``.
+
+    Raises:
+        SchemaError: The target column is missing.
+        DataError: Too few rows or a class too small to stratify.
+
+    Example:
+        ```python
+        train, holdout = split_dataset(frame, target="churned", seed=7)
+        ```
+    """
+    train, holdout = _data.split_dataset(
+        frame, target=target, holdout_fraction=holdout_fraction, seed=seed, stratify=stratify
+    )
+    get_run_logger().info("Split %d rows: %d train, %d holdout", len(frame), len(train), len(holdout))
+    return train, holdout
+
+
+@task(name="suggest-expectations")
+def suggest_expectations(
+    reference: pd.DataFrame,
+    suite_path: str | Path,
+    *,
+    suite_name: str | None = None,
+    exclude_columns: list[str] | None = None,
+    range_margin: float = 0.1,
+    null_margin: float = 0.05,
+) -> Path:
+    """Infer a Great Expectations suite from reference data and write it as JSON.
+
+    Args:
+        reference: Data that is known to be good.
+        suite_path: Where to write the ``ExpectationSuite`` JSON file.
+        suite_name: Suite name; defaults to the file's stem.
+        exclude_columns: Columns to leave out of the suite.
+        range_margin: Numeric ranges widened by this share of their span.
+        null_margin: Allowed null rate above the observed one.
+
+    Returns:
+        The path written.
+
+    Raises:
+        EmptyDatasetError: The reference has no rows.
+
+    Example:
+        ```python
+        suggest_expectations(reference_frame, "expectations/churn.json")
+        ```
+    """
+    path = Path(suite_path)
+    suite = _validation.suggest_expectations(
+        reference,
+        suite_name or path.stem,
+        exclude_columns=tuple(exclude_columns or ()),
+        range_margin=range_margin,
+        null_margin=null_margin,
+    )
+    written = _validation.write_suite(suite, path)
+    get_run_logger().info(
+        "Wrote suite %s with %d expectations to %s", suite.name, len(suite.expectations), written
+    )
+    return written
+
+
+@task(name="validate-data")
+def validate_data(
+    frame: pd.DataFrame,
+    suite_path: str | Path,
+    *,
+    dataset_name: str = "dataset",
+    fail_on_error: bool = True,
+) -> _validation.ValidationReport:
+    """Validate a frame with Great Expectations against a suite file; fail fast.
+
+    The report is published as a Prefect markdown artifact whether or not the
+    data passed.
+
+    Args:
+        frame: Data to check.
+        suite_path: ``ExpectationSuite`` JSON file.
+        dataset_name: Name shown in the report.
+        fail_on_error: Raise :class:`DataValidationError` when an expectation fails.
+
+    Returns:
+        The validation report.
+
+    Raises:
+        DataValidationError: Expectations failed and ``fail_on_error`` is True.
+        ConfigurationError: The suite file is missing or unreadable.
+
+    Example:
+        ```python
+        report = validate_data(frame, "expectations/churn.json", dataset_name="churn")
+        ```
+    """
+    suite = _validation.load_suite(suite_path)
+    try:
+        report = _validation.validate_dataframe(
+            frame, suite, dataset_name=dataset_name, fail_on_error=fail_on_error
+        )
+    except DataValidationError as exc:
+        _publish_validation(exc.report, dataset_name)
+        raise
+    _publish_validation(report, dataset_name)
+    return report
+
+
+def _publish_validation(report: _validation.ValidationReport, dataset_name: str) -> None:
+    create_markdown_artifact(
+        markdown=report.to_markdown(),
+        key=_artifact_key("validation", dataset_name),
+        description=report.summary(),
+    )
+    get_run_logger().info("%s", report.summary())
+
+
+@task(name="train-model", **_IO_RETRIES)
+def train_model(
+    train: pd.DataFrame,
+    spec: _training.TrainingSpec,
+    *,
+    data: _data.DatasetInfo,
+    segment_column: str | None = None,
+    mlflow_config: MlflowConfig | None = None,
+    reuse_existing: bool = True,
+) -> _training.TrainedModel:
+    """Fit the spec's scikit-learn pipeline and track it in MLflow.
+
+    Args:
+        train: Training rows.
+        spec: Estimator, params, features, optional search.
+        data: Lineage of the dataset.
+        segment_column: Segment column recorded for evaluation.
+        mlflow_config: Where MLflow lives (argument > environment > default).
+        reuse_existing: Reuse a finished run with the same data and spec.
+
+    Returns:
+        The logged candidate.
+
+    Raises:
+        TrainingError: The target cannot be learnt or the fit failed.
+        EstimatorError: Estimator import path or params unusable.
+        ServiceUnavailableError: MLflow did not answer (retried).
+
+    Example:
+        ```python
+        trained = train_model(train, TrainingSpec(target="churned"), data=ds.info)
+        ```
+    """
+    trained = _training.train_model(
+        train, spec, data=data, segment_column=segment_column,
+        mlflow_config=mlflow_config, reuse_existing=reuse_existing,
+    )
+    get_run_logger().info(
+        "%s run %s (%s)", "Reused" if trained.reused else "Trained", trained.run_id, trained.model_uri
+    )
+    return trained
+
+
+@task(name="evaluate-model", **_IO_RETRIES)
+def evaluate_model(
+    trained: _training.TrainedModel,
+    holdout: pd.DataFrame,
+    gate: _evaluation.QualityGate,
+    *,
+    model_name: str | None = None,
+    segment_column: str | None = None,
+    compare_to_champion: bool = True,
+    fail_on_error: bool = True,
+    mlflow_config: MlflowConfig | None = None,
+) -> _evaluation.EvaluationReport:
+    """Evaluate on the holdout, per slice, against the champion; apply the gate.
+
+    Publishes a table artifact of the gate checks and a markdown artifact of
+    the metrics (candidate vs champion, slices).
+
+    Args:
+        trained: The candidate.
+        holdout: Holdout rows.
+        gate: Thresholds.
+        model_name: Registered model whose champion is the baseline.
+        segment_column: Column defining slices.
+        compare_to_champion: False applies absolute thresholds only.
+        fail_on_error: Raise :class:`QualityGateError` when the gate fails.
+        mlflow_config: Where MLflow lives.
+
+    Returns:
+        The evaluation report with the verdict and its reasons.
+
+    Raises:
+        QualityGateError: The gate failed and ``fail_on_error`` is True.
+        ModelNotFoundError: The champion alias points at a deleted version.
+        EvaluationError: The candidate or champion cannot score the holdout.
+
+    Example:
+        ```python
+        report = evaluate_model(trained, holdout, gate, model_name="churn", fail_on_error=False)
+        ```
+    """
+    try:
+        report = _evaluation.evaluate_model(
+            trained, holdout, gate, model_name=model_name, segment_column=segment_column,
+            compare_to_champion=compare_to_champion, fail_on_error=fail_on_error,
+            mlflow_config=mlflow_config,
+        )
+    except QualityGateError as exc:
+        _publish_evaluation(exc.report, model_name)
+        raise
+    _publish_evaluation(report, model_name)
+    return report
+
+
+def _publish_evaluation(report: _evaluation.EvaluationReport, model_name: str | None) -> None:
+    create_markdown_artifact(
+        markdown=report.to_markdown(), key=_artifact_key("evaluation", model_name or "model")
+    )
+    if report.checks:
+        create_table_artifact(
+            table=[c.model_dump() for c in report.checks],
+            key=_artifact_key("gate", model_name or "model"),
+            description=f"Quality gate {'passed' if report.passed else 'FAILED'}",
+        )
+    get_run_logger().info(
+        "Gate %s for run %s%s", "passed" if report.passed else "FAILED", report.run_id,
+        "" if report.passed else f": {'; '.join(report.failed_reasons)}",
+    )
+
+
+@task(name="register-model", **_IO_RETRIES)
+def register_model(
+    trained: _training.TrainedModel,
+    report: _evaluation.EvaluationReport,
+    model_name: str,
+    *,
+    mlflow_config: MlflowConfig | None = None,
+) -> _registry.RegisteredVersion:
+    """Register the candidate with its verdict; alias ``challenger`` when it passed.
+
+    Args:
+        trained: The candidate.
+        report: Its evaluation.
+        model_name: Registered model name.
+        mlflow_config: Where MLflow lives.
+
+    Returns:
+        The version (an existing one when this run was registered before).
+
+    Raises:
+        RegistryError: The registry refused the operation.
+
+    Example:
+        ```python
+        version = register_model(trained, report, "churn-classifier")
+        ```
+    """
+    version = _registry.register_model(trained, report, model_name, mlflow_config=mlflow_config)
+    get_run_logger().info(
+        "%s %s version %s (gate %s)",
+        "Registered" if version.created else "Already registered:",
+        model_name, version.version, "passed" if version.gate_passed else "failed",
+    )
+    return version
+
+
+@task(name="promote-model", **_IO_RETRIES)
+def promote_model(
+    model_name: str,
+    version: int,
+    *,
+    force: bool = False,
+    mlflow_config: MlflowConfig | None = None,
+) -> _registry.PromotionResult:
+    """Move alias ``champion`` to a version whose gate passed (or ``force=True``).
+
+    Args:
+        model_name: Registered model name.
+        version: Version to promote.
+        force: Promote without a passed gate.
+        mlflow_config: Where MLflow lives.
+
+    Returns:
+        What moved, with the previous champion.
+
+    Raises:
+        ModelNotFoundError: The version does not exist.
+        PromotionRefusedError: The gate did not pass and ``force`` is False.
+
+    Example:
+        ```python
+        promote_model("churn-classifier", 4)
+        ```
+    """
+    result = _registry.promote_model(model_name, version, force=force, mlflow_config=mlflow_config)
+    get_run_logger().info(
+        "Champion of %s: %s -> %s%s", model_name, result.previous_version, result.version,
+        "" if result.changed else " (unchanged)",
+    )
+    return result
+
+
+@task(name="rollback-model", **_IO_RETRIES)
+def rollback_model(
+    model_name: str, *, mlflow_config: MlflowConfig | None = None
+) -> _registry.PromotionResult:
+    """Move ``champion`` back to the previous champion in one step.
+
+    Args:
+        model_name: Registered model name.
+        mlflow_config: Where MLflow lives.
+
+    Returns:
+        What moved.
+
+    Raises:
+        ModelNotFoundError: No champion, or the previous one was deleted.
+        PromotionRefusedError: No previous champion was recorded.
+
+    Example:
+        ```python
+        rollback_model("churn-classifier")
+        ```
+    """
+    result = _registry.rollback_model(model_name, mlflow_config=mlflow_config)
+    get_run_logger().info(
+        "Rolled back %s: champion %s -> %s", model_name, result.previous_version, result.version
+    )
+    return result

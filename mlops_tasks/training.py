@@ -1,0 +1,543 @@
+"""Training: a typed spec becomes a scikit-learn Pipeline, fitted and tracked in MLflow.
+
+The pipeline is ``ColumnTransformer`` (numeric: impute + scale; categorical:
+impute + one-hot, unknown categories ignored) followed by the estimator named
+by import path. An optional grid or randomized search with cross-validation
+tunes it. Each run logs params, metrics, the model with signature and input
+example, the training data as a dataset input (lineage), the training split as
+``reference/train.parquet`` (the reference for drift checks) and tags for the
+data fingerprint, code version and package version.
+
+A run is keyed by a hash of the data fingerprint and the spec: training again
+on the same data with the same spec reuses the finished run instead of
+creating a new one, so a rerun registers nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mlops_tasks.data import DatasetInfo, require_columns
+from mlops_tasks.errors import ConfigurationError, EstimatorError, TrainingError
+from mlops_tasks.settings import MlflowConfig
+from mlops_tasks.tracking import ensure_experiment, mlflow_session, resolve_and_check
+
+logger = logging.getLogger(__name__)
+
+TaskType = Literal["classification", "regression"]
+
+TAG_TRAINING_KEY = "mlops.training_key"
+TAG_FINGERPRINT = "mlops.data_fingerprint"
+TAG_DATA_URI = "mlops.data_uri"
+TAG_GIT_SHA = "mlops.git_sha"
+TAG_PACKAGE_VERSION = "mlops.package_version"
+TAG_TARGET = "mlops.target"
+TAG_TASK = "mlops.task"
+TAG_SEGMENT = "mlops.segment_column"
+REFERENCE_ARTIFACT = "reference/train.parquet"
+
+
+class SearchSpec(BaseModel):
+    """Hyper-parameter search with cross-validation.
+
+    Parameter names are the estimator's own (``C``, ``max_depth``); they are
+    routed to the pipeline's estimator step automatically.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["grid", "random"] = Field("grid", description="GridSearchCV or RandomizedSearchCV.")
+    param_grid: dict[str, list[Any]] = Field(..., description="Estimator params to candidate values.")
+    cv: int = Field(3, ge=2, description="Cross-validation folds.")
+    n_iter: int = Field(10, ge=1, description="Candidates drawn by a random search.")
+    scoring: str | None = Field(None, description="sklearn scorer name; default: estimator's score.")
+
+    @field_validator("param_grid")
+    @classmethod
+    def _non_empty(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if not value or any(not isinstance(v, list) or not v for v in value.values()):
+            raise ValueError("param_grid needs at least one parameter, each with a non-empty list")
+        return value
+
+
+class TrainingSpec(BaseModel):
+    """What to train and how.
+
+    Example:
+        ```python
+        from mlops_tasks.training import TrainingSpec
+        spec = TrainingSpec(
+            target="churned",
+            estimator="sklearn.ensemble.RandomForestClassifier",
+            params={"n_estimators": 200, "max_depth": 8},
+        )
+        ```
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    target: str = Field(..., description="Column to predict.")
+    task: TaskType = Field("classification", description="classification or regression.")
+    estimator: str = Field(
+        "sklearn.linear_model.LogisticRegression",
+        description="Import path of a scikit-learn compatible estimator class.",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Estimator parameters.")
+    numeric_features: list[str] | None = Field(
+        None, description="Numeric columns; default: every numeric column but target/excluded."
+    )
+    categorical_features: list[str] | None = Field(
+        None, description="Categorical columns; default: every non-numeric column but target/excluded."
+    )
+    exclude_features: list[str] = Field(
+        default_factory=list, description="Columns never used as features (ids, timestamps)."
+    )
+    scale_numeric: bool = Field(True, description="Standard-scale numeric columns.")
+    search: SearchSpec | None = Field(None, description="Optional hyper-parameter search.")
+    seed: int = Field(42, description="Seed for the estimator (random_state) and the search.")
+
+
+class TrainedModel(BaseModel):
+    """A fitted candidate logged to MLflow: what the evaluation and registry need."""
+
+    run_id: str
+    experiment_id: str
+    model_uri: str = Field(..., description="MLflow URI of the logged model (models:/m-...).")
+    model_id: str | None = None
+    task: TaskType
+    target: str
+    features: list[str]
+    numeric_features: list[str]
+    categorical_features: list[str]
+    training_key: str
+    data_fingerprint: str
+    data_uri: str
+    reference_uri: str = Field(..., description="Artifact URI of the training split (Parquet).")
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    reused: bool = Field(False, description="True when an identical finished run was reused.")
+
+
+def import_estimator(path: str) -> type:
+    """Import an estimator class from its dotted path.
+
+    Raises:
+        EstimatorError: The module or class does not exist, or it has no ``fit``.
+    """
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name:
+        raise EstimatorError(
+            f"Estimator {path!r} is not a dotted import path; use e.g. "
+            "'sklearn.ensemble.RandomForestClassifier'."
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EstimatorError(
+            f"Estimator module {module_name!r} (from {path!r}) does not import: {exc}; "
+            "check the spelling or install the package."
+        ) from exc
+    estimator = getattr(module, class_name, None)
+    if estimator is None or not isinstance(estimator, type) or not hasattr(estimator, "fit"):
+        raise EstimatorError(
+            f"{path!r} is not an estimator class with a fit method; check the class name."
+        )
+    return estimator
+
+
+def build_estimator(spec: TrainingSpec) -> Any:
+    """Instantiate the spec's estimator with its params, checking them before any fit.
+
+    Raises:
+        EstimatorError: Unknown parameters or values the estimator rejects.
+    """
+    cls = import_estimator(spec.estimator)
+    params = dict(spec.params)
+    try:
+        estimator = cls(**params)
+    except TypeError as exc:
+        raise EstimatorError(f"{spec.estimator} rejected params {params}: {exc}") from exc
+    if "random_state" in estimator.get_params() and "random_state" not in params:
+        estimator.set_params(random_state=spec.seed)
+    validate = getattr(estimator, "_validate_params", None)
+    if callable(validate):  # scikit-learn's own parameter constraints (>= 1.2)
+        try:
+            validate()
+        except (TypeError, ValueError) as exc:
+            raise EstimatorError(f"{spec.estimator} rejected params {params}: {exc}") from exc
+    return estimator
+
+
+def resolve_features(frame: pd.DataFrame, spec: TrainingSpec) -> tuple[list[str], list[str]]:
+    """Decide numeric and categorical feature columns from the spec and the data.
+
+    Raises:
+        SchemaError: A named column is missing from the data.
+        ConfigurationError: No feature column is left.
+    """
+    excluded = set(spec.exclude_features) | {spec.target}
+    if spec.numeric_features is not None:
+        require_columns(frame, spec.numeric_features, what="numeric_features")
+        numeric = list(spec.numeric_features)
+    else:
+        numeric = [
+            c for c in frame.columns
+            if c not in excluded and pd.api.types.is_numeric_dtype(frame[c])
+            and not pd.api.types.is_bool_dtype(frame[c])
+        ]
+    if spec.categorical_features is not None:
+        require_columns(frame, spec.categorical_features, what="categorical_features")
+        categorical = list(spec.categorical_features)
+    else:
+        categorical = [c for c in frame.columns if c not in excluded and c not in numeric]
+    if not numeric and not categorical:
+        raise ConfigurationError(
+            f"No feature columns left after excluding {sorted(excluded)}; check the spec."
+        )
+    return [str(c) for c in numeric], [str(c) for c in categorical]
+
+
+def build_pipeline(spec: TrainingSpec, numeric: list[str], categorical: list[str]) -> Any:
+    """The preprocessing + estimator Pipeline for ``spec`` (unfitted)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    transformers = []
+    if numeric:
+        steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+        if spec.scale_numeric:
+            steps.append(("scale", StandardScaler()))
+        transformers.append(("numeric", Pipeline(steps), numeric))
+    if categorical:
+        transformers.append(
+            (
+                "categorical",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                    ]
+                ),
+                categorical,
+            )
+        )
+    estimator = build_estimator(spec)
+    if spec.search is not None:
+        valid = estimator.get_params()
+        unknown = [k for k in spec.search.param_grid if k not in valid]
+        if unknown:
+            raise EstimatorError(
+                f"Search parameters {unknown} are not parameters of {spec.estimator}; "
+                f"valid ones: {sorted(valid)}."
+            )
+    return Pipeline([("preprocess", ColumnTransformer(transformers)), ("model", estimator)])
+
+
+def check_target(frame: pd.DataFrame, spec: TrainingSpec) -> None:
+    """Refuse targets that cannot be learnt (missing, nulls, a single class).
+
+    Raises:
+        SchemaError: The target column is missing.
+        TrainingError: The target has nulls, one class, or is not numeric for regression.
+    """
+    require_columns(frame, [spec.target], what="Training")
+    y = frame[spec.target]
+    if y.isna().any():
+        raise TrainingError(
+            f"Target {spec.target!r} has {int(y.isna().sum())} missing values; drop or fill them first."
+        )
+    if spec.task == "classification":
+        classes = y.nunique()
+        if classes < 2:
+            raise TrainingError(
+                f"Target {spec.target!r} has a single class ({y.iloc[0]!r}) in {len(y)} rows; "
+                "a classifier needs at least two: check the data window or the target column."
+            )
+    elif not pd.api.types.is_numeric_dtype(y):
+        raise TrainingError(
+            f"Target {spec.target!r} is {y.dtype}, not numeric; use task='classification' "
+            "or convert the column."
+        )
+
+
+def training_key(spec: TrainingSpec, fingerprint: str) -> str:
+    """Hash of everything that decides the fitted model: data, spec, library version."""
+    import sklearn
+
+    payload = json.dumps(
+        {"spec": spec.model_dump(mode="json"), "data": fingerprint, "sklearn": sklearn.__version__},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def git_sha() -> str | None:
+    """The code version: ``$MLOPS_GIT_SHA`` or ``git rev-parse HEAD`` here, if either exists."""
+    if os.environ.get("MLOPS_GIT_SHA"):
+        return os.environ["MLOPS_GIT_SHA"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mlops-tasks")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _training_metrics(task: TaskType, model: Any, x: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+    from mlops_tasks.evaluation import compute_metrics
+
+    return {f"train_{k}": v for k, v in compute_metrics(task, model, x, y).items()}
+
+
+def _find_reusable_run(client: Any, experiment_id: str, key: str) -> Any | None:
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TAG_TRAINING_KEY}` = '{key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def _logged_model_uri(client: Any, run: Any) -> tuple[str, str | None]:
+    """The model URI logged by ``run`` (MLflow 3 LoggedModel, else runs:/ path)."""
+    outputs = getattr(run, "outputs", None)
+    model_outputs = getattr(outputs, "model_outputs", None) or []
+    if model_outputs:
+        model_id = model_outputs[0].model_id
+        return f"models:/{model_id}", model_id
+    return f"runs:/{run.info.run_id}/model", None
+
+
+def train_model(
+    train: pd.DataFrame,
+    spec: TrainingSpec,
+    *,
+    data: DatasetInfo,
+    segment_column: str | None = None,
+    mlflow_config: MlflowConfig | None = None,
+    reuse_existing: bool = True,
+) -> TrainedModel:
+    """Fit the spec's pipeline on ``train`` and log everything to MLflow.
+
+    Args:
+        train: Training rows (features and target).
+        spec: What to train.
+        data: Lineage of the full dataset the split came from.
+        segment_column: Column recorded as the evaluation segment (it stays a feature
+            unless listed in ``spec.exclude_features``).
+        mlflow_config: Where MLflow lives; ``None`` uses environment, then defaults.
+        reuse_existing: Reuse a finished run with the same data and spec.
+
+    Returns:
+        The logged candidate.
+
+    Raises:
+        SchemaError: Feature or target columns are missing.
+        TrainingError: The target cannot be learnt or the fit failed.
+        EstimatorError: The estimator does not import or rejects its params.
+        ServiceUnavailableError: The MLflow tracking server did not answer.
+
+    Example:
+        ```python
+        from mlops_tasks.data import DatasetInfo, fingerprint_frame
+        from mlops_tasks.demo import make_churn_data
+        from mlops_tasks.training import TrainingSpec, train_model
+        df = make_churn_data(500)
+        info = DatasetInfo(uri="memory", name="demo", format="csv", rows=len(df),
+                           columns=list(df.columns), fingerprint=fingerprint_frame(df))
+        trained = train_model(df, TrainingSpec(target="churned"), data=info)
+        print(trained.run_id, trained.metrics["train_accuracy"])
+        ```
+    """
+    # Validate everything that can be checked before touching MLflow.
+    check_target(train, spec)
+    numeric, categorical = resolve_features(train, spec)
+    features = numeric + categorical
+    pipeline = build_pipeline(spec, numeric, categorical)
+    if segment_column is not None:
+        require_columns(train, [segment_column], what="segment_column")
+    key = training_key(spec, data.fingerprint)
+
+    resolved = resolve_and_check(mlflow_config)
+    with mlflow_session(resolved) as client:
+        experiment_id = ensure_experiment(client, resolved)
+        if reuse_existing:
+            previous = _find_reusable_run(client, experiment_id, key)
+            if previous is not None:
+                model_uri, model_id = _logged_model_uri(client, previous)
+                logger.info(
+                    "Reusing run %s: same data (%s) and spec already trained",
+                    previous.info.run_id,
+                    data.fingerprint[:12],
+                )
+                return TrainedModel(
+                    run_id=previous.info.run_id,
+                    experiment_id=experiment_id,
+                    model_uri=model_uri,
+                    model_id=model_id,
+                    task=spec.task,
+                    target=spec.target,
+                    features=features,
+                    numeric_features=numeric,
+                    categorical_features=categorical,
+                    training_key=key,
+                    data_fingerprint=data.fingerprint,
+                    data_uri=data.uri,
+                    reference_uri=f"{previous.info.artifact_uri}/{REFERENCE_ARTIFACT}",
+                    params=dict(previous.data.params),
+                    metrics={k: float(v) for k, v in previous.data.metrics.items()},
+                    reused=True,
+                )
+        return _fit_and_log(
+            train, spec, pipeline, features, numeric, categorical, key, data,
+            segment_column, experiment_id, client,
+        )
+
+
+def _fit_and_log(
+    train: pd.DataFrame,
+    spec: TrainingSpec,
+    pipeline: Any,
+    features: list[str],
+    numeric: list[str],
+    categorical: list[str],
+    key: str,
+    data: DatasetInfo,
+    segment_column: str | None,
+    experiment_id: str,
+    client: Any,
+) -> TrainedModel:
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    x, y = train[features], train[spec.target]
+    tags = {
+        TAG_TRAINING_KEY: key,
+        TAG_FINGERPRINT: data.fingerprint,
+        TAG_DATA_URI: data.uri,
+        TAG_PACKAGE_VERSION: _package_version(),
+        TAG_TARGET: spec.target,
+        TAG_TASK: spec.task,
+    }
+    if segment_column:
+        tags[TAG_SEGMENT] = segment_column
+    sha = git_sha()
+    if sha:
+        tags[TAG_GIT_SHA] = sha
+
+    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+        run_id = run.info.run_id
+        model, search_metrics, best_params = _fit(pipeline, spec, x, y)
+        params = {
+            "estimator": spec.estimator,
+            **{f"model.{k}": v for k, v in {**spec.params, **best_params}.items()},
+            "numeric_features": ",".join(numeric),
+            "categorical_features": ",".join(categorical),
+            "scale_numeric": spec.scale_numeric,
+            "seed": spec.seed,
+            "search": spec.search.kind if spec.search else "none",
+            "train_rows": len(train),
+        }
+        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        metrics = {**_training_metrics(spec.task, model, x, y), **search_metrics}
+        mlflow.log_metrics(metrics)
+
+        example = x.head(5)
+        signature = infer_signature(example, model.predict(example))
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            skops_trusted_types=_skops_types(model),
+        )
+        dataset = mlflow.data.from_pandas(
+            train, source=data.uri, targets=spec.target, name=data.name, digest=data.fingerprint[:32]
+        )
+        mlflow.log_input(dataset, context="training")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+            train.to_parquet(path, index=False)
+            mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+        artifact_uri = run.info.artifact_uri
+    logger.info("Trained %s in run %s (%s)", spec.estimator, run_id, info.model_uri)
+    return TrainedModel(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        model_uri=info.model_uri,
+        model_id=getattr(info, "model_id", None),
+        task=spec.task,
+        target=spec.target,
+        features=features,
+        numeric_features=numeric,
+        categorical_features=categorical,
+        training_key=key,
+        data_fingerprint=data.fingerprint,
+        data_uri=data.uri,
+        reference_uri=f"{artifact_uri}/{REFERENCE_ARTIFACT}",
+        params={k: str(v) for k, v in params.items()},
+        metrics=metrics,
+        reused=False,
+    )
+
+
+def _skops_types(model: Any) -> list[str]:
+    """Types in ``model`` that skops does not trust by default.
+
+    MLflow saves scikit-learn models with skops (no arbitrary pickle code on
+    load) and refuses types skops does not know; the pipeline was built here
+    from the spec, so the types it holds (``numpy.dtype`` in encoders, the
+    estimator's own class) are the ones to trust.
+    """
+    import skops.io
+
+    return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+
+
+def _fit(pipeline: Any, spec: TrainingSpec, x: pd.DataFrame, y: pd.Series) -> tuple[Any, dict, dict]:
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+
+    try:
+        if spec.search is None:
+            return pipeline.fit(x, y), {}, {}
+        grid = {f"model__{k}": v for k, v in spec.search.param_grid.items()}
+        if spec.search.kind == "grid":
+            search = GridSearchCV(pipeline, grid, cv=spec.search.cv, scoring=spec.search.scoring)
+        else:
+            search = RandomizedSearchCV(
+                pipeline, grid, n_iter=spec.search.n_iter, cv=spec.search.cv,
+                scoring=spec.search.scoring, random_state=spec.seed,
+            )
+        search.fit(x, y)
+        best = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
+        return search.best_estimator_, {"cv_best_score": float(search.best_score_)}, best
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(
+            f"Fitting {spec.estimator} failed: {exc}; check the params and the feature columns' types."
+        ) from exc
