@@ -86,7 +86,8 @@ def s3_server() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    saved = {k: os.environ.get(k) for k in names}
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
     )
@@ -110,3 +111,11 @@ def s3_bucket(s3_server: str):
     bucket = f"bucket-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", **config.client_kwargs()).create_bucket(Bucket=bucket)
     return config, bucket
+
+
+def client_for(config):
+    """An MlflowClient bound to both the tracking store and the registry of ``config``."""
+    from mlops_tasks.settings import resolve_mlflow_config
+    from mlops_tasks.tracking import get_client
+
+    return get_client(resolve_mlflow_config(config))
