@@ -1,0 +1,114 @@
+"""The training flow end to end under Prefect's test harness, and a user's own flow of tasks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pandas as pd
+import pytest
+from conftest import client_for
+from prefect import flow
+
+from flows.training import DemoData, TrainingPipelineParams, training_pipeline
+from mlops_tasks.data import DatasetSpec, write_dataset
+from mlops_tasks.demo import make_churn_data
+from mlops_tasks.errors import DataValidationError, QualityGateError
+from mlops_tasks.evaluation import MetricThreshold, QualityGate
+
+
+def read_artifact(key: str):
+    from prefect.client.orchestration import get_client
+
+    async def latest():
+        async with get_client() as client:
+            return [a for a in await client.read_artifacts() if a.key == key]
+
+    return asyncio.run(latest())
+
+
+@pytest.fixture
+def params(mlflow_config, model_name, tmp_path):
+    return TrainingPipelineParams(
+        model_name=model_name,
+        demo=DemoData(rows=1500, seed=21),
+        expectation_suite=str(tmp_path / "suite.json"),
+        mlflow=mlflow_config,
+    )
+
+
+def test_pipeline_registers_then_reuses_then_gates_against_champion(prefect_harness, params, model_name,
+                                                                   mlflow_config):
+    first = training_pipeline(params)
+    assert first.version == 1 and first.created and first.gate_passed and first.promoted
+    assert first.champion_version == 1
+
+    again = training_pipeline(params)  # same data and spec: nothing new registered
+    assert again.version == 1 and not again.created and again.run_id == first.run_id
+
+    drifted = params.model_copy(update={"demo": DemoData(rows=1500, seed=22, drift=0.3)})
+    second = training_pipeline(drifted)
+    assert second.version == 2 and second.created
+    client = client_for(mlflow_config)
+    report_path = client.download_artifacts(second.run_id, "evaluation/report.json")
+    report = pd.read_json(report_path, typ="series")
+    assert report["champion"]["version"] == 1  # gated against the first version as champion
+    assert client.get_model_version_by_alias(model_name, "champion").version == "2"
+
+    validation = read_artifact("validation-churn-demo")
+    evaluation = read_artifact(f"evaluation-{model_name}")
+    assert validation and evaluation
+    assert "roc_auc" in evaluation[0].data
+
+
+def test_bad_data_stops_before_training(prefect_harness, params, tmp_path, mlflow_config, model_name):
+    training_pipeline(params)  # writes the suite from good data and registers version 1
+    bad = make_churn_data(1500, seed=23).rename(columns={"tenure_months": "tenure"})
+    uri = write_dataset(bad, str(tmp_path / "bad.csv"))
+    with pytest.raises(DataValidationError, match="tenure"):
+        training_pipeline(params.model_copy(update={"dataset": DatasetSpec(uri=uri)}))
+    versions = client_for(mlflow_config).search_model_versions(f"name = '{model_name}'")
+    assert [v.version for v in versions] == ["1"]
+
+
+def test_failed_gate_fails_the_run_and_moves_no_alias(prefect_harness, params, mlflow_config, model_name):
+    strict = QualityGate(thresholds=[MetricThreshold(metric="accuracy", min_value=0.999)])
+    with pytest.raises(QualityGateError, match="accuracy"):
+        training_pipeline(params.model_copy(update={"gate": strict}))
+    client = client_for(mlflow_config)
+    (version,) = client.search_model_versions(f"name = '{model_name}'")
+    assert version.tags["mlops.gate.passed"] == "false"
+    assert dict(client.get_registered_model(model_name).aliases) == {}
+
+
+def test_user_flow_with_own_data_and_estimator(prefect_harness, mlflow_config, model_name, tmp_path):
+    """A regression problem and estimator of the user's, composed from the public tasks."""
+    from sklearn.datasets import make_regression
+
+    from mlops_tasks import tasks
+    from mlops_tasks.training import TrainingSpec
+
+    x, y = make_regression(n_samples=600, n_features=5, noise=5.0, random_state=0)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)]).assign(region=["n", "s"] * 300, price=y)
+    uri = write_dataset(frame, str(tmp_path / "houses.parquet"))
+
+    @flow
+    def my_training(path: str) -> int:
+        ds = tasks.load_dataset(DatasetSpec(uri=path))
+        tasks.suggest_expectations(ds.frame, tmp_path / "houses.json")
+        tasks.validate_data(ds.frame, tmp_path / "houses.json", dataset_name="houses")
+        train, holdout = tasks.split_dataset(ds.frame, target="price", stratify=False)
+        spec = TrainingSpec(target="price", task="regression",
+                            estimator="sklearn.ensemble.RandomForestRegressor",
+                            params={"n_estimators": 30})
+        trained = tasks.train_model(train, spec, data=ds.info, mlflow_config=mlflow_config)
+        gate = QualityGate(thresholds=[MetricThreshold(metric="r2", min_value=0.5)])
+        report = tasks.evaluate_model(trained, holdout, gate, model_name=model_name,
+                                      segment_column="region", mlflow_config=mlflow_config)
+        version = tasks.register_model(trained, report, model_name, mlflow_config=mlflow_config)
+        tasks.promote_model(model_name, version.version, mlflow_config=mlflow_config)
+        return version.version
+
+    assert my_training(uri) == 1
+    champion = client_for(mlflow_config).get_model_version_by_alias(model_name, "champion")
+    assert champion.tags["mlops.gate.passed"] == "true"
+    assert float(champion.tags["mlops.metric.r2"]) > 0.5

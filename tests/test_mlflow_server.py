@@ -1,0 +1,79 @@
+"""Integration: the same core functions against a real `mlflow server` process over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import client_for, free_port
+from test_training import SPEC, info_for
+
+from mlops_tasks.data import split_dataset
+from mlops_tasks.evaluation import MetricThreshold, QualityGate, evaluate_model
+from mlops_tasks.registry import promote_model, register_model
+from mlops_tasks.settings import MlflowConfig
+from mlops_tasks.training import train_model
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    log = open(root / "server.log", "wb")
+    proc = subprocess.Popen(
+        [
+            str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
+        ],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    yield url, root
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+def test_train_evaluate_register_promote_over_http(mlflow_server, churn, model_name):
+    url, root = mlflow_server
+    config = MlflowConfig(tracking_uri=url, experiment_name="over-http")
+    train, holdout = split_dataset(churn, target="churned")
+    trained = train_model(train, SPEC, data=info_for(churn), segment_column="country", mlflow_config=config)
+    gate = QualityGate(thresholds=[MetricThreshold(metric="roc_auc", min_value=0.6)])
+    report = evaluate_model(trained, holdout, gate, model_name=model_name, segment_column="country",
+                            mlflow_config=config)
+    version = register_model(trained, report, model_name, mlflow_config=config)
+    promoted = promote_model(model_name, version.version, mlflow_config=config)
+    assert version.version == 1 and promoted.changed
+    client = client_for(config)
+    assert client.get_model_version_by_alias(model_name, "champion").version == "1"
+    assert client.get_run(trained.run_id).data.tags["mlops.gate.passed"] == "true"
+    # the server stored the artifacts in its own destination (proxied artifact access)
+    stored = {p.name for p in (root / "artifacts").rglob("*")}
+    assert {"MLmodel", "train.parquet", "report.json"} <= stored
+    # the environment stays untouched by the library's MLflow sessions
+    assert "MLFLOW_TRACKING_URI" not in os.environ
