@@ -493,8 +493,9 @@ def suggest_expectations(
     Raises:
         EmptyDatasetError: ``reference`` has no rows or no columns.
         SchemaError: Column names are not unique strings.
-        ConfigurationError: An argument is out of range, or ``exclude_columns`` names a
-            column the reference does not have.
+        ConfigurationError: ``reference`` is not a DataFrame, ``suite_name`` is empty, a
+            setting is out of range, or ``exclude_columns`` names a column the reference
+            does not have.
 
     Example:
         ```python
@@ -713,7 +714,8 @@ def validate_dataframe(
             the columns; ``exc.report`` holds the :class:`ValidationReport`.
         EmptyDatasetError: ``df`` has no rows or no columns.
         SchemaError: Column names are not unique strings.
-        ConfigurationError: ``suite`` is not an ExpectationSuite.
+        ConfigurationError: ``suite`` is not an ExpectationSuite or ``df`` is not a
+            DataFrame.
         DataError: Great Expectations could not run the validation at all.
 
     Example:

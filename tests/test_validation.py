@@ -476,3 +476,12 @@ def test_data_validation_error_is_a_data_error(reference, suite):
     error = _validation_error(reference.drop(columns=["plan"]), suite)
 
     assert isinstance(error, DataError)
+
+
+def test_validation_leaves_the_suite_unchanged(reference, suite):
+    before = suite.to_json_dict()
+
+    validate_dataframe(reference, suite)
+    validate_dataframe(reference.assign(age=900), suite, fail_on_error=False)
+
+    assert suite.to_json_dict() == before
