@@ -289,6 +289,10 @@ def load_suite(path: str | os.PathLike[str]) -> ExpectationSuite:
         ```
     """
     path = Path(path).expanduser().absolute()
+    if path.is_dir():
+        raise ConfigurationError(
+            f"Expectation suite path {path} is a folder; pass the suite's JSON file."
+        )
     if not path.is_file():
         raise ConfigurationError(
             f"Expectation suite file {path} does not exist. Check the path, or create the "
@@ -409,7 +413,7 @@ def _suite_from_dict(data: Any, *, source: str) -> ExpectationSuite:
 
 
 def _check_expectation_entry(entry: Any, *, index: int, source: str) -> None:
-    where = f"Expectation suite file {source}, expectation #{index}"
+    where = f"Expectation suite file {source}, expectations[{index}]"
     if not isinstance(entry, dict):
         raise ConfigurationError(f"{where} must be a JSON object, found {type(entry).__name__}.")
     if "type" not in entry:
@@ -504,7 +508,7 @@ def suggest_expectations(
         write_suite(suite, "suites/churn.json")
         ```
     """
-    _check_frame(reference, dataset="reference", role="reference")
+    _check_frame(reference, what="reference data")
     if not isinstance(suite_name, str) or not suite_name.strip():
         raise ConfigurationError("suite_name must be a non-empty string.")
     if isinstance(exclude_columns, str):
@@ -733,7 +737,8 @@ def validate_dataframe(
             f"validate_dataframe() needs a great_expectations ExpectationSuite (see "
             f"load_suite), got {type(suite).__name__}."
         )
-    _check_frame(df, dataset=dataset_name, role="data to validate")
+    dataset_name = str(dataset_name)
+    _check_frame(df, what=f"dataset {dataset_name!r}")
 
     started = time.perf_counter()
     try:
@@ -928,26 +933,24 @@ def _failure_message(report: ValidationReport) -> str:
     )
 
 
-def _check_frame(df: Any, *, dataset: str, role: str) -> None:
+def _check_frame(df: Any, *, what: str) -> None:
     if not isinstance(df, pd.DataFrame):
-        raise ConfigurationError(
-            f"The {role} ({dataset!r}) must be a pandas DataFrame, got {type(df).__name__}."
-        )
+        raise ConfigurationError(f"The {what} must be a pandas DataFrame, got {type(df).__name__}.")
     if df.shape[0] == 0 or df.shape[1] == 0:
         raise EmptyDatasetError(
-            f"The {role} ({dataset!r}) is empty ({df.shape[0]} rows x {df.shape[1]} columns); "
+            f"The {what} is empty ({df.shape[0]} rows x {df.shape[1]} columns); "
             f"check the source that produced it."
         )
     bad = [c for c in df.columns if not isinstance(c, str)]
     if bad:
         raise SchemaError(
-            f"The {role} ({dataset!r}) has non-string column names {bad[:10]!r}; rename them "
+            f"The {what} has non-string column names {bad[:10]!r}; rename them "
             f"to strings (e.g. df.columns = df.columns.astype(str))."
         )
     duplicated = sorted(set(df.columns[df.columns.duplicated()]))
     if duplicated:
         raise SchemaError(
-            f"The {role} ({dataset!r}) has duplicate column names {duplicated!r}; make them unique."
+            f"The {what} has duplicate column names {duplicated!r}; make them unique."
         )
     # GX 1.x resolves a column name case-insensitively on pandas (first casefold match
     # wins), so with both "age" and "AGE" present it may silently check the wrong one.
@@ -957,7 +960,7 @@ def _check_frame(df: Any, *, dataset: str, role: str) -> None:
     clashes = [names for names in by_fold.values() if len(names) > 1]
     if clashes:
         raise SchemaError(
-            f"The {role} ({dataset!r}) has column names that differ only in case "
+            f"The {what} has column names that differ only in case "
             f"{clashes!r}; Great Expectations matches column names case-insensitively and "
             f"could check the wrong column. Rename them."
         )

@@ -186,6 +186,31 @@ def test_int_column_rejects_fractional_floats(reference, suite):
     assert "age" in str(error)
 
 
+def test_category_column_is_checked_by_value_set_and_survives_csv():
+    reference = pd.DataFrame(
+        {
+            "tier": pd.Categorical(["gold", "silver", "gold", "bronze"] * 5),
+            "spend": np.linspace(10.0, 200.0, 20),
+        }
+    )
+    suite = suggest_expectations(reference, "tiers")
+
+    # GX 1.x cannot name a categorical dtype in a type list; the suite says so.
+    assert _expectations(suite, "expect_column_values_to_be_in_type_list", "tier") == []
+    assert suite.meta["untyped_columns"] == {"tier": "category"}
+    (tier_set,) = _expectations(suite, "expect_column_values_to_be_in_set", "tier")
+    assert tier_set.value_set == ["bronze", "gold", "silver"]
+    buffer = io.StringIO()
+    reference.to_csv(buffer, index=False)
+    buffer.seek(0)
+    assert validate_dataframe(pd.read_csv(buffer), suite).success
+
+    unseen = reference.assign(tier=reference["tier"].astype(object))
+    unseen.loc[0, "tier"] = "platinum"
+    with pytest.raises(DataValidationError, match="tier"):
+        validate_dataframe(unseen, suite)
+
+
 # --- suite files ----------------------------------------------------------------------
 
 
