@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cfg = resolve_mlflow_config(params.mlflow)
     print(f"registered version {result.version}" + ("" if result.created else " (unchanged data and spec)"))
-    print(f"gate: {'passed' if result.gate_passed else 'failed'}; champion: version {result.champion_version}")
+    verdict = "passed" if result.gate_passed else "failed"
+    print(f"gate: {verdict}; champion: version {result.champion_version}")
     artifacts = f" --default-artifact-root {cfg.artifact_location}" if cfg.artifact_location else ""
     print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.tracking_uri}{artifacts} --port 5000")
     return 0

@@ -52,7 +52,7 @@ def test_pipeline_registers_then_reuses_then_gates_against_champion(prefect_harn
     report_path = client.download_artifacts(second.run_id, "evaluation/report.json")
     report = pd.read_json(report_path, typ="series")
     assert report["champion"]["version"] == 1  # gated against the first version as champion
-    assert client.get_model_version_by_alias(model_name, "champion").version == "2"
+    assert int(client.get_model_version_by_alias(model_name, "champion").version) == 2
 
     validation = read_artifact("validation-churn-demo")
     evaluation = read_artifact(f"evaluation-{model_name}")
@@ -67,7 +67,7 @@ def test_bad_data_stops_before_training(prefect_harness, params, tmp_path, mlflo
     with pytest.raises(DataValidationError, match="tenure"):
         training_pipeline(params.model_copy(update={"dataset": DatasetSpec(uri=uri)}))
     versions = client_for(mlflow_config).search_model_versions(f"name = '{model_name}'")
-    assert [v.version for v in versions] == ["1"]
+    assert [int(v.version) for v in versions] == [1]
 
 
 def test_failed_gate_fails_the_run_and_moves_no_alias(prefect_harness, params, mlflow_config, model_name):
@@ -112,3 +112,17 @@ def test_user_flow_with_own_data_and_estimator(prefect_harness, mlflow_config, m
     champion = client_for(mlflow_config).get_model_version_by_alias(model_name, "champion")
     assert champion.tags["mlops.gate.passed"] == "true"
     assert float(champion.tags["mlops.metric.r2"]) > 0.5
+
+
+def test_training_deployment_has_a_typed_form():
+    from prefect.utilities.callables import parameter_schema
+
+    from deployments.serve import build_deployments
+
+    (deployment,) = build_deployments()
+    assert deployment.name == "training-pipeline" and "training" in deployment.tags
+    # the schema Prefect's UI renders as the "Run" form
+    definitions = parameter_schema(training_pipeline).model_dump()["definitions"]
+    form = definitions["TrainingPipelineParams"]["properties"]
+    assert form["model_name"]["description"] == "Registered model name in MLflow."
+    assert {"dataset", "demo", "training", "gate", "mlflow"} <= set(form)

@@ -1,0 +1,1 @@
+"""Prefect deployments of the ready-made flows (schedules, tags, default parameters)."""
