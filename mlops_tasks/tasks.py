@@ -81,7 +81,7 @@ def _artifact_key(*parts: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text).strip("-")[:100]
 
 
-@task(name="load-dataset", **_IO_RETRIES)
+@task(name="load-dataset", timeout_seconds=1800, **_IO_RETRIES)
 def load_dataset(spec: _data.DatasetSpec) -> _data.LoadedDataset:
     """Read a CSV or Parquet dataset (local or ``s3://``) with its fingerprint.
 
@@ -198,7 +198,7 @@ def suggest_expectations(
     return written
 
 
-@task(name="validate-data")
+@task(name="validate-data", timeout_seconds=3600)
 def validate_data(
     frame: pd.DataFrame,
     suite_path: str | Path,
@@ -293,7 +293,7 @@ def train_model(
     return trained
 
 
-@task(name="evaluate-model", **_IO_RETRIES)
+@task(name="evaluate-model", timeout_seconds=3600, **_IO_RETRIES)
 def evaluate_model(
     trained: _training.TrainedModel,
     holdout: pd.DataFrame,
@@ -362,7 +362,7 @@ def _publish_evaluation(report: _evaluation.EvaluationReport, model_name: str | 
     )
 
 
-@task(name="register-model", **_IO_RETRIES)
+@task(name="register-model", timeout_seconds=600, **_IO_RETRIES)
 def register_model(
     trained: _training.TrainedModel,
     report: _evaluation.EvaluationReport,
@@ -398,7 +398,7 @@ def register_model(
     return version
 
 
-@task(name="promote-model", **_IO_RETRIES)
+@task(name="promote-model", timeout_seconds=300, **_IO_RETRIES)
 def promote_model(
     model_name: str,
     version: int,
@@ -434,7 +434,7 @@ def promote_model(
     return result
 
 
-@task(name="rollback-model", **_IO_RETRIES)
+@task(name="rollback-model", timeout_seconds=300, **_IO_RETRIES)
 def rollback_model(
     model_name: str, *, mlflow_config: MlflowConfig | None = None
 ) -> _registry.PromotionResult:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs (through apt) and starts the system services the test suite needs when
+# they are missing: a Docker engine (docker.io; a Docker *client* alone is not
+# enough), debootstrap for locally built base images, Debian's docker-registry
+# for push tests, and HAProxy for the router. Idempotent: a machine that has them
+# all, with dockerd answering, is left as it is.
+set -euo pipefail
+
+log() { printf 'ensure-system: %s\n' "$*"; }
+
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    log "missing system packages: ${need[*]}; install them as root: apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  log "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  # Service starts are disabled on these machines: run the daemon ourselves.
+  nohup dockerd >"${DOCKERD_LOG:-/var/log/dockerd-mlops-tasks.log}" 2>&1 &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+  if ! docker info >/dev/null 2>&1; then
+    log "dockerd did not answer within 60 s; see ${DOCKERD_LOG:-/var/log/dockerd-mlops-tasks.log}" >&2
+    exit 1
+  fi
+fi
+log "docker engine $(docker version --format '{{.Server.Version}}'), haproxy $(haproxy -v | head -1 | awk '{print $3}')"
