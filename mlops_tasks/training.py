@@ -377,7 +377,6 @@ def train_model(
     # Validate everything that can be checked before touching MLflow.
     check_target(train, spec)
     numeric, categorical = resolve_features(train, spec)
-    features = numeric + categorical
     pipeline = build_pipeline(spec, numeric, categorical)
     if segment_column is not None:
         require_columns(train, [segment_column], what="segment_column")
@@ -386,59 +385,56 @@ def train_model(
     resolved = resolve_and_check(mlflow_config)
     with mlflow_session(resolved) as client:
         experiment_id = ensure_experiment(client, resolved)
-        if reuse_existing:
-            previous = _find_reusable_run(client, experiment_id, key)
-            if previous is not None:
-                model_uri, model_id = _logged_model_uri(client, previous)
-                logger.info(
-                    "Reusing run %s: same data (%s) and spec already trained",
-                    previous.info.run_id,
-                    data.fingerprint[:12],
-                )
-                return TrainedModel(
-                    run_id=previous.info.run_id,
-                    experiment_id=experiment_id,
-                    model_uri=model_uri,
-                    model_id=model_id,
-                    task=spec.task,
-                    target=spec.target,
-                    features=features,
-                    numeric_features=numeric,
-                    categorical_features=categorical,
-                    training_key=key,
-                    data_fingerprint=data.fingerprint,
-                    data_uri=data.uri,
-                    reference_uri=f"{previous.info.artifact_uri}/{REFERENCE_ARTIFACT}",
-                    params=dict(previous.data.params),
-                    metrics={k: float(v) for k, v in previous.data.metrics.items()},
-                    reused=True,
-                )
-        return _fit_and_log(
-            train, spec, pipeline, features, numeric, categorical, key, data,
-            segment_column, experiment_id, client,
-        )
+        common: dict[str, Any] = {
+            "experiment_id": experiment_id,
+            "task": spec.task,
+            "target": spec.target,
+            "features": numeric + categorical,
+            "numeric_features": numeric,
+            "categorical_features": categorical,
+            "training_key": key,
+            "data_fingerprint": data.fingerprint,
+            "data_uri": data.uri,
+        }
+        previous = _find_reusable_run(client, experiment_id, key) if reuse_existing else None
+        if previous is not None:
+            model_uri, model_id = _logged_model_uri(client, previous)
+            logger.info(
+                "Reusing run %s: same data (%s) and spec already trained",
+                previous.info.run_id,
+                data.fingerprint[:12],
+            )
+            return TrainedModel(
+                **common,
+                run_id=previous.info.run_id,
+                model_uri=model_uri,
+                model_id=model_id,
+                reference_uri=f"{previous.info.artifact_uri}/{REFERENCE_ARTIFACT}",
+                params=dict(previous.data.params),
+                metrics={k: float(v) for k, v in previous.data.metrics.items()},
+                reused=True,
+            )
+        return _fit_and_log(train, spec, pipeline, data, segment_column, common)
 
 
 def _fit_and_log(
     train: pd.DataFrame,
     spec: TrainingSpec,
     pipeline: Any,
-    features: list[str],
-    numeric: list[str],
-    categorical: list[str],
-    key: str,
     data: DatasetInfo,
     segment_column: str | None,
-    experiment_id: str,
-    client: Any,
+    common: dict[str, Any],
 ) -> TrainedModel:
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
+    features, numeric, categorical = (
+        common["features"], common["numeric_features"], common["categorical_features"]
+    )
     x, y = train[features], train[spec.target]
     tags = {
-        TAG_TRAINING_KEY: key,
+        TAG_TRAINING_KEY: common["training_key"],
         TAG_FINGERPRINT: data.fingerprint,
         TAG_DATA_URI: data.uri,
         TAG_PACKAGE_VERSION: _package_version(),
@@ -451,7 +447,7 @@ def _fit_and_log(
     if sha:
         tags[TAG_GIT_SHA] = sha
 
-    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+    with mlflow.start_run(experiment_id=common["experiment_id"], tags=tags) as run:
         run_id = run.info.run_id
         model, search_metrics, best_params = _fit(pipeline, spec, x, y)
         params = {
@@ -488,18 +484,10 @@ def _fit_and_log(
         artifact_uri = run.info.artifact_uri
     logger.info("Trained %s in run %s (%s)", spec.estimator, run_id, info.model_uri)
     return TrainedModel(
+        **common,
         run_id=run_id,
-        experiment_id=experiment_id,
         model_uri=info.model_uri,
         model_id=getattr(info, "model_id", None),
-        task=spec.task,
-        target=spec.target,
-        features=features,
-        numeric_features=numeric,
-        categorical_features=categorical,
-        training_key=key,
-        data_fingerprint=data.fingerprint,
-        data_uri=data.uri,
         reference_uri=f"{artifact_uri}/{REFERENCE_ARTIFACT}",
         params={k: str(v) for k, v in params.items()},
         metrics=metrics,
