@@ -86,9 +86,14 @@ def mlflow_session(config: ResolvedMlflowConfig) -> Iterator[MlflowClient]:
     """
     import mlflow
 
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
     with _session_lock:
-        previous_tracking = mlflow.get_tracking_uri()
-        previous_registry = mlflow.get_registry_uri()
+        # The URIs as *set* (None when never set), not as resolved: restoring a resolved
+        # default would pin it, and later calls would miss MLFLOW_* variables set after.
+        previous_tracking = tracking_utils._tracking_uri
+        previous_registry = registry_utils._registry_uri
         # set_tracking_uri also exports MLFLOW_TRACKING_URI; keep the caller's environment as it was.
         saved_env = {name: os.environ.get(name) for name in _URI_VARIABLES}
         mlflow.set_tracking_uri(config.tracking_uri)

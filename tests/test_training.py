@@ -125,3 +125,21 @@ def test_tracking_server_down_fails_fast(churn):
     with pytest.raises(ServiceUnavailableError, match="did not answer"):
         train_model(churn, SPEC, data=info_for(churn), mlflow_config=config)
     assert time.monotonic() - started < 30  # not MLflow's minutes of retries
+
+
+def test_mlflow_session_leaves_global_state_as_it_found_it(mlflow_config):
+    import mlflow
+
+    from mlops_tasks.settings import resolve_mlflow_config
+    from mlops_tasks.tracking import mlflow_session
+
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    with mlflow_session(resolve_mlflow_config(mlflow_config)):
+        assert mlflow.get_registry_uri() == mlflow_config.tracking_uri
+    assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == before
+    # nothing pinned: a tracking URI set afterwards is followed by the registry again
+    mlflow.set_tracking_uri("sqlite:////tmp/elsewhere.db")
+    try:
+        assert mlflow.get_registry_uri() == "sqlite:////tmp/elsewhere.db"
+    finally:
+        mlflow.set_tracking_uri(None)
