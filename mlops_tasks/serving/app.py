@@ -11,6 +11,7 @@ no one.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -210,6 +211,10 @@ class ModelServerApp:
     def _on_loaded(self, model: LoadedModel, predictor: Predictor, writer: Any) -> None:
         self.model, self.predictor, self.log_writer = model, predictor, writer
         self._set_headers()
+        # Everything loaded so far lives as long as the process: keep it out of the
+        # garbage collector's full passes, which would otherwise stall requests.
+        gc.collect()
+        gc.freeze()
         self.ready = True
         logger.info(
             "serving model name=%s version=%s run_id=%s from %s as %s (fast path: %s, "

@@ -313,6 +313,10 @@ class PredictionLogWriter:
         A sink that cannot be written is reported through :attr:`degraded`, not raised:
         the server keeps answering.
         """
+        # Import the encoders now, not in the first flush while requests are being served.
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
         try:
             self.sink.check()
         except PredictionLogError as exc:
@@ -377,15 +381,19 @@ class PredictionLogWriter:
         names = self.feature_names
         if not names and entries and isinstance(entries[0].features, dict):
             names = list(entries[0].features)
+        matrices = all(not isinstance(e.features, dict) for e in entries)
+        matrix = np.concatenate([e.features for e in entries]) if matrices and entries else None
         for j, name in enumerate(names):
-            parts = []
-            for e in entries:
-                if isinstance(e.features, dict):
-                    parts.append(np.asarray(e.features[name]))
-                else:
-                    parts.append(e.features[:, j])
-            col_name = f"feature_{name}" if name in RESERVED_COLUMNS or name == "prediction" else name
-            cols[col_name] = np.concatenate(parts) if parts else np.array([])
+            if matrix is not None:
+                values = matrix[:, j]
+            else:
+                values = np.concatenate([
+                    np.asarray(e.features[name]) if isinstance(e.features, dict)
+                    else e.features[:, j]
+                    for e in entries
+                ])
+            reserved = name in RESERVED_COLUMNS or name == "prediction"
+            cols[f"feature_{name}" if reserved else name] = values
         preds = [np.asarray(e.predictions) for e in entries]
         pred = np.concatenate(preds) if preds else np.array([])
         cols["prediction"] = list(pred) if pred.ndim > 1 else pred
@@ -409,9 +417,10 @@ class PredictionLogWriter:
         if self.fmt == "parquet":
             import pyarrow.parquet as pq
 
-            buf = io.BytesIO()
-            pq.write_table(table, buf, compression="snappy")
-            return buf.getvalue()
+            # A native Arrow buffer: no Python callbacks (and no GIL) while encoding.
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="snappy")
+            return sink.getvalue().to_pybytes()
         frame = table.to_pandas()
         return frame.to_json(orient="records", lines=True, date_format="iso",
                              date_unit="us").encode("utf-8")
