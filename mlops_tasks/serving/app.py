@@ -352,6 +352,8 @@ class ModelServerApp:
                     raise InvalidInputError("Bad Content-Length header.", status=400) from exc
         message = await receive()
         body = message.get("body", b"")
+        if len(body) > limit:
+            raise too_big
         if not message.get("more_body"):
             return body
         chunks = [body]

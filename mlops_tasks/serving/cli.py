@@ -164,6 +164,7 @@ def serve(config: ServerConfig, log_level: str = "info") -> int:
         log_level="warning",
         server_header=False,
         date_header=False,
+        proxy_headers=False,
         backlog=2048,
         timeout_graceful_shutdown=config.graceful_timeout_s,
         h11_max_incomplete_event_size=64 * 1024,
