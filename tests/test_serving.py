@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -206,8 +205,10 @@ def test_ping_health_version_metrics(server, store):
     assert status == 200 and hdrs["content-type"].startswith("text/plain")
     assert ('mlops_serve_requests_total{model_name="churn",model_version="1",'
             'endpoint="/invocations",status="200"}') in text
-    assert 'mlops_serve_request_duration_seconds_bucket{model_name="churn",model_version="1",le="+Inf"}' in text
-    rows = [line for line in text.splitlines() if line.startswith("mlops_serve_rows_predicted_total")]
+    assert ('mlops_serve_request_duration_seconds_bucket{model_name="churn",'
+            'model_version="1",le="+Inf"}') in text
+    rows = [line for line in text.splitlines()
+            if line.startswith("mlops_serve_rows_predicted_total")]
     assert rows and float(rows[0].rsplit(" ", 1)[1]) >= 3
     assert "mlops_serve_prediction_log_rows_dropped_total" in text
 
@@ -513,7 +514,8 @@ def test_s3_sink_with_moto(store, tmp_path):
                       "--s3-endpoint-url", endpoint, "--log-flush-interval", "0.2"]).wait_healthy()
         frame = churn_frame(8, seed=31)
         for i in range(8):
-            assert predict(srv.port, split_body(frame.iloc[[i]]), {"X-Request-Id": f"s{i}"})[0] == 200
+            status = predict(srv.port, split_body(frame.iloc[[i]]), {"X-Request-Id": f"s{i}"})[0]
+            assert status == 200
         assert srv.stop() == 0
         log = read_prediction_log("s3://plogs/churn", s3_endpoint_url=endpoint)
         assert sorted(log["request_id"]) == [f"s{i}" for i in range(8)]

@@ -188,13 +188,13 @@ class InputParser:
         if fmt == "inputs" and isinstance(payload, dict):
             names = [str(k) for k in payload]
             cols = []
-            for name, values in payload.items():
+            for values in payload.values():
                 cols.append(values if isinstance(values, list) else [values])
             lengths = {len(c) for c in cols}
             if len(lengths) > 1:
                 raise InvalidInputError(
                     f"'inputs' columns have different lengths: "
-                    f"{ {n: len(c) for n, c in zip(names, cols)} }.",
+                    f"{ {n: len(c) for n, c in zip(names, cols, strict=False)} }.",
                     status=400,
                 )
             return names, None, cols
@@ -329,7 +329,7 @@ class InputParser:
                 raise InvalidInputError(
                     f"Row {i} has {got} values; expected {width} (columns {names}).", status=400
                 )
-        cols = [list(col) for col in zip(*rows)] if rows else [[] for _ in names]
+        cols = [list(col) for col in zip(*rows, strict=False)] if rows else [[] for _ in names]
         return self._convert_columns(names, cols, checked=True)
 
     def _convert_columns(
@@ -340,7 +340,7 @@ class InputParser:
         n_rows = len(cols[0]) if cols else 0
         if n_rows == 0:
             raise InvalidInputError("Empty batch: the request holds no rows.", status=422)
-        given = dict(zip(names, cols))
+        given = dict(zip(names, cols, strict=False))
         out: dict[str, np.ndarray] = {}
         problems: dict[str, str] = {}
         nan_cols: list[str] = []
@@ -401,7 +401,7 @@ class InputParser:
             ]
         if parsed.matrix is not None and parsed.matrix.dtype.kind == "f":
             bad = np.isnan(parsed.matrix).any(axis=0)
-            return [n for n, b in zip(self.names, bad) if b]
+            return [n for n, b in zip(self.names, bad, strict=False) if b]
         return []
 
 

@@ -50,7 +50,7 @@ class Histogram:
         sep = "," if labels else ""
         lines = []
         running = 0
-        for bound, count in zip(self.bounds, self.counts):
+        for bound, count in zip(self.bounds, self.counts, strict=False):
             running += count
             lines.append(f'{name}_bucket{{{labels}{sep}le="{bound:g}"}} {running}')
         lines.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {self.count}')
@@ -78,14 +78,18 @@ class ServerMetrics:
         self.rows_predicted = 0
         self.predict_errors = 0
 
-    def request(self, endpoint: str, status: int, seconds: float | None = None, rows: int = 0) -> None:
+    def request(
+        self, endpoint: str, status: int, seconds: float | None = None, rows: int = 0
+    ) -> None:
         """Count one answered request; ``seconds`` feeds the latency histogram."""
         self.requests[(endpoint, status)] += 1
         if seconds is not None:
             self.latency.observe(seconds)
         self.rows_predicted += rows
 
-    def render(self, labels: dict[str, str], log_stats: Any, extra: dict[str, float] | None = None) -> str:
+    def render(
+        self, labels: dict[str, str], log_stats: Any, extra: dict[str, float] | None = None
+    ) -> str:
         """The whole exposition text.
 
         Args:
@@ -119,10 +123,11 @@ class ServerMetrics:
             f"mlops_serve_predict_errors_total{{{base}}} {self.predict_errors}",
         ]
         if log_stats is not None:
+            written = log_stats.written_rows
             out += [
-                "# HELP mlops_serve_prediction_log_rows_written_total Rows written to the log sink.",
+                "# HELP mlops_serve_prediction_log_rows_written_total Rows written to the sink.",
                 "# TYPE mlops_serve_prediction_log_rows_written_total counter",
-                f"mlops_serve_prediction_log_rows_written_total{{{base}}} {log_stats.written_rows}",
+                f"mlops_serve_prediction_log_rows_written_total{{{base}}} {written}",
                 "# HELP mlops_serve_prediction_log_rows_dropped_total Rows the log sink lost.",
                 "# TYPE mlops_serve_prediction_log_rows_dropped_total counter",
                 f"mlops_serve_prediction_log_rows_dropped_total{{{base}}} {log_stats.dropped_rows}",

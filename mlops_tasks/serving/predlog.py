@@ -101,7 +101,9 @@ class Sink:
                 if not os.access(self.root, os.W_OK):
                     raise PermissionError(f"{self.root} is not writable")
         except Exception as exc:
-            raise PredictionLogError(f"Prediction log sink {self.uri} is not writable: {exc}") from exc
+            raise PredictionLogError(
+                f"Prediction log sink {self.uri} is not writable: {exc}"
+            ) from exc
 
     def write(self, rel: str, data: bytes) -> None:
         """Write one file atomically.
