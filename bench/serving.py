@@ -143,7 +143,7 @@ def write_wrk_script(path: Path, bodies: list[str], headers: dict[str, str], ids
 
 
 def run_wrk(wrk: str, url: str, script: Path, seconds: float) -> dict:
-    cmd = [wrk, "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds:g}s", "--timeout", "10s",
+    cmd = [wrk, "-t", "1", "-c", str(CONNECTIONS), "-d", f"{seconds:g}s", "--timeout", "10s",
            "-s", str(script), url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     for line in out.stdout.splitlines():
