@@ -1,11 +1,13 @@
-"""The ASGI application: endpoints, micro-batching, metrics and the prediction log.
+"""The model server app: endpoints, micro-batching, metrics and the prediction log.
 
-A raw ASGI callable (no framework) served by uvicorn with httptools. Requests that
-arrive together are answered by one ``predict`` call: each ``/invocations`` request
-parses its body, queues itself and awaits; the first one schedules a flush on the
-next event-loop turn, which predicts every queued request at once. Under load the
-batch is as large as the number of requests in flight; alone, a request waits for
-no one.
+:meth:`ModelServerApp.handle` answers one request through a callback; it is driven
+by the built-in httptools protocol (:mod:`mlops_tasks.serving.httpserver`, the
+default) or, through the ASGI adapter (the app is an ASGI callable), by uvicorn or
+any ASGI server. Requests that arrive together are answered by one ``predict``
+call: each ``/invocations`` request parses its body and queues itself; the first
+one schedules a flush on the next event-loop turn, which predicts every queued
+request at once. Under load the batch is as large as the number of requests in
+flight; alone, a request waits for no one.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ def _json(obj: Any) -> bytes:
 
 
 class ModelServerApp:
-    """The ASGI app of the model server.
+    """The model server app (also an ASGI app).
 
     It loads the model in a background thread at startup (``/health`` answers 503
     until it is loaded and warmed up), then serves ``/ping``, ``/health``,
