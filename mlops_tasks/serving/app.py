@@ -41,7 +41,13 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
 def server_version() -> str:
-    """The installed mlops-tasks version (``0.0.0`` when not installed)."""
+    """The installed mlops-tasks version (``0.0.0`` when not installed).
+
+    Example:
+        ```python
+        assert server_version().count(".") >= 2
+        ```
+    """
     try:
         from importlib.metadata import version
 
@@ -51,7 +57,13 @@ def server_version() -> str:
 
 
 def default_log_sink() -> str:
-    """``$MLOPS_PREDICTION_LOG``, else ``<$MLOPS_STATE_DIR or ./.mlops>/prediction-log``."""
+    """``$MLOPS_PREDICTION_LOG``, else ``<$MLOPS_STATE_DIR or ./.mlops>/prediction-log``.
+
+    Example:
+        ```python
+        assert default_log_sink().endswith("prediction-log")  # with neither variable set
+        ```
+    """
     env = os.environ.get("MLOPS_PREDICTION_LOG")
     if env:
         return env

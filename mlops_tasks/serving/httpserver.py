@@ -80,14 +80,17 @@ class HttpProtocol(asyncio.Protocol):
     # -- connection ---------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
+        """Register the new connection."""
         self.transport = transport
         self.connections.add(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        """Forget the closed connection."""
         self.connections.discard(self)
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        """Feed bytes to the parser; malformed HTTP gets 400 and a close."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -116,6 +119,7 @@ class HttpProtocol(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        """httptools: a new request starts."""
         self._url = b""
         self._headers = {}
         self._body = []
@@ -123,14 +127,17 @@ class HttpProtocol(asyncio.Protocol):
         self._error = None
 
     def on_url(self, url: bytes) -> None:
+        """httptools: (part of) the request target."""
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """httptools: one header; only the ones the app reads are kept."""
         name = name.lower()
         if name in _KEPT_HEADERS:
             self._headers[name] = value
 
     def on_headers_complete(self) -> None:
+        """httptools: refuse an announced oversized body, answer 100-continue."""
         length = self._headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             self._error = self.app.body_too_large()
@@ -141,6 +148,7 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
+        """httptools: a body chunk (discarded once the body is refused)."""
         if self._error is not None:
             return  # discard the rest of a refused body
         self._size += len(body)
@@ -151,6 +159,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        """httptools: the request is complete; hand it to the app."""
         method = self.parser.get_method().decode("latin-1")
         keep_alive = self.parser.should_keep_alive() and not self.closing
         slot = _Slot(keep_alive, method == "HEAD")

@@ -189,7 +189,14 @@ class _Entry:
 
 @dataclass
 class LogStats:
-    """Counters of a :class:`PredictionLogWriter` (read by ``/metrics`` and ``/health``)."""
+    """Counters of a :class:`PredictionLogWriter` (read by ``/metrics`` and ``/health``).
+
+    Example:
+        ```python
+        stats = writer.stats
+        print(stats.written_rows, stats.dropped_rows, stats.last_error)
+        ```
+    """
 
     written_rows: int = 0
     dropped_rows: int = 0
