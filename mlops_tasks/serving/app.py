@@ -358,25 +358,19 @@ class ModelServerApp:
             return
         self._enqueue(call)
 
-    def _answer(self, call: _Call, predictions: np.ndarray) -> None:
-        parsed = call.parsed
-        assert parsed is not None
-        rows = parsed.n_rows
+    def _answer(self, call: _Call, predictions: np.ndarray) -> bool:
+        """Send one request's predictions; False when they cannot be serialized."""
         try:
             out = b'{"predictions":' + _json(_jsonable(predictions)) + b"}"
         except Exception as exc:
             self._answer_error(call, exc)
-            return
-        if self.log_writer is not None:
-            now = time.time()
-            self.log_writer.append(
-                [call.request_id] * rows,
-                [now] * rows,
-                parsed.matrix if parsed.matrix is not None else parsed.columns,
-                predictions,
-            )
+            return False
         call.respond(200, call.headers, out)
-        self.metrics.request("/invocations", 200, time.perf_counter() - call.started, rows)
+        self.metrics.request(
+            "/invocations", 200, time.perf_counter() - call.started,
+            call.parsed.n_rows,  # type: ignore[union-attr]
+        )
+        return True
 
     def _answer_error(self, call: _Call, exc: BaseException) -> None:
         if isinstance(exc, InvalidInputError):
@@ -539,7 +533,8 @@ class ModelServerApp:
         predictor = self.predictor
         assert predictor is not None
         try:
-            predictions = predictor.predict([c.parsed for c in group])  # type: ignore[misc]
+            merged = predictor.combine([c.parsed for c in group])  # type: ignore[misc]
+            predictions = predictor.predict(merged)
         except Exception as exc:
             if len(group) == 1:
                 self.metrics.predict_errors += 1
@@ -551,10 +546,29 @@ class ModelServerApp:
             return
         self.metrics.batch_size.observe(len(predictions))
         offset = 0
+        answered = []
         for call in group:
             end = offset + call.parsed.n_rows  # type: ignore[union-attr]
-            self._answer(call, predictions[offset:end])
+            answered.append(self._answer(call, predictions[offset:end]))
             offset = end
+        if self.log_writer is None:
+            return
+        if not all(answered):  # rare: log only the requests that got their answer
+            keep = [c for c, ok in zip(group, answered, strict=True) if ok]
+            if not keep:
+                return
+            merged = predictor.combine([c.parsed for c in keep])  # type: ignore[misc]
+            mask = np.repeat(answered, [c.parsed.n_rows for c in group])  # type: ignore[union-attr]
+            predictions = predictions[mask]
+            group = keep
+        # One log entry per batch: the writer repeats each id over its request's rows.
+        self.log_writer.append(
+            [c.request_id for c in group],
+            [time.time()] * len(group),
+            merged.matrix if merged.matrix is not None else merged.columns,
+            predictions,
+            row_counts=[c.parsed.n_rows for c in group],  # type: ignore[union-attr]
+        )
 
 
 _ERROR_CODES = {
