@@ -376,8 +376,11 @@ def main() -> int:
                 log(f"MLServer not measured: it could not be installed: {exc}")
                 mlserver = None
             if mlserver is not None:
-                results["mlserver"] = run_mlserver(mlserver, wrk, root, folder, holdout,
-                                                   reference, args, procs)
+                try:
+                    results["mlserver"] = run_mlserver(mlserver, wrk, root, folder, holdout,
+                                                       reference, args, procs)
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    log(f"MLServer not measured: it did not serve the model: {exc}")
     finally:
         for proc in procs:
             if proc.poll() is None:
