@@ -708,3 +708,19 @@ def test_uvicorn_front_end_serves_the_same_app(store, pyfunc, tmp_path):
     assert json.loads(call(srv.port, "GET", "/health")[2])["status"] == "ok"
     assert srv.stop() == 0
     assert read_prediction_log(str(sink))["request_id"].tolist() == ["uv"] * 10
+
+
+def test_idle_keep_alive_connections_are_closed(store):
+    srv = Server(["--model-uri", "models:/churn/1", "--no-prediction-log",
+                  "--keep-alive-timeout", "1"]).wait_healthy()
+    try:
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        started = time.time()
+        assert sock.recv(65536) == b""  # closed by the server once idle
+        assert time.time() - started < 10
+        sock.close()
+    finally:
+        assert srv.stop() == 0

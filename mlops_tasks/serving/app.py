@@ -93,6 +93,8 @@ class ServerConfig:
         fast_path: Allow the NumPy matrix fast path for numeric models.
         model_cache_dir: Where registry models are downloaded (temporary by default).
         graceful_timeout_s: How long shutdown waits for requests in flight.
+        keep_alive_timeout_s: Idle keep-alive connections are closed after this long
+            (built-in HTTP front end).
 
     Example:
         ```python
@@ -115,6 +117,7 @@ class ServerConfig:
     fast_path: bool = True
     model_cache_dir: str | None = None
     graceful_timeout_s: float = 30.0
+    keep_alive_timeout_s: float = 75.0
 
     def served_by(self) -> str:
         """The instance name, defaulting to ``hostname:port``."""

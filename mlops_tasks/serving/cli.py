@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                    default=_env("MLOPS_SERVE_HTTP", "builtin"),
                    help="HTTP front end: the built-in httptools protocol (fastest) or uvicorn "
                         "running the ASGI app [MLOPS_SERVE_HTTP, builtin]")
+    p.add_argument("--keep-alive-timeout", type=float,
+                   default=float(_env("MLOPS_SERVE_KEEP_ALIVE_S", "75") or 75),
+                   help="close keep-alive connections idle this long, in seconds "
+                        "[MLOPS_SERVE_KEEP_ALIVE_S, 75]")
     p.add_argument("--log-level", default=_env("MLOPS_SERVE_LOG_LEVEL", "info"),
                    help="server log level [MLOPS_SERVE_LOG_LEVEL, info]")
     return p
@@ -119,6 +123,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         fast_path=not args.no_fast_path,
         model_cache_dir=args.model_cache_dir,
         graceful_timeout_s=args.graceful_timeout,
+        keep_alive_timeout_s=args.keep_alive_timeout,
     )
 
 
@@ -169,7 +174,8 @@ def serve(config: ServerConfig, log_level: str = "info", http: str = "builtin") 
             factory = uvloop.new_event_loop
         with asyncio.Runner(loop_factory=factory) as runner:
             listened = runner.run(
-                serve_forever(app, config.host, config.port, config.graceful_timeout_s)
+                serve_forever(app, config.host, config.port, config.graceful_timeout_s,
+                              config.keep_alive_timeout_s)
             )
         return _exit_code(app, listened, config)
     import uvicorn
@@ -188,6 +194,7 @@ def serve(config: ServerConfig, log_level: str = "info", http: str = "builtin") 
         proxy_headers=False,
         backlog=2048,
         timeout_graceful_shutdown=config.graceful_timeout_s,
+        timeout_keep_alive=int(max(1, config.keep_alive_timeout_s)),
         h11_max_incomplete_event_size=64 * 1024,
     )
     server = uvicorn.Server(uv_config)

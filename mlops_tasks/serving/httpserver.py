@@ -71,6 +71,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: Any = None
         self.slots: deque[_Slot] = deque()
         self.closing = False
+        self.last_active = time.monotonic()
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
@@ -91,6 +92,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Feed bytes to the parser; malformed HTTP gets 400 and a close."""
+        self.last_active = time.monotonic()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -209,8 +211,20 @@ class HttpProtocol(asyncio.Protocol):
             self.transport = None
 
 
+async def _close_idle(connections: set[HttpProtocol], timeout_s: float) -> None:
+    """Close keep-alive connections that sent nothing for ``timeout_s`` and await no answer."""
+    while True:
+        await asyncio.sleep(min(timeout_s / 2, 5.0))
+        cutoff = time.monotonic() - timeout_s
+        for conn in list(connections):
+            if not conn.slots and conn.last_active < cutoff and conn.transport is not None:
+                conn.transport.close()
+                conn.transport = None
+
+
 async def serve_forever(app: ModelServerApp, host: str, port: int,
-                        graceful_timeout_s: float = 30.0) -> bool:
+                        graceful_timeout_s: float = 30.0,
+                        keep_alive_timeout_s: float = 75.0) -> bool:
     """Serve ``app`` until SIGTERM/SIGINT or a fatal app error; then stop gracefully.
 
     Args:
@@ -218,6 +232,7 @@ async def serve_forever(app: ModelServerApp, host: str, port: int,
         host: Interface to bind.
         port: TCP port.
         graceful_timeout_s: How long to wait for requests in flight at shutdown.
+        keep_alive_timeout_s: Idle keep-alive connections are closed after this long.
 
     Returns:
         ``True`` when the server listened (``False`` if the port could not be bound).
@@ -243,9 +258,11 @@ async def serve_forever(app: ModelServerApp, host: str, port: int,
     app.on_fatal = stop.set
     app.start()
     logger.info("listening on http://%s:%s", host, port)
+    sweeper = asyncio.ensure_future(_close_idle(connections, keep_alive_timeout_s))
     try:
         await stop.wait()
     finally:
+        sweeper.cancel()
         server.close()
         for conn in list(connections):
             conn.shutdown()
