@@ -5,9 +5,11 @@ possible: requests are parsed by httptools in ``data_received`` and handed strai
 to :meth:`ModelServerApp.handle` (no task, no ASGI message dicts), and each answer is
 written with one ``transport.write``. Keep-alive and pipelining are supported
 (answers leave in request order), as are chunked request bodies and
-``Expect: 100-continue``. A body over the size limit is answered 413 as soon as its
-``Content-Length`` (or the running size of a chunked body) shows it, and the rest
-of it is discarded.
+``Expect: 100-continue``. A body over the size limit is refused as soon as its
+``Content-Length`` (or the running size of a chunked body) shows it: nothing more of
+it is kept, the rest is read and discarded, and the answer is 413 (answering before
+the client has finished sending would make the kernel reset the connection and the
+client could lose the answer). No 100 Continue is sent for such a body.
 
 Graceful stop (:func:`run`): on SIGTERM or SIGINT the listening socket is closed,
 idle connections are closed, connections with requests in flight are closed once
