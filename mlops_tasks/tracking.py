@@ -85,7 +85,6 @@ def mlflow_session(config: ResolvedMlflowConfig) -> Iterator[MlflowClient]:
         A client bound to the same URIs.
     """
     import mlflow
-
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
