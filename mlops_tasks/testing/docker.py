@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 TEST_LABEL = "org.mlops-tasks.test"
+#: Label of the kept base images (not inherited under TEST_LABEL, so cleaning a test run keeps them).
+BASE_LABEL = "org.mlops-tasks.test-base"
 TEST_NAMESPACE = "mlops-tasks-test"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 HOW_TO_START = (
@@ -45,7 +47,7 @@ BASE_RECIPES: dict[str, dict[str, Any]] = {
         "suite": "bookworm",
         "variant": "minbase",
         "include": ["python3", "python3-venv", "ca-certificates"],
-        "changes": ['ENV LANG=C.UTF-8', 'CMD ["/bin/bash"]'],
+        "changes": ["ENV LANG=C.UTF-8", 'CMD ["/bin/bash"]'],
     },
 }
 
@@ -136,16 +138,24 @@ def ensure_base_image(client: Any, name: str = "bookworm-python") -> str:
     recipe = BASE_RECIPES[name]
     debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
     if not Path(debootstrap).exists():
-        raise RuntimeError("debootstrap is missing: run scripts/ensure-system.sh (apt-get install debootstrap).")
+        raise RuntimeError(
+            "debootstrap is missing: run scripts/ensure-system.sh (apt-get install debootstrap)."
+        )
     with tempfile.TemporaryDirectory(prefix="mlops-base-") as tmp:
         root = Path(tmp) / "root"
         cmd = [
-            debootstrap, f"--variant={recipe['variant']}", f"--include={','.join(recipe['include'])}",
-            recipe["suite"], str(root), DEBIAN_MIRROR,
+            debootstrap,
+            f"--variant={recipe['variant']}",
+            f"--include={','.join(recipe['include'])}",
+            recipe["suite"],
+            str(root),
+            DEBIAN_MIRROR,
         ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"debootstrap failed ({done.returncode}): {done.stderr[-2000:] or done.stdout[-2000:]}")
+            raise RuntimeError(
+                f"debootstrap failed ({done.returncode}): {done.stderr[-2000:] or done.stdout[-2000:]}"
+            )
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for entry in (root / junk).glob("*"):
                 if entry.is_file():
@@ -153,7 +163,7 @@ def ensure_base_image(client: Any, name: str = "bookworm-python") -> str:
         tarball = Path(tmp) / "root.tar"
         subprocess.run(["tar", "-C", str(root), "-cf", str(tarball), "."], check=True)
         repository, _, version = tag.partition(":")
-        changes = [*recipe["changes"], f"LABEL {TEST_LABEL}=base {TEST_LABEL}.recipe={version}"]
+        changes = [*recipe["changes"], f"LABEL {BASE_LABEL}={name}:{version}"]
         client.api.import_image(src=str(tarball), repository=repository, tag=version, changes=changes)
     client.images.get(tag)
     return tag
@@ -224,7 +234,9 @@ def _bcrypt(password: str) -> str:
 
 
 @contextmanager
-def local_registry(root: Path, *, username: str | None = None, password: str | None = None) -> Iterator[LocalRegistry]:
+def local_registry(
+    root: Path, *, username: str | None = None, password: str | None = None
+) -> Iterator[LocalRegistry]:
     """Run Debian's ``docker-registry`` on a free loopback port, optionally with htpasswd auth.
 
     Docker treats 127.0.0.0/8 registries as insecure-allowed, so pushes need no TLS.
@@ -249,14 +261,22 @@ def local_registry(root: Path, *, username: str | None = None, password: str | N
 
     binary = "/usr/bin/docker-registry"
     if not Path(binary).exists():
-        raise RuntimeError("docker-registry is missing: run scripts/ensure-system.sh (apt-get install docker-registry).")
+        raise RuntimeError(
+            "docker-registry is missing: run scripts/ensure-system.sh (apt-get install docker-registry)."
+        )
     root.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     lines = [
         "version: 0.1",
-        "log:", "  level: warn",
-        "storage:", "  filesystem:", f"    rootdirectory: {root / 'data'}", "  delete:", "    enabled: true",
-        "http:", f"  addr: 127.0.0.1:{port}",
+        "log:",
+        "  level: warn",
+        "storage:",
+        "  filesystem:",
+        f"    rootdirectory: {root / 'data'}",
+        "  delete:",
+        "    enabled: true",
+        "http:",
+        f"  addr: 127.0.0.1:{port}",
     ]
     if username and password:
         htpasswd = root / "htpasswd"
