@@ -9,11 +9,13 @@ Docker engine these tests fail (never skip) and say how to start one.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import urllib.request
 import uuid
 
+import pandas as pd
 import pytest
 from conftest import client_for, free_port
 from test_training import SPEC, info_for
@@ -237,8 +239,6 @@ def test_prediction_log_goes_to_a_mounted_host_folder(built, model, docker, tmp_
     _, _, holdout, _ = model
     log_dir = tmp_path / "plog"
     log_dir.mkdir()
-    import os
-
     os.chown(log_dir, IMAGE_UID, IMAGE_UID)
     port = free_port()
     container = docker.containers.run(
@@ -247,30 +247,65 @@ def test_prediction_log_goes_to_a_mounted_host_folder(built, model, docker, tmp_
         labels={TEST_LABEL: RUN_ID},
         ports={"8080/tcp": ("127.0.0.1", port)},
         volumes={str(log_dir): {"bind": "/var/lib/mlops/prediction-log", "mode": "rw"}},
-        environment={"MLOPS_PREDICTION_LOG_FORMAT": "jsonl"},
     )
     try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
+        wait_healthy(port, container)
         rows = holdout.drop(columns=["churned"]).head(5)
-        body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))})
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            data=body.encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        assert urllib.request.urlopen(request, timeout=30).status == 200
+        post_rows(port, rows)
         container.stop(timeout=30)  # graceful stop flushes the log
     finally:
         logs = container.logs().decode()
         container.remove(force=True)
-    files = [p for p in log_dir.rglob("*") if p.is_file()]
+    files = list(log_dir.rglob("*.parquet"))
     assert files, f"no prediction log written; container log:\n{logs[-2000:]}"
     assert all(p.stat().st_uid == IMAGE_UID for p in files)
+    logged = pd.concat([pd.read_parquet(p) for p in files])
+    assert len(logged) == len(rows) and logged["model_name"].eq(model[0]).all()
+
+
+def wait_healthy(port: int, container) -> None:
+    for _ in range(240):
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"not healthy: {container.logs().decode()[-2000:]}")
+
+
+def post_rows(port: int, rows: pd.DataFrame) -> None:
+    body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+    assert urllib.request.urlopen(request, timeout=30).status == 200
+
+
+def test_prediction_log_to_s3_with_credentials_passed_at_run_time(built, model, docker, s3_bucket):
+    import boto3
+
+    config, bucket = s3_bucket
+    _, _, holdout, _ = model
+    port = free_port()
+    # host network: the container reaches the loopback S3 server; credentials only in the run's env
+    container = docker.containers.run(
+        built.image_id, detach=True, labels={TEST_LABEL: RUN_ID}, network_mode="host",
+        environment={
+            "MLOPS_SERVE_HOST": "127.0.0.1", "MLOPS_SERVE_PORT": str(port),
+            "MLOPS_PREDICTION_LOG": f"s3://{bucket}/plog", "MLOPS_S3_ENDPOINT_URL": config.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+    )
+    try:
+        wait_healthy(port, container)
+        post_rows(port, holdout.drop(columns=["churned"]).head(3))
+        container.stop(timeout=30)
+    finally:
+        logs = container.logs().decode()
+        container.remove(force=True)
+    listed = boto3.client("s3", **config.client_kwargs()).list_objects_v2(Bucket=bucket, Prefix="plog/")
+    assert listed.get("KeyCount", 0) >= 1, f"nothing logged to S3; container log:\n{logs[-2000:]}"
+    assert "testing" not in json.dumps(docker.images.get(built.image_id).attrs)
 
 
 def test_second_build_of_the_same_version_reuses_the_image(built, model, spec, mlflow_config):
@@ -337,7 +372,9 @@ def test_registry_unreachable_or_unknown(built):
 
 def test_ecr_login_token_from_boto3(s3_server):
     creds = ecr_credentials("123456789012.dkr.ecr.us-east-1.amazonaws.com", endpoint_url=s3_server)
-    assert creds.username == "AWS" and creds.password.get_secret_value()
+    assert creds.username == "AWS"
+    assert creds.password.get_secret_value() == "123456789012-auth-token"  # moto's token for the account
+    assert "auth-token" not in repr(creds)
 
 
 # --- bad input --------------------------------------------------------------------------
