@@ -105,7 +105,7 @@ EXCLUDED_REQUIREMENTS = frozenset({"mlflow", "mlflow-skinny", "mlflow-tracing"})
 _ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 _STEP = re.compile(r"^Step (\d+/\d+) : (.*)$")
 _MISSING_PACKAGE = re.compile(
-    r"(?:No matching distribution found for|satisfies the requirement)\s+([A-Za-z0-9_.\-\[\]]+)"
+    r"(?:No matching distribution found for|satisfies the requirement)\s+([A-Za-z0-9_.\-\[\],=<>!~]+)"
 )
 
 LogFn = Callable[[str], None]
@@ -842,14 +842,16 @@ def fill_wheelhouse(
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
-            output = (done.stderr + done.stdout).strip()
+            output = (done.stdout + done.stderr).strip()
             match = _MISSING_PACKAGE.search(output)
             package = match.group(1) if match else None
             tail = "\n".join(output.splitlines()[-15:])
+            errors = [line for line in output.splitlines() if line.startswith("ERROR:")]
+            summary = errors[-1] if errors else (tail.splitlines()[-1] if tail else "pip download failed")
             raise WheelhouseError(
                 f"Requirement {package or '(see log)'!r} cannot be resolved into wheels for "
                 f"{spec.platform} / CPython {spec.python_version} ({', '.join(platforms)}): "
-                f"{tail.splitlines()[-1] if tail else 'pip download failed'}. Pin a version that "
+                f"{summary}. Pin a version that "
                 "publishes such a wheel, or drop the requirement.",
                 package=package,
                 log_tail=tail,
@@ -1003,7 +1005,7 @@ def prune_model_images(
     removed: list[str] = []
     for image in images:
         if image.id in protected or kept < keep:
-            kept += 1 if image.id not in protected else 0
+            kept += 1
             continue
         try:
             for ref in list(image.tags) or [image.id]:
