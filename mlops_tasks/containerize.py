@@ -325,6 +325,7 @@ class VerificationReport(BaseModel):
     health_tries: int = 0
     detail: str = ""
     recorded: bool = Field(False, description="True when the MLflow version tag was written.")
+    image: ImageRef | None = Field(None, description="The verified image (verified=True), when given one.")
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -977,7 +978,7 @@ def _run_build(client: Any, ctx: BuildContext, spec: ImageSpec, log: LogFn | Non
 def prune_model_images(
     model_name: str, keep: int, *, engine: DockerEngine | Any | None = None, keep_ids: Iterable[str] = ()
 ) -> list[str]:
-    """Remove the oldest managed images of a model beyond ``keep`` (images in use are kept).
+    """Remove the oldest managed images of a model beyond ``keep`` (images a container uses are kept).
 
     Args:
         model_name: Registered model name (the ``org.mlops-tasks.model.name`` label).
@@ -1008,8 +1009,13 @@ def prune_model_images(
             kept += 1
             continue
         try:
-            for ref in list(image.tags) or [image.id]:
-                client.images.remove(ref, noprune=False)
+            users = client.containers.list(all=True, filters={"ancestor": image.id})
+            if users:
+                logger.warning("Kept image %s of %s: used by container(s) %s", image.short_id, model_name,
+                               ", ".join(c.name for c in users))
+                continue
+            # by id and forced: also drops registry tags and digest references (docker pull by digest)
+            client.images.remove(image.id, force=True, noprune=False)
             removed.append(image.id)
         except docker.errors.APIError as exc:
             logger.warning("Kept image %s of %s: %s", image.short_id, model_name, exc.explanation or exc)
@@ -1217,6 +1223,16 @@ def _registry_error(ref: str, message: str) -> RegistryPushError:
     return RegistryPushError(f"Pushing {ref} failed: {message}")
 
 
+def _untag(client: Any, ref: str) -> None:
+    """Drop a registry tag added for a push that failed (the image itself stays)."""
+    import docker
+
+    try:
+        client.images.remove(ref)
+    except docker.errors.APIError:
+        logger.warning("Could not remove tag %s", ref)
+
+
 def push_model_image(
     image: ImageRef,
     registry: str,
@@ -1298,8 +1314,13 @@ def push_model_image(
                 if chunk.get("status") and chunk.get("id") is None:
                     _emit(log, chunk["status"])
         except docker.errors.APIError as exc:
+            _untag(client, ref)
             raise _registry_error(ref, str(exc.explanation or exc)) from None
+        except RegistryPushError:
+            _untag(client, ref)
+            raise
         except (docker.errors.DockerException, OSError) as exc:
+            _untag(client, ref)
             raise DockerUnavailableError(f"The Docker engine failed while pushing {ref}: {exc}") from exc
         pushed.append(ref)
         _emit(log, f"Pushed {ref}")
@@ -1505,6 +1526,8 @@ def verify_model_image(
                 name, str(ver), TAG_IMAGE_VERIFIED_AT, datetime.now(UTC).isoformat(timespec="seconds")
             )
         report.recorded = True
+    if isinstance(image, ImageRef):
+        report.image = image.model_copy(update={"verified": True})
     _emit(log, f"Verified {local.short_id}: {report.detail}")
     return report
 

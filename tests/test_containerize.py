@@ -213,6 +213,7 @@ def test_verify_runs_the_image_and_records_the_verdict(built, model, mlflow_conf
     report = verify_model_image(built, holdout, target="churned", mlflow_config=mlflow_config)
     assert report.passed and report.mismatches == 0 and report.rows == len(holdout)
     assert report.health_seconds is not None and report.recorded
+    assert report.image is not None and report.image.verified and report.image.image_id == built.image_id
     assert image_verified(built, name, version, mlflow_config=mlflow_config)
     tags = client_for(mlflow_config).get_model_version(name, str(version)).tags
     assert tags["mlops.image.verified"] == built.image_id
@@ -331,13 +332,14 @@ def test_push_to_registry_and_pull_back_by_digest(built, registry, docker):
     assert pulled.attrs["Config"]["User"] == f"{IMAGE_UID}:{IMAGE_UID}"
 
 
-def test_registry_refusing_credentials(built, auth_registry):
+def test_registry_refusing_credentials(built, auth_registry, docker):
     with pytest.raises(RegistryAuthError, match="refused"):
         push_model_image(
             built, auth_registry.host, credentials=RegistryCredentials(username="ci", password="wrong")
         )
     with pytest.raises(RegistryAuthError):
         push_model_image(built, auth_registry.host)
+    assert not [t for t in docker.images.get(built.image_id).tags if t.startswith(auth_registry.host)]
 
 
 def test_push_with_credentials_from_a_block_leaves_no_secret_in_the_image(built, auth_registry, docker):

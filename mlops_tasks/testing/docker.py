@@ -208,6 +208,13 @@ class LocalRegistry:
         username: User accepted when the registry was started with auth.
         password: Its password.
         pid: Process id (the fixture kills exactly this process).
+        root: Folder holding its config, htpasswd file, log and blobs.
+
+    Example:
+        ```python
+        with local_registry(tmp_path, username="ci", password="pw") as reg:
+            push_model_image(ref, reg.host, credentials=RegistryCredentials(username="ci", password="pw"))
+        ```
     """
 
     host: str
