@@ -143,3 +143,59 @@ class InvalidInputError(ModelServerError, SchemaError):
 
 class PredictionLogError(ModelServerError, StorageError):
     """The prediction log sink cannot be written or read."""
+
+
+# --- added by containerize ---
+
+
+class ContainerizeError(MLOpsError):
+    """Building, verifying or pushing a model image failed."""
+
+
+class ImageBuildError(ContainerizeError):
+    """``docker build`` failed; ``step`` is the failing Dockerfile step, ``log_tail`` its last lines."""
+
+    def __init__(self, message: str, step: str | None = None, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.step = step
+        self.log_tail = log_tail
+
+
+class WheelhouseError(ImageBuildError, ConfigurationError):
+    """A requirement cannot be resolved into wheels for the image's platform; ``package`` names it."""
+
+    def __init__(self, message: str, package: str | None = None, log_tail: str = "") -> None:
+        super().__init__(message, step="wheelhouse", log_tail=log_tail)
+        self.package = package
+
+
+class BaseImageNotFoundError(ImageBuildError, ConfigurationError):
+    """The base image is not on the engine and cannot be pulled."""
+
+
+class DockerUnavailableError(ServiceUnavailableError, ContainerizeError):
+    """No Docker engine answers at the configured address (retried: it may be starting)."""
+
+
+class RegistryPushError(ContainerizeError):
+    """A registry refused a push."""
+
+
+class RegistryUnreachableError(RegistryPushError, ServiceUnavailableError):
+    """The registry host is unknown or does not answer."""
+
+
+class RegistryAuthError(RegistryPushError):
+    """The registry refused the credentials (or needs some and got none)."""
+
+
+class RepositoryNotFoundError(RegistryPushError):
+    """The registry has no such repository (e.g. an ECR repository not created yet)."""
+
+
+class ImageVerificationError(ContainerizeError):
+    """The image did not become healthy or its predictions differ from in-process ones."""
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report

@@ -43,19 +43,22 @@ from mlops_tasks import evaluation as _evaluation
 from mlops_tasks import registry as _registry
 from mlops_tasks import training as _training
 from mlops_tasks import validation as _validation
-from mlops_tasks.errors import DataValidationError, QualityGateError, is_transient
+from mlops_tasks.errors import DataValidationError, ImageVerificationError, QualityGateError, is_transient
 from mlops_tasks.settings import MlflowConfig
 
 __all__ = [
+    "build_model_image",
     "evaluate_model",
     "load_dataset",
     "promote_model",
+    "push_model_image",
     "register_model",
     "rollback_model",
     "split_dataset",
     "suggest_expectations",
     "train_model",
     "validate_data",
+    "verify_model_image",
 ]
 
 
@@ -461,3 +464,181 @@ def rollback_model(
         "Rolled back %s: champion %s -> %s", model_name, result.previous_version, result.version
     )
     return result
+
+
+# --- containerize tasks ---
+
+from mlops_tasks import containerize as _containerize  # noqa: E402
+
+
+def _publish_image(image: _containerize.ImageRef, action: str) -> None:
+    rows = [
+        {"field": "image", "value": image.reference},
+        {"field": "image id", "value": image.image_id},
+        {"field": "tags", "value": ", ".join(image.tags)},
+        {"field": "size (MB)", "value": f"{image.size_bytes / 1e6:.1f}"},
+        {"field": "model", "value": f"{image.model_name} v{image.model_version}"},
+        {"field": "reused", "value": str(image.reused)},
+        {"field": "repo digest", "value": image.repo_digest or ""},
+        {"field": "pushed", "value": ", ".join(image.pushed)},
+        {"field": "build context", "value": str(image.build_context or "")},
+    ]
+    create_table_artifact(
+        table=rows, key=_artifact_key("image", image.model_name, f"v{image.model_version}"),
+        description=f"{action} {image.reference}",
+    )
+
+
+@task(name="build-model-image", timeout_seconds=3600, **_IO_RETRIES)
+def build_model_image(
+    model_name: str,
+    version: int | str,
+    *,
+    spec: _containerize.ImageSpec | None = None,
+    engine: _containerize.DockerEngine | Any | None = None,
+    mlflow_config: MlflowConfig | None = None,
+    force_rebuild: bool = False,
+) -> _containerize.ImageRef:
+    """Build (or reuse) the offline model-server image of a registered version.
+
+    The build log goes to the run logger; a table artifact describes the image.
+
+    Args:
+        model_name: Registered model name.
+        version: Version number or alias (``"champion"``).
+        spec: Image options (base image, platform, labels, ``keep_images``).
+        engine: Docker engine (``DockerEngine`` or a prefect-docker ``DockerHost`` block).
+        mlflow_config: Where MLflow lives.
+        force_rebuild: Build even when an identical image exists.
+
+    Returns:
+        The image reference.
+
+    Raises:
+        ModelNotFoundError: The version does not exist.
+        WheelhouseError: A requirement has no wheel for the platform.
+        BaseImageNotFoundError: The base image is missing.
+        ImageBuildError: A Dockerfile step failed.
+        DockerUnavailableError: No engine answers (retried).
+
+    Example:
+        ```python
+        ref = build_model_image("churn-classifier", 4)
+        ```
+    """
+    logger = get_run_logger()
+    image = _containerize.build_model_image(
+        model_name, version, spec=spec, engine=engine, mlflow_config=mlflow_config,
+        force_rebuild=force_rebuild, log=logger.info,
+    )
+    _publish_image(image, "Reused" if image.reused else "Built")
+    return image
+
+
+@task(name="push-model-image", timeout_seconds=3600, **_IO_RETRIES)
+def push_model_image(
+    image: _containerize.ImageRef,
+    registry: str,
+    *,
+    credentials: _containerize.RegistryCredentials | Any | str | None = None,
+    repository: str | None = None,
+    engine: _containerize.DockerEngine | Any | None = None,
+    ecr_endpoint_url: str | None = None,
+) -> _containerize.ImageRef:
+    """Push a model image to a registry (ECR logs in with a boto3 token).
+
+    Args:
+        image: From :func:`build_model_image`.
+        registry: ``host[:port][/namespace]``.
+        credentials: ``RegistryCredentials``, a Prefect block with ``username`` and
+            ``password``, or a saved block's ``"slug/name"``.
+        repository: Repository in the registry (default: the local one).
+        engine: Docker engine.
+        ecr_endpoint_url: ECR API endpoint for the token.
+
+    Returns:
+        The reference with its repository digest.
+
+    Raises:
+        RegistryUnreachableError: Unknown host or no answer (retried).
+        RegistryAuthError: Credentials refused.
+        RepositoryNotFoundError: No such repository.
+
+    Example:
+        ```python
+        pushed = push_model_image(ref, "123456789012.dkr.ecr.eu-west-1.amazonaws.com")
+        ```
+    """
+    logger = get_run_logger()
+    pushed = _containerize.push_model_image(
+        image, registry, credentials=credentials, repository=repository, engine=engine,
+        ecr_endpoint_url=ecr_endpoint_url, log=logger.info,
+    )
+    _publish_image(pushed, "Pushed")
+    return pushed
+
+
+@task(name="verify-model-image", timeout_seconds=1800)
+def verify_model_image(
+    image: _containerize.ImageRef | str,
+    holdout: pd.DataFrame,
+    *,
+    target: str | None = None,
+    max_rows: int = 200,
+    load_timeout_s: float = 120.0,
+    tries: int = 60,
+    engine: _containerize.DockerEngine | Any | None = None,
+    mlflow_config: MlflowConfig | None = None,
+) -> _containerize.VerificationReport:
+    """Run the image on loopback, probe ``/health``, compare predictions; record the verdict.
+
+    Publishes a markdown artifact with the verdict whether or not it passed.
+
+    Args:
+        image: Image reference or id (with model labels).
+        holdout: Real rows to send.
+        target: Target column dropped from ``holdout``.
+        max_rows: Rows sent.
+        load_timeout_s: Time allowed to become healthy.
+        tries: Health polls in that time.
+        engine: Docker engine.
+        mlflow_config: Where MLflow lives.
+
+    Returns:
+        The passed verification report.
+
+    Raises:
+        ImageVerificationError: Not healthy in time or predictions differ.
+
+    Example:
+        ```python
+        report = verify_model_image(ref, holdout, target="churned")
+        ```
+    """
+    logger = get_run_logger()
+    name = image.reference if isinstance(image, _containerize.ImageRef) else image
+    try:
+        report = _containerize.verify_model_image(
+            image, holdout, target=target, max_rows=max_rows, load_timeout_s=load_timeout_s, tries=tries,
+            engine=engine, mlflow_config=mlflow_config, log=logger.info,
+        )
+    except ImageVerificationError as exc:
+        if exc.report is not None:
+            _publish_verification(exc.report, name)
+        raise
+    _publish_verification(report, name)
+    return report
+
+
+def _publish_verification(report: _containerize.VerificationReport, name: str) -> None:
+    verdict = "passed" if report.passed else "FAILED"
+    markdown = (
+        f"# Image verification {verdict}\n\n| | |\n|---|---|\n| image | `{name}` |\n"
+        f"| image id | `{report.image_id}` |\n| model | {report.model_name} v{report.model_version} |\n"
+        f"| rows compared | {report.rows} |\n| mismatches | {report.mismatches} |\n"
+        f"| healthy after (s) | {report.health_seconds} |\n| detail | {report.detail} |\n"
+    )
+    create_markdown_artifact(
+        markdown=markdown, key=_artifact_key("verify", report.model_name, f"v{report.model_version}"),
+        description=f"Image verification {verdict}",
+    )
