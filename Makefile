@@ -32,8 +32,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(PY) -m flows.training --rows $(ROWS) --seed $(SEED) --drift $(DRIFT)
 
-## make test: the whole test suite, then the docs build
+## make test: the whole test suite (installs and starts Docker, HAProxy and friends when missing)
 test: install
+	bash scripts/ensure-system.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 docs: install
