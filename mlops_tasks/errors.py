@@ -143,3 +143,18 @@ class InvalidInputError(ModelServerError, SchemaError):
 
 class PredictionLogError(ModelServerError, StorageError):
     """The prediction log sink cannot be written or read."""
+
+
+# --- added by drift ---
+
+
+class DriftError(MLOpsError):
+    """A drift check cannot run on the data or model it was given."""
+
+
+class ReferenceDataNotFoundError(DriftError, DataError):
+    """The model version records no reference data (no ``reference/train.parquet`` on its run)."""
+
+
+class NoCommonColumnsError(DriftError, SchemaError):
+    """Reference and current data share no feature column, so nothing can be compared."""
