@@ -142,7 +142,7 @@ class DriftSettings(BaseModel):
         100, ge=1, description="Fewer current rows than this ends with status not_enough_data."
     )
     html_sample_rows: int = Field(
-        10_000, ge=100, le=200_000,
+        5_000, ge=100, le=200_000,
         description="Rows of each side (seeded sample) the Evidently HTML is rendered from.",
     )
     sample_seed: int = Field(0, description="Seed of the HTML sample.")
@@ -363,7 +363,8 @@ class DriftReport(BaseModel):
             lines += ["", f"**Performance** ({self.performance.labelled_rows} labelled rows): "
                       f"{self.performance.reason}"]
             if self.performance.checks:
-                lines += ["", "| metric | current | training | tolerance | degraded |", "|---|---|---|---|---|"]
+                lines += ["", "| metric | current | training | tolerance | degraded |",
+                          "|---|---|---|---|---|"]
                 for p in self.performance.checks:
                     train = "n/a" if p.training is None else f"{p.training:.4g}"
                     lines.append(f"| {p.metric} | {p.current:.4g} | {train} | {p.tolerance:g} | "
@@ -509,14 +510,16 @@ def _numeric_profile(ref: np.ndarray, cur: np.ndarray) -> _Numeric:
     rs = np.sort(ref.astype(np.float64, copy=False))
     cs = np.sort(cur.astype(np.float64, copy=False))
     prof.ref_sorted, prof.cur_sorted = rs, cs
-    ur, nr = _run_lengths(rs)
-    uc, nc = _run_lengths(cs)
-    prof.ref_distinct = int(ur.size)
-    if ur.size + uc.size <= 200_000:  # discrete enough: work on counts
+    ref_distinct = int(np.count_nonzero(rs[1:] != rs[:-1])) + 1
+    cur_distinct = int(np.count_nonzero(cs[1:] != cs[:-1])) + 1
+    prof.ref_distinct = ref_distinct
+    if ref_distinct + cur_distinct <= 200_000:  # discrete enough: work on counts
+        ur, nr = _run_lengths(rs)
+        uc, nc = _run_lengths(cs)
         prof.counts = _align(ur, nr, uc, nc)
         prof.distinct = int(prof.counts.keys.size)
     else:  # continuous: only "more than 5" matters for the test choice
-        prof.distinct = int(max(ur.size, uc.size))
+        prof.distinct = max(ref_distinct, cur_distinct)
     return prof
 
 
@@ -567,7 +570,9 @@ def _chisquare(ref_counts: np.ndarray, cur_counts: np.ndarray, n_ref: int, n_cur
         return float(chisquare(cur_counts.astype(np.float64), expected)[1])
 
 
-def _z_test(keys_sorted_counts: tuple[np.ndarray, np.ndarray], n_ref: int, n_cur: int, same_single: bool) -> float:
+def _z_test(
+    keys_sorted_counts: tuple[np.ndarray, np.ndarray], n_ref: int, n_cur: int, same_single: bool
+) -> float:
     """Evidently's two-proportion z-test on "is not the smallest value"."""
     from scipy.stats import norm
 
@@ -582,15 +587,18 @@ def _z_test(keys_sorted_counts: tuple[np.ndarray, np.ndarray], n_ref: int, n_cur
     return float(2 * (1 - norm.cdf(np.abs(z))))
 
 
-def _categorical_counts(ref: pd.Series, cur: pd.Series) -> tuple[list[Any], np.ndarray, np.ndarray]:
+def _categorical_counts(
+    ref: pd.Series, cur: pd.Series, cur_counts: pd.Series | None = None
+) -> tuple[list[Any], np.ndarray, np.ndarray]:
     vr = ref.value_counts(dropna=True, sort=False)
-    vc = cur.value_counts(dropna=True, sort=False)
+    vc = cur.value_counts(dropna=True, sort=False) if cur_counts is None else cur_counts
     keys = list(dict.fromkeys([*vr.index.tolist(), *vc.index.tolist()]))
     try:
         keys = sorted(keys)
     except TypeError:  # mixed types: Evidently sorts too, and would fail; keep a stable order
         keys = sorted(keys, key=str)
-    return keys, vr.reindex(keys, fill_value=0).to_numpy(np.int64), vc.reindex(keys, fill_value=0).to_numpy(np.int64)
+    ref_counts = vr.reindex(keys, fill_value=0).to_numpy(np.int64)
+    return keys, ref_counts, vc.reindex(keys, fill_value=0).to_numpy(np.int64)
 
 
 def _finite(series: pd.Series) -> np.ndarray:
@@ -644,6 +652,18 @@ def column_drift(
             f"Test {test!r} needs a numerical column but {name!r} is {column_type}; use "
             "jensenshannon, chisquare or z for it."
         )
+    return _column_drift(name, reference, current, column_type, test, threshold)
+
+
+def _column_drift(
+    name: str,
+    reference: pd.Series,
+    current: pd.Series,
+    column_type: Literal["numerical", "categorical"],
+    test: StatTestName | None,
+    threshold: float | None,
+    cur_counts: pd.Series | None = None,
+) -> ColumnDrift | SkippedColumn:
     if column_type == "numerical":
         r, c = _finite(reference), _finite(current)
         n_ref, n_cur = int(r.size), int(c.size)
@@ -684,14 +704,14 @@ def column_drift(
                 single = counts.keys.size == 1
                 value = _z_test((counts.ref, counts.cur), n_ref, n_cur, single)
     else:
-        keys, ref_counts, cur_counts = _categorical_counts(rs, cs)
+        keys, ref_counts, cur_array = _categorical_counts(rs, cs, cur_counts)
         chosen = test or choose_stattest("categorical", n_ref, len(keys))
         if chosen == "jensenshannon":
-            value = _js_from_counts(ref_counts, cur_counts, n_ref, n_cur)
+            value = _js_from_counts(ref_counts, cur_array, n_ref, n_cur)
         elif chosen == "chisquare":
-            value = _chisquare(ref_counts, cur_counts, n_ref, n_cur)
+            value = _chisquare(ref_counts, cur_array, n_ref, n_cur)
         else:
-            value = _z_test((ref_counts, cur_counts), n_ref, n_cur, len(keys) == 1)
+            value = _z_test((ref_counts, cur_array), n_ref, n_cur, len(keys) == 1)
 
     limit = float(threshold if threshold is not None else _TESTS[chosen]["threshold"])
     kind = _TESTS[chosen]["kind"]
@@ -738,39 +758,87 @@ def _typed_column(series_cur: pd.Series, series_ref: pd.Series) -> ColumnType:
     return kind
 
 
-def _check_columns(
+@dataclass
+class _Plan:
+    name: str
+    kind: Literal["numerical", "categorical"]
+    test: StatTestName
+    threshold: float
+    counts: pd.Series | None = None
+
+
+def _planned_test(ref: pd.Series, cur: pd.Series, kind: str) -> StatTestName:
+    """Evidently's default test for a column, decided cheaply before the statistics run."""
+    if kind == "categorical":
+        n_ref = int(ref.count())
+        if n_ref > _SMALL_REFERENCE:
+            return "jensenshannon"
+        distinct = len(set(ref.dropna().unique()) | set(cur.dropna().unique()))
+        return choose_stattest("categorical", n_ref, distinct)
+    r, c = _finite(ref), _finite(cur)
+    if np.unique(r[:2000]).size > 5 or np.unique(c[:2000]).size > 5:
+        distinct = 6  # more than 5 for sure: that is all the choice needs
+    else:
+        distinct = int(np.union1d(pd.unique(r), pd.unique(c)).size)
+    return choose_stattest("numerical", int(r.size), distinct)
+
+
+def _plan_columns(
     reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], settings: DriftSettings
-) -> tuple[list[ColumnDrift], list[SkippedColumn]]:
-    jobs: list[tuple[str, Literal["numerical", "categorical"]]] = []
+) -> tuple[list[_Plan], list[SkippedColumn]]:
+    plans: list[_Plan] = []
     skipped: list[SkippedColumn] = []
     for name in columns:
-        kind = _typed_column(current[name], reference[name])
+        counts = None
+        series = current[name]
         if current[name].isna().all() or reference[name].isna().all():
             side = "current" if current[name].isna().all() else "reference"
             skipped.append(SkippedColumn(column=name, reason=f"every value is null in the {side} data"))
-        elif kind in ("numerical", "categorical"):
-            jobs.append((name, kind))  # type: ignore[arg-type]
-        elif kind == "text":
+            continue
+        if series.dtype == object:
+            # One hash pass gives both Evidently's type rule (distinct vs count) and the counts.
+            counts = series.value_counts(dropna=True, sort=False)
+            values = series.dropna()
+            kind: ColumnType = "unknown"
+            if isinstance(values.iloc[0], str) and isinstance(values.iloc[-1], str):
+                kind = "text" if len(counts) > counts.sum() * 0.5 else "categorical"
+        else:
+            kind = _typed_column(series, reference[name])
+        if kind == "text":
             skipped.append(SkippedColumn(
                 column=name, reason="free-text column (more than half the values distinct); "
                 "Evidently would train a domain classifier on it, which this check does not do. "
                 "Exclude it or convert it to a category."))
-        else:
+            continue
+        if kind not in ("numerical", "categorical"):
             skipped.append(SkippedColumn(column=name, reason=f"column type {kind} is not checked for drift"))
+            continue
+        test = settings.column_tests.get(name)
+        if test is not None and test in _NUMERICAL_ONLY and kind != "numerical":
+            raise ConfigurationError(
+                f"Test {test!r} needs a numerical column but {name!r} is {kind}; use "
+                "jensenshannon, chisquare or z for it."
+            )
+        test = test or _planned_test(reference[name], series, kind)
+        threshold = settings.column_thresholds.get(name, default_threshold(test))
+        plans.append(_Plan(name, kind, test, float(threshold), counts))  # type: ignore[arg-type]
+    return plans, skipped
 
-    def run(job: tuple[str, Literal["numerical", "categorical"]]) -> ColumnDrift | SkippedColumn:
-        name, kind = job
-        return column_drift(
-            name, reference[name], current[name], kind,
-            test=settings.column_tests.get(name), threshold=settings.column_thresholds.get(name),
+
+def _run_plans(
+    reference: pd.DataFrame, current: pd.DataFrame, plans: list[_Plan]
+) -> tuple[list[ColumnDrift], list[SkippedColumn]]:
+    def run(plan: _Plan) -> ColumnDrift | SkippedColumn:
+        return _column_drift(
+            plan.name, reference[plan.name], current[plan.name], plan.kind, plan.test, plan.threshold,
+            plan.counts if plan.kind == "categorical" else None,
         )
 
-    # numpy sorts release the GIL: columns run side by side on the machine's cores.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(run, jobs))
+    # numpy sorts release the GIL: two columns run side by side.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(run, plans))
     checked = [r for r in results if isinstance(r, ColumnDrift)]
-    skipped += [r for r in results if isinstance(r, SkippedColumn)]
-    return checked, skipped
+    return checked, [r for r in results if isinstance(r, SkippedColumn)]
 
 
 def _prepare_current(current: pd.DataFrame, reference_columns: set[str]) -> pd.DataFrame:
@@ -853,7 +921,10 @@ def _prediction_metrics(task: TaskType, truth: pd.Series, pred: pd.Series) -> di
 
     if task == "regression":
         t, p = truth.to_numpy(dtype=float), pred.to_numpy(dtype=float)
-        out = {"rmse": float(math.sqrt(skm.mean_squared_error(t, p))), "mae": float(skm.mean_absolute_error(t, p))}
+        out = {
+            "rmse": float(math.sqrt(skm.mean_squared_error(t, p))),
+            "mae": float(skm.mean_absolute_error(t, p)),
+        }
         if len(t) > 1:
             out["r2"] = float(skm.r2_score(t, p))
         return out
@@ -991,7 +1062,18 @@ def check_drift(
             "and that DriftSettings.columns/exclude_columns leave some feature."
         )
     unknown_overrides = [c for c in settings.column_tests if c not in common]
-    columns, skipped = _check_columns(reference, current, common, settings)
+    plans, skipped = _plan_columns(reference, current, common, settings)
+    pred_plan, pred_skip = _plan_prediction(reference_predictions, current, settings)
+    html_job = None
+    pool = ThreadPoolExecutor(max_workers=1)
+    if report_location and plans:
+        # Evidently renders from the sample while the full-data statistics run.
+        specs = [p for p in plans] + ([pred_plan] if pred_plan else [])
+        html_job = pool.submit(
+            _render_evidently, reference, current, specs, reference_predictions, settings,
+        )
+    columns, more_skipped = _run_plans(reference, current, plans)
+    skipped += more_skipped
     order = {name: i for i, name in enumerate(common)}
     columns.sort(key=lambda c: order[c.column])
     skipped.sort(key=lambda s: order.get(s.column, 0))
@@ -1007,22 +1089,15 @@ def check_drift(
                         f"{', '.join(missing_in_reference)}")
 
     prediction = None
-    if settings.check_prediction and reference_predictions is not None and PREDICTION_COLUMN in current.columns:
-        ref_pred = pd.Series(np.asarray(reference_predictions), name=PREDICTION_COLUMN)
-        cur_pred = current[PREDICTION_COLUMN]
-        kind = _typed_column(cur_pred, ref_pred)
-        if kind in ("numerical", "categorical"):
-            result = column_drift(
-                PREDICTION_COLUMN, ref_pred, cur_pred, kind,  # type: ignore[arg-type]
-                test=settings.column_tests.get(PREDICTION_COLUMN),
-                threshold=settings.column_thresholds.get(PREDICTION_COLUMN),
-            )
-            if isinstance(result, ColumnDrift):
-                prediction = result
-            else:
-                warnings.append(f"prediction drift not checked: {result.reason}")
+    if pred_plan is not None:
+        result = _run_plans(pd.DataFrame({PREDICTION_COLUMN: np.asarray(reference_predictions)}),
+                            current, [pred_plan])
+        if result[0]:
+            prediction = result[0][0]
         else:
-            warnings.append(f"prediction drift not checked: prediction column type is {kind}")
+            warnings.append(f"prediction drift not checked: {result[1][0].reason}")
+    elif pred_skip:
+        warnings.append(f"prediction drift not checked: {pred_skip}")
 
     performance = None
     if labels is not None:
@@ -1041,14 +1116,16 @@ def check_drift(
         prediction=prediction, performance=performance, warnings=warnings, **base,
     )
     report.status, report.reason = _verdict(report)
-    if report_location and report.columns:
+    if html_job is not None and report.columns:
         try:
-            page = render_html(reference, current, report, settings, reference_predictions)
-            report.html_uri = save_html(page, report_location, report, s3=s3)
-            report.html_sample_rows = min(settings.html_sample_rows, max(len(reference), len(current)))
+            page, ref_n, cur_n = html_job.result()
+            page = _with_banner(page, report, ref_n, cur_n)
+            report.html_uri = save_html(page, report_location or default_report_location(), report, s3=s3)
+            report.html_sample_rows = max(ref_n, cur_n)
         except (ImportError, ValueError, TypeError, KeyError) as exc:  # verdicts stand without the HTML
             logger.warning("Evidently HTML report not rendered: %s", exc)
             report.warnings.append(f"Evidently HTML report not rendered: {type(exc).__name__}: {exc}")
+    pool.shutdown(wait=True)
     report.duration_s = (datetime.now(UTC) - started).total_seconds()
     return report
 
@@ -1104,6 +1181,7 @@ def render_html(
     The preset gets the tests and thresholds chosen on the full data, so its
     plots use the same statistics; its numbers are the sample's, and a banner at
     the top says that the verdicts (shown in the banner's table) come from all rows.
+    :func:`check_drift` does this itself when given a ``report_location``.
 
     Args:
         reference: Reference rows.
@@ -1121,44 +1199,75 @@ def render_html(
         Path("drift.html").write_text(page)
         ```
     """
+    specs = [_Plan(c.column, c.column_type, c.stattest, c.threshold) for c in report.columns]
+    if report.prediction is not None and reference_predictions is not None:
+        p = report.prediction
+        specs.append(_Plan(p.column, p.column_type, p.stattest, p.threshold))
+    page, ref_n, cur_n = _render_evidently(
+        reference, current, specs, reference_predictions, settings or DriftSettings()
+    )
+    return _with_banner(page, report, ref_n, cur_n)
+
+
+def _render_evidently(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    specs: list[_Plan],
+    reference_predictions: pd.Series | None,
+    settings: DriftSettings,
+) -> tuple[str, int, int]:
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    settings = settings or DriftSettings()
-    checked = list(report.columns)
-    ref_cols = [c.column for c in checked]
-    ref_frame = reference[ref_cols].copy()
-    cur_frame = current[ref_cols].copy()
-    if report.prediction is not None and reference_predictions is not None:
-        checked.append(report.prediction)
-        ref_frame[PREDICTION_COLUMN] = np.asarray(reference_predictions)
-        cur_frame[PREDICTION_COLUMN] = current[PREDICTION_COLUMN].to_numpy()
-    ref_sample = _sample(ref_frame, settings.html_sample_rows, settings.sample_seed)
-    cur_sample = _sample(cur_frame, settings.html_sample_rows, settings.sample_seed + 1)
+    names = [s.name for s in specs if s.name != PREDICTION_COLUMN]
+    ref_sample = _sample(reference[names], settings.html_sample_rows, settings.sample_seed)
+    cur_source = current[names + ([PREDICTION_COLUMN] if len(names) < len(specs) else [])]
+    cur_sample = _sample(cur_source, settings.html_sample_rows, settings.sample_seed + 1)
+    if len(names) < len(specs) and reference_predictions is not None:
+        ref_pred = pd.Series(np.asarray(reference_predictions), index=reference.index)
+        ref_sample[PREDICTION_COLUMN] = _sample(
+            ref_pred.to_frame(PREDICTION_COLUMN), settings.html_sample_rows, settings.sample_seed
+        )[PREDICTION_COLUMN].to_numpy()
     # A column with values in the full data may have none in the sample: leave it out of the HTML.
-    shown = [c for c in checked
-             if ref_sample[c.column].notna().any() and cur_sample[c.column].notna().any()]
+    shown = [s for s in specs if s.name in ref_sample.columns and s.name in cur_sample.columns
+             and ref_sample[s.name].notna().any() and cur_sample[s.name].notna().any()]
     definition = DataDefinition(
-        numerical_columns=[c.column for c in shown if c.column_type == "numerical"],
-        categorical_columns=[c.column for c in shown if c.column_type == "categorical"],
+        numerical_columns=[s.name for s in shown if s.kind == "numerical"],
+        categorical_columns=[s.name for s in shown if s.kind == "categorical"],
     )
     preset = DataDriftPreset(
-        columns=[c.column for c in shown],
-        drift_share=report.drift_share_threshold,
-        per_column_method={c.column: c.stattest for c in shown},
-        per_column_threshold={c.column: c.threshold for c in shown},
+        columns=[s.name for s in shown],
+        drift_share=settings.drift_share,
+        per_column_method={s.name: s.test for s in shown},
+        per_column_threshold={s.name: s.threshold for s in shown},
     )
-    names = [c.column for c in shown]
+    cols = [s.name for s in shown]
     snapshot = Report([preset]).run(
-        Dataset.from_pandas(cur_sample[names], data_definition=definition),
-        Dataset.from_pandas(ref_sample[names], data_definition=definition),
+        Dataset.from_pandas(cur_sample[cols], data_definition=definition),
+        Dataset.from_pandas(ref_sample[cols], data_definition=definition),
     )
-    page = snapshot.get_html_str(as_iframe=False)
-    banner = _banner(report, len(ref_sample), len(cur_sample))
+    return snapshot.get_html_str(as_iframe=False), len(ref_sample), len(cur_sample)
+
+
+def _with_banner(page: str, report: DriftReport, ref_n: int, cur_n: int) -> str:
+    banner = _banner(report, ref_n, cur_n)
     match = re.search(r"<body[^>]*>", page)
     if match:
         return page[: match.end()] + banner + page[match.end():]
     return banner + page
+
+
+def _plan_prediction(
+    reference_predictions: pd.Series | None, current: pd.DataFrame, settings: DriftSettings
+) -> tuple[_Plan | None, str | None]:
+    if not settings.check_prediction or reference_predictions is None or PREDICTION_COLUMN not in current:
+        return None, None
+    ref_pred = pd.Series(np.asarray(reference_predictions), name=PREDICTION_COLUMN)
+    frame = pd.DataFrame({PREDICTION_COLUMN: ref_pred})
+    plans, skipped = _plan_columns(frame, current[[PREDICTION_COLUMN]], [PREDICTION_COLUMN], settings)
+    if plans:
+        return plans[0], None
+    return None, skipped[0].reason if skipped else "prediction column not comparable"
 
 
 def _banner(report: DriftReport, ref_sample: int, cur_sample: int) -> str:
@@ -1166,10 +1275,13 @@ def _banner(report: DriftReport, ref_sample: int, cur_sample: int) -> str:
     rows = "".join(
         f"<tr><td>{esc(c.column)}</td><td>{c.column_type}</td><td>{esc(c.test_display_name)}</td>"
         f"<td>{c.value:.6g}</td><td>{c.threshold:g}</td>"
-        f"<td style='color:{'#b00' if c.drifted else '#070'}'>{'drift' if c.drifted else 'no drift'}</td></tr>"
+        f"<td style='color:{'#b00' if c.drifted else '#070'}'>"
+        f"{'drift' if c.drifted else 'no drift'}</td></tr>"
         for c in report.columns + ([report.prediction] if report.prediction else [])
     )
-    model = f" &mdash; model {esc(report.model_name)} v{esc(report.model_version or '?')}" if report.model_name else ""
+    model = ""
+    if report.model_name:
+        model = f" &mdash; model {esc(report.model_name)} v{esc(report.model_version or '?')}"
     window = f"<p>Window: {esc(report.window.describe())}</p>" if report.window else ""
     return (
         "<div id='mlops-drift-summary' style='font-family:sans-serif;margin:16px;padding:12px;"
@@ -1433,7 +1545,8 @@ def _metric_key(text: str) -> str:
 
 def monitoring_experiment(config: ResolvedMlflowConfig) -> ResolvedMlflowConfig:
     """The same MLflow settings with the experiment ``<experiment>-monitoring``."""
-    return config.model_copy(update={"experiment_name": config.experiment_name + MONITORING_EXPERIMENT_SUFFIX})
+    name = config.experiment_name + MONITORING_EXPERIMENT_SUFFIX
+    return config.model_copy(update={"experiment_name": name})
 
 
 def log_drift_run(
@@ -1491,7 +1604,9 @@ def log_drift_run(
         tags["mlops.window_start"] = report.window.start.isoformat()
     if report.window and report.window.end:
         tags["mlops.window_end"] = report.window.end.isoformat()
-    name = f"drift-{report.model_name or 'data'}" + (f"-v{report.model_version}" if report.model_version else "")
+    name = f"drift-{report.model_name or 'data'}"
+    if report.model_version:
+        name += f"-v{report.model_version}"
     with mlflow_session(resolved) as client:
         experiment_id = ensure_experiment(client, resolved)
         run = client.create_run(experiment_id, tags=tags, run_name=name)
