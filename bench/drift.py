@@ -1,8 +1,8 @@
 """Benchmark: one ``check_drift`` call on 1M reference / 600k current rows vs Evidently on the full data.
 
-The frames have 30 columns (20 numerical, one low-cardinality numerical, 9
-categorical); 10 columns are shifted and several have a drift statistic within
-±20 % of Evidently's threshold. The script times ``check_drift`` from the raw
+The frames have 30 columns (16 float and 4 integer numerical, one numerical with 4
+distinct values, 9 categorical); 10 columns are shifted (a third) and several have a
+drift statistic within ±20 % of Evidently's threshold. The script times ``check_drift`` from the raw
 frames, HTML report included, then Evidently's ``DataDriftPreset`` on the full
 frames; it checks that every per-column statistic matches Evidently's (relative
 difference <= 1e-6) and that the verdicts agree. Last line::
@@ -29,15 +29,15 @@ from mlops_tasks.monitoring import DriftSettings, check_drift
 # Wasserstein distance of a shifted normal is about the shift); categorical shifts move
 # probability mass from the first categories to the last ones.
 NUMERICAL = [
-    ("num_00", 0.0), ("num_01", 0.02), ("num_02", 0.05), ("num_03", 0.085), ("num_04", 0.092),
-    ("num_05", 0.108), ("num_06", 0.115), ("num_07", 0.30), ("num_08", 0.0), ("num_09", 0.01),
-    ("num_10", 0.5), ("num_11", 0.0), ("num_12", 0.06), ("num_13", 0.0), ("num_14", 0.25),
+    ("num_00", 0.0), ("num_01", 0.0), ("num_02", 0.0), ("num_03", 0.085), ("num_04", 0.092),
+    ("num_05", 0.108), ("num_06", 0.115), ("num_07", 0.30), ("num_08", 0.0), ("num_09", 0.0),
+    ("num_10", 0.5), ("num_11", 0.0), ("num_12", 0.0), ("num_13", 0.0), ("num_14", 0.0),
     ("num_15", 0.0),
 ]
 INTEGER = [("int_00", 0.0), ("int_01", 0.35), ("int_02", 0.095), ("int_03", 0.0)]
 CATEGORICAL = [
-    ("cat_00", 0.0), ("cat_01", 0.0), ("cat_02", 0.12), ("cat_03", 0.30), ("cat_04", 0.0),
-    ("cat_05", 0.16), ("cat_06", 0.0), ("cat_07", 0.25), ("cat_08", 0.0),
+    ("cat_00", 0.0), ("cat_01", 0.0), ("cat_02", 0.0), ("cat_03", 0.30), ("cat_04", 0.0),
+    ("cat_05", 0.0), ("cat_06", 0.0), ("cat_07", 0.25), ("cat_08", 0.0),
 ]
 
 
@@ -57,7 +57,7 @@ def make_frames(rows: int, current_rows: int, seed: int = 11) -> tuple[pd.DataFr
     # A numerical column with 4 distinct values (Evidently picks Jensen-Shannon for it).
     levels = np.array([0.0, 0.5, 1.0, 1.5])
     ref["num_levels"] = rng.choice(levels, rows, p=[0.4, 0.3, 0.2, 0.1])
-    cur["num_levels"] = rng.choice(levels, current_rows, p=[0.37, 0.29, 0.22, 0.12])
+    cur["num_levels"] = rng.choice(levels, current_rows, p=[0.4, 0.3, 0.2, 0.1])
     for i, (name, shift) in enumerate(CATEGORICAL):
         k = 4 + i % 6
         cats = np.array([f"{name}_v{j}" for j in range(k)], dtype=object)
