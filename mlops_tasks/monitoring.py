@@ -10,19 +10,17 @@ reproduce Evidently 0.7's ``DataDriftPreset`` exactly: the same column types
 (Evidently's inference on the current data), the same size-aware choice of test
 and the same implementations and default thresholds:
 
-==========================  ================  ====================  =========  ===============
-column type                 reference rows    distinct values       test       drift when
-==========================  ================  ====================  =========  ===============
-numerical                   > 1000            > 5                   wasserstein  value >= 0.1
-numerical                   > 1000            <= 5                  jensenshannon value >= 0.1
-categorical                 > 1000            any                   jensenshannon value >= 0.1
-numerical                   <= 1000           > 5                   ks         p-value <= 0.05
-numerical / categorical     <= 1000           3..5 (num), > 2 (cat) chisquare  p-value < 0.05
-numerical / categorical     <= 1000           <= 2                  z          p-value < 0.05
-==========================  ================  ====================  =========  ===============
+| column type | reference rows | distinct values | test | drift when |
+|---|---|---|---|---|
+| numerical | > 1000 | > 5 | `wasserstein` (normed) | value >= 0.1 |
+| numerical | > 1000 | <= 5 | `jensenshannon` | value >= 0.1 |
+| categorical | > 1000 | any | `jensenshannon` | value >= 0.1 |
+| numerical | <= 1000 | > 5 | `ks` | p-value <= 0.05 |
+| numerical / categorical | <= 1000 | 3-5 (num.), > 2 (cat.) | `chisquare` | p-value < 0.05 |
+| numerical / categorical | <= 1000 | <= 2 | `z` | p-value < 0.05 |
 
-("reference rows" and "distinct values" are counted after dropping nulls and
-infinities, over reference and current together.) The dataset drifts when the
+("reference rows" are the reference's values and "distinct values" those of
+reference and current together, both after dropping nulls and infinities.) The dataset drifts when the
 share of drifted columns is at least ``drift_share`` (0.5). Thresholds and tests
 can be overridden per column.
 
