@@ -163,7 +163,16 @@ class DriftSettings(BaseModel):
 
 
 class DriftWindow(BaseModel):
-    """The time window ``[start, end)`` of the current data (UTC), when it came from a log."""
+    """The time window ``[start, end)`` of the current data (UTC), when it came from a log.
+
+    Example:
+        ```python
+        from datetime import UTC, datetime
+        from mlops_tasks.monitoring import DriftWindow
+        window = DriftWindow(start=datetime(2026, 1, 1, tzinfo=UTC), end=datetime(2026, 1, 2, tzinfo=UTC))
+        print(window.describe())
+        ```
+    """
 
     start: datetime | None = None
     end: datetime | None = None
@@ -206,14 +215,28 @@ class ColumnDrift(BaseModel):
 
 
 class SkippedColumn(BaseModel):
-    """A column present on both sides that could not be checked, and why."""
+    """A column present on both sides that could not be checked, and why.
+
+    Example:
+        ```python
+        from mlops_tasks.monitoring import SkippedColumn
+        SkippedColumn(column="notes", reason="every value is null in the current data")
+        ```
+    """
 
     column: str
     reason: str
 
 
 class PerformanceCheck(BaseModel):
-    """One metric on the labelled current rows against its training-time holdout value."""
+    """One metric on the labelled current rows against its training-time holdout value.
+
+    Example:
+        ```python
+        from mlops_tasks.monitoring import PerformanceCheck
+        PerformanceCheck(metric="accuracy", current=0.71, training=0.82, tolerance=0.05, degraded=True)
+        ```
+    """
 
     metric: str
     current: float
@@ -223,7 +246,14 @@ class PerformanceCheck(BaseModel):
 
 
 class PerformanceDrift(BaseModel):
-    """Performance on labelled current rows (labels joined on ``request_id``)."""
+    """Performance on labelled current rows (labels joined on ``request_id``).
+
+    Example:
+        ```python
+        if report.performance and report.performance.degraded:
+            print(report.performance.reason)
+        ```
+    """
 
     labelled_rows: int
     current_rows: int
@@ -372,7 +402,15 @@ class DriftReport(BaseModel):
 
 @dataclass
 class ReferenceData:
-    """Reference rows with the lineage of the model version they belong to."""
+    """Reference rows with the lineage of the model version they belong to.
+
+    Example:
+        ```python
+        from mlops_tasks.monitoring import ReferenceData, check_drift
+        reference = ReferenceData(frame=train_frame, source="data/train.parquet", model_name="churn")
+        report = check_drift(reference, current_frame)
+        ```
+    """
 
     frame: pd.DataFrame
     source: str
@@ -1063,14 +1101,18 @@ def check_drift(
     plans, skipped = _plan_columns(reference, current, common, settings)
     pred_plan, pred_skip = _plan_prediction(reference_predictions, current, settings)
     html_job = None
-    pool = ThreadPoolExecutor(max_workers=1)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-html")
     if report_location and plans:
         # Evidently renders from the sample while the full-data statistics run.
         specs = [p for p in plans] + ([pred_plan] if pred_plan else [])
         html_job = pool.submit(
             _render_evidently, reference, current, specs, reference_predictions, settings,
         )
-    columns, more_skipped = _run_plans(reference, current, plans)
+    try:
+        columns, more_skipped = _run_plans(reference, current, plans)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     skipped += more_skipped
     order = {name: i for i, name in enumerate(common)}
     columns.sort(key=lambda c: order[c.column])
@@ -1695,7 +1737,14 @@ def error_report(
 
 
 class BatchPredictions(BaseModel):
-    """What :func:`score_batch` wrote."""
+    """What :func:`score_batch` wrote.
+
+    Example:
+        ```python
+        out = score_batch(frame, "churn-classifier", output="data/scored")
+        print(out.sink, out.rows, out.model_version)
+        ```
+    """
 
     model_name: str
     model_version: str

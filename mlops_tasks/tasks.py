@@ -44,7 +44,7 @@ from mlops_tasks import registry as _registry
 from mlops_tasks import training as _training
 from mlops_tasks import validation as _validation
 from mlops_tasks.errors import DataValidationError, QualityGateError, is_transient
-from mlops_tasks.settings import MlflowConfig
+from mlops_tasks.settings import MlflowConfig, S3Config
 
 __all__ = [
     "evaluate_model",
@@ -563,7 +563,7 @@ def check_drift(
     labels: pd.DataFrame | None = None,
     label_column: str = "label",
     report_location: str | None = None,
-    s3: Any = None,
+    s3: S3Config | None = None,
     mlflow_config: MlflowConfig | None = None,
     log_to_mlflow: bool = True,
     emit_event: bool = True,
@@ -660,7 +660,7 @@ def score_batch(
     version: int | None = None,
     id_column: str | None = None,
     mlflow_config: MlflowConfig | None = None,
-    s3: Any = None,
+    s3: S3Config | None = None,
     served_by: str = "batch",
 ) -> _monitoring.BatchPredictions:
     """Score a frame with a registered model; write predictions in the prediction-log layout.
