@@ -89,6 +89,7 @@ _NUMERICAL_ONLY = {"wasserstein", "ks"}
 _INTEGER_CARDINALITY_LIMIT = 10  # evidently.core.datasets.INTEGER_CARDINALITY_LIMIT
 _SMALL_REFERENCE = 1000
 _BINCOUNT_MAX_RANGE = 4_000_000
+_STAT_WORKERS = 2  # columns computed side by side (numpy releases the GIL while sorting)
 
 
 def default_threshold(test: StatTestName) -> float:
@@ -446,7 +447,7 @@ def infer_column_type(series: pd.Series) -> ColumnType:
     name = series.dtype.name
     if name.startswith("float"):
         return "numerical"
-    if name.startswith("int") or name.startswith("uint") or name.startswith("Int") or name.startswith("UInt"):
+    if name.startswith("int"):
         return "categorical" if series.nunique() <= _INTEGER_CARDINALITY_LIMIT else "numerical"
     if name in ("string", "str"):
         return "text" if series.nunique() > series.count() * 0.5 else "categorical"
@@ -457,7 +458,7 @@ def infer_column_type(series: pd.Series) -> ColumnType:
         if isinstance(values.iloc[0], str) and isinstance(values.iloc[-1], str):
             return "text" if series.nunique() > series.count() * 0.5 else "categorical"
         return "unknown"
-    if name in ("bool", "boolean", "category"):
+    if name in ("bool", "category"):
         return "categorical"
     if name.startswith("datetime"):
         return "datetime"
@@ -623,11 +624,9 @@ def _z_test(
     return float(2 * (1 - norm.cdf(np.abs(z))))
 
 
-def _categorical_counts(
-    ref: pd.Series, cur: pd.Series, cur_counts: pd.Series | None = None
-) -> tuple[list[Any], np.ndarray, np.ndarray]:
-    vr = ref.value_counts(dropna=True, sort=False)
-    vc = cur.value_counts(dropna=True, sort=False) if cur_counts is None else cur_counts
+def _categorical_counts(vr: pd.Series, vc: pd.Series) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """Counts of both sides aligned on the sorted union of the values they hold."""
+    vr, vc = vr[vr > 0], vc[vc > 0]  # a pandas categorical counts its unused categories as 0
     keys = list(dict.fromkeys([*vr.index.tolist(), *vc.index.tolist()]))
     try:
         keys = sorted(keys)
@@ -704,8 +703,9 @@ def _column_drift(
         r, c = _finite(reference), _finite(current)
         n_ref, n_cur = int(r.size), int(c.size)
     else:
-        rs, cs = reference.dropna(), current.dropna()
-        n_ref, n_cur = int(rs.size), int(cs.size)
+        ref_counts_s = reference.value_counts(dropna=True, sort=False)
+        cur_counts_s = current.value_counts(dropna=True, sort=False) if cur_counts is None else cur_counts
+        n_ref, n_cur = int(ref_counts_s.sum()), int(cur_counts_s.sum())
     if n_ref == 0 or n_cur == 0:
         side = "reference" if n_ref == 0 else "current"
         return SkippedColumn(column=name, reason=f"every value is null in the {side} data")
@@ -740,7 +740,7 @@ def _column_drift(
                 single = counts.keys.size == 1
                 value = _z_test((counts.ref, counts.cur), n_ref, n_cur, single)
     else:
-        keys, ref_counts, cur_array = _categorical_counts(rs, cs, cur_counts)
+        keys, ref_counts, cur_array = _categorical_counts(ref_counts_s, cur_counts_s)
         chosen = test or choose_stattest("categorical", n_ref, len(keys))
         if chosen == "jensenshannon":
             value = _js_from_counts(ref_counts, cur_array, n_ref, n_cur)
@@ -803,6 +803,19 @@ class _Plan:
     counts: pd.Series | None = None
 
 
+def _has_values(series: pd.Series) -> bool:
+    """Whether ``series`` holds a non-null value (looks at the first rows before scanning all)."""
+    return bool(series.iloc[:1000].notna().any() or series.notna().any())
+
+
+def _edge_value(series: pd.Series, first: bool) -> Any:
+    """The first (or last) non-null value, as Evidently's type inference looks at it."""
+    edge = (series.iloc[:1000] if first else series.iloc[-1000:]).dropna()
+    if edge.empty:
+        edge = series.dropna()
+    return edge.iloc[0] if first else edge.iloc[-1]
+
+
 def _planned_test(ref: pd.Series, cur: pd.Series, kind: str) -> StatTestName:
     """Evidently's default test for a column, decided cheaply before the statistics run."""
     if kind == "categorical":
@@ -827,16 +840,16 @@ def _plan_columns(
     for name in columns:
         counts = None
         series = current[name]
-        if current[name].isna().all() or reference[name].isna().all():
-            side = "current" if current[name].isna().all() else "reference"
+        if not _has_values(series) or not _has_values(reference[name]):
+            side = "current" if not _has_values(series) else "reference"
             skipped.append(SkippedColumn(column=name, reason=f"every value is null in the {side} data"))
             continue
         if series.dtype == object:
             # One hash pass gives both Evidently's type rule (distinct vs count) and the counts.
             counts = series.value_counts(dropna=True, sort=False)
-            values = series.dropna()
             kind: ColumnType = "unknown"
-            if isinstance(values.iloc[0], str) and isinstance(values.iloc[-1], str):
+            first, last = _edge_value(series, first=True), _edge_value(series, first=False)
+            if isinstance(first, str) and isinstance(last, str):
                 kind = "text" if len(counts) > counts.sum() * 0.5 else "categorical"
         else:
             kind = _typed_column(series, reference[name])
@@ -847,7 +860,9 @@ def _plan_columns(
                 "Exclude it or convert it to a category."))
             continue
         if kind not in ("numerical", "categorical"):
-            skipped.append(SkippedColumn(column=name, reason=f"column type {kind} is not checked for drift"))
+            skipped.append(SkippedColumn(
+                column=name, reason=f"column type {kind} (dtype {series.dtype}) is not checked for drift, "
+                "as in Evidently; cast it to float, int64 or str to check it"))
             continue
         test = settings.column_tests.get(name)
         if test is not None and test in _NUMERICAL_ONLY and kind != "numerical":
@@ -871,7 +886,7 @@ def _run_plans(
         )
 
     # numpy sorts release the GIL: two columns run side by side.
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=_STAT_WORKERS) as pool:
         results = list(pool.map(run, plans))
     checked = [r for r in results if isinstance(r, ColumnDrift)]
     return checked, [r for r in results if isinstance(r, SkippedColumn)]

@@ -260,3 +260,17 @@ def test_resolve_window():
     with pytest.raises(ConfigurationError, match="not before"):
         resolve_window(start="2026-03-02", end="2026-03-01")
     assert isinstance(column_drift("x", pd.Series([np.nan]), pd.Series([1.0]), "numerical"), SkippedColumn)
+
+
+def test_pandas_categoricals_and_unknown_dtypes_as_evidently_does():
+    reference, current = churn(600, 1), churn(300, 2, 0.6)
+    for frame in (reference, current):
+        frame["plan"] = pd.Categorical(frame["plan"], categories=["basic", "standard", "premium", "unused"])
+        frame["num_products"] = frame["num_products"].astype("Int64")  # Evidently: unknown type
+    report = check_drift(reference, current)
+    theirs = evidently_columns(reference, current)
+    plan = next(c for c in report.columns if c.column == "plan")
+    assert plan.stattest == "chisquare" and plan.value == pytest.approx(theirs["plan"][1], rel=1e-9)
+    assert "num_products" not in theirs and "num_products" not in {c.column for c in report.columns}
+    skipped = {s.column: s.reason for s in report.skipped_columns}
+    assert "dtype Int64" in skipped["num_products"]
