@@ -1044,6 +1044,7 @@ def check_drift(
         EmptyDatasetError: The reference has no rows.
         NoCommonColumnsError: Reference and current share no feature column.
         ConfigurationError: A per-column test does not fit the column's type.
+        StorageError: The HTML report cannot be written to an ``s3://`` location.
 
     Example:
         ```python
@@ -1174,12 +1175,14 @@ def check_drift(
     if html_job is not None and report.columns:
         try:
             page, ref_n, cur_n = html_job.result()
+        except Exception as exc:  # the verdicts stand without the HTML; say why it is missing
+            logger.warning("Evidently HTML report not rendered: %s", exc)
+            report.warnings.append(f"Evidently HTML report not rendered: {type(exc).__name__}: {exc}")
+        else:
+            # A location that cannot be written is a configuration problem: raise its typed error.
             page = _with_banner(page, report, ref_n, cur_n)
             report.html_uri = save_html(page, report_location or default_report_location(), report, s3=s3)
             report.html_sample_rows = max(ref_n, cur_n)
-        except (ImportError, ValueError, TypeError, KeyError) as exc:  # verdicts stand without the HTML
-            logger.warning("Evidently HTML report not rendered: %s", exc)
-            report.warnings.append(f"Evidently HTML report not rendered: {type(exc).__name__}: {exc}")
     pool.shutdown(wait=True)
     report.duration_s = (datetime.now(UTC) - started).total_seconds()
     return report
