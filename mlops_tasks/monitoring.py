@@ -641,7 +641,9 @@ def _finite(series: pd.Series) -> np.ndarray:
     if values.dtype == object or not np.issubdtype(values.dtype, np.number):
         values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
     if np.issubdtype(values.dtype, np.floating):
-        values = values[np.isfinite(values)]
+        finite = np.isfinite(values)
+        if not finite.all():
+            values = values[finite]
     return values
 
 
@@ -1221,10 +1223,17 @@ def _verdict(report: DriftReport) -> tuple[DriftStatus, str]:
 # --- HTML report ----------------------------------------------------------------------------
 
 
-def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
-    if len(frame) <= rows:
-        return frame.reset_index(drop=True)
-    return frame.sample(n=rows, random_state=seed).reset_index(drop=True)
+def _sample_positions(n_rows: int, rows: int, seed: int) -> np.ndarray | None:
+    """Sorted positions of a seeded sample of ``rows`` rows, ``None`` when all rows fit."""
+    if n_rows <= rows:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=rows, replace=False))
+
+
+def _take(frame: pd.DataFrame, columns: list[str], positions: np.ndarray | None) -> pd.DataFrame:
+    """The sampled rows of ``columns`` (rows first, so no full-size copy is made)."""
+    rows = frame if positions is None else frame.iloc[positions]
+    return rows[columns].reset_index(drop=True)
 
 
 def render_html(
@@ -1278,14 +1287,18 @@ def _render_evidently(
     from evidently.presets import DataDriftPreset
 
     names = [s.name for s in specs if s.name != PREDICTION_COLUMN]
-    ref_sample = _sample(reference[names], settings.html_sample_rows, settings.sample_seed)
-    cur_source = current[names + ([PREDICTION_COLUMN] if len(names) < len(specs) else [])]
-    cur_sample = _sample(cur_source, settings.html_sample_rows, settings.sample_seed + 1)
-    if len(names) < len(specs) and reference_predictions is not None:
-        ref_pred = pd.Series(np.asarray(reference_predictions), index=reference.index)
-        ref_sample[PREDICTION_COLUMN] = _sample(
-            ref_pred.to_frame(PREDICTION_COLUMN), settings.html_sample_rows, settings.sample_seed
-        )[PREDICTION_COLUMN].to_numpy()
+    ref_pos = _sample_positions(len(reference), settings.html_sample_rows, settings.sample_seed)
+    cur_pos = _sample_positions(len(current), settings.html_sample_rows, settings.sample_seed + 1)
+    ref_sample = _take(reference, names, ref_pos)
+    with_prediction = len(names) < len(specs)
+    cur_sample = _take(current, names + ([PREDICTION_COLUMN] if with_prediction else []), cur_pos)
+    if with_prediction and reference_predictions is not None:
+        predictions = np.asarray(reference_predictions)
+        if len(predictions) != len(reference):
+            raise ValueError(
+                f"{len(predictions)} reference predictions for {len(reference)} reference rows"
+            )
+        ref_sample[PREDICTION_COLUMN] = predictions if ref_pos is None else predictions[ref_pos]
     # A column with values in the full data may have none in the sample: leave it out of the HTML.
     shown = [s for s in specs if s.name in ref_sample.columns and s.name in cur_sample.columns
              and ref_sample[s.name].notna().any() and cur_sample[s.name].notna().any()]
