@@ -111,7 +111,12 @@ def train_and_register(root: Path) -> tuple[str, Path, pd.DataFrame]:
 
 
 def write_wrk_script(path: Path, bodies: list[str], headers: dict[str, str], ids: bool) -> None:
-    """A wrk Lua script cycling through pre-formatted requests, reporting JSON at the end."""
+    """A wrk Lua script cycling through pre-formatted requests, reporting JSON at the end.
+
+    The requests are formatted when the script loads, before wrk sets its default
+    ``Host`` header, so ``headers`` must carry ``Host`` (MLServer refuses requests
+    without it).
+    """
     lines = ["local reqs = {}", "local n = 0"]
     for i, body in enumerate(bodies):
         hdrs = dict(headers)
@@ -140,6 +145,27 @@ def write_wrk_script(path: Path, bodies: list[str], headers: dict[str, str], ids
         "end",
     ]
     path.write_text("\n".join(lines) + "\n")
+
+
+def json_headers(port: int) -> dict[str, str]:
+    return {"Host": f"127.0.0.1:{port}", "Content-Type": "application/json"}
+
+
+def busy_cpus(seconds: float = 1.0) -> float:
+    """How many CPUs other processes kept busy over ``seconds`` (from /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+        return sum(values), values[3] + values[4]
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except OSError:
+        return math.nan
+    share = 1 - (idle1 - idle0) / max(total1 - total0, 1)
+    return share * (os.cpu_count() or 1)
 
 
 def run_wrk(wrk: str, url: str, script: Path, seconds: float) -> dict:
@@ -188,6 +214,10 @@ def post_json(url: str, doc: dict) -> dict:
 
 
 def measure(name: str, wrk: str, url: str, script: Path, warmup: float, duration: float) -> dict:
+    busy = busy_cpus()
+    if busy > 0.3:
+        log(f"WARNING: {busy:.1f} CPUs busy with other work before measuring {name}; "
+            "the numbers will be low and noisy")
     log(f"{name}: warm-up {warmup:g}s")
     warm = run_wrk(wrk, url, script, warmup)
     time.sleep(1.0)
@@ -202,21 +232,33 @@ def measure(name: str, wrk: str, url: str, script: Path, warmup: float, duration
     return result
 
 
+UVLOOP_CHECK = (
+    "import sys, uvloop; "
+    "sys.exit(0 if tuple(int(x) for x in uvloop.__version__.split('.')[:2]) < (0, 22) else 1)"
+)
+
+
 def ensure_mlserver() -> Path:
+    """MLServer 1.7 in its own virtualenv (created on first use)."""
     python = MLSERVER_VENV / "bin" / "python"
     mlserver = MLSERVER_VENV / "bin" / "mlserver"
-    if mlserver.exists():
-        return mlserver
-    import sklearn
+    if not mlserver.exists():
+        import sklearn
 
-    log(f"installing MLServer 1.7 into {MLSERVER_VENV}")
-    MLSERVER_VENV.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(MLSERVER_VENV)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "mlserver==1.7.*",
-         "mlserver-sklearn==1.7.*", f"scikit-learn=={sklearn.__version__}"],
-        check=True,
-    )
+        log(f"installing MLServer 1.7 into {MLSERVER_VENV}")
+        MLSERVER_VENV.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(MLSERVER_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "mlserver==1.7.*",
+             "mlserver-sklearn==1.7.*", f"scikit-learn=={sklearn.__version__}", "uvloop<0.22"],
+            check=True,
+        )
+    if subprocess.run([str(python), "-c", UVLOOP_CHECK], capture_output=True).returncode:
+        # MLServer 1.7's inference workers call asyncio.get_event_loop() with no loop set,
+        # which uvloop >= 0.22 turns into an error: every worker dies at start.
+        log("pinning uvloop<0.22 in the MLServer virtualenv (MLServer 1.7 workers need it)")
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "uvloop<0.22"],
+                       check=True)
     return mlserver
 
 
@@ -274,13 +316,12 @@ def main() -> int:
         split_bodies = [
             json.dumps({"dataframe_split": {"columns": columns, "data": [row]}}) for row in rows
         ]
-        json_headers = {"Content-Type": "application/json"}
-        ours_script = root / "ours.lua"
-        write_wrk_script(ours_script, split_bodies, json_headers, ids=True)
         results: dict[str, dict] = {}
 
         # -- ours ----------------------------------------------------------------------
         port = free_port()
+        ours_script = root / "ours.lua"
+        write_wrk_script(ours_script, split_bodies, json_headers(port), ids=True)
         sink = root / "prediction-log"
         cmd = [sys.executable, "-m", "mlops_tasks.serving.cli", "--model-uri", uri,
                "--port", str(port), "--log-sink", str(sink), "--log-level", "warning"]
@@ -312,7 +353,9 @@ def main() -> int:
         procs.append(proc)
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/health", proc)
-        results["mlflow"] = measure("mlflow", wrk, f"{base}/invocations", ours_script,
+        mlflow_script = root / "mlflow.lua"
+        write_wrk_script(mlflow_script, split_bodies, json_headers(port), ids=True)
+        results["mlflow"] = measure("mlflow", wrk, f"{base}/invocations", mlflow_script,
                                     args.warmup, args.duration)
         mlflow_all = np.asarray(post_json(
             f"{base}/invocations",
@@ -333,8 +376,11 @@ def main() -> int:
                 log(f"MLServer not measured: it could not be installed: {exc}")
                 mlserver = None
             if mlserver is not None:
-                results["mlserver"] = run_mlserver(mlserver, wrk, root, folder, holdout,
-                                                   reference, args, procs)
+                try:
+                    results["mlserver"] = run_mlserver(mlserver, wrk, root, folder, holdout,
+                                                       reference, args, procs)
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    log(f"MLServer not measured: it did not serve the model: {exc}")
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -379,7 +425,7 @@ def run_mlserver(mlserver: Path, wrk: str, root: Path, folder: Path, holdout: pd
     bodies = [json.dumps({"inputs": [{"name": "predict", "shape": [1, N_FEATURES],
                                       "datatype": "FP64", "data": row}]}) for row in rows]
     script = root / "mlserver.lua"
-    write_wrk_script(script, bodies, {"Content-Type": "application/json"}, ids=False)
+    write_wrk_script(script, bodies, json_headers(port), ids=False)
     result = measure("mlserver", wrk, f"{base}/v2/models/bench/infer", script,
                      args.warmup, args.duration)
     answer = post_json(f"{base}/v2/models/bench/infer", {"inputs": [{

@@ -626,3 +626,101 @@ def test_nan_prediction_output_is_valid_json():
 
     text = b'{"predictions":' + _json(_jsonable(np.array([1.5, math.nan]))) + b"}"
     assert json.loads(text) == {"predictions": [1.5, None]}
+
+
+# -- HTTP protocol details -------------------------------------------------------------------
+
+
+def _raw(port: int, data: bytes, until: int, timeout: float = 10.0) -> bytes:
+    """Send raw bytes, read until ``until`` answers (counted by status lines) arrived."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        sock.sendall(data)
+        out = b""
+        while out.count(b"HTTP/1.1 ") - out.count(b"HTTP/1.1 100") < until or not out.endswith(
+                (b"}", b"\n")):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        sock.close()
+
+
+def test_pipelined_requests_are_answered_in_order(server):
+    body = json.dumps(GOOD).encode()
+    post = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"X-Request-Id: first\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    ping = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
+    out = _raw(server.port, post + ping + post.replace(b"first", b"third"), until=3)
+    first, second, third = out.index(b"x-request-id: first"), out.index(b'"alive"'), \
+        out.index(b"x-request-id: third")
+    assert first < second < third
+    assert out.count(b"HTTP/1.1 200 OK") == 3
+
+
+def test_keep_alive_connection_serves_many_requests(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        for i in range(50):
+            conn.request("POST", "/invocations", body=json.dumps(GOOD),
+                         headers={"Content-Type": "application/json", "X-Request-Id": f"k{i}"})
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.getheader("X-Request-Id") == f"k{i}"
+            resp.read()
+    finally:
+        conn.close()
+
+
+def test_expect_100_continue_and_head(server):
+    body = json.dumps(GOOD).encode()
+    out = _raw(server.port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+               % (len(body), body), until=1)
+    assert out.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK")
+    head = _raw(server.port, b"HEAD /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                until=1)
+    assert head.startswith(b"HTTP/1.1 200 OK") and head.endswith(b"\r\n\r\n")
+
+
+def test_malformed_http_gets_400_and_server_keeps_serving(server):
+    out = _raw(server.port, b"THIS IS NOT HTTP\r\n\r\n", until=1)
+    assert out.startswith(b"HTTP/1.1 400")
+    assert call(server.port, "GET", "/ping")[0] == 200
+
+
+def test_uvicorn_front_end_serves_the_same_app(store, pyfunc, tmp_path):
+    """``--http uvicorn`` runs the ASGI adapter of the same app."""
+    from mlops_tasks.serving import read_prediction_log
+
+    sink = tmp_path / "plog"
+    srv = Server(["--model-uri", "models:/churn@champion", "--http", "uvicorn",
+                  "--log-sink", str(sink), "--max-body-bytes", "5000"]).wait_healthy()
+    frame = churn_frame(10, seed=51)
+    status, hdrs, doc = predict(srv.port, split_body(frame), {"X-Request-Id": "uv"})
+    assert status == 200 and doc["predictions"] == pyfunc["churn"].predict(frame).tolist()
+    assert hdrs["x-request-id"] == "uv" and hdrs["x-model-version"] == "1"
+    status, _, raw = call(srv.port, "POST", "/invocations", "[1]")
+    assert status == 400
+    status, _, raw = call(srv.port, "POST", "/invocations", b"x" * 6000)
+    assert status == 413 and "5000 bytes" in json.loads(raw)["error"]
+    assert json.loads(call(srv.port, "GET", "/health")[2])["status"] == "ok"
+    assert srv.stop() == 0
+    assert read_prediction_log(str(sink))["request_id"].tolist() == ["uv"] * 10
+
+
+def test_idle_keep_alive_connections_are_closed(store):
+    srv = Server(["--model-uri", "models:/churn/1", "--no-prediction-log",
+                  "--keep-alive-timeout", "1"]).wait_healthy()
+    try:
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        started = time.time()
+        assert sock.recv(65536) == b""  # closed by the server once idle
+        assert time.time() - started < 10
+        sock.close()
+    finally:
+        assert srv.stop() == 0

@@ -218,3 +218,15 @@ def test_reader_errors(tmp_path):
     with pytest.raises(DatasetNotFoundError):
         read_prediction_log(str(tmp_path / "missing"))
     assert read_prediction_log(str(tmp_path)).empty
+
+
+def test_writer_repeats_request_ids_over_their_rows(tmp_path):
+    w = _writer(tmp_path, flush_interval_s=600)
+    t = time.time()
+    w.append(["x", "y"], [t, t + 1], np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+             np.array([1, 0, 1]), row_counts=[2, 1])
+    w.close()
+    df = read_prediction_log(str(tmp_path))
+    assert df["request_id"].tolist() == ["x", "x", "y"]
+    assert df["b"].tolist() == [2.0, 4.0, 6.0] and df["prediction"].tolist() == [1, 0, 1]
+    assert df["timestamp"].iloc[2] > df["timestamp"].iloc[1]

@@ -1,11 +1,13 @@
-"""The ASGI application: endpoints, micro-batching, metrics and the prediction log.
+"""The model server app: endpoints, micro-batching, metrics and the prediction log.
 
-A raw ASGI callable (no framework) served by uvicorn with httptools. Requests that
-arrive together are answered by one ``predict`` call: each ``/invocations`` request
-parses its body, queues itself and awaits; the first one schedules a flush on the
-next event-loop turn, which predicts every queued request at once. Under load the
-batch is as large as the number of requests in flight; alone, a request waits for
-no one.
+:meth:`ModelServerApp.handle` answers one request through a callback; it is driven
+by the built-in httptools protocol (:mod:`mlops_tasks.serving.httpserver`, the
+default) or, through the ASGI adapter (the app is an ASGI callable), by uvicorn or
+any ASGI server. Requests that arrive together are answered by one ``predict``
+call: each ``/invocations`` request parses its body and queues itself; the first
+one schedules a flush on the next event-loop turn, which predicts every queued
+request at once. Under load the batch is as large as the number of requests in
+flight; alone, a request waits for no one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import gc
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -38,7 +41,13 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
 def server_version() -> str:
-    """The installed mlops-tasks version (``0.0.0`` when not installed)."""
+    """The installed mlops-tasks version (``0.0.0`` when not installed).
+
+    Example:
+        ```python
+        assert server_version().count(".") >= 2
+        ```
+    """
     try:
         from importlib.metadata import version
 
@@ -48,7 +57,13 @@ def server_version() -> str:
 
 
 def default_log_sink() -> str:
-    """``$MLOPS_PREDICTION_LOG``, else ``<$MLOPS_STATE_DIR or ./.mlops>/prediction-log``."""
+    """``$MLOPS_PREDICTION_LOG``, else ``<$MLOPS_STATE_DIR or ./.mlops>/prediction-log``.
+
+    Example:
+        ```python
+        assert default_log_sink().endswith("prediction-log")  # with neither variable set
+        ```
+    """
     env = os.environ.get("MLOPS_PREDICTION_LOG")
     if env:
         return env
@@ -78,6 +93,8 @@ class ServerConfig:
         fast_path: Allow the NumPy matrix fast path for numeric models.
         model_cache_dir: Where registry models are downloaded (temporary by default).
         graceful_timeout_s: How long shutdown waits for requests in flight.
+        keep_alive_timeout_s: Idle keep-alive connections are closed after this long
+            (built-in HTTP front end).
 
     Example:
         ```python
@@ -100,10 +117,29 @@ class ServerConfig:
     fast_path: bool = True
     model_cache_dir: str | None = None
     graceful_timeout_s: float = 30.0
+    keep_alive_timeout_s: float = 75.0
 
     def served_by(self) -> str:
         """The instance name, defaulting to ``hostname:port``."""
         return self.instance_name or f"{socket.gethostname()}:{self.port}"
+
+
+Respond = Callable[[int, list[tuple[bytes, bytes]], bytes], None]
+_METRICS_HEADERS = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+
+
+class _Call:
+    """One /invocations request on its way through the batcher."""
+
+    __slots__ = ("request_id", "started", "respond", "headers", "parsed")
+
+    def __init__(self, request_id: str, started: float, respond: Respond,
+                 headers: list[tuple[bytes, bytes]]) -> None:
+        self.request_id = request_id
+        self.started = started
+        self.respond = respond
+        self.headers = headers
+        self.parsed: ParsedInput | None = None
 
 
 def _json(obj: Any) -> bytes:
@@ -111,7 +147,7 @@ def _json(obj: Any) -> bytes:
 
 
 class ModelServerApp:
-    """The ASGI app of the model server.
+    """The model server app (also an ASGI app).
 
     It loads the model in a background thread at startup (``/health`` answers 503
     until it is loaded and warmed up), then serves ``/ping``, ``/health``,
@@ -143,7 +179,7 @@ class ModelServerApp:
         self.started_at = time.time()
         self.version = server_version()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: list[tuple[ParsedInput, asyncio.Future[Any]]] = []
+        self._queue: list[_Call] = []
         self._queued_rows = 0
         self._flush_scheduled = False
         self._labels: dict[str, str] = {"model_name": "", "model_version": ""}
@@ -166,6 +202,10 @@ class ModelServerApp:
     def start(self) -> None:
         """Begin loading the model in a background thread (called at ASGI startup)."""
         self._loop = asyncio.get_running_loop()
+        # The prediction log thread encodes batches while requests are served. With the
+        # default 5 ms GIL switch interval a request can wait that long for the GIL at
+        # every switch; 0.5 ms bounds those stalls and costs nothing when one thread idles.
+        sys.setswitchinterval(0.0005)
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
 
     def _load(self) -> None:
@@ -243,12 +283,121 @@ class ModelServerApp:
         if self.model is not None:
             self.model.close()
 
-    # -- ASGI ------------------------------------------------------------------------
+    # -- transport-neutral request handling ----------------------------------------------
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        body_error: InvalidInputError | None,
+        respond: Respond,
+    ) -> None:
+        """Answer one request by calling ``respond(status, headers, body)`` (now or later).
+
+        Used by both front ends (the built-in HTTP protocol and the ASGI adapter).
+
+        Args:
+            method: HTTP method.
+            path: URL path without the query.
+            headers: Request headers, lower-case names (at least ``content-type`` and
+                ``x-request-id`` when sent).
+            body: The whole body.
+            body_error: Set when the body was refused while reading (e.g. 413).
+            respond: Called exactly once with the answer.
+        """
+        if path == "/invocations":
+            if method != "POST":
+                return self._simple(respond, path, 405, {"error": "Use POST /invocations."})
+            return self._invoke(headers, body, body_error, respond)
+        if method not in ("GET", "HEAD"):
+            return self._simple(respond, path, 405, {"error": f"Use GET {path}."})
+        if path == "/ping":
+            return self._simple(respond, path, 200, {"status": "alive"})
+        if path == "/health":
+            status, doc = self.health()
+            return self._simple(respond, path, status, doc)
+        if path == "/version":
+            return self._simple(respond, path, 200, self.version_info())
+        if path == "/metrics":
+            self.metrics.request(path, 200)
+            text = self.render_metrics().encode()
+            return respond(200, _METRICS_HEADERS, text)
+        return self._simple(respond, path, 404, {"error": f"No endpoint {path}."})
+
+    def _simple(self, respond: Respond, endpoint: str, status: int, doc: Any) -> None:
+        self.metrics.request(endpoint if status != 404 else "other", status)
+        respond(status, self._static_headers, _json(doc))
+
+    def _invoke(
+        self,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        body_error: InvalidInputError | None,
+        respond: Respond,
+    ) -> None:
+        started = time.perf_counter()
+        request_id = None
+        raw_id = headers.get(b"x-request-id")
+        if raw_id:
+            text = raw_id.decode("latin-1")
+            if len(text) <= 200 and text.isprintable():
+                request_id = text
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+        call = _Call(request_id, started, respond,
+                     [*self._static_headers, (b"x-request-id", request_id.encode("latin-1"))])
+        try:
+            if body_error is not None:
+                raise body_error
+            if not self.ready or self.predictor is None:
+                _, doc = self.health()
+                raise InvalidInputError(f"Model not ready: {doc['detail']}", status=503)
+            content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
+            call.parsed = self.predictor.parser.parse(body, content_type.lower())
+        except Exception as exc:
+            self._answer_error(call, exc)
+            return
+        self._enqueue(call)
+
+    def _answer(self, call: _Call, predictions: np.ndarray) -> bool:
+        """Send one request's predictions; False when they cannot be serialized."""
+        try:
+            out = b'{"predictions":' + _json(_jsonable(predictions)) + b"}"
+        except Exception as exc:
+            self._answer_error(call, exc)
+            return False
+        call.respond(200, call.headers, out)
+        self.metrics.request(
+            "/invocations", 200, time.perf_counter() - call.started,
+            call.parsed.n_rows,  # type: ignore[union-attr]
+        )
+        return True
+
+    def _answer_error(self, call: _Call, exc: BaseException) -> None:
+        if isinstance(exc, InvalidInputError):
+            status = exc.status
+            doc: dict[str, Any] = {
+                "error": str(exc), "error_code": _ERROR_CODES.get(status, "BAD_REQUEST"),
+            }
+            if exc.columns:
+                doc["columns"] = exc.columns
+            doc["request_id"] = call.request_id
+        else:  # the server must never die on a request
+            logger.error("request %s failed", call.request_id, exc_info=exc)
+            status = 500
+            doc = {"error": f"Internal error: {type(exc).__name__}: {exc}",
+                   "error_code": "INTERNAL_ERROR", "request_id": call.request_id}
+        call.respond(status, call.headers, _json(doc))
+        self.metrics.request("/invocations", status, time.perf_counter() - call.started)
+
+    # -- ASGI adapter -----------------------------------------------------------------
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            await self._asgi_http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -263,39 +412,60 @@ class ModelServerApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _respond(
-        self, send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        headers = [*headers, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+    async def _asgi_http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = {k.lower(): v for k, v in scope["headers"]}
+        body, body_error = b"", None
+        if scope["path"] == "/invocations" and scope["method"] == "POST":
+            try:
+                body = await self._read_body(headers, receive)
+            except InvalidInputError as exc:
+                body_error = exc
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] = (
+            loop.create_future()
+        )
 
-    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = scope["path"]
-        method = scope["method"]
-        if path == "/invocations":
-            if method != "POST":
-                return await self._simple(send, path, 405, {"error": "Use POST /invocations."})
-            return await self._invocations(scope, receive, send)
-        if method not in ("GET", "HEAD"):
-            return await self._simple(send, path, 405, {"error": f"Use GET {path}."})
-        if path == "/ping":
-            return await self._simple(send, path, 200, {"status": "alive"})
-        if path == "/health":
-            status, doc = self.health()
-            return await self._simple(send, path, status, doc)
-        if path == "/version":
-            return await self._simple(send, path, 200, self.version_info())
-        if path == "/metrics":
-            self.metrics.request(path, 200)
-            text = self.render_metrics().encode()
-            headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
-            return await self._respond(send, 200, text, headers)
-        return await self._simple(send, path, 404, {"error": f"No endpoint {path}."})
+        def respond(status: int, out_headers: list[tuple[bytes, bytes]], out: bytes) -> None:
+            if not answer.done():
+                answer.set_result((status, out_headers, out))
 
-    async def _simple(self, send: Any, endpoint: str, status: int, doc: Any) -> None:
-        self.metrics.request(endpoint if status != 404 else "other", status)
-        await self._respond(send, status, _json(doc), self._static_headers)
+        self.handle(scope["method"], scope["path"], headers, body, body_error, respond)
+        status, out_headers, out = await answer
+        out_headers = [*out_headers, (b"content-length", str(len(out)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": out})
+
+    def body_too_large(self) -> InvalidInputError:
+        """The 413 error naming the body limit."""
+        limit = self.config.max_body_bytes
+        return InvalidInputError(
+            f"Request body larger than the limit of {limit} bytes "
+            f"({limit / 1024 / 1024:g} MB); send fewer rows per request.",
+            status=413,
+        )
+
+    async def _read_body(self, headers: dict[bytes, bytes], receive: Any) -> bytes:
+        limit = self.config.max_body_bytes
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                if int(length) > limit:
+                    raise self.body_too_large()
+            except ValueError as exc:
+                raise InvalidInputError("Bad Content-Length header.", status=400) from exc
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidInputError("Client disconnected.", status=400)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise self.body_too_large()
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
 
     # -- endpoints -------------------------------------------------------------------
 
@@ -336,136 +506,72 @@ class ModelServerApp:
             extra["mlops_serve_prediction_log_pending_rows"] = float(self.log_writer.pending_rows)
         return self.metrics.render(self._labels, stats, extra)
 
-    async def _read_body(self, scope: dict[str, Any], receive: Any) -> bytes:
-        limit = self.config.max_body_bytes
-        too_big = InvalidInputError(
-            f"Request body larger than the limit of {limit} bytes "
-            f"({limit / 1024 / 1024:g} MB); send fewer rows per request.",
-            status=413,
-        )
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                try:
-                    if int(value) > limit:
-                        raise too_big
-                except ValueError as exc:
-                    raise InvalidInputError("Bad Content-Length header.", status=400) from exc
-        message = await receive()
-        body = message.get("body", b"")
-        if len(body) > limit:
-            raise too_big
-        if not message.get("more_body"):
-            return body
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body"):
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise InvalidInputError("Client disconnected.", status=400)
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise too_big
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def _invocations(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        started = time.perf_counter()
-        request_id = None
-        content_type = "application/json"
-        for key, value in scope["headers"]:
-            if key == b"x-request-id":
-                text = value.decode("latin-1")
-                if 0 < len(text) <= 200 and text.isprintable():
-                    request_id = text
-            elif key == b"content-type":
-                content_type = value.decode("latin-1").lower()
-        if request_id is None:
-            request_id = uuid.uuid4().hex
-        headers = [*self._static_headers, (b"x-request-id", request_id.encode("latin-1"))]
-        rows = 0
-        try:
-            if not self.ready or self.predictor is None:
-                status, doc = self.health()
-                raise InvalidInputError(f"Model not ready: {doc['detail']}", status=503)
-            body = await self._read_body(scope, receive)
-            parsed = self.predictor.parser.parse(body, content_type)
-            predictions = await self._predict(parsed)
-            rows = parsed.n_rows
-            if self.log_writer is not None:
-                now = time.time()
-                self.log_writer.append(
-                    [request_id] * rows,
-                    [now] * rows,
-                    parsed.matrix if parsed.matrix is not None else parsed.columns,
-                    predictions,
-                )
-            status, out = 200, b'{"predictions":' + _json(_jsonable(predictions)) + b"}"
-        except InvalidInputError as exc:
-            status = exc.status
-            doc = {"error": str(exc), "error_code": _ERROR_CODES.get(status, "BAD_REQUEST")}
-            if exc.columns:
-                doc["columns"] = exc.columns
-            doc["request_id"] = request_id
-            out = _json(doc)
-        except Exception as exc:  # the server must never die on a request
-            logger.exception("request %s failed", request_id)
-            status = 500
-            out = _json({"error": f"Internal error: {type(exc).__name__}: {exc}",
-                         "error_code": "INTERNAL_ERROR", "request_id": request_id})
-        await self._respond(send, status, out, headers)
-        self.metrics.request("/invocations", status, time.perf_counter() - started, rows)
-
     # -- micro-batching ----------------------------------------------------------------
 
-    def _predict(self, parsed: ParsedInput) -> asyncio.Future[Any]:
-        loop = self._loop or asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+    def _enqueue(self, call: _Call) -> None:
         if self.config.max_batch_rows <= 1:
-            self._run_batch([(parsed, future)])
-            return future
-        self._queue.append((parsed, future))
-        self._queued_rows += parsed.n_rows
+            self._run_batch([call])
+            return
+        self._queue.append(call)
+        self._queued_rows += call.parsed.n_rows  # type: ignore[union-attr]
         if self._queued_rows >= self.config.max_batch_rows:
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
+            loop = self._loop or asyncio.get_running_loop()
             loop.call_soon(self._flush)
-        return future
 
     def _flush(self) -> None:
         self._flush_scheduled = False
         queue, self._queue, self._queued_rows = self._queue, [], 0
         if not queue:
             return
-        fast = [item for item in queue if item[0].matrix is not None]
-        general = [item for item in queue if item[0].matrix is None]
+        fast = [c for c in queue if c.parsed.matrix is not None]  # type: ignore[union-attr]
+        general = [c for c in queue if c.parsed.matrix is None]  # type: ignore[union-attr]
         for group in (fast, general):
             if group:
                 self._run_batch(group)
 
-    def _run_batch(self, group: list[tuple[ParsedInput, asyncio.Future[Any]]]) -> None:
+    def _run_batch(self, group: list[_Call]) -> None:
         predictor = self.predictor
         assert predictor is not None
         try:
-            predictions = predictor.predict([p for p, _ in group])
+            merged = predictor.combine([c.parsed for c in group])  # type: ignore[misc]
+            predictions = predictor.predict(merged)
         except Exception as exc:
             if len(group) == 1:
                 self.metrics.predict_errors += 1
-                if not group[0][1].done():
-                    group[0][1].set_exception(exc)
+                self._answer_error(group[0], exc)
                 return
             # One bad request must not fail its neighbours: retry each alone.
-            for item in group:
-                self._run_batch([item])
+            for call in group:
+                self._run_batch([call])
             return
         self.metrics.batch_size.observe(len(predictions))
         offset = 0
-        for parsed, future in group:
-            end = offset + parsed.n_rows
-            if not future.done():
-                future.set_result(predictions[offset:end])
+        answered = []
+        for call in group:
+            end = offset + call.parsed.n_rows  # type: ignore[union-attr]
+            answered.append(self._answer(call, predictions[offset:end]))
             offset = end
+        if self.log_writer is None:
+            return
+        if not all(answered):  # rare: log only the requests that got their answer
+            keep = [c for c, ok in zip(group, answered, strict=True) if ok]
+            if not keep:
+                return
+            merged = predictor.combine([c.parsed for c in keep])  # type: ignore[misc]
+            mask = np.repeat(answered, [c.parsed.n_rows for c in group])  # type: ignore[union-attr]
+            predictions = predictions[mask]
+            group = keep
+        # One log entry per batch: the writer repeats each id over its request's rows.
+        self.log_writer.append(
+            [c.request_id for c in group],
+            [time.time()] * len(group),
+            merged.matrix if merged.matrix is not None else merged.columns,
+            predictions,
+            row_counts=[c.parsed.n_rows for c in group],  # type: ignore[union-attr]
+        )
 
 
 _ERROR_CODES = {

@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="download registry models here (default: a temporary folder)")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds shutdown waits for requests in flight")
+    p.add_argument("--http", choices=("builtin", "uvicorn"),
+                   default=_env("MLOPS_SERVE_HTTP", "builtin"),
+                   help="HTTP front end: the built-in httptools protocol (fastest) or uvicorn "
+                        "running the ASGI app [MLOPS_SERVE_HTTP, builtin]")
+    p.add_argument("--keep-alive-timeout", type=float,
+                   default=float(_env("MLOPS_SERVE_KEEP_ALIVE_S", "75") or 75),
+                   help="close keep-alive connections idle this long, in seconds "
+                        "[MLOPS_SERVE_KEEP_ALIVE_S, 75]")
     p.add_argument("--log-level", default=_env("MLOPS_SERVE_LOG_LEVEL", "info"),
                    help="server log level [MLOPS_SERVE_LOG_LEVEL, info]")
     return p
@@ -115,10 +123,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         fast_path=not args.no_fast_path,
         model_cache_dir=args.model_cache_dir,
         graceful_timeout_s=args.graceful_timeout,
+        keep_alive_timeout_s=args.keep_alive_timeout,
     )
 
 
-def serve(config: ServerConfig, log_level: str = "info") -> int:
+def serve(config: ServerConfig, log_level: str = "info", http: str = "builtin") -> int:
     """Run the server in this process until SIGTERM/SIGINT; return the exit code.
 
     On SIGTERM or SIGINT the server stops accepting connections, finishes the
@@ -128,6 +137,8 @@ def serve(config: ServerConfig, log_level: str = "info") -> int:
     Args:
         config: Server settings.
         log_level: Logging level of the server's own messages.
+        http: ``builtin`` (httptools protocol, one write per answer) or ``uvicorn``
+            (the same app through uvicorn's ASGI server).
 
     Returns:
         The process exit code.
@@ -139,8 +150,6 @@ def serve(config: ServerConfig, log_level: str = "info") -> int:
                                             log_sink="/var/log/predictions")))
         ```
     """
-    import uvicorn
-
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -153,6 +162,24 @@ def serve(config: ServerConfig, log_level: str = "info") -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
         loop = "asyncio"
     app = ModelServerApp(config)
+    if http == "builtin":
+        import asyncio
+
+        from mlops_tasks.serving.httpserver import serve_forever
+
+        factory = None
+        if loop == "uvloop":
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            listened = runner.run(
+                serve_forever(app, config.host, config.port, config.graceful_timeout_s,
+                              config.keep_alive_timeout_s)
+            )
+        return _exit_code(app, listened, config)
+    import uvicorn
+
     uv_config = uvicorn.Config(
         app,
         host=config.host,
@@ -167,6 +194,7 @@ def serve(config: ServerConfig, log_level: str = "info") -> int:
         proxy_headers=False,
         backlog=2048,
         timeout_graceful_shutdown=config.graceful_timeout_s,
+        timeout_keep_alive=int(max(1, config.keep_alive_timeout_s)),
         h11_max_incomplete_event_size=64 * 1024,
     )
     server = uvicorn.Server(uv_config)
@@ -183,10 +211,14 @@ def serve(config: ServerConfig, log_level: str = "info") -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return _exit_code(app, server.started, config)
+
+
+def _exit_code(app: ModelServerApp, listened: bool, config: ServerConfig) -> int:
     if app.load_error is not None:
         print(f"mlops-serve: error: {app.load_error}", file=sys.stderr)
         return 1
-    if not server.started:
+    if not listened:
         print(f"mlops-serve: error: could not listen on {config.host}:{config.port}",
               file=sys.stderr)
         return 1
@@ -204,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.model_uri:
         build_parser().error("--model-uri (or MLOPS_MODEL_URI) is required")
-    return serve(config_from_args(args), log_level=args.log_level)
+    return serve(config_from_args(args), log_level=args.log_level, http=args.http)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,7 +34,7 @@ class Predictor:
         predictor = Predictor(load_model("/models/churn"))
         predictor.warm_up()
         parsed = predictor.parser.parse(body, "application/json")
-        predictions = predictor.predict([parsed])
+        predictions = predictor.predict(parsed)
         ```
     """
 
@@ -61,11 +61,34 @@ class Predictor:
         """Predict on a matrix in signature order (the fast path)."""
         return np.asarray(self.estimator.predict(matrix))
 
-    def predict(self, items: list[ParsedInput]) -> np.ndarray:
-        """Predict all rows of several parsed requests in one call (they share a path).
+    @staticmethod
+    def combine(items: list[ParsedInput]) -> ParsedInput:
+        """Merge parsed requests that share a path (all matrices or all columns) into one.
+
+        Example:
+            ```python
+            merged = Predictor.combine([parsed_a, parsed_b])
+            assert merged.n_rows == parsed_a.n_rows + parsed_b.n_rows
+            ```
+        """
+        if len(items) == 1:
+            return items[0]
+        n_rows = sum(p.n_rows for p in items)
+        has_nan = any(p.has_nan for p in items)
+        if items[0].matrix is not None:
+            matrix = np.concatenate([p.matrix for p in items])  # type: ignore[misc]
+            return ParsedInput(n_rows=n_rows, matrix=matrix, has_nan=has_nan)
+        columns = {
+            name: np.concatenate([p.columns[name] for p in items])  # type: ignore[index]
+            for name in items[0].columns  # type: ignore[union-attr]
+        }
+        return ParsedInput(n_rows=n_rows, columns=columns, has_nan=has_nan)
+
+    def predict(self, parsed: ParsedInput) -> np.ndarray:
+        """Predict all rows of a parsed (possibly combined) input in one call.
 
         Args:
-            items: Parsed requests, all with ``matrix`` or all with ``columns``.
+            parsed: The input, with ``matrix`` (fast path) or ``columns``.
 
         Returns:
             One prediction per row, in order.
@@ -74,22 +97,11 @@ class Predictor:
             InvalidInputError: 422 when the model refuses the rows.
         """
         try:
-            if items[0].matrix is not None:
-                matrix = (
-                    items[0].matrix if len(items) == 1
-                    else np.concatenate([p.matrix for p in items])  # type: ignore[misc]
-                )
-                return self.predict_matrix(matrix)
-            if len(items) == 1:
-                cols = items[0].columns
-            else:
-                cols = {
-                    name: np.concatenate([p.columns[name] for p in items])  # type: ignore[index]
-                    for name in items[0].columns  # type: ignore[union-attr]
-                }
-            return self.predict_frame(cols)  # type: ignore[arg-type]
+            if parsed.matrix is not None:
+                return self.predict_matrix(parsed.matrix)
+            return self.predict_frame(parsed.columns)  # type: ignore[arg-type]
         except (ValueError, TypeError, KeyError, IndexError) as exc:
-            nan_cols = sorted({c for p in items for c in self.parser.nan_columns(p)})
+            nan_cols = self.parser.nan_columns(parsed)
             hint = f" Columns with missing values (NaN/null): {nan_cols}." if nan_cols else ""
             raise InvalidInputError(
                 f"The model cannot predict on this input: {type(exc).__name__}: {exc}.{hint}",
