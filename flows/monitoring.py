@@ -2,7 +2,7 @@
 
 Run it from the Prefect UI (its parameters are one form), from Python, or from
 the command line: ``python -m flows.monitoring --model-name churn-classifier
---prediction-log .mlops/predictions --last-hours 24``.
+--prediction-log .mlops/prediction-log --last-hours 24``.
 
 How each bad input ends (the run state and the report say why):
 
@@ -38,7 +38,7 @@ from mlops_tasks.monitoring import (
     error_report,
     resolve_window,
 )
-from mlops_tasks.settings import MlflowConfig, S3Config
+from mlops_tasks.settings import MlflowConfig, S3Config, state_dir
 
 
 class DriftCheckParams(BaseModel):
@@ -59,7 +59,9 @@ class DriftCheckParams(BaseModel):
         None, description="Reference dataset instead of the version's recorded training split."
     )
     prediction_log: str | None = Field(
-        None, description="Prediction log (local folder or s3://bucket/prefix) to read the window from."
+        None,
+        description="Prediction log (local folder or s3://bucket/prefix) to read the window from. "
+        "Empty (and no current dataset): the model server's default, <state dir>/prediction-log.",
     )
     current: DatasetSpec | None = Field(None, description="Current dataset instead of a log window.")
     start: datetime | None = Field(None, description="Window start (inclusive, UTC if naive).")
@@ -84,8 +86,8 @@ class DriftCheckParams(BaseModel):
 
     @model_validator(mode="after")
     def _one_current(self) -> DriftCheckParams:
-        if (self.prediction_log is None) == (self.current is None):
-            raise ValueError("give exactly one of prediction_log (a window of it is read) or current")
+        if self.prediction_log is not None and self.current is not None:
+            raise ValueError("give either prediction_log (a window of it is read) or current, not both")
         if self.start is not None and self.last_hours is not None:
             raise ValueError("give either start or last_hours, not both")
         return self
@@ -93,7 +95,7 @@ class DriftCheckParams(BaseModel):
 
 @flow(name="drift-check", log_prints=False)
 def drift_check(
-    params: DriftCheckParams = DriftCheckParams(prediction_log=".mlops/predictions"),  # noqa: B008
+    params: DriftCheckParams = DriftCheckParams(),  # noqa: B008 (frozen defaults)
 ) -> DriftReport:
     """Compare the live model's training data with what it saw; report, log, and signal drift.
 
@@ -112,11 +114,13 @@ def drift_check(
     Example:
         ```python
         from flows.monitoring import DriftCheckParams, drift_check
-        report = drift_check(DriftCheckParams(prediction_log=".mlops/predictions", last_hours=1))
+        report = drift_check(DriftCheckParams(prediction_log=".mlops/prediction-log", last_hours=1))
         print(report.status, report.html_uri)
         ```
     """
     logger = get_run_logger()
+    if params.prediction_log is None and params.current is None:
+        params = params.model_copy(update={"prediction_log": str(state_dir() / "prediction-log")})
     window = None
     if params.prediction_log is not None:
         hours = params.last_hours if params.last_hours is not None or params.start else 24.0

@@ -923,10 +923,17 @@ def _performance(
                 labelled_rows=0, current_rows=len(current),
                 reason=f"not checked: the {what} lack column(s) {missing}",
             )
-    joined = current[["request_id", PREDICTION_COLUMN]].merge(
-        labels[["request_id", label_column]].drop_duplicates("request_id", keep="last"),
-        on="request_id", how="inner",
-    ).dropna()
+    # A request of several rows logs them under one request_id: the n-th label of an id (or the
+    # labels' own ``row`` column) goes with the n-th row of that request.
+    left = current[["request_id", PREDICTION_COLUMN]].assign(
+        _row=current.groupby("request_id", sort=False).cumcount()
+    )
+    right = labels[["request_id", label_column]].assign(
+        _row=labels["row"].to_numpy() if "row" in labels.columns
+        else labels.groupby("request_id", sort=False).cumcount()
+    )
+    joined = left.merge(right.drop_duplicates(["request_id", "_row"], keep="last"),
+                        on=["request_id", "_row"], how="inner").dropna()
     n = len(joined)
     if n == 0:
         return PerformanceDrift(
@@ -1030,7 +1037,8 @@ def check_drift(
             current ``prediction`` column. Default: the reference's own ``prediction``
             column if it has one, else none (no prediction drift check).
         labels: Ground truth with ``request_id`` and ``label_column``; joined on
-            ``request_id`` for performance drift.
+            ``request_id`` for performance drift. A request of several rows logs them
+            under one id: its labels are matched by position (or by a ``row`` column).
         label_column: Label column of ``labels``.
         task: ``classification`` or ``regression`` (default: from the reference
             lineage, else guessed from the labels).

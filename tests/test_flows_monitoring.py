@@ -109,10 +109,14 @@ def test_served_traffic_no_drift_then_drift_emits_one_event(prefect_harness, cha
     )
     try:
         server.wait_healthy()
+        # The log's timestamp is when the answer was computed, a moment after the client
+        # may see it: pauses keep each phase inside its window.
         t0 = datetime.now(UTC)
         send(server.port, features(600, seed=41))
+        time.sleep(0.5)
         t1 = datetime.now(UTC)
         send(server.port, features(600, seed=42, drift=0.9))
+        time.sleep(0.5)
         t2 = datetime.now(UTC)
     finally:
         assert server.stop() == 0, server.output

@@ -274,3 +274,19 @@ def test_pandas_categoricals_and_unknown_dtypes_as_evidently_does():
     assert "num_products" not in theirs and "num_products" not in {c.column for c in report.columns}
     skipped = {s.column: s.reason for s in report.skipped_columns}
     assert "dtype Int64" in skipped["num_products"]
+
+
+def test_labels_of_multi_row_requests_join_by_position():
+    current = churn(400, 2).assign(request_id=[f"r{i // 4}" for i in range(400)])
+    truth = np.random.default_rng(1).integers(0, 2, 400)
+    current["prediction"] = truth
+    labels = pd.DataFrame({"request_id": current["request_id"], "label": truth})
+    # Requests in another order than the log, rows within a request in the log's order.
+    order = dict(zip(labels["request_id"].unique(), np.random.default_rng(2).permutation(100), strict=True))
+    shuffled = labels.assign(k=labels["request_id"].map(order)).sort_values("k", kind="stable")
+    report = check_drift(churn(2000, 1), current, labels=shuffled)
+    # 100 requests of 4 rows: every row finds its own label, so accuracy is exact.
+    assert report.performance.labelled_rows == 400
+    assert report.performance.checks[0].current == 1.0
+    by_row = shuffled.assign(row=shuffled.groupby("request_id").cumcount()).iloc[::-1]
+    assert check_drift(churn(2000, 1), current, labels=by_row).performance.checks[0].current == 1.0
