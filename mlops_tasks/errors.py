@@ -199,3 +199,16 @@ class ImageVerificationError(ContainerizeError):
     def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
         self.report = report
+# --- added by drift ---
+
+
+class DriftError(MLOpsError):
+    """A drift check cannot run on the data or model it was given."""
+
+
+class ReferenceDataNotFoundError(DriftError, DataError):
+    """The model version records no reference data (no ``reference/train.parquet`` on its run)."""
+
+
+class NoCommonColumnsError(DriftError, SchemaError):
+    """Reference and current data share no feature column, so nothing can be compared."""

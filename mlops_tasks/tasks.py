@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from mlops_tasks import data as _data
 from mlops_tasks import evaluation as _evaluation
@@ -44,7 +44,7 @@ from mlops_tasks import registry as _registry
 from mlops_tasks import training as _training
 from mlops_tasks import validation as _validation
 from mlops_tasks.errors import DataValidationError, ImageVerificationError, QualityGateError, is_transient
-from mlops_tasks.settings import MlflowConfig
+from mlops_tasks.settings import MlflowConfig, S3Config
 
 __all__ = [
     "build_model_image",
@@ -59,6 +59,10 @@ __all__ = [
     "train_model",
     "validate_data",
     "verify_model_image",
+    "check_drift",
+    "load_drift_reference",
+    "load_prediction_window",
+    "score_batch",
 ]
 
 
@@ -642,3 +646,231 @@ def _publish_verification(report: _containerize.VerificationReport, name: str) -
         markdown=markdown, key=_artifact_key("verify", report.model_name, f"v{report.model_version}"),
         description=f"Image verification {verdict}",
     )
+# --- monitoring tasks ---
+
+from mlops_tasks import monitoring as _monitoring  # noqa: E402
+
+
+@task(name="load-drift-reference", timeout_seconds=1800, **_IO_RETRIES)
+def load_drift_reference(
+    model_name: str,
+    *,
+    version: int | None = None,
+    alias: str = "champion",
+    mlflow_config: MlflowConfig | None = None,
+    with_predictions: bool = True,
+) -> _monitoring.ReferenceData:
+    """Load the training split recorded for a model version (``reference/train.parquet``).
+
+    Args:
+        model_name: Registered model name.
+        version: Version; default: the one holding ``alias``.
+        alias: Alias used when ``version`` is not given.
+        mlflow_config: Where MLflow lives.
+        with_predictions: Score the reference with the model (for prediction drift).
+
+    Returns:
+        The reference with its lineage (version, target, task, holdout metrics).
+
+    Raises:
+        ModelNotFoundError: No such model, version or alias.
+        ReferenceDataNotFoundError: The version's run recorded no reference data.
+
+    Example:
+        ```python
+        reference = load_drift_reference("churn-classifier")
+        ```
+    """
+    reference = _monitoring.load_reference(
+        model_name, version=version, alias=alias, mlflow_config=mlflow_config,
+        with_predictions=with_predictions,
+    )
+    get_run_logger().info(
+        "Reference of %s v%s: %d rows x %d features (%s)", model_name, reference.model_version,
+        len(reference.frame), reference.frame.shape[1], reference.source,
+    )
+    return reference
+
+
+@task(name="load-prediction-window", timeout_seconds=1800, **_IO_RETRIES)
+def load_prediction_window(
+    sink: str,
+    window: _monitoring.DriftWindow | None = None,
+    *,
+    model_name: str | None = None,
+    s3_endpoint_url: str | None = None,
+) -> pd.DataFrame:
+    """Read the prediction log (local folder or ``s3://``) for ``[start, end)``.
+
+    Args:
+        sink: The prediction log.
+        window: Time window; ``None`` reads everything.
+        model_name: Keep only this model's rows.
+        s3_endpoint_url: S3 endpoint for ``s3://`` sinks.
+
+    Returns:
+        The rows (possibly none).
+
+    Raises:
+        DatasetNotFoundError: The local sink folder does not exist.
+        PredictionLogError: A log file cannot be read.
+
+    Example:
+        ```python
+        current = load_prediction_window("/var/log/predictions", resolve_window(last_hours=24))
+        ```
+    """
+    frame = _monitoring.load_current(sink, window, model_name=model_name, s3_endpoint_url=s3_endpoint_url)
+    get_run_logger().info(
+        "Read %d logged predictions from %s in %s", len(frame), sink,
+        (window or _monitoring.DriftWindow()).describe(),
+    )
+    return frame
+
+
+@task(name="check-drift", timeout_seconds=3600, **_IO_RETRIES)
+def check_drift(
+    reference: _monitoring.ReferenceData | pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    settings: _monitoring.DriftSettings | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    window: _monitoring.DriftWindow | None = None,
+    current_source: str | None = None,
+    target: str | None = None,
+    labels: pd.DataFrame | None = None,
+    label_column: str = "label",
+    report_location: str | None = None,
+    s3: S3Config | None = None,
+    mlflow_config: MlflowConfig | None = None,
+    log_to_mlflow: bool = True,
+    emit_event: bool = True,
+) -> _monitoring.DriftReport:
+    """Check drift, save the Evidently HTML, log a monitoring run, publish artifacts, emit the event.
+
+    The verdicts come from all rows (:func:`mlops_tasks.monitoring.check_drift`);
+    the HTML report (rendered from a sample) goes under ``report_location``
+    (default ``<state dir>/monitoring``, or an ``s3://`` prefix) and is linked from
+    a Prefect link artifact; a markdown artifact holds the summary table. With
+    ``log_to_mlflow`` the report is logged on a run of ``<experiment>-monitoring``.
+    When the status is ``drift`` (and a model name is known) the Prefect event
+    ``mlops.drift.detected`` is emitted with resource ``mlops.model.<name>``.
+
+    Args:
+        reference: Reference rows or the :class:`~mlops_tasks.monitoring.ReferenceData`
+            of a model version.
+        current: Current rows (a prediction-log window or a dataset).
+        settings: Tests, thresholds, minimum rows, HTML sample size.
+        model_name: Model name (default: the reference's).
+        model_version: Model version (default: the reference's).
+        window: Time window of ``current``.
+        current_source: Where ``current`` came from.
+        target: Target column to leave out of the comparison.
+        labels: Ground truth (``request_id``, ``label_column``) for performance drift.
+        label_column: Label column of ``labels``.
+        report_location: Local folder or ``s3://`` prefix for the HTML report.
+        s3: :class:`~mlops_tasks.settings.S3Config` for an ``s3://`` location.
+        mlflow_config: Where MLflow lives.
+        log_to_mlflow: Log a monitoring run.
+        emit_event: Emit ``mlops.drift.detected`` on drift.
+
+    Returns:
+        The report (status ``ok``, ``drift`` or ``not_enough_data``).
+
+    Raises:
+        NoCommonColumnsError: Reference and current share no feature column.
+        EmptyDatasetError: The reference has no rows.
+
+    Example:
+        ```python
+        report = check_drift(reference, current, window=window, report_location="s3://reports/drift")
+        ```
+    """
+    logger = get_run_logger()
+    report = _monitoring.check_drift(
+        reference, current, settings=settings, model_name=model_name, model_version=model_version,
+        window=window, current_source=current_source, target=target, labels=labels,
+        label_column=label_column,
+        report_location=report_location or _monitoring.default_report_location(), s3=s3,
+    )
+    if log_to_mlflow and report.status != "not_enough_data":
+        report.mlflow_run_id = _monitoring.log_drift_run(
+            report, mlflow_config=mlflow_config, html_path=report.html_uri
+        )
+    publish_drift_report(report)
+    if emit_event:
+        event_id = _monitoring.emit_drift_event(report)
+        if event_id:
+            logger.warning("Emitted %s (event %s) for %s v%s", _monitoring.EVENT_DRIFT_DETECTED,
+                           event_id, report.model_name, report.model_version)
+    log = logger.warning if report.status == "drift" else logger.info
+    log("%s", report.reason)
+    return report
+
+
+def publish_drift_report(report: _monitoring.DriftReport) -> None:
+    """Publish the report as Prefect artifacts: markdown summary table and a link to the HTML.
+
+    Example:
+        ```python
+        publish_drift_report(report)
+        ```
+    """
+    key = _artifact_key("drift", report.model_name or "data")
+    create_markdown_artifact(markdown=report.to_markdown(), key=key, description=report.reason[:500])
+    if report.html_uri:
+        link = report.html_uri if report.html_uri.startswith("s3://") else Path(report.html_uri).as_uri()
+        create_link_artifact(
+            link=link, link_text="Evidently drift report",
+            key=_artifact_key("drift-html", report.model_name or "data"),
+            description=f"Evidently DataDriftPreset on a sample of {report.html_sample_rows} rows per side; "
+            "verdicts in the summary use all rows.",
+        )
+
+
+@task(name="score-batch", timeout_seconds=3600, **_IO_RETRIES)
+def score_batch(
+    frame: pd.DataFrame,
+    model_name: str,
+    *,
+    output: str,
+    alias: str = "champion",
+    version: int | None = None,
+    id_column: str | None = None,
+    mlflow_config: MlflowConfig | None = None,
+    s3: S3Config | None = None,
+    served_by: str = "batch",
+) -> _monitoring.BatchPredictions:
+    """Score a frame with a registered model; write predictions in the prediction-log layout.
+
+    Args:
+        frame: Rows to score.
+        model_name: Registered model.
+        output: A ``.parquet``/``.csv`` file, or a sink folder / ``s3://`` prefix.
+        alias: Alias scored with when ``version`` is not given.
+        version: Version to score with.
+        id_column: Column to use as ``request_id``.
+        mlflow_config: Where MLflow lives.
+        s3: :class:`~mlops_tasks.settings.S3Config` for ``s3://`` outputs.
+        served_by: Written to the ``served_by`` column.
+
+    Returns:
+        Where the predictions went.
+
+    Raises:
+        ModelNotFoundError: No such model, version or alias.
+        SchemaError: Feature columns are missing.
+
+    Example:
+        ```python
+        out = score_batch(frame, "churn-classifier", output="data/churn-predictions")
+        ```
+    """
+    out = _monitoring.score_batch(
+        frame, model_name, output=output, alias=alias, version=version, id_column=id_column,
+        mlflow_config=mlflow_config, s3=s3, served_by=served_by,
+    )
+    get_run_logger().info("Scored %d rows with %s v%s -> %s", out.rows, model_name, out.model_version,
+                          out.output_uri)
+    return out

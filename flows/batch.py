@@ -1,0 +1,112 @@
+"""Batch scoring: score a dataset with ``models:/<name>@champion`` and write the predictions next to it.
+
+The predictions are written in the prediction log's layout and columns
+(``request_id``, ``timestamp``, ``model_name``, ``model_version``, ``served_by``, the
+features, ``prediction``), by default as a log sink ``<dataset folder>/<stem>-predictions``
+(local or S3), so :func:`flows.monitoring.drift_check` reads a batch exactly like
+server traffic: ``DriftCheckParams(prediction_log=result.sink, ...)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import PurePosixPath
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field
+
+from mlops_tasks import tasks
+from mlops_tasks.data import DatasetSpec
+from mlops_tasks.monitoring import BatchPredictions
+from mlops_tasks.settings import MlflowConfig
+
+
+class BatchPredictParams(BaseModel):
+    """Parameters of :func:`batch_predict` (one form in the Prefect UI).
+
+    Example:
+        ```python
+        from flows.batch import BatchPredictParams
+        from mlops_tasks.data import DatasetSpec
+        params = BatchPredictParams(dataset=DatasetSpec(uri="s3://data/churn/2026-11.parquet"))
+        ```
+    """
+
+    model_name: str = Field("churn-classifier", description="Registered model to score with.")
+    alias: str = Field("champion", description="Alias of the version to score with.")
+    version: int | None = Field(None, description="Version instead of the alias.")
+    dataset: DatasetSpec = Field(..., description="CSV or Parquet to score (local or s3://).")
+    output: str | None = Field(
+        None,
+        description="A .parquet/.csv file, or a log sink folder / s3:// prefix. "
+        "Empty: <dataset folder>/<dataset stem>-predictions (a sink).",
+    )
+    id_column: str | None = Field(None, description="Column to use as request_id (default: generated).")
+    mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
+
+
+def default_output(uri: str) -> str:
+    """``<folder>/<stem>-predictions`` next to a local or ``s3://`` dataset.
+
+    Example:
+        ```python
+        assert default_output("s3://b/d/churn.csv") == "s3://b/d/churn-predictions"
+        ```
+    """
+    if uri.startswith("s3://"):
+        path = PurePosixPath(uri[len("s3://"):])
+        return f"s3://{path.parent / (path.stem + '-predictions')}"
+    path = PurePosixPath(uri)
+    return str(path.parent / f"{path.stem}-predictions")
+
+
+@flow(name="batch-predict", log_prints=False)
+def batch_predict(params: BatchPredictParams) -> BatchPredictions:
+    """Score a dataset with the champion and write predictions next to it.
+
+    Args:
+        params: Model, dataset and output.
+
+    Returns:
+        Where the predictions went (``sink`` is the log to give the drift check).
+
+    Raises:
+        ModelNotFoundError: No such model, version or alias.
+        SchemaError: The dataset lacks feature columns of the model.
+
+    Example:
+        ```python
+        from flows.batch import BatchPredictParams, batch_predict
+        from mlops_tasks.data import DatasetSpec
+        out = batch_predict(BatchPredictParams(dataset=DatasetSpec(uri="data/new.csv")))
+        print(out.sink, out.rows)
+        ```
+    """
+    loaded = tasks.load_dataset(params.dataset)
+    output = params.output or default_output(params.dataset.uri)
+    result = tasks.score_batch(
+        loaded.frame, params.model_name, output=output, alias=params.alias, version=params.version,
+        id_column=params.id_column, mlflow_config=params.mlflow, s3=params.dataset.s3,
+        served_by=f"batch:{loaded.info.name}",
+    )
+    get_run_logger().info("Predictions of %s v%s for %d rows: %s", params.model_name,
+                          result.model_version, result.rows, result.output_uri)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: score a dataset with the champion."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("--model-name", default="churn-classifier")
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args(argv)
+    result = batch_predict(BatchPredictParams(
+        model_name=args.model_name, dataset=DatasetSpec(uri=args.dataset), output=args.output,
+    ))
+    print(f"scored {result.rows} rows with version {result.model_version}: {result.output_uri}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

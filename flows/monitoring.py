@@ -1,0 +1,199 @@
+"""The drift check: reference of the live model vs a prediction-log window (or any dataset).
+
+Run it from the Prefect UI (its parameters are one form), from Python, or from
+the command line: ``python -m flows.monitoring --model-name churn-classifier
+--prediction-log .mlops/prediction-log --last-hours 24``.
+
+How each bad input ends (the run state and the report say why):
+
+- empty window, or fewer rows than ``settings.min_rows``: **Completed**, status
+  ``not_enough_data``, no event;
+- columns on one side only: **Completed**, they are listed in the report and the
+  common ones are checked; all-null columns are listed as skipped;
+- labels that join to no request id: **Completed**, the performance section says so;
+- no common feature column, a model version without recorded reference data, an
+  unknown model or alias, an unreadable log: **Failed** with the typed error
+  (:class:`~mlops_tasks.errors.NoCommonColumnsError`,
+  :class:`~mlops_tasks.errors.ReferenceDataNotFoundError`, ...) whose message says
+  what to do; a markdown artifact with status ``error`` carries the same reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+
+from prefect import flow, get_run_logger
+from prefect.states import Completed
+from pydantic import BaseModel, Field, model_validator
+
+from mlops_tasks import tasks
+from mlops_tasks.data import DatasetSpec
+from mlops_tasks.errors import MLOpsError
+from mlops_tasks.monitoring import (
+    DriftReport,
+    DriftSettings,
+    ReferenceData,
+    error_report,
+    resolve_window,
+)
+from mlops_tasks.settings import MlflowConfig, S3Config, state_dir
+
+
+class DriftCheckParams(BaseModel):
+    """Parameters of :func:`drift_check` (one form in the Prefect UI).
+
+    Example:
+        ```python
+        from flows.monitoring import DriftCheckParams
+        params = DriftCheckParams(model_name="churn-classifier", prediction_log="s3://logs/churn",
+                                  last_hours=6)
+        ```
+    """
+
+    model_name: str = Field("churn-classifier", description="Registered model whose data is checked.")
+    alias: str = Field("champion", description="Alias of the version whose training data is the reference.")
+    version: int | None = Field(None, description="Version instead of the alias.")
+    reference: DatasetSpec | None = Field(
+        None, description="Reference dataset instead of the version's recorded training split."
+    )
+    prediction_log: str | None = Field(
+        None,
+        description="Prediction log (local folder or s3://bucket/prefix) to read the window from. "
+        "Empty (and no current dataset): the model server's default, <state dir>/prediction-log.",
+    )
+    current: DatasetSpec | None = Field(None, description="Current dataset instead of a log window.")
+    start: datetime | None = Field(None, description="Window start (inclusive, UTC if naive).")
+    end: datetime | None = Field(None, description="Window end (exclusive, UTC if naive); default now.")
+    last_hours: float | None = Field(
+        None, gt=0, description="Window of the last N hours up to `end` (default 24 when no start).",
+    )
+    labels: DatasetSpec | None = Field(
+        None, description="Ground truth (request_id + label column) for performance drift."
+    )
+    label_column: str = Field("label", description="Label column of the labels dataset.")
+    settings: DriftSettings = Field(
+        default_factory=DriftSettings, description="Thresholds, per-column tests, min_rows, HTML sample."
+    )
+    report_location: str | None = Field(
+        None, description="Folder or s3://prefix for the HTML report. Empty: <state dir>/monitoring."
+    )
+    s3: S3Config | None = Field(None, description="S3 endpoint and credentials for s3:// paths.")
+    mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
+    log_to_mlflow: bool = Field(True, description="Log a run in <experiment>-monitoring.")
+    emit_event: bool = Field(True, description="Emit mlops.drift.detected when drift is found.")
+
+    @model_validator(mode="after")
+    def _one_current(self) -> DriftCheckParams:
+        if self.prediction_log is not None and self.current is not None:
+            raise ValueError("give either prediction_log (a window of it is read) or current, not both")
+        if self.start is not None and self.last_hours is not None:
+            raise ValueError("give either start or last_hours, not both")
+        return self
+
+
+@flow(name="drift-check", log_prints=False)
+def drift_check(
+    params: DriftCheckParams = DriftCheckParams(),  # noqa: B008 (frozen defaults)
+) -> DriftReport:
+    """Compare the live model's training data with what it saw; report, log, and signal drift.
+
+    Args:
+        params: Model, data window, thresholds, outputs.
+
+    Returns:
+        The :class:`~mlops_tasks.monitoring.DriftReport`; the run ends Completed
+        with the report's reason as its message (also for ``not_enough_data``).
+
+    Raises:
+        NoCommonColumnsError: Reference and current share no feature column.
+        ReferenceDataNotFoundError: The model version recorded no reference data.
+        ModelNotFoundError: Unknown model, version or alias.
+
+    Example:
+        ```python
+        from flows.monitoring import DriftCheckParams, drift_check
+        report = drift_check(DriftCheckParams(prediction_log=".mlops/prediction-log", last_hours=1))
+        print(report.status, report.html_uri)
+        ```
+    """
+    logger = get_run_logger()
+    if params.prediction_log is None and params.current is None:
+        params = params.model_copy(update={"prediction_log": str(state_dir() / "prediction-log")})
+    window = None
+    if params.prediction_log is not None:
+        hours = params.last_hours if params.last_hours is not None or params.start else 24.0
+        window = resolve_window(params.start, params.end, hours)
+    elif params.start or params.end:
+        window = resolve_window(params.start, params.end, params.last_hours)
+    version = None if params.version is None else str(params.version)
+    try:
+        if params.reference is not None:
+            loaded = tasks.load_dataset(params.reference)
+            reference: ReferenceData = ReferenceData(
+                frame=loaded.frame, source=params.reference.uri, model_name=params.model_name,
+                model_version=version,
+            )
+        else:
+            reference = tasks.load_drift_reference(
+                params.model_name, version=params.version, alias=params.alias,
+                mlflow_config=params.mlflow, with_predictions=params.settings.check_prediction,
+            )
+            version = reference.model_version
+        if params.prediction_log is not None:
+            endpoint = (params.s3 or S3Config()).client_kwargs().get("endpoint_url")
+            current = tasks.load_prediction_window(
+                params.prediction_log, window, model_name=params.model_name, s3_endpoint_url=endpoint,
+            )
+            source = params.prediction_log
+        else:
+            assert params.current is not None
+            current = tasks.load_dataset(params.current).frame
+            source = params.current.uri
+        labels = tasks.load_dataset(params.labels).frame if params.labels is not None else None
+        report = tasks.check_drift(
+            reference, current, settings=params.settings, model_name=params.model_name,
+            model_version=version, window=window, current_source=source, labels=labels,
+            label_column=params.label_column, report_location=params.report_location, s3=params.s3,
+            mlflow_config=params.mlflow, log_to_mlflow=params.log_to_mlflow, emit_event=params.emit_event,
+        )
+    except MLOpsError as exc:
+        failed = error_report(exc, model_name=params.model_name, model_version=version, window=window)
+        tasks.publish_drift_report(failed)
+        logger.error("Drift check of %s failed: %s", params.model_name, exc)
+        raise
+    return Completed(message=report.reason[:1000], data=report)  # type: ignore[return-value]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run the drift check on a prediction-log window and print the verdict."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-name", default="churn-classifier")
+    parser.add_argument("--prediction-log", default=None)
+    parser.add_argument("--current", default=None, help="a dataset instead of the log")
+    parser.add_argument("--last-hours", type=float, default=None)
+    parser.add_argument("--start", default=None)
+    parser.add_argument("--end", default=None)
+    parser.add_argument("--min-rows", type=int, default=100)
+    args = parser.parse_args(argv)
+    params = DriftCheckParams(
+        model_name=args.model_name,
+        prediction_log=args.prediction_log if args.current is None else None,
+        current=DatasetSpec(uri=args.current) if args.current else None,
+        last_hours=args.last_hours, start=args.start, end=args.end,
+        settings=DriftSettings(min_rows=args.min_rows),
+    )
+    try:
+        report = drift_check(params)
+    except MLOpsError as exc:
+        print(f"drift check failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"drift check: {report.status}: {report.reason}")
+    if report.html_uri:
+        print(f"Evidently report: {report.html_uri}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
