@@ -115,3 +115,31 @@ class StorageError(DataError):
 def is_transient(exc: BaseException) -> bool:
     """Tell whether ``exc`` is worth retrying (used by task retry conditions)."""
     return isinstance(exc, TransientError)
+
+
+# --- added by serving ---
+
+
+class ModelServerError(MLOpsError):
+    """The model server cannot start or cannot answer a request."""
+
+
+class ModelLoadError(ModelServerError):
+    """The model named by a URI or folder cannot be found, fetched or deserialized."""
+
+
+class InvalidInputError(ModelServerError, SchemaError):
+    """A prediction request is malformed or does not match the model signature.
+
+    ``status`` is the HTTP status the server answers with (400, 413 or 422) and
+    ``columns`` names the offending columns, when there are any.
+    """
+
+    def __init__(self, message: str, status: int = 400, columns: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.columns = list(columns or [])
+
+
+class PredictionLogError(ModelServerError, StorageError):
+    """The prediction log sink cannot be written or read."""

@@ -1,0 +1,487 @@
+"""The ASGI application: endpoints, micro-batching, metrics and the prediction log.
+
+A raw ASGI callable (no framework) served by uvicorn with httptools. Requests that
+arrive together are answered by one ``predict`` call: each ``/invocations`` request
+parses its body, queues itself and awaits; the first one schedules a flush on the
+next event-loop turn, which predicts every queued request at once. Under load the
+batch is as large as the number of requests in flight; alone, a request waits for
+no one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from mlops_tasks.errors import InvalidInputError, ModelLoadError
+from mlops_tasks.serving.inputs import ParsedInput
+from mlops_tasks.serving.metrics import ServerMetrics
+from mlops_tasks.serving.model import LoadedModel, load_model
+from mlops_tasks.serving.predictor import Predictor
+
+logger = logging.getLogger("mlops_tasks.serving")
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+def server_version() -> str:
+    """The installed mlops-tasks version (``0.0.0`` when not installed)."""
+    try:
+        from importlib.metadata import version
+
+        return version("mlops-tasks")
+    except Exception:
+        return "0.0.0"
+
+
+def default_log_sink() -> str:
+    """``$MLOPS_PREDICTION_LOG``, else ``<$MLOPS_STATE_DIR or ./.mlops>/prediction-log``."""
+    env = os.environ.get("MLOPS_PREDICTION_LOG")
+    if env:
+        return env
+    state = os.environ.get("MLOPS_STATE_DIR") or ".mlops"
+    return str(Path(state).expanduser().resolve() / "prediction-log")
+
+
+@dataclass
+class ServerConfig:
+    """Settings of one model server.
+
+    Args:
+        model_uri: ``models:/name@alias``, ``models:/name/version``, ``runs:/...`` or a
+            local MLflow model folder.
+        host: Interface to bind.
+        port: TCP port (0 picks a free one).
+        instance_name: Slot or instance name for ``X-Served-By`` and the log
+            (default ``hostname:port``).
+        max_body_bytes: Larger bodies get 413.
+        log_sink: Prediction log folder or ``s3://`` prefix; ``None`` disables the log.
+        log_format: ``parquet`` or ``jsonl``.
+        log_flush_interval_s: Seconds between log flushes.
+        log_retention_hours: Delete log partitions older than this; 0 keeps all.
+        s3_endpoint_url: S3 endpoint for an ``s3://`` sink.
+        max_batch_rows: Upper bound of rows in one micro-batched predict call
+            (1 turns batching off).
+        fast_path: Allow the NumPy matrix fast path for numeric models.
+        model_cache_dir: Where registry models are downloaded (temporary by default).
+        graceful_timeout_s: How long shutdown waits for requests in flight.
+
+    Example:
+        ```python
+        config = ServerConfig(model_uri="models:/churn@champion", port=8080,
+                              log_sink="s3://ml-logs/churn")
+        ```
+    """
+
+    model_uri: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    instance_name: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    log_sink: str | None = None
+    log_format: str = "parquet"
+    log_flush_interval_s: float = 2.0
+    log_retention_hours: float = 24 * 30
+    s3_endpoint_url: str | None = None
+    max_batch_rows: int = 4096
+    fast_path: bool = True
+    model_cache_dir: str | None = None
+    graceful_timeout_s: float = 30.0
+
+    def served_by(self) -> str:
+        """The instance name, defaulting to ``hostname:port``."""
+        return self.instance_name or f"{socket.gethostname()}:{self.port}"
+
+
+def _json(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class ModelServerApp:
+    """The ASGI app of the model server.
+
+    It loads the model in a background thread at startup (``/health`` answers 503
+    until it is loaded and warmed up), then serves ``/ping``, ``/health``,
+    ``/version``, ``/metrics`` and ``/invocations``. If the model cannot be loaded it
+    records the error and calls ``on_fatal`` so the process can exit.
+
+    Args:
+        config: Server settings.
+        on_fatal: Called (in the event loop) when the model cannot be loaded.
+
+    Example:
+        ```python
+        import uvicorn
+        app = ModelServerApp(ServerConfig(model_uri="/models/churn", port=8080))
+        uvicorn.run(app, port=8080, http="httptools", lifespan="on")
+        ```
+    """
+
+    def __init__(self, config: ServerConfig, on_fatal: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self.on_fatal = on_fatal
+        self.served_by = config.served_by()
+        self.metrics = ServerMetrics()
+        self.model: LoadedModel | None = None
+        self.predictor: Predictor | None = None
+        self.log_writer: Any = None
+        self.load_error: BaseException | None = None
+        self.ready = False
+        self.started_at = time.time()
+        self.version = server_version()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: list[tuple[ParsedInput, asyncio.Future[Any]]] = []
+        self._queued_rows = 0
+        self._flush_scheduled = False
+        self._labels: dict[str, str] = {"model_name": "", "model_version": ""}
+        self._static_headers: list[tuple[bytes, bytes]] = []
+        self._set_headers()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def _set_headers(self) -> None:
+        name = self.model.info.name if self.model else ""
+        version = self.model.info.version if self.model else ""
+        self._labels = {"model_name": name, "model_version": version}
+        self._static_headers = [
+            (b"content-type", b"application/json"),
+            (b"x-model-name", name.encode("latin-1", "replace")),
+            (b"x-model-version", version.encode("latin-1", "replace")),
+            (b"x-served-by", self.served_by.encode("latin-1", "replace")),
+        ]
+
+    def start(self) -> None:
+        """Begin loading the model in a background thread (called at ASGI startup)."""
+        self._loop = asyncio.get_running_loop()
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            model = load_model(self.config.model_uri, self.config.model_cache_dir)
+            try:
+                predictor = Predictor(model, fast_path=self.config.fast_path)
+                predictor.warm_up()
+                writer = self._make_writer(model)
+            except BaseException:
+                model.close()
+                raise
+        except BaseException as exc:
+            if not isinstance(exc, ModelLoadError):
+                exc = ModelLoadError(
+                    f"Cannot load model {self.config.model_uri!r}: {type(exc).__name__}: {exc}"
+                )
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._on_failed, exc)
+            return
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._on_loaded, model, predictor, writer)
+
+    def _make_writer(self, model: LoadedModel) -> Any:
+        if not self.config.log_sink:
+            return None
+        from mlops_tasks.serving.predlog import PredictionLogWriter
+
+        writer = PredictionLogWriter(
+            sink=self.config.log_sink,
+            feature_names=model.column_names,
+            model_name=model.info.name,
+            model_version=model.info.version,
+            served_by=self.served_by,
+            fmt=self.config.log_format,
+            flush_interval_s=self.config.log_flush_interval_s,
+            retention_hours=self.config.log_retention_hours,
+            s3_endpoint_url=self.config.s3_endpoint_url,
+        )
+        writer.start()
+        return writer
+
+    def _on_loaded(self, model: LoadedModel, predictor: Predictor, writer: Any) -> None:
+        self.model, self.predictor, self.log_writer = model, predictor, writer
+        self._set_headers()
+        # Everything loaded so far lives as long as the process: keep it out of the
+        # garbage collector's full passes, which would otherwise stall requests.
+        gc.collect()
+        gc.freeze()
+        self.ready = True
+        logger.info(
+            "serving model name=%s version=%s run_id=%s from %s as %s (fast path: %s, "
+            "prediction log: %s)",
+            model.info.name, model.info.version, model.info.run_id, self.config.model_uri,
+            self.served_by, predictor.fast_dtype is not None, self.config.log_sink or "off",
+        )
+
+    def _on_failed(self, exc: BaseException) -> None:
+        self.load_error = exc
+        logger.error("model not loaded: %s", exc)
+        if self.on_fatal is not None:
+            self.on_fatal()
+
+    def shutdown(self) -> None:
+        """Flush the prediction log and release the model (called at ASGI shutdown)."""
+        if self._queue:
+            self._flush()
+        if self.log_writer is not None:
+            self.log_writer.close()
+            stats = self.log_writer.stats
+            logger.info(
+                "prediction log closed: %d rows written, %d dropped",
+                stats.written_rows, stats.dropped_rows,
+            )
+        if self.model is not None:
+            self.model.close()
+
+    # -- ASGI ------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _respond(
+        self, send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope["path"]
+        method = scope["method"]
+        if path == "/invocations":
+            if method != "POST":
+                return await self._simple(send, path, 405, {"error": "Use POST /invocations."})
+            return await self._invocations(scope, receive, send)
+        if method not in ("GET", "HEAD"):
+            return await self._simple(send, path, 405, {"error": f"Use GET {path}."})
+        if path == "/ping":
+            return await self._simple(send, path, 200, {"status": "alive"})
+        if path == "/health":
+            status, doc = self.health()
+            return await self._simple(send, path, status, doc)
+        if path == "/version":
+            return await self._simple(send, path, 200, self.version_info())
+        if path == "/metrics":
+            self.metrics.request(path, 200)
+            text = self.render_metrics().encode()
+            headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+            return await self._respond(send, 200, text, headers)
+        return await self._simple(send, path, 404, {"error": f"No endpoint {path}."})
+
+    async def _simple(self, send: Any, endpoint: str, status: int, doc: Any) -> None:
+        self.metrics.request(endpoint if status != 404 else "other", status)
+        await self._respond(send, status, _json(doc), self._static_headers)
+
+    # -- endpoints -------------------------------------------------------------------
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """``(status, body)`` of ``/health``: 503 until the model is ready."""
+        if self.load_error is not None:
+            return 503, {"status": "failed", "detail": str(self.load_error)}
+        if not self.ready:
+            return 503, {"status": "loading", "detail": "model is loading or warming up"}
+        problems = []
+        if self.log_writer is not None and self.log_writer.degraded:
+            problems.append(f"prediction log: {self.log_writer.degraded}")
+        if problems:
+            return 200, {"status": "degraded", "detail": "; ".join(problems)}
+        return 200, {"status": "ok"}
+
+    def version_info(self) -> dict[str, Any]:
+        """The ``/version`` document."""
+        info = self.model.info if self.model else None
+        return {
+            "model_name": info.name if info else None,
+            "model_version": info.version if info else None,
+            "run_id": info.run_id if info else None,
+            "model_uri": self.config.model_uri,
+            "served_by": self.served_by,
+            "server_version": self.version,
+            "fast_path": bool(self.predictor and self.predictor.fast_dtype is not None),
+        }
+
+    def render_metrics(self) -> str:
+        """The ``/metrics`` text."""
+        stats = self.log_writer.stats if self.log_writer is not None else None
+        extra = {
+            "mlops_serve_ready": 1.0 if self.ready else 0.0,
+            "mlops_serve_uptime_seconds": time.time() - self.started_at,
+        }
+        if self.log_writer is not None:
+            extra["mlops_serve_prediction_log_pending_rows"] = float(self.log_writer.pending_rows)
+        return self.metrics.render(self._labels, stats, extra)
+
+    async def _read_body(self, scope: dict[str, Any], receive: Any) -> bytes:
+        limit = self.config.max_body_bytes
+        too_big = InvalidInputError(
+            f"Request body larger than the limit of {limit} bytes "
+            f"({limit / 1024 / 1024:g} MB); send fewer rows per request.",
+            status=413,
+        )
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    if int(value) > limit:
+                        raise too_big
+                except ValueError as exc:
+                    raise InvalidInputError("Bad Content-Length header.", status=400) from exc
+        message = await receive()
+        body = message.get("body", b"")
+        if len(body) > limit:
+            raise too_big
+        if not message.get("more_body"):
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body"):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidInputError("Client disconnected.", status=400)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _invocations(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        request_id = None
+        content_type = "application/json"
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                text = value.decode("latin-1")
+                if 0 < len(text) <= 200 and text.isprintable():
+                    request_id = text
+            elif key == b"content-type":
+                content_type = value.decode("latin-1").lower()
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+        headers = [*self._static_headers, (b"x-request-id", request_id.encode("latin-1"))]
+        rows = 0
+        try:
+            if not self.ready or self.predictor is None:
+                status, doc = self.health()
+                raise InvalidInputError(f"Model not ready: {doc['detail']}", status=503)
+            body = await self._read_body(scope, receive)
+            parsed = self.predictor.parser.parse(body, content_type)
+            predictions = await self._predict(parsed)
+            rows = parsed.n_rows
+            if self.log_writer is not None:
+                now = time.time()
+                self.log_writer.append(
+                    [request_id] * rows,
+                    [now] * rows,
+                    parsed.matrix if parsed.matrix is not None else parsed.columns,
+                    predictions,
+                )
+            status, out = 200, b'{"predictions":' + _json(_jsonable(predictions)) + b"}"
+        except InvalidInputError as exc:
+            status = exc.status
+            doc = {"error": str(exc), "error_code": _ERROR_CODES.get(status, "BAD_REQUEST")}
+            if exc.columns:
+                doc["columns"] = exc.columns
+            doc["request_id"] = request_id
+            out = _json(doc)
+        except Exception as exc:  # the server must never die on a request
+            logger.exception("request %s failed", request_id)
+            status = 500
+            out = _json({"error": f"Internal error: {type(exc).__name__}: {exc}",
+                         "error_code": "INTERNAL_ERROR", "request_id": request_id})
+        await self._respond(send, status, out, headers)
+        self.metrics.request("/invocations", status, time.perf_counter() - started, rows)
+
+    # -- micro-batching ----------------------------------------------------------------
+
+    def _predict(self, parsed: ParsedInput) -> asyncio.Future[Any]:
+        loop = self._loop or asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if self.config.max_batch_rows <= 1:
+            self._run_batch([(parsed, future)])
+            return future
+        self._queue.append((parsed, future))
+        self._queued_rows += parsed.n_rows
+        if self._queued_rows >= self.config.max_batch_rows:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        queue, self._queue, self._queued_rows = self._queue, [], 0
+        if not queue:
+            return
+        fast = [item for item in queue if item[0].matrix is not None]
+        general = [item for item in queue if item[0].matrix is None]
+        for group in (fast, general):
+            if group:
+                self._run_batch(group)
+
+    def _run_batch(self, group: list[tuple[ParsedInput, asyncio.Future[Any]]]) -> None:
+        predictor = self.predictor
+        assert predictor is not None
+        try:
+            predictions = predictor.predict([p for p, _ in group])
+        except Exception as exc:
+            if len(group) == 1:
+                self.metrics.predict_errors += 1
+                if not group[0][1].done():
+                    group[0][1].set_exception(exc)
+                return
+            # One bad request must not fail its neighbours: retry each alone.
+            for item in group:
+                self._run_batch([item])
+            return
+        self.metrics.batch_size.observe(len(predictions))
+        offset = 0
+        for parsed, future in group:
+            end = offset + parsed.n_rows
+            if not future.done():
+                future.set_result(predictions[offset:end])
+            offset = end
+
+
+_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    413: "PAYLOAD_TOO_LARGE",
+    422: "INVALID_PARAMETER_VALUE",
+    503: "NOT_READY",
+}
+
+
+def _jsonable(predictions: np.ndarray) -> Any:
+    if (
+        predictions.dtype.kind in "biuf"
+        and predictions.ndim <= 2
+        and predictions.flags.c_contiguous
+        and predictions.dtype.isnative
+    ):
+        return predictions  # orjson serializes numeric arrays natively
+    return predictions.tolist()

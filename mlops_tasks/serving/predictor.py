@@ -1,0 +1,154 @@
+"""Run the estimator on parsed input, the way ``mlflow.pyfunc`` would."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+
+from mlops_tasks.errors import InvalidInputError, ModelLoadError
+from mlops_tasks.serving.inputs import InputParser, ParsedInput
+from mlops_tasks.serving.model import LoadedModel
+
+logger = logging.getLogger("mlops_tasks.serving")
+
+_FEATURE_NAME_WARNING = "X does not have valid feature names"
+
+
+class Predictor:
+    """Wrap a :class:`LoadedModel`: build its input and call ``predict``.
+
+    The estimator gets a pandas DataFrame in signature order with MLflow's dtypes,
+    which is what ``mlflow.pyfunc.load_model(uri).predict(df)`` hands the sklearn
+    flavor. :meth:`warm_up` also tries the matrix fast path for numeric models and
+    keeps it only if it gives bit-identical predictions on the model's input example.
+
+    Args:
+        model: The loaded model.
+        fast_path: Allow the NumPy matrix fast path when the model qualifies.
+
+    Example:
+        ```python
+        predictor = Predictor(load_model("/models/churn"))
+        predictor.warm_up()
+        parsed = predictor.parser.parse(body, "application/json")
+        predictions = predictor.predict([parsed])
+        ```
+    """
+
+    def __init__(self, model: LoadedModel, fast_path: bool = True) -> None:
+        self.model = model
+        self.estimator = model.estimator
+        self.names = model.column_names
+        self.allow_fast = fast_path
+        self.fast_dtype: np.dtype | None = None
+        self.parser = InputParser(model.columns)
+
+    def frame(self, columns: dict[str, np.ndarray]) -> Any:
+        """A DataFrame of the columns in signature order."""
+        import pandas as pd
+
+        names = self.names or list(columns)
+        return pd.DataFrame({name: columns[name] for name in names}, copy=False)
+
+    def predict_frame(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """Predict on column arrays (the general path)."""
+        return np.asarray(self.estimator.predict(self.frame(columns)))
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Predict on a matrix in signature order (the fast path)."""
+        return np.asarray(self.estimator.predict(matrix))
+
+    def predict(self, items: list[ParsedInput]) -> np.ndarray:
+        """Predict all rows of several parsed requests in one call (they share a path).
+
+        Args:
+            items: Parsed requests, all with ``matrix`` or all with ``columns``.
+
+        Returns:
+            One prediction per row, in order.
+
+        Raises:
+            InvalidInputError: 422 when the model refuses the rows.
+        """
+        try:
+            if items[0].matrix is not None:
+                matrix = (
+                    items[0].matrix if len(items) == 1
+                    else np.concatenate([p.matrix for p in items])  # type: ignore[misc]
+                )
+                return self.predict_matrix(matrix)
+            if len(items) == 1:
+                cols = items[0].columns
+            else:
+                cols = {
+                    name: np.concatenate([p.columns[name] for p in items])  # type: ignore[index]
+                    for name in items[0].columns  # type: ignore[union-attr]
+                }
+            return self.predict_frame(cols)  # type: ignore[arg-type]
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            nan_cols = sorted({c for p in items for c in self.parser.nan_columns(p)})
+            hint = f" Columns with missing values (NaN/null): {nan_cols}." if nan_cols else ""
+            raise InvalidInputError(
+                f"The model cannot predict on this input: {type(exc).__name__}: {exc}.{hint}",
+                status=422,
+                columns=nan_cols,
+            ) from exc
+
+    def _example(self) -> ParsedInput | None:
+        example = self.model.input_example
+        if example is None:
+            return None
+        import orjson
+
+        try:
+            return self.parser.parse(orjson.dumps(example), "application/json")
+        except Exception as exc:
+            logger.warning("the model's input example does not fit its signature: %s", exc)
+            return None
+
+    def warm_up(self, rounds: int = 20) -> None:
+        """Predict on the input example, and pick the fast path if it is exact.
+
+        Raises:
+            ModelLoadError: The model cannot predict its own input example.
+        """
+        example = self._example()
+        if example is None:
+            logger.warning("model has no usable input example: no warm-up, no fast path")
+            return
+        try:
+            reference = self.predict_frame(example.columns)  # type: ignore[arg-type]
+            for _ in range(rounds):
+                self.predict_frame(example.columns)  # type: ignore[arg-type]
+        except Exception as exc:
+            raise ModelLoadError(
+                f"Model {self.model.info.name} version {self.model.info.version} cannot "
+                f"predict its own input example: {type(exc).__name__}: {exc}"
+            ) from exc
+        specs = self.model.columns
+        if not (self.allow_fast and specs and all(c.numeric for c in specs)):
+            return
+        dtype = np.result_type(*[c.dtype for c in specs])
+        matrix = np.column_stack(
+            [example.columns[c.name].astype(dtype) for c in specs]  # type: ignore[index]
+        )
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_FEATURE_NAME_WARNING)
+                fast = self.predict_matrix(matrix)
+        except Exception as exc:
+            logger.info("matrix fast path not usable for this model: %s", exc)
+            return
+        if fast.dtype != reference.dtype or not np.array_equal(fast, reference):
+            logger.info("matrix fast path disabled: its predictions differ from the DataFrame's")
+            return
+        # sklearn warns on every matrix predict of a model fitted on a DataFrame.
+        warnings.filterwarnings("ignore", message=_FEATURE_NAME_WARNING)
+        for _ in range(rounds):
+            self.predict_matrix(matrix)
+        self.fast_dtype = dtype
+        self.parser = InputParser(specs, fast_dtype=dtype)
+        logger.info("matrix fast path enabled (dtype %s)", dtype)
