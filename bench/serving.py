@@ -202,21 +202,33 @@ def measure(name: str, wrk: str, url: str, script: Path, warmup: float, duration
     return result
 
 
+UVLOOP_CHECK = (
+    "import sys, uvloop; "
+    "sys.exit(0 if tuple(int(x) for x in uvloop.__version__.split('.')[:2]) < (0, 22) else 1)"
+)
+
+
 def ensure_mlserver() -> Path:
+    """MLServer 1.7 in its own virtualenv (created on first use)."""
     python = MLSERVER_VENV / "bin" / "python"
     mlserver = MLSERVER_VENV / "bin" / "mlserver"
-    if mlserver.exists():
-        return mlserver
-    import sklearn
+    if not mlserver.exists():
+        import sklearn
 
-    log(f"installing MLServer 1.7 into {MLSERVER_VENV}")
-    MLSERVER_VENV.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(MLSERVER_VENV)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "mlserver==1.7.*",
-         "mlserver-sklearn==1.7.*", f"scikit-learn=={sklearn.__version__}"],
-        check=True,
-    )
+        log(f"installing MLServer 1.7 into {MLSERVER_VENV}")
+        MLSERVER_VENV.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(MLSERVER_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "mlserver==1.7.*",
+             "mlserver-sklearn==1.7.*", f"scikit-learn=={sklearn.__version__}", "uvloop<0.22"],
+            check=True,
+        )
+    if subprocess.run([str(python), "-c", UVLOOP_CHECK], capture_output=True).returncode:
+        # MLServer 1.7's inference workers call asyncio.get_event_loop() with no loop set,
+        # which uvloop >= 0.22 turns into an error: every worker dies at start.
+        log("pinning uvloop<0.22 in the MLServer virtualenv (MLServer 1.7 workers need it)")
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "uvloop<0.22"],
+                       check=True)
     return mlserver
 
 
