@@ -429,13 +429,14 @@ def _deploy_locked(
     )
     run = _Run(record, listener)
     run.event("started", f"{model_name} version {version}, {spec.strategy}, target {tgt.kind}")
-    _state.save_endpoint(endpoint, tgt.kind, model_name)
     try:
         live, slots = _reconcile(tgt, model_name, mlflow_config, run)
     except MLOpsError as exc:
         run.finish("failed", str(exc))
-        exc.record = record if isinstance(exc, DeploymentError) else None  # type: ignore[attr-defined]
+        if isinstance(exc, DeploymentError):
+            exc.record = record
         raise
+    _state.save_endpoint(endpoint, tgt.kind, model_name)
     router = tgt.router
     blue_version = slots[live].version if live else None
     record.previous_version = blue_version
