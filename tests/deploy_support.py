@@ -60,13 +60,19 @@ class SpikeModel:
 
 
 class SleepyModel:
-    """Takes an hour to deserialize: the slot never becomes healthy."""
+    """Takes an hour to deserialize where ``MLOPS_TEST_SLEEPY=1``: the slot never becomes healthy.
+
+    (MLflow loads the model once while logging it; the variable is set only after that.)
+    """
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
     def __setstate__(self, state: dict) -> None:
-        time.sleep(3600)
+        import os
+
+        if os.environ.get("MLOPS_TEST_SLEEPY") == "1":
+            time.sleep(3600)
         self.__dict__.update(state)
 
     def predict(self, x: Any) -> Any:

@@ -573,6 +573,7 @@ def rollback_deployment(
     endpoint_name: str = "default",
     *,
     rollout: RolloutSpec | None = None,
+    smoke_rows: pd.DataFrame | None = None,
     mlflow_config: MlflowConfig | None = None,
     lock_timeout_s: float = 0.0,
     listener: Listener | None = None,
@@ -581,7 +582,8 @@ def rollback_deployment(
 
     When the previous version's slot is still warm, only the router weights change
     (well under 2 s); otherwise the previous version is deployed again through the
-    same strategy (``rollout``; default all-at-once without bake).
+    same strategy (``rollout``; default all-at-once without bake), smoke-tested with
+    ``smoke_rows`` (default: the model's input example).
 
     Raises:
         RollbackError: Nothing is deployed, or no previous version is recorded.
@@ -647,8 +649,8 @@ def rollback_deployment(
     return deploy_blue_green(
         model_name, previous, endpoint=spec,
         rollout=rollout or RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0),
-        target=kind, mlflow_config=mlflow_config, force=True, lock_timeout_s=lock_timeout_s,
-        listener=listener, _kind="rollback",
+        target=kind, smoke_rows=smoke_rows, mlflow_config=mlflow_config, force=True,
+        lock_timeout_s=lock_timeout_s, listener=listener, _kind="rollback",
     )
 
 
