@@ -198,15 +198,18 @@ def _reconcile(
     champion = _champion_version(model_name, mlflow_config)
     last_ok = _state.last_record(target.endpoint.name, "succeeded")
 
-    if not target.router_running():
-        live = _pick_live(healthy, slots, champion, last_ok, weights=None)
-        target.ensure_router(slots, live)
+    running = target.router_running()
+    weights = target.router.slot_weights(replicas) if running else None
+    live = _pick_live(healthy, slots, champion, last_ok, weights)
+    # Starts the router when it does not run; when it runs with other ports or replica
+    # count, the new file is checked (haproxy -c) and applied by a seamless reload.
+    target.ensure_router(slots, live)
+    if not running:
         run.event("router-started", f"live slot {live or 'none'}")
         if live is not None:
             target.router.wait_up(live, replicas, 10)
     router = target.router
     weights = router.slot_weights(replicas)
-    live = _pick_live(healthy, slots, champion, last_ok, weights)
 
     # Router and slots disagree about addresses (a slot restarted, or a router restart
     # lost them): point the router at what really runs.
@@ -233,22 +236,19 @@ def _reconcile(
             target.stop_slot(color, grace_s=2)
             router.detach_slot(color, replicas)
             run.event("leftover-stopped", f"slot {color} was not healthy")
-    if live is None and any(weights.values()):
-        # What should be live crashed: bring the last deployed version back.
-        wanted = last_ok.version if last_ok is not None else champion
-        color = last_ok.live_color if last_ok is not None and last_ok.live_color else "blue"
-        if wanted is not None:
-            run.event("restart-live", f"slot {color} had traffic but no healthy server; "
-                                      f"restarting version {wanted}")
-            handle = target.prepare(model_name, wanted, mlflow_config)
-            target.start_slot(color, model_name, wanted, handle)
-            target.wait_healthy(color, 120, 2)
-            slots[color] = target.slot_status(color)
-            addrs = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in slots[color].addresses]
-            router.attach_slot(color, addrs, replicas)
-            router.wait_up(color, replicas, 10)
-            router.set_slot_weights({color: 100, other(color): 0}, replicas)
-            live = color
+    deployed = _state.load_endpoint(target.endpoint.name) is not None
+    wanted = champion if champion is not None else (last_ok.version if last_ok else None)
+    if live is None and deployed and last_ok is not None and wanted is not None:
+        # What should be live crashed: bring the champion (= what served) back first.
+        color: Color = last_ok.live_color or "blue"
+        run.event("restart-live", f"no slot serves; restarting version {wanted} in slot {color}")
+        handle = target.prepare(model_name, wanted, mlflow_config)
+        target.start_slot(color, model_name, wanted, handle)
+        target.wait_healthy(color, 120, 2)
+        router.attach_slot(color, _addr_pairs(target.slot_status(color)), replicas)
+        router.wait_up(color, replicas, 10)
+        router.set_slot_weights({color: 100, other(color): 0}, replicas)
+        live = color
     slots = {c: target.slot_status(c) for c in COLORS}
     return live, slots
 
@@ -334,9 +334,16 @@ def _retire_after_wait(
     replicas = target.endpoint.replicas
     if wait_s > 0:
         lock.release()
-        _wait(wait_s)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                if target.router.slot_weights(replicas).get(old, 0) > 0:
+                    break  # rolled back to it: nothing to retire
+            except MLOpsError:
+                pass
+            _wait(min(0.5, max(0.0, deadline - time.monotonic())))
         try:
-            lock.acquire(timeout_s=max(30.0, wait_s))
+            lock.acquire(timeout_s=60.0)
         except DeploymentError:
             run.event("retire-skipped", f"another run holds the endpoint; slot {old} left to it")
             return
