@@ -184,6 +184,13 @@ class LocalTarget(Target):
                     args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     env=env, start_new_session=True, cwd=self.folder,
                 )
+            # Until the child has exec'd, /proc shows the parent's command line; wait for it
+            # so the slot's pids are recognised as model servers from now on.
+            deadline = time.monotonic() + 10
+            while "mlops_tasks.serving" not in _cmdline(proc.pid) and proc.poll() is None:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
             pids.append(proc.pid)
             ports.append(port)
         doc = {"model_name": model_name, "version": version, "pids": pids, "ports": ports,
