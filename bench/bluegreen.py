@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _only_after(answers, prefix: str, since: float) -> float | None:
-    """Done-time of the first answer after which every answer came from ``prefix`` servers."""
-    relevant = [a for a in answers if a.sent >= since and a.status == 200]
+def _only_after(answers, prefix: str, since: float, until: float = float("inf")) -> float | None:
+    """Done-time of the first answer after which (until ``until``) every answer came from ``prefix``."""
+    relevant = [a for a in answers if since <= a.sent < until and a.status == 200]
     others = [a.sent for a in relevant if not a.served_by.startswith(prefix)]
     last_other = max(others, default=since)
     tail = [a for a in relevant if a.sent > last_other]
@@ -99,7 +99,7 @@ def run(kind: str, rate: float, settle: float) -> dict[str, float]:
         result = load.result
     finally:
         stop_endpoint(endpoint.name)
-    switched = _only_after(result.answers, green_prefix, marks["green-healthy"])
+    switched = _only_after(result.answers, green_prefix, marks["green-healthy"], rollback_at)
     back = _only_after(result.answers, blue_prefix, rollback_at)
     return {
         "failed_requests": result.failed,
