@@ -224,7 +224,7 @@ class LoadClient:
                     conn = None
             except (OSError, http.client.HTTPException) as exc:
                 with self._lock:
-                    self.result.failures.append(f"{type(exc).__name__}: {exc}")
+                    self.result.failures.append(f"{type(exc).__name__}: {exc} (sent at {started:.3f})")
                 conn.close()
                 conn = None
             rest = period - (time.monotonic() - started)

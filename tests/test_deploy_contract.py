@@ -26,6 +26,7 @@ from mlops_tasks.deploy import (
     stop_endpoint,
 )
 from mlops_tasks.deploy.guard import GuardLimits
+from mlops_tasks.deploy.router import haproxy_version
 from mlops_tasks.deploy.state import EndpointLock, read_records
 from mlops_tasks.deploy.targets import TARGETS, get_target
 from mlops_tasks.errors import (
@@ -366,7 +367,10 @@ def test_fault_rendered_config_rejected_then_valid_reload_is_seamless(target_kin
     _fault(endpoint, registry, act)
     assert target.cfg_path.read_text() == cfg_before
 
-    # The same change with a valid file: checked, then a seamless reload under load.
+    # The same change with a valid file: checked, then a seamless reload under load. The
+    # listening sockets pass to the new worker, so no connection is ever refused; HAProxy 2.6
+    # closes the old worker's idle keep-alive connections (no idle-close-on-response before
+    # 2.7), so a client writing on one at that instant may see it closed.
     monkeypatch.setattr(local, "render_config", good_render)
     pid_before = target.router.info()["Pid"]
     live = _live(endpoint)
@@ -375,7 +379,11 @@ def test_fault_rendered_config_rejected_then_valid_reload_is_seamless(target_kin
         rec = _deploy(registry, live[1], moved, kind=target_kind)
         load.wait_answers(len(load.result.answers) + 40)
     assert rec.outcome == "noop"
-    assert load.result.failed == 0
+    assert not any("Refused" in f for f in load.result.failures), load.result.failures
+    assert not load.result.router_errors
+    if haproxy_version(local.haproxy_binary()) >= (2, 7):
+        assert load.result.failed == 0
+    assert len(load.result.failures) <= load.connections  # at most the idle ones, once each
     assert target.router.info()["Pid"] != pid_before
     assert f":{moved.preview}" in target.cfg_path.read_text()
     # back to the fixture's ports for the next scenarios

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -112,6 +113,10 @@ class RouterConfig(BaseModel):
     preview_color: Color | None = Field(None, description="Slot reachable through the preview port.")
     check_interval_ms: int = Field(300, ge=50, description="Health-check interval.")
     hard_stop_after_s: int = Field(30, ge=1, description="How long an old worker may finish requests.")
+    idle_close_on_response: bool = Field(
+        False, description="HAProxy >= 2.7: on reload, close idle client connections only after one "
+        "more answer with 'Connection: close' (2.6 closes them at once)."
+    )
 
 
 def server_names(color: Color, replicas: int) -> list[str]:
@@ -157,6 +162,7 @@ def render_config(cfg: RouterConfig) -> str:
         "    stats timeout 30s",
         f"    hard-stop-after {cfg.hard_stop_after_s}s",
         "    tune.lua.maxmem 64",
+        *(["    idle-close-on-response"] if cfg.idle_close_on_response else []),
         f"    lua-load {cfg.lua_path}",
     ]
     if cfg.pidfile:
@@ -225,6 +231,20 @@ def haproxy_binary() -> str:
             "scripts/ensure-system.sh) or set MLOPS_HAPROXY_BIN."
         )
     return found
+
+
+def haproxy_version(binary: str | None = None) -> tuple[int, int]:
+    """``(major, minor)`` of the installed HAProxy.
+
+    Example:
+        ```python
+        assert haproxy_version() >= (2, 6)
+        ```
+    """
+    cmd = [binary or haproxy_binary(), "-v"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+    found = re.search(r"version (\d+)\.(\d+)", out)
+    return (int(found[1]), int(found[2])) if found else (0, 0)
 
 
 def check_config(path: str | os.PathLike[str], binary: str | None = None) -> None:

@@ -34,6 +34,7 @@ from mlops_tasks.deploy.router import (
     RouterClient,
     RouterConfig,
     haproxy_binary,
+    haproxy_version,
     render_config,
     server_names,
     write_checked,
@@ -291,6 +292,7 @@ class LocalTarget(Target):
             admin_socket=str(self.socket_path), lua_path=str(self.folder / "mirror.lua"),
             pidfile=str(self.pid_path), replicas=self.endpoint.replicas, servers=servers,
             weights=weights, preview_color=idle,
+            idle_close_on_response=haproxy_version() >= (2, 7),
         ))
 
     def _signature(self) -> str:
@@ -352,7 +354,10 @@ class LocalTarget(Target):
         """Seamless reload: the master re-reads ``haproxy.cfg`` (already checked) on SIGUSR2.
 
         The new worker takes the listening sockets over (``expose-fd listeners``) and the
-        old one finishes its requests, so no connection is refused.
+        old one finishes its requests, so no connection is refused. Returns once the old
+        worker has exited, so later connections all reach the new one. HAProxy 2.6 closes
+        the old worker's *idle* keep-alive client connections at once (2.7+ gets
+        ``idle-close-on-response``), which is why deployments never reload.
         """
         pid = self._router_pid()
         if pid is None:
@@ -363,6 +368,10 @@ class LocalTarget(Target):
         while time.monotonic() < deadline:
             try:
                 if self.router.info().get("Pid") not in (None, before):
+                    old = int(before) if before and before.isdigit() else None
+                    stop_by = time.monotonic() + 35  # hard-stop-after 30 s
+                    while old is not None and pid_alive(old) and time.monotonic() < stop_by:
+                        time.sleep(0.05)
                     return
             except RouterError:
                 pass
