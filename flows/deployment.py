@@ -100,8 +100,9 @@ def deployment_pipeline(
         The deployment record (``succeeded`` or ``noop``); champion then matches what serves.
 
     Raises:
-        SlotStartError, SmokeTestError, GuardBreachError, RolloutError: The new version did
-            not make it; the previous one kept (or got back) all traffic.
+        DeploymentError: The new version did not make it (``SlotStartError``,
+            ``SmokeTestError``, ``GuardBreachError``, ``RolloutError``); the previous one
+            kept, or got back, all traffic.
         EndpointBusyError: Another deployment of the endpoint runs.
 
     Example:

@@ -527,8 +527,13 @@ def deploy_blue_green(
     Not retried: a failed rollout is never repeated blindly.
 
     Raises:
-        SlotStartError, SmokeTestError, GuardBreachError, RolloutError, EndpointBusyError,
-        EndpointPortError, RouterConfigError: see the core function.
+        SlotStartError: Green crashed on start or never became healthy.
+        SmokeTestError: Green's predictions differ from the registered model's.
+        GuardBreachError: The bake guard fired; all traffic went back to blue.
+        RolloutError: The shadow comparison failed.
+        EndpointBusyError: Another deployment of the endpoint runs.
+        EndpointPortError: A port the endpoint needs is taken.
+        RouterConfigError: HAProxy rejected the rendered configuration.
 
     Example:
         ```python

@@ -202,14 +202,15 @@ def test_zero_failed_requests_through_deploys_and_rollbacks(target_kind, registr
     assert all(after_canary <= a.sent < after_auto for a in result.slot_errors)
 
 
-def test_warm_manual_rollback_switches_weights_only(target_kind, registry):
+def test_linear_deploy_then_warm_manual_rollback_switches_weights_only(target_kind, registry):
     v = registry["v"]
     spec = EndpointSpec(name=f"warm-{target_kind}", port=free_port(), preview_port=free_port())
     try:
         _deploy(registry, v["v1"], spec, kind=target_kind)
         with _load(spec, registry) as load:
             load.wait_answers(40)
-            keep_warm = RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=3600)
+            keep_warm = RolloutSpec(strategy="linear", linear_step_percent=50, bake_seconds=0.5,
+                                    termination_wait_s=3600)
             rollback = {}
 
             def roll_back_while_warm(record):
@@ -248,6 +249,8 @@ def test_warm_manual_rollback_switches_weights_only(target_kind, registry):
         # The deployment's termination wait found its old blue live again and kept it.
         steps = [e.step for e in rollback["deploy"].timeline]
         assert "retire-skipped" in steps
+        shifts = [e.detail for e in rollback["deploy"].timeline if e.step == "shift"]
+        assert [d.split(",")[0].split()[-2] for d in shifts] == ["50", "100"]
         assert _assert_one_live(spec, registry) == v["v1"]
     finally:
         stop_endpoint(spec.name)
