@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 from mlops_tasks.deploy import EndpointSpec, RolloutSpec
 from tests.conftest import client_for, free_port
@@ -25,7 +24,6 @@ def test_deployment_pipeline_rollback_and_stop_flows(prefect_harness, mlflow_con
     from mlops_tasks.settings import resolve_mlflow_config
     from mlops_tasks.tracking import ensure_experiment, mlflow_session
 
-    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
     x, y = features(churn), churn[TARGET]
     resolved = resolve_mlflow_config(mlflow_config)
     with mlflow_session(resolved) as client:
