@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/nu
 DRIFT ?= 0.0
 SEED ?= 7
 ROWS ?= 5000
+ENDPOINT ?= churn
+PORT ?= 8000
 PYTEST_ARGS ?=
 # No usage telemetry from MLflow, Prefect or Great Expectations (the machine may be offline).
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -17,7 +19,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: install demo test docs lint lock clean
+.PHONY: install demo stop test docs lint lock clean
 
 install: $(STAMP)
 
@@ -28,9 +30,16 @@ $(STAMP): pyproject.toml constraints.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-## make demo: the end-to-end training pipeline on embedded defaults (DRIFT=0.5 or SEED=n change the data)
+## make demo: train, gate and register on embedded defaults, then deploy blue-green behind a local
+## HAProxy on 127.0.0.1:$(PORT) (DRIFT=0.5 or SEED=n change the data; `make stop` tears it down)
 demo: install
+	bash scripts/ensure-system.sh --router-only
 	$(PY) -m flows.training --rows $(ROWS) --seed $(SEED) --drift $(DRIFT)
+	$(PY) -m flows.deployment --endpoint $(ENDPOINT) --port $(PORT) --strategy canary --bake 5 --termination-wait 0
+
+## make stop: stop the demo endpoint (router and model-server slots)
+stop: install
+	$(PY) -m flows.deployment --stop --endpoint $(ENDPOINT)
 
 ## make test: the whole test suite (installs and starts Docker, HAProxy and friends when missing)
 test: install

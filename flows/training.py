@@ -66,7 +66,9 @@ class TrainingPipelineParams(BaseModel):
     gate: QualityGate = Field(default_factory=lambda: DEFAULT_GATE, description="Quality gate.")
     compare_to_champion: bool = Field(True, description="Gate against the current champion.")
     promote_on_pass: bool = Field(
-        True, description="Move alias champion to a version that passed its gate."
+        False,
+        description="Move alias champion right away when the gate passes. Off by default: "
+        "champion moves when deployment_pipeline has put the version live.",
     )
     fail_on_gate: bool = Field(True, description="Fail the run when the gate fails (after registering).")
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
@@ -205,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = resolve_mlflow_config(params.mlflow)
     print(f"registered version {result.version}" + ("" if result.created else " (unchanged data and spec)"))
     verdict = "passed" if result.gate_passed else "failed"
-    print(f"gate: {verdict}; champion: version {result.champion_version}")
+    alias = "challenger" if result.gate_passed else "no alias"
+    print(f"gate: {verdict} ({alias}); champion: version {result.champion_version}")
     artifacts = f" --default-artifact-root {cfg.artifact_location}" if cfg.artifact_location else ""
     print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.tracking_uri}{artifacts} --port 5000")
     return 0

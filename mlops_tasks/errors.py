@@ -212,3 +212,52 @@ class ReferenceDataNotFoundError(DriftError, DataError):
 
 class NoCommonColumnsError(DriftError, SchemaError):
     """Reference and current data share no feature column, so nothing can be compared."""
+# --- added by deploy ---
+
+
+class DeploymentError(MLOpsError):
+    """A blue-green deployment could not start, finish or be rolled back.
+
+    ``record`` holds the :class:`~mlops_tasks.deploy.models.DeploymentRecord` of the
+    attempt when there is one (its timeline says which step failed).
+    """
+
+    def __init__(self, message: str, record: Any = None) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+class RouterError(DeploymentError):
+    """The HAProxy router cannot be started, reached or told what to do."""
+
+
+class RouterConfigError(RouterError, ConfigurationError):
+    """HAProxy rejected a rendered configuration (``haproxy -c`` failed); nothing was applied."""
+
+
+class EndpointBusyError(DeploymentError):
+    """Another deployment of the same endpoint holds its lock; wait for it to finish."""
+
+
+class EndpointPortError(DeploymentError):
+    """A port the endpoint needs (endpoint, preview or a slot) is taken by another program."""
+
+
+class SlotStartError(DeploymentError):
+    """The idle slot (green) did not start or never became healthy; blue keeps serving."""
+
+
+class SmokeTestError(DeploymentError):
+    """Green's predictions through the preview port differ from the registered model's."""
+
+
+class RolloutError(DeploymentError):
+    """The traffic shift was stopped and all traffic went back to blue."""
+
+
+class GuardBreachError(RolloutError):
+    """The bake guard saw green's 5xx share or p95 latency over its limit (automatic rollback)."""
+
+
+class RollbackError(DeploymentError):
+    """A manual rollback had nothing to go back to, or could not put it back."""

@@ -3,7 +3,8 @@
 Aliases used:
 
 - ``challenger``: the newest version whose quality gate passed;
-- ``champion``: the version in production. :func:`promote_model` records the
+- ``champion``: the version in production; once a model is deployed it moves only
+  when a deployment (or ``rollback_deployment``) succeeds. :func:`promote_model` records the
   previous champion on the new champion's tag ``mlops.previous_champion`` (and
   the champion on the registered model's tag ``mlops.champion_version``), so
   :func:`rollback_model` is one step and a champion that was deleted is
@@ -355,9 +356,32 @@ def rollback_model(model_name: str, *, mlflow_config: MlflowConfig | None = None
         ```
     """
     check_model_name(model_name)
+    refuse_while_deployed(model_name)
 
     with mlflow_session(resolve_and_check(mlflow_config)) as client:
         return _rollback(client, model_name)
+
+
+def refuse_while_deployed(model_name: str) -> None:
+    """The hook :func:`rollback_model` asks: refuse to move the alias alone while serving.
+
+    While an endpoint serves ``model_name`` (see :mod:`mlops_tasks.deploy`), the alias
+    ``champion`` must follow what serves, so an alias-only rollback is refused and
+    ``rollback_deployment`` is named instead.
+
+    Raises:
+        PromotionRefusedError: An endpoint serves this model.
+    """
+    from mlops_tasks.deploy.state import endpoints_serving
+
+    endpoints = endpoints_serving(model_name)
+    if endpoints:
+        raise PromotionRefusedError(
+            f"Model {model_name!r} is live on endpoint(s) {', '.join(endpoints)}: rolling back the "
+            "alias alone would make 'champion' disagree with what serves. Use "
+            f"rollback_deployment({endpoints[0]!r}) (task or flow 'rollback-deployment'), which "
+            "puts the previous version back at 100 % and moves the alias with it."
+        )
 
 
 def _rollback(client: MlflowClient, model_name: str) -> PromotionResult:

@@ -874,3 +874,147 @@ def score_batch(
     get_run_logger().info("Scored %d rows with %s v%s -> %s", out.rows, model_name, out.model_version,
                           out.output_uri)
     return out
+# --- deploy tasks ---
+
+from mlops_tasks.deploy import models as _deploy_models  # noqa: E402
+from mlops_tasks.deploy import strategy as _deploy  # noqa: E402
+from mlops_tasks.errors import DeploymentError  # noqa: E402
+
+__all__ += [
+    "deploy_blue_green",
+    "describe_deployment",
+    "rollback_deployment",
+    "stop_endpoint",
+]
+
+
+def _publish_deployment(record: _deploy_models.DeploymentRecord) -> None:
+    """A Prefect markdown artifact with the deployment record and its timeline."""
+    rows = "\n".join(f"| {e.at} | {e.step} | {e.detail.replace('|', '/')} |" for e in record.timeline)
+    text = (
+        f"## {record.kind.capitalize()} of {record.model_name} version {record.version} "
+        f"on endpoint `{record.endpoint}`: **{record.outcome}**\n\n"
+        f"- target: {record.target}, strategy: {record.strategy}, by {record.who}\n"
+        f"- previous version: {record.previous_version}, live slot: {record.live_color}\n"
+        f"- switch: {'' if record.switch_ms is None else f'{record.switch_ms:.0f} ms'}\n"
+        + (f"- error: {record.error}\n" if record.error else "")
+        + (f"- guard: {record.guard}\n" if record.guard else "")
+        + (f"- shadow: {record.shadow}\n" if record.shadow else "")
+        + "\n| at | step | detail |\n|---|---|---|\n" + rows + "\n"
+    )
+    create_markdown_artifact(
+        markdown=text, key=_artifact_key("deployment", record.endpoint),
+        description=f"{record.kind} {record.model_name} v{record.version}: {record.outcome}",
+    )
+
+
+def _run_publishing(call: Any) -> _deploy_models.DeploymentRecord:
+    try:
+        record = call()
+    except DeploymentError as exc:
+        if exc.record is not None:
+            _publish_deployment(exc.record)
+        raise
+    _publish_deployment(record)
+    return record
+
+
+@task(name="deploy-blue-green", timeout_seconds=3600)
+def deploy_blue_green(
+    model_name: str,
+    version: int,
+    *,
+    endpoint: _deploy_models.EndpointSpec | None = None,
+    rollout: _deploy_models.RolloutSpec | None = None,
+    target: str = "local",
+    smoke_rows: pd.DataFrame | None = None,
+    mlflow_config: MlflowConfig | None = None,
+    force: bool = False,
+) -> _deploy_models.DeploymentRecord:
+    """Deploy a registered version blue-green; ``champion`` moves to it on success.
+
+    See :func:`mlops_tasks.deploy.strategy.deploy_blue_green`. The deployment record is
+    published as a Prefect artifact (also when the deployment fails or rolls back).
+    Not retried: a failed rollout is never repeated blindly.
+
+    Raises:
+        SlotStartError: Green crashed on start or never became healthy.
+        SmokeTestError: Green's predictions differ from the registered model's.
+        GuardBreachError: The bake guard fired; all traffic went back to blue.
+        RolloutError: The shadow comparison failed.
+        EndpointBusyError: Another deployment of the endpoint runs.
+        EndpointPortError: A port the endpoint needs is taken.
+        RouterConfigError: HAProxy rejected the rendered configuration.
+
+    Example:
+        ```python
+        from mlops_tasks.deploy import EndpointSpec, RolloutSpec
+        deploy_blue_green("churn-classifier", 4, endpoint=EndpointSpec(name="churn"),
+                          rollout=RolloutSpec(strategy="canary", bake_seconds=60))
+        ```
+    """
+    logger = get_run_logger()
+    record = _run_publishing(lambda: _deploy.deploy_blue_green(
+        model_name, version, endpoint=endpoint, rollout=rollout, target=target, smoke_rows=smoke_rows,
+        mlflow_config=mlflow_config, force=force,
+        listener=lambda r: logger.info("%s %s", r.timeline[-1].step, r.timeline[-1].detail),
+    ))
+    logger.info("%s version %s on %s: %s", model_name, version, record.endpoint, record.outcome)
+    return record
+
+
+@task(name="rollback-deployment", timeout_seconds=1800)
+def rollback_deployment(
+    endpoint_name: str = "default",
+    *,
+    rollout: _deploy_models.RolloutSpec | None = None,
+    smoke_rows: pd.DataFrame | None = None,
+    mlflow_config: MlflowConfig | None = None,
+) -> _deploy_models.DeploymentRecord:
+    """Put the previous version back at 100 % (weights only when its slot is warm).
+
+    Raises:
+        RollbackError: Nothing to roll back to.
+
+    Example:
+        ```python
+        rollback_deployment("churn")
+        ```
+    """
+    logger = get_run_logger()
+    record = _run_publishing(lambda: _deploy.rollback_deployment(
+        endpoint_name, rollout=rollout, smoke_rows=smoke_rows, mlflow_config=mlflow_config,
+        listener=lambda r: logger.info("%s %s", r.timeline[-1].step, r.timeline[-1].detail),
+    ))
+    logger.info("Endpoint %s rolled back to version %s", endpoint_name, record.version)
+    return record
+
+
+@task(name="describe-deployment")
+def describe_deployment(endpoint_name: str = "default") -> _deploy_models.EndpointDescription:
+    """What serves where right now (router weights, slots, versions).
+
+    Example:
+        ```python
+        print(describe_deployment("churn").live_version)
+        ```
+    """
+    info = _deploy.describe_deployment(endpoint_name)
+    get_run_logger().info(
+        "%s: %s version %s live in slot %s", info.url, info.model_name, info.live_version, info.live_color
+    )
+    return info
+
+
+@task(name="stop-endpoint", timeout_seconds=300)
+def stop_endpoint(endpoint_name: str = "default") -> bool:
+    """Stop the endpoint's router and slots (the deployment history stays).
+
+    Example:
+        ```python
+        stop_endpoint("churn")
+        ```
+    """
+    stopped = _deploy.stop_endpoint(endpoint_name)
+    get_run_logger().info("Endpoint %s %s", endpoint_name, "stopped" if stopped else "was not running")
+    return stopped

@@ -4,15 +4,21 @@
 # enough), debootstrap for locally built base images, Debian's docker-registry
 # for push tests, and HAProxy for the router. Idempotent: a machine that has them
 # all, with dockerd answering, is left as it is.
+# --router-only: only HAProxy (what `make demo` needs for its local endpoint).
 set -euo pipefail
+
+router_only=false
+[ "${1:-}" = "--router-only" ] && router_only=true
 
 log() { printf 'ensure-system: %s\n' "$*"; }
 
 need=()
-command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
-command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
-[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+if ! $router_only; then
+  command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+  command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+  [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -23,6 +29,11 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if $router_only; then
+  log "haproxy $(haproxy -v | head -1 | awk '{print $3}')"
+  exit 0
 fi
 
 if ! docker info >/dev/null 2>&1; then

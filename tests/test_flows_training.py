@@ -33,6 +33,7 @@ def params(mlflow_config, model_name, tmp_path):
         demo=DemoData(rows=1500, seed=21),
         expectation_suite=str(tmp_path / "suite.json"),
         mlflow=mlflow_config,
+        promote_on_pass=True,  # no deployment in these tests: promote on the gate alone
     )
 
 
@@ -58,6 +59,14 @@ def test_pipeline_registers_then_reuses_then_gates_against_champion(prefect_harn
     evaluation = read_artifact(f"evaluation-{model_name}")
     assert validation and evaluation
     assert "roc_auc" in evaluation[0].data
+
+
+def test_by_default_champion_waits_for_a_deployment(prefect_harness, params, mlflow_config, model_name):
+    result = training_pipeline(params.model_copy(update={"promote_on_pass": False}))
+    assert result.gate_passed and not result.promoted and result.champion_version is None
+    aliases = dict(client_for(mlflow_config).get_registered_model(model_name).aliases)
+    assert aliases == {"challenger": result.version}
+    assert TrainingPipelineParams().promote_on_pass is False
 
 
 def test_bad_data_stops_before_training(prefect_harness, params, tmp_path, mlflow_config, model_name):

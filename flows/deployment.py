@@ -1,0 +1,216 @@
+"""The deployment pipeline: pick a version → prepare → verify (smoke) → shift traffic → promote.
+
+With the ``local`` target there is no image: the slots run the registered model
+directly. ``champion`` moves only when the deployment succeeds. Run it from the
+Prefect UI, from Python, or from the command line::
+
+    python -m flows.deployment --endpoint churn --port 8000 --strategy canary --bake 30
+
+``python -m flows.deployment --rollback --endpoint churn`` puts the previous version back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field
+
+from mlops_tasks import tasks
+from mlops_tasks.data import DatasetSpec
+from mlops_tasks.deploy.models import DeploymentRecord, EndpointSpec, RolloutSpec
+from mlops_tasks.errors import MLOpsError, ModelNotFoundError
+from mlops_tasks.settings import MlflowConfig
+
+
+class DeploymentPipelineParams(BaseModel):
+    """Parameters of :func:`deployment_pipeline` (one form in the Prefect UI).
+
+    Example:
+        ```python
+        params = DeploymentPipelineParams(model_name="churn-classifier",
+                                          endpoint=EndpointSpec(name="churn", port=8000))
+        ```
+    """
+
+    model_name: str = Field("churn-classifier", description="Registered model name in MLflow.")
+    version: int | None = Field(
+        None, ge=1, description="Version to deploy. Empty: alias challenger, else champion."
+    )
+    endpoint: EndpointSpec = Field(
+        default_factory=lambda: EndpointSpec(name="churn", port=8000),
+        description="Endpoint name (keys ports, state and lock), host, port, preview port, replicas.",
+    )
+    rollout: RolloutSpec = Field(
+        default_factory=lambda: RolloutSpec(strategy="canary", bake_seconds=10, termination_wait_s=10),
+        description="Strategy (all_at_once, canary, linear, shadow), bake periods, guard, waits.",
+    )
+    target: str = Field("local", description="Where slots and router run: local.")
+    smoke_dataset: DatasetSpec | None = Field(
+        None, description="Rows for the smoke test (CSV/Parquet). Empty: the demo data's holdout."
+    )
+    smoke_rows: int = Field(50, ge=1, description="Holdout rows sent through the preview port.")
+    target_column: str = Field("churned", description="Label column dropped from the smoke rows.")
+    force: bool = Field(False, description="Deploy a version whose quality gate did not pass.")
+    mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
+
+
+def _pick_version(params: DeploymentPipelineParams) -> int:
+    from mlops_tasks.registry import CHALLENGER, CHAMPION, get_alias_version
+    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+
+    if params.version is not None:
+        return params.version
+    with mlflow_session(resolve_and_check(params.mlflow)) as client:
+        for alias in (CHALLENGER, CHAMPION):
+            mv = get_alias_version(client, params.model_name, alias)
+            if mv is not None:
+                return int(mv.version)
+    raise ModelNotFoundError(
+        f"Model {params.model_name!r} has neither a challenger nor a champion; run the training "
+        "pipeline first, or give a version."
+    )
+
+
+def _smoke_rows(params: DeploymentPipelineParams):
+    from flows.training import DemoData, _demo_dataset
+
+    spec = params.smoke_dataset or _demo_dataset(DemoData())
+    frame = tasks.load_dataset(spec).frame
+    if params.target_column in frame.columns:
+        _, holdout = tasks.split_dataset(frame, target=params.target_column)
+        holdout = holdout.drop(columns=[params.target_column])
+    else:
+        holdout = frame
+    return holdout.head(params.smoke_rows)
+
+
+@flow(name="deployment-pipeline", log_prints=False)
+def deployment_pipeline(
+    params: DeploymentPipelineParams = DeploymentPipelineParams(),  # noqa: B008 (frozen defaults)
+) -> DeploymentRecord:
+    """Deploy a registered version blue-green behind the endpoint's HAProxy router.
+
+    Args:
+        params: Model, version, endpoint, strategy and MLflow settings.
+
+    Returns:
+        The deployment record (``succeeded`` or ``noop``); champion then matches what serves.
+
+    Raises:
+        DeploymentError: The new version did not make it (``SlotStartError``,
+            ``SmokeTestError``, ``GuardBreachError``, ``RolloutError``); the previous one
+            kept, or got back, all traffic.
+        EndpointBusyError: Another deployment of the endpoint runs.
+
+    Example:
+        ```python
+        from flows.deployment import DeploymentPipelineParams, deployment_pipeline
+        record = deployment_pipeline(DeploymentPipelineParams(model_name="churn-classifier"))
+        print(record.outcome, record.version)
+        ```
+    """
+    logger = get_run_logger()
+    version = _pick_version(params)
+    logger.info("Deploying %s version %s to endpoint %s (%s, %s)", params.model_name, version,
+                params.endpoint.name, params.target, params.rollout.strategy)
+    rows = _smoke_rows(params)
+    record = tasks.deploy_blue_green(
+        params.model_name, version, endpoint=params.endpoint, rollout=params.rollout,
+        target=params.target, smoke_rows=rows, mlflow_config=params.mlflow, force=params.force,
+    )
+    tasks.describe_deployment(params.endpoint.name)
+    return record
+
+
+class RollbackParams(BaseModel):
+    """Parameters of :func:`rollback_deployment_flow`."""
+
+    endpoint_name: str = Field("churn", description="Endpoint to roll back.")
+    rollout: RolloutSpec | None = Field(
+        None, description="Strategy when the previous slot is not warm (default all at once)."
+    )
+    mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
+
+
+@flow(name="rollback-deployment", log_prints=False)
+def rollback_deployment_flow(params: RollbackParams = RollbackParams()) -> DeploymentRecord:  # noqa: B008
+    """Put the previous version back at 100 % and move ``champion`` back with it.
+
+    Example:
+        ```python
+        from flows.deployment import RollbackParams, rollback_deployment_flow
+        rollback_deployment_flow(RollbackParams(endpoint_name="churn"))
+        ```
+    """
+    return tasks.rollback_deployment(
+        params.endpoint_name, rollout=params.rollout, mlflow_config=params.mlflow
+    )
+
+
+@flow(name="stop-endpoint", log_prints=False)
+def stop_endpoint_flow(endpoint_name: str = "churn") -> bool:
+    """Stop an endpoint's router and slots (``make stop``)."""
+    return tasks.stop_endpoint(endpoint_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: deploy (default), ``--rollback``, ``--stop`` or ``--describe`` an endpoint."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model-name", default="churn-classifier")
+    parser.add_argument("--version", type=int)
+    parser.add_argument("--endpoint", default="churn")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--strategy", default="canary",
+                        choices=["all_at_once", "canary", "linear", "shadow"])
+    parser.add_argument("--bake", type=float, default=10.0, help="bake seconds per step")
+    parser.add_argument("--termination-wait", type=float, default=10.0)
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--rollback", action="store_true")
+    action.add_argument("--stop", action="store_true")
+    action.add_argument("--describe", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.stop:
+            from mlops_tasks.deploy import stop_endpoint
+
+            print("stopped" if stop_endpoint(args.endpoint) else "not running")
+            return 0
+        if args.describe:
+            from mlops_tasks.deploy import describe_deployment
+
+            print(describe_deployment(args.endpoint).model_dump_json(indent=2))
+            return 0
+        if args.rollback:
+            record = rollback_deployment_flow(RollbackParams(endpoint_name=args.endpoint))
+        else:
+            record = deployment_pipeline(DeploymentPipelineParams(
+                model_name=args.model_name, version=args.version,
+                endpoint=EndpointSpec(name=args.endpoint, port=args.port),
+                rollout=RolloutSpec(strategy=args.strategy, bake_seconds=args.bake,
+                                    termination_wait_s=args.termination_wait),
+            ))
+    except MLOpsError as exc:
+        print(f"deployment failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    from mlops_tasks.deploy import describe_deployment
+
+    info = describe_deployment(args.endpoint)
+    print(f"{record.kind} {record.outcome}: {info.model_name} version {info.live_version} "
+          f"live in slot {info.live_color} at {info.url}")
+    example = {"dataframe_split": {"columns": ["age", "tenure_months", "monthly_charges", "support_calls",
+                                               "data_usage_gb", "num_products", "plan", "contract",
+                                               "payment_method", "country"],
+                                   "data": [[42, 12, 70.5, 1, 3.2, 2, "basic", "month-to-month",
+                                             "card", "US"]]}}
+    print(f"curl -s -X POST {info.url}/invocations -H 'Content-Type: application/json' "
+          f"-d '{json.dumps(example)}'")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

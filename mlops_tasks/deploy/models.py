@@ -1,0 +1,241 @@
+"""Parameters and results of the deployment stage (pydantic models, no I/O)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Color = Literal["blue", "green"]
+Strategy = Literal["all_at_once", "canary", "linear", "shadow"]
+Outcome = Literal["running", "succeeded", "rolled_back", "failed", "noop"]
+
+COLORS: tuple[Color, Color] = ("blue", "green")
+
+
+def other(color: Color) -> Color:
+    """The other slot color.
+
+    Example:
+        ```python
+        assert other("blue") == "green"
+        ```
+    """
+    return "green" if color == "blue" else "blue"
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def whoami() -> str:
+    """``user@host`` of the process running the deployment."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+class GuardLimits(BaseModel):
+    """Limits the bake guard checks on green's own ``/metrics`` during every bake period.
+
+    Example:
+        ```python
+        limits = GuardLimits(max_error_share=0.01, max_p95_latency_ms=250)
+        ```
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    max_error_share: float = Field(
+        0.01, ge=0, le=1, description="Highest share of green's /invocations answers that may be 5xx."
+    )
+    max_p95_latency_ms: float = Field(
+        500.0, gt=0, description="Highest p95 latency (ms) of green's /invocations requests."
+    )
+    min_requests: int = Field(
+        1, ge=1, description="Green answers needed before a share or latency is judged."
+    )
+    interval_s: float = Field(
+        0.5, gt=0, description="Seconds between two guard evaluations during a bake."
+    )
+
+
+class RolloutSpec(BaseModel):
+    """How traffic moves from blue to green (SageMaker-style guardrails).
+
+    Example:
+        ```python
+        spec = RolloutSpec(strategy="canary", canary_percent=10, bake_seconds=60)
+        fast = RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0)
+        ```
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    strategy: Strategy = Field("canary", description="all_at_once, canary, linear or shadow.")
+    canary_percent: int = Field(
+        10, ge=1, le=99, description="Share of traffic green gets while a canary bakes."
+    )
+    linear_step_percent: int = Field(25, ge=1, le=99, description="Step of the linear shift, in percent.")
+    bake_seconds: float = Field(60.0, ge=0, description="Bake period after each shift step (0 = none).")
+    guard: GuardLimits = Field(default_factory=GuardLimits, description="Bake guard limits.")
+    termination_wait_s: float = Field(
+        30.0, ge=0, description="How long blue stays warm after success before it is stopped."
+    )
+    load_timeout_s: float = Field(120.0, gt=0, description="Longest wait for green's /health to answer 200.")
+    health_tries: int = Field(
+        2, ge=1, description="Consecutive 200 answers of /health needed before green counts as healthy."
+    )
+    smoke_rows: int = Field(50, ge=1, description="Holdout rows sent through the preview port.")
+    smoke_tolerance: float = Field(
+        1e-6, ge=0, description="Largest absolute difference allowed between numeric predictions."
+    )
+    shadow_min_agreement: float = Field(
+        0.95, ge=0, le=1, description="Shadow: least share of live rows where green agrees with blue."
+    )
+    promote_after_shadow: bool = Field(
+        True, description="Shadow: shift all traffic to green when the comparison passes (else stop it)."
+    )
+
+    def steps(self) -> list[int]:
+        """Green's traffic percentages, in order, ending at 100 (empty for shadow).
+
+        Example:
+            ```python
+            assert RolloutSpec(strategy="linear", linear_step_percent=40).steps() == [40, 80, 100]
+            ```
+        """
+        if self.strategy == "all_at_once":
+            return [100]
+        if self.strategy == "canary":
+            return [self.canary_percent, 100]
+        if self.strategy == "linear":
+            return [*range(self.linear_step_percent, 100, self.linear_step_percent), 100]
+        return []
+
+
+class EndpointSpec(BaseModel):
+    """Where an endpoint listens. Its name keys ports, state folder and lock.
+
+    Example:
+        ```python
+        endpoint = EndpointSpec(name="churn", port=8000)
+        assert endpoint.preview == 8001
+        ```
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$", description="Endpoint name.")
+    host: str = Field("127.0.0.1", description="Interface the router listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port clients use.")
+    preview_port: int | None = Field(
+        None, ge=1, le=65535, description="Port that always reaches the idle slot (default port + 1)."
+    )
+    replicas: int = Field(1, ge=1, le=16, description="Model-server processes per slot.")
+
+    @property
+    def preview(self) -> int:
+        """The preview port."""
+        return self.preview_port or self.port + 1
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> EndpointSpec:
+        if self.preview == self.port:
+            raise ValueError("preview_port must differ from port")
+        return self
+
+
+class SlotStatus(BaseModel):
+    """What runs in one slot, as read back from the target (not from a state file).
+
+    Example:
+        ```python
+        slot = target.slot_status("blue")
+        print(slot.version, slot.addresses, slot.healthy)
+        ```
+    """
+
+    color: Color
+    version: int | None = Field(None, description="Model version the slot serves (from /version).")
+    model_name: str | None = None
+    addresses: list[str] = Field(default_factory=list, description="host:port of each replica.")
+    pids: list[int] = Field(default_factory=list, description="Process ids (local target).")
+    running: int = Field(0, description="Replicas whose process runs.")
+    healthy: bool = Field(False, description="Every replica answered /health 200.")
+    weight: int = Field(0, description="Router weight of the slot's servers (0..100).")
+    router_state: str = Field("", description="HAProxy state of the first server (UP, DOWN, MAINT, DRAIN).")
+
+
+class TimelineEvent(BaseModel):
+    """One step of a deployment."""
+
+    at: str = Field(default_factory=now_iso)
+    step: str
+    detail: str = ""
+
+
+class DeploymentRecord(BaseModel):
+    """Who deployed what where, how, and what happened (kept per endpoint).
+
+    Example:
+        ```python
+        record = deploy_blue_green("churn", 4, endpoint=EndpointSpec(name="churn"))
+        for event in record.timeline:
+            print(event.at, event.step, event.detail)
+        ```
+    """
+
+    id: str
+    endpoint: str
+    target: str
+    model_name: str
+    version: int
+    previous_version: int | None = None
+    live_color: Color | None = Field(None, description="Slot serving when the deployment ended.")
+    strategy: Strategy
+    kind: Literal["deploy", "rollback"] = "deploy"
+    who: str = Field(default_factory=whoami)
+    started_at: str = Field(default_factory=now_iso)
+    finished_at: str | None = None
+    outcome: Outcome = "running"
+    error: str | None = None
+    switch_ms: float | None = Field(None, description="Green healthy to 100 % of traffic, in ms.")
+    guard: dict[str, float] = Field(default_factory=dict, description="Last guard reading.")
+    shadow: dict[str, float] = Field(default_factory=dict, description="Shadow comparison figures.")
+    timeline: list[TimelineEvent] = Field(default_factory=list)
+
+    def event(self, step: str, detail: str = "") -> TimelineEvent:
+        """Append a timeline event and return it."""
+        ev = TimelineEvent(step=step, detail=detail)
+        self.timeline.append(ev)
+        return ev
+
+
+class EndpointDescription(BaseModel):
+    """What serves where right now (read back from router and slots).
+
+    Example:
+        ```python
+        info = describe_deployment("churn")
+        print(info.live_version, info.url)
+        ```
+    """
+
+    endpoint: str
+    target: str
+    url: str
+    preview_url: str
+    router_running: bool
+    live_color: Color | None
+    live_version: int | None
+    model_name: str | None
+    slots: dict[str, SlotStatus]
+    last_deployment: DeploymentRecord | None = None

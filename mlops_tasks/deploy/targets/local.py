@@ -1,0 +1,389 @@
+"""The ``local`` target: model-server processes on loopback ports behind an HAProxy process.
+
+Files under ``<state_dir()>/endpoints/<name>/``:
+
+==========================  ========================================================
+``haproxy.cfg``             the router's configuration (checked before every write)
+``mirror.lua``              the shadow-traffic Lua action
+``admin.sock``              HAProxy's admin socket (mode 600)
+``haproxy.pid``             pid of the HAProxy master process
+``slots/<color>.json``      pids, ports and version of each slot's servers (a cache)
+``models/<name>-v<n>/``     the downloaded model folders the servers run
+``logs/``                   router and server output
+``prediction-log/``         the servers' prediction log
+==========================  ========================================================
+
+Servers and router run in their own sessions, so they keep running after the flow
+that started them ends; :func:`~mlops_tasks.deploy.strategy.stop_endpoint` stops them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlops_tasks.deploy.models import COLORS, Color, SlotStatus
+from mlops_tasks.deploy.router import (
+    MIRROR_LUA,
+    RouterClient,
+    RouterConfig,
+    haproxy_binary,
+    haproxy_version,
+    render_config,
+    server_names,
+    write_checked,
+)
+from mlops_tasks.deploy.targets.base import Target, probe_version
+from mlops_tasks.errors import EndpointPortError, ModelLoadError, RouterError, SlotStartError
+from mlops_tasks.settings import MlflowConfig
+
+
+def pid_alive(pid: int) -> bool:
+    """The process exists and is not a zombie (reaps it when it is our exited child)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (FileNotFoundError, IndexError, ProcessLookupError):
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def port_free(host: str, port: int) -> bool:
+    """Nothing listens on ``host:port`` (a bind test with SO_REUSEADDR, like HAProxy's)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(host: str = "127.0.0.1") -> int:
+    """A port on ``host`` that nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def terminate(pids: list[int], grace_s: float) -> None:
+    """SIGTERM, wait up to ``grace_s``, then SIGKILL what is left (by pid only)."""
+    for pid in pids:
+        if pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace_s
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        if pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 5
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+class LocalTarget(Target):
+    """Slots are ``mlops-serve`` processes on loopback; the router an HAProxy process.
+
+    Example:
+        ```python
+        from mlops_tasks.deploy import EndpointSpec, deploy_blue_green
+        deploy_blue_green("churn", 3, endpoint=EndpointSpec(name="churn", port=8000),
+                          target="local")
+        ```
+    """
+
+    kind = "local"
+
+    @property
+    def cfg_path(self) -> Path:
+        return self.folder / "haproxy.cfg"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.folder / "admin.sock"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.folder / "haproxy.pid"
+
+    @property
+    def router(self) -> RouterClient:
+        return RouterClient(self.socket_path)
+
+    def _slot_file(self, color: Color) -> Path:
+        return self.folder / "slots" / f"{color}.json"
+
+    def _log(self, name: str) -> Path:
+        path = self.folder / "logs" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- models -----------------------------------------------------------------------
+
+    def prepare(self, model_name: str, version: int, mlflow_config: MlflowConfig | None) -> str:
+        """Download the version once into ``models/<name>-v<n>/``; return the model folder."""
+        from mlops_tasks.serving.model import download_model
+        from mlops_tasks.tracking import mlflow_session, resolve_and_check
+
+        root = self.folder / "models" / f"{model_name}-v{version}"
+        marker = root / "folder.txt"
+        if marker.exists() and (Path(marker.read_text().strip()) / "MLmodel").exists():
+            return marker.read_text().strip()
+        with mlflow_session(resolve_and_check(mlflow_config)):
+            try:
+                local = download_model(f"models:/{model_name}/{version}", root / "download")
+            except ModelLoadError as exc:
+                raise SlotStartError(f"Cannot fetch {model_name!r} version {version}: {exc}") from exc
+        marker.write_text(str(local), encoding="utf-8")
+        return str(local)
+
+    # -- slots ------------------------------------------------------------------------
+
+    def start_slot(self, color: Color, model_name: str, version: int, handle: str) -> SlotStatus:
+        self.stop_slot(color)
+        pids: list[int] = []
+        ports: list[int] = []
+        env = dict(os.environ)
+        env.update(MLOPS_MODEL_NAME=model_name, MLOPS_MODEL_VERSION=str(version))
+        for i in range(1, self.endpoint.replicas + 1):
+            port = pick_port()
+            args = [
+                sys.executable, "-m", "mlops_tasks.serving.cli",
+                "--model-uri", handle, "--host", "127.0.0.1", "--port", str(port),
+                "--instance-name", f"{self.endpoint.name}-{color}-{i}",
+                "--log-sink", str(self.folder / "prediction-log"),
+                "--log-flush-interval", "0.5", "--graceful-timeout", "10",
+            ]
+            with open(self._log(f"{color}-{i}.log"), "ab") as log:
+                proc = subprocess.Popen(
+                    args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    env=env, start_new_session=True, cwd=self.folder,
+                )
+            # Until the child has exec'd, /proc shows the parent's command line; wait for it
+            # so the slot's pids are recognised as model servers from now on.
+            deadline = time.monotonic() + 10
+            while "mlops_tasks.serving" not in _cmdline(proc.pid) and proc.poll() is None:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+            pids.append(proc.pid)
+            ports.append(port)
+        doc = {"model_name": model_name, "version": version, "pids": pids, "ports": ports,
+               "handle": handle, "started": time.time()}
+        path = self._slot_file(color)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc), encoding="utf-8")
+        return self.slot_status(color)
+
+    def _read_slot(self, color: Color) -> dict | None:
+        path = self._slot_file(color)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            return None
+
+    def slot_status(self, color: Color) -> SlotStatus:
+        doc = self._read_slot(color)
+        if doc is None:
+            return SlotStatus(color=color)
+        alive = [
+            (pid, port) for pid, port in zip(doc["pids"], doc["ports"], strict=True)
+            if pid_alive(pid) and "mlops_tasks.serving" in _cmdline(pid)
+        ]
+        addresses = [f"127.0.0.1:{port}" for _, port in alive]
+        name, version = (None, None)
+        healthy = bool(alive) and len(alive) == len(doc["pids"])
+        for address in addresses:
+            n, v = probe_version(address)
+            if v is None:
+                healthy = False
+            name, version = name or n, version or v
+        from mlops_tasks.deploy.targets.base import http_get
+
+        if healthy:
+            healthy = all(http_get(a, "/health")[0] == 200 for a in addresses)
+        weight, rstate = 0, ""
+        if self.router_running():
+            try:
+                states = {s.name: s for s in self.router.servers("live")}
+                first = states.get(server_names(color, self.endpoint.replicas)[0])
+                if first is not None:
+                    rstate = first.status
+                    weight = 0 if first.status.startswith("MAINT") else first.weight
+            except RouterError:
+                pass
+        return SlotStatus(
+            color=color, version=version, model_name=name,
+            addresses=[f"127.0.0.1:{p}" for p in doc["ports"]],
+            pids=[p for p, _ in alive], running=len(alive), healthy=healthy,
+            weight=weight, router_state=rstate,
+        )
+
+    def stop_slot(self, color: Color, grace_s: float = 10.0) -> None:
+        doc = self._read_slot(color)
+        if doc is None:
+            return
+        pids = [p for p in doc["pids"] if "mlops_tasks.serving" in _cmdline(p)]
+        terminate(pids, grace_s)
+        self._slot_file(color).unlink(missing_ok=True)
+
+    def slot_log_tail(self, color: Color, lines: int = 20) -> str:
+        out = []
+        for i in range(1, self.endpoint.replicas + 1):
+            path = self.folder / "logs" / f"{color}-{i}.log"
+            if path.exists():
+                out += path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(out)
+
+    # -- router -----------------------------------------------------------------------
+
+    def _router_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if pid_alive(pid) and "haproxy" in _cmdline(pid) else None
+
+    def router_running(self) -> bool:
+        return self._router_pid() is not None and self.socket_path.exists() and self.router.alive()
+
+    def _render(self, slots: dict[Color, SlotStatus], live: Color | None) -> str:
+        servers: dict[str, tuple[str, int]] = {}
+        for color in COLORS:
+            slot = slots.get(color)
+            if slot is None or not slot.running:
+                continue
+            for name, address in zip(server_names(color, self.endpoint.replicas), slot.addresses,
+                                     strict=False):
+                host, port = address.rsplit(":", 1)
+                servers[name] = (host, int(port))
+        weights = {c: (100 if c == live else 0) for c in COLORS}
+        idle = next((c for c in COLORS if c != live and c in slots and slots[c].running), None)
+        return render_config(RouterConfig(
+            bind_host=self.endpoint.host, port=self.endpoint.port, preview_port=self.endpoint.preview,
+            admin_socket=str(self.socket_path), lua_path=str(self.folder / "mirror.lua"),
+            pidfile=str(self.pid_path), replicas=self.endpoint.replicas, servers=servers,
+            weights=weights, preview_color=idle,
+            idle_close_on_response=haproxy_version() >= (2, 7),
+        ))
+
+    def _signature(self) -> str:
+        spec = self.endpoint
+        return f"# endpoint {spec.host}:{spec.port} preview {spec.preview} replicas {spec.replicas}"
+
+    def ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> RouterClient:
+        (self.folder / "mirror.lua").write_text(MIRROR_LUA, encoding="utf-8")
+        text = self._signature() + "\n" + self._render(slots, live)
+        if self.router_running():
+            current = self.cfg_path.read_text(encoding="utf-8") if self.cfg_path.exists() else ""
+            if current.splitlines()[:1] == [self._signature()]:
+                return self.router
+            # Ports or replicas changed: check the new file, then reload seamlessly.
+            for port in (self.endpoint.port, self.endpoint.preview):
+                if f":{port}" not in current and not port_free(self.endpoint.host, port):
+                    raise EndpointPortError(
+                        f"Port {port} on {self.endpoint.host} is taken by another program; "
+                        f"choose other ports for endpoint {self.endpoint.name!r}."
+                    )
+            write_checked(self.cfg_path, text)
+            self.reload_router()
+            return self.router
+        self._kill_stale_router()
+        for port in (self.endpoint.port, self.endpoint.preview):
+            if not port_free(self.endpoint.host, port):
+                raise EndpointPortError(
+                    f"Port {port} on {self.endpoint.host} is taken by another program, so the "
+                    f"router of endpoint {self.endpoint.name!r} cannot listen there; stop that "
+                    "program or give the endpoint other ports (EndpointSpec.port/preview_port)."
+                )
+        write_checked(self.cfg_path, text)
+        self.socket_path.unlink(missing_ok=True)
+        log = self._log("router.log")
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen(
+                [haproxy_binary(), "-W", "-f", str(self.cfg_path)],
+                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=self.folder,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:])
+                if "bind" in tail.lower():
+                    raise EndpointPortError(
+                        f"The router of endpoint {self.endpoint.name!r} cannot listen on its ports "
+                        f"({self.endpoint.port}, {self.endpoint.preview}): {tail}"
+                    )
+                raise RouterError(f"HAProxy exited at start (code {proc.returncode}): {tail}")
+            if self.socket_path.exists() and self.router.alive():
+                self.pid_path.write_text(str(proc.pid), encoding="utf-8")
+                return self.router
+            time.sleep(0.05)
+        terminate([proc.pid], 2)
+        raise RouterError(f"HAProxy did not open its admin socket within 10 s; see {log}.")
+
+    def reload_router(self, timeout_s: float = 10.0) -> None:
+        """Seamless reload: the master re-reads ``haproxy.cfg`` (already checked) on SIGUSR2.
+
+        The new worker takes the listening sockets over (``expose-fd listeners``) and the
+        old one finishes its requests, so no connection is refused. Returns once the old
+        worker has exited, so later connections all reach the new one. HAProxy 2.6 closes
+        the old worker's *idle* keep-alive client connections at once (2.7+ gets
+        ``idle-close-on-response``), which is why deployments never reload.
+        """
+        pid = self._router_pid()
+        if pid is None:
+            raise RouterError("The router does not run; nothing to reload.")
+        before = self.router.info().get("Pid")
+        os.kill(pid, signal.SIGUSR2)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self.router.info().get("Pid") not in (None, before):
+                    old = int(before) if before and before.isdigit() else None
+                    stop_by = time.monotonic() + 35  # hard-stop-after 30 s
+                    while old is not None and pid_alive(old) and time.monotonic() < stop_by:
+                        time.sleep(0.05)
+                    return
+            except RouterError:
+                pass
+            time.sleep(0.05)
+        raise RouterError(f"HAProxy did not reload within {timeout_s:g} s; see {self.folder / 'logs'}.")
+
+    def _kill_stale_router(self) -> None:
+        pid = self._router_pid()
+        if pid is not None:
+            terminate([pid], 5)
+        self.pid_path.unlink(missing_ok=True)
+
+    def stop_router(self) -> None:
+        self._kill_stale_router()
+        self.socket_path.unlink(missing_ok=True)

@@ -1,0 +1,509 @@
+"""The blue-green contract, run on every target in ``TARGETS`` (today: ``local``).
+
+Every scenario keeps a steady keep-alive load on the endpoint (8 connections, no
+retries) and checks that no request fails: no connection error, no reset, no router
+error. Answers are attributed to a version by the ``X-Model-Version`` header.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlops_tasks.deploy import (
+    EndpointSpec,
+    RolloutSpec,
+    deploy_blue_green,
+    describe_deployment,
+    rollback_deployment,
+    stop_endpoint,
+)
+from mlops_tasks.deploy.guard import GuardLimits
+from mlops_tasks.deploy.router import haproxy_version
+from mlops_tasks.deploy.state import EndpointLock, read_records
+from mlops_tasks.deploy.targets import TARGETS, get_target
+from mlops_tasks.errors import (
+    DeploymentError,
+    EndpointBusyError,
+    EndpointPortError,
+    GuardBreachError,
+    PromotionRefusedError,
+    RouterConfigError,
+    SlotStartError,
+    SmokeTestError,
+)
+from tests.conftest import client_for, free_port
+from tests.deploy_support import (
+    LoadClient,
+    SleepyModel,
+    SpikeModel,
+    body_for,
+    features,
+    make_pipeline,
+    register_version,
+)
+
+FAST = RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0, load_timeout_s=60)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", params=sorted(TARGETS))
+def target_kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def registry(mlflow_config, churn):
+    """One registered model with good, bad and impostor versions."""
+    from mlops_tasks.demo import TARGET
+    from mlops_tasks.settings import resolve_mlflow_config
+    from mlops_tasks.tracking import ensure_experiment, mlflow_session
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "MLOPS_TEST_SLEEPY")}
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"  # the cloudpickled bad models
+    name = f"bg-{os.getpid()}"
+    x, y = features(churn), churn[TARGET]
+    resolved = resolve_mlflow_config(mlflow_config)
+    with mlflow_session(resolved) as client:
+        exp = ensure_experiment(client, resolved)
+        v = {
+            "v1": register_version(client, exp, name, make_pipeline(1.0).fit(x, y), x),
+            "v2": register_version(client, exp, name, make_pipeline(0.05).fit(x, y), x),
+            "v3": register_version(client, exp, name, make_pipeline(0.3).fit(x, y), x),
+            "spike": register_version(client, exp, name, SpikeModel(make_pipeline(1.0).fit(x, y)), x,
+                                      pickled=True),
+            "sleepy": register_version(client, exp, name, SleepyModel(make_pipeline(1.0).fit(x, y)), x,
+                                       pickled=True),
+            "impostor": register_version(client, exp, name, make_pipeline(1.0).fit(x, 1 - y), x),
+        }
+    os.environ["MLOPS_TEST_SLEEPY"] = "1"  # slots started from now on inherit it
+    yield {"name": name, "v": v, "x": x, "config": mlflow_config,
+           "bodies": [body_for(x.iloc[[i]]) for i in range(200)], "smoke": x.tail(50)}
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _deploy(reg, version, endpoint, rollout=FAST, kind="local", **kw):
+    return deploy_blue_green(reg["name"], version, endpoint=endpoint, rollout=rollout, target=kind,
+                             smoke_rows=reg["smoke"], mlflow_config=reg["config"], **kw)
+
+
+def _champion(reg) -> int:
+    return int(client_for(reg["config"]).get_model_version_by_alias(reg["name"], "champion").version)
+
+
+def _load(endpoint: EndpointSpec, reg) -> LoadClient:
+    return LoadClient("127.0.0.1", endpoint.port, reg["bodies"], connections=8, rate=40)
+
+
+def _pids(kind: str, endpoint: EndpointSpec) -> list[int]:
+    target = get_target(kind, endpoint)
+    return [p for c in ("blue", "green") for p in target.slot_status(c).pids]
+
+
+@pytest.fixture(scope="module")
+def endpoint(target_kind, registry):
+    """An endpoint serving v1, shared by the fault scenarios (each leaves one version live)."""
+    spec = EndpointSpec(name=f"faults-{target_kind}", port=free_port(), preview_port=free_port())
+    _deploy(registry, registry["v"]["v1"], spec, kind=target_kind)
+    yield spec
+    stop_endpoint(spec.name)
+
+
+def _live(endpoint: EndpointSpec) -> tuple[str, int]:
+    info = describe_deployment(endpoint.name)
+    assert info.router_running and info.live_color is not None
+    return info.live_color, info.live_version
+
+
+def _assert_one_live(endpoint: EndpointSpec, reg) -> int:
+    info = describe_deployment(endpoint.name)
+    weighted = [c for c, s in info.slots.items() if s.weight > 0]
+    assert weighted == [info.live_color], info.slots
+    assert info.live_version == _champion(reg)
+    return info.live_version
+
+
+# -- the zero-failed-request sequence ----------------------------------------------------------------
+
+
+def test_zero_failed_requests_through_deploys_and_rollbacks(target_kind, registry):
+    """All-at-once, canary, automatic rollback and manual rollback (warm and cold) under load."""
+    v = registry["v"]
+    spec = EndpointSpec(name=f"load-{target_kind}", port=free_port(), preview_port=free_port())
+    try:
+        first = _deploy(registry, v["v1"], spec, kind=target_kind)
+        assert first.outcome == "succeeded" and _champion(registry) == v["v1"]
+        with _load(spec, registry) as load:
+            load.wait_answers(50)
+            assert load.result.versions_after(0) == {str(v["v1"])}
+
+            # 1. all at once
+            rec = _deploy(registry, v["v2"], spec, kind=target_kind)
+            after_aao = time.monotonic()
+            assert rec.outcome == "succeeded" and rec.previous_version == v["v1"]
+            assert _champion(registry) == v["v2"]
+            load.wait_answers(len(load.result.answers) + 40)
+
+            # 2. canary (both versions answer during the bake), blue kept warm for a rollback
+            seen_in_bake: set[str] = set()
+
+            def during_bake(record):
+                if record.timeline[-1].step == "shift" and "10 %" in record.timeline[-1].detail:
+                    t0 = time.monotonic()
+                    load.wait_answers(len(load.result.answers) + 120)
+                    seen_in_bake.update(load.result.versions_between(t0, time.monotonic()))
+
+            canary = RolloutSpec(strategy="canary", canary_percent=10, bake_seconds=1.0,
+                                 termination_wait_s=0)
+            rec = _deploy(registry, v["v3"], spec, canary, kind=target_kind, listener=during_bake)
+            after_canary = time.monotonic()
+            assert rec.outcome == "succeeded"
+            assert seen_in_bake == {str(v["v2"]), str(v["v3"])}
+            assert _champion(registry) == v["v3"]
+            load.wait_answers(len(load.result.answers) + 40)
+
+            # 3. automatic rollback: green answers 5xx during the bake, the guard sends traffic back
+            spiky = RolloutSpec(strategy="canary", canary_percent=30, bake_seconds=30, termination_wait_s=0,
+                                guard=GuardLimits(max_error_share=0.05, interval_s=0.3, min_requests=5))
+            with pytest.raises(GuardBreachError, match="5xx share") as err:
+                _deploy(registry, v["spike"], spec, spiky, kind=target_kind)
+            after_auto = time.monotonic()
+            assert err.value.record.outcome == "rolled_back"
+            assert _champion(registry) == v["v3"]
+            assert _live(spec)[1] == v["v3"]
+            load.wait_answers(len(load.result.answers) + 40)
+
+            # 4. manual rollback, previous slot not warm: v2 is deployed again
+            rec = rollback_deployment(spec.name, mlflow_config=registry["config"],
+                                      smoke_rows=registry["smoke"])
+            after_manual = time.monotonic()
+            assert rec.kind == "rollback" and rec.version == v["v2"] and rec.outcome == "succeeded"
+            assert _champion(registry) == v["v2"]
+            load.wait_answers(len(load.result.answers) + 40)
+        result = load.result
+    finally:
+        stop_endpoint(spec.name)
+
+    assert result.failed == 0, (result.failures[:5], result.router_errors[:5])
+    assert result.total >= 500
+    assert result.versions_after(after_aao) <= {str(v["v2"]), str(v["v3"])}
+    assert result.versions_between(after_aao, after_canary) <= {str(v["v2"]), str(v["v3"])}
+    assert result.versions_between(after_canary, after_auto) <= {str(v["v3"]), str(v["spike"])}
+    assert result.versions_between(after_auto, after_manual) <= {str(v["v3"]), str(v["v2"])}
+    assert result.versions_after(after_manual) == {str(v["v2"])}
+    # Bad answers came only from the spiking green, and only while it baked.
+    assert result.slot_errors, "the injected error spike never reached a client"
+    assert {a.version for a in result.slot_errors} == {str(v["spike"])}
+    assert all(after_canary <= a.sent < after_auto for a in result.slot_errors)
+
+
+def test_linear_deploy_then_warm_manual_rollback_switches_weights_only(target_kind, registry):
+    v = registry["v"]
+    spec = EndpointSpec(name=f"warm-{target_kind}", port=free_port(), preview_port=free_port())
+    try:
+        _deploy(registry, v["v1"], spec, kind=target_kind)
+        with _load(spec, registry) as load:
+            load.wait_answers(40)
+            keep_warm = RolloutSpec(strategy="linear", linear_step_percent=50, bake_seconds=0.5,
+                                    termination_wait_s=3600)
+            rollback = {}
+
+            def roll_back_while_warm(record):
+                # Called by the deployment thread itself: once it succeeded, blue is warm and the
+                # lock is free during the termination wait; roll back from another thread.
+                if record.timeline[-1].step == "succeeded" and not rollback:
+                    import threading
+
+                    def go():
+                        rollback["record"] = rollback_deployment(spec.name, mlflow_config=registry["config"],
+                                                                 lock_timeout_s=30)
+                        rollback["at"] = time.monotonic()
+                    rollback["thread"] = threading.Thread(target=go)
+                    rollback["thread"].start()
+
+            import threading
+            deployer = threading.Thread(target=lambda: rollback.setdefault(
+                "deploy", _deploy(registry, v["v2"], spec, keep_warm, kind=target_kind,
+                                  listener=roll_back_while_warm)))
+            deployer.start()
+            deadline = time.monotonic() + 120
+            while "at" not in rollback:
+                assert time.monotonic() < deadline, "rollback did not happen"
+                time.sleep(0.1)
+            rollback["thread"].join()
+            deployer.join(60)
+            assert not deployer.is_alive()
+            load.wait_answers(len(load.result.answers) + 40)
+        result = load.result
+        rec = rollback["record"]
+        assert rec.outcome == "succeeded" and rec.version == v["v1"]
+        assert [e.step for e in rec.timeline if e.step == "redeploy"] == []  # no slot was started
+        assert _champion(registry) == v["v1"]
+        assert result.failed == 0
+        assert result.versions_after(rollback["at"]) == {str(v["v1"])}
+        # The deployment's termination wait found its old blue live again and kept it.
+        steps = [e.step for e in rollback["deploy"].timeline]
+        assert "retire-skipped" in steps
+        shifts = [e.detail for e in rollback["deploy"].timeline if e.step == "shift"]
+        assert [d.split(",")[0].split()[-2] for d in shifts] == ["50", "100"]
+        assert _assert_one_live(spec, registry) == v["v1"]
+    finally:
+        stop_endpoint(spec.name)
+
+
+def test_shadow_green_gets_copies_while_clients_see_blue(target_kind, registry):
+    v = registry["v"]
+    spec = EndpointSpec(name=f"shadow-{target_kind}", port=free_port(), preview_port=free_port())
+    try:
+        _deploy(registry, v["v1"], spec, kind=target_kind)
+        with _load(spec, registry) as load:
+            load.wait_answers(40)
+            shadow = RolloutSpec(strategy="shadow", bake_seconds=2, termination_wait_s=0,
+                                 shadow_min_agreement=0.5, promote_after_shadow=False)
+            rec = _deploy(registry, v["v2"], spec, shadow, kind=target_kind)
+        result = load.result
+        assert rec.outcome == "succeeded"
+        assert rec.guard["requests"] > 20  # green's own request counter grew with live traffic
+        assert rec.shadow["compared"] > 20 and rec.shadow["agreement"] >= 0.5
+        assert result.failed == 0
+        assert {a.version for a in result.answers} == {str(v["v1"])}
+        assert _assert_one_live(spec, registry) == v["v1"]
+        assert get_target(target_kind, spec).slot_status("green" if _live(spec)[0] == "blue"
+                                                         else "blue").running == 0
+    finally:
+        stop_endpoint(spec.name)
+
+
+# -- faults: blue keeps serving, no request fails, state stays consistent ----------------------------
+
+
+def _fault(endpoint, registry, action):
+    before = _live(endpoint)
+    with _load(endpoint, registry) as load:
+        load.wait_answers(40)
+        outcome = action()
+        load.wait_answers(len(load.result.answers) + 40)
+    result = load.result
+    assert result.failed == 0, (result.failures[:5], result.router_errors[:5])
+    assert {a.version for a in result.answers} == {str(before[1])}
+    assert _live(endpoint) == before
+    assert _assert_one_live(endpoint, registry) == before[1]
+    return outcome
+
+
+def _idle_stopped(kind, endpoint):
+    live = _live(endpoint)[0]
+    assert get_target(kind, endpoint).slot_status("green" if live == "blue" else "blue").running == 0
+
+
+def test_fault_green_crashes_on_start(target_kind, registry, endpoint):
+    target = get_target(target_kind, endpoint)
+    version = registry["v"]["v2"]
+    folder = target.folder / "models" / f"{registry['name']}-v{version}"
+    model_dir = folder / "download" / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "MLmodel").write_text("flavors: {sklearn: {pickled_model: missing.pkl}}\n")
+    (folder / "folder.txt").write_text(str(model_dir))
+    try:
+        def act():
+            with pytest.raises(SlotStartError, match="exited while starting") as err:
+                _deploy(registry, version, endpoint, kind=target_kind)
+            return err.value
+        err = _fault(endpoint, registry, act)
+        assert err.record.outcome == "rolled_back"
+        _idle_stopped(target_kind, endpoint)
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)
+
+
+def test_fault_green_never_healthy(target_kind, registry, endpoint):
+    slow = FAST.model_copy(update={"load_timeout_s": 3})
+
+    def act():
+        with pytest.raises(SlotStartError, match="not healthy within 3 s"):
+            _deploy(registry, registry["v"]["sleepy"], endpoint, slow, kind=target_kind)
+    _fault(endpoint, registry, act)
+    _idle_stopped(target_kind, endpoint)
+
+
+def test_fault_smoke_predictions_differ(target_kind, registry, endpoint):
+    """The slot runs an impostor (a stale cache) under the deployed version's number."""
+    target = get_target(target_kind, endpoint)
+    version = registry["v"]["v3"]
+    impostor = target.prepare(registry["name"], registry["v"]["impostor"], registry["config"])
+    folder = target.folder / "models" / f"{registry['name']}-v{version}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "folder.txt").write_text(impostor)
+    try:
+        def act():
+            with pytest.raises(SmokeTestError, match="differ from the registered model"):
+                _deploy(registry, version, endpoint, kind=target_kind)
+        _fault(endpoint, registry, act)
+        _idle_stopped(target_kind, endpoint)
+        assert read_records(endpoint.name)[-1].outcome == "rolled_back"
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)
+
+
+def test_fault_rendered_config_rejected_then_valid_reload_is_seamless(target_kind, registry, endpoint,
+                                                                      monkeypatch):
+    import mlops_tasks.deploy.targets.local as local
+
+    target = get_target(target_kind, endpoint)
+    cfg_before = target.cfg_path.read_text()
+    moved = endpoint.model_copy(update={"preview_port": free_port()})
+    good_render = local.render_config
+    monkeypatch.setattr(local, "render_config", lambda cfg: good_render(cfg) + "    no-such-directive on\n")
+
+    def act():
+        with pytest.raises(RouterConfigError, match="rejected"):
+            _deploy(registry, registry["v"]["v2"], moved, kind=target_kind)
+    _fault(endpoint, registry, act)
+    assert target.cfg_path.read_text() == cfg_before
+
+    # The same change with a valid file: checked, then a seamless reload under load. The
+    # listening sockets pass to the new worker, so no connection is ever refused; HAProxy 2.6
+    # closes the old worker's idle keep-alive connections (no idle-close-on-response before
+    # 2.7), so a client writing on one at that instant may see it closed.
+    monkeypatch.setattr(local, "render_config", good_render)
+    pid_before = target.router.info()["Pid"]
+    live = _live(endpoint)
+    with _load(endpoint, registry) as load:
+        load.wait_answers(40)
+        rec = _deploy(registry, live[1], moved, kind=target_kind)
+        load.wait_answers(len(load.result.answers) + 40)
+    assert rec.outcome == "noop"
+    assert not any("Refused" in f for f in load.result.failures), load.result.failures
+    assert not load.result.router_errors
+    if haproxy_version(local.haproxy_binary()) >= (2, 7):
+        assert load.result.failed == 0
+    assert len(load.result.failures) <= load.connections  # at most the idle ones, once each
+    assert target.router.info()["Pid"] != pid_before
+    assert f":{moved.preview}" in target.cfg_path.read_text()
+    # back to the fixture's ports for the next scenarios
+    monkeypatch.undo()
+    _deploy(registry, live[1], endpoint, kind=target_kind)
+
+
+def test_fault_flow_killed_mid_rollout_then_rerun_reconciles(target_kind, registry, endpoint):
+    live_color, live_version = _live(endpoint)
+    new = registry["v"]["v3"] if live_version != registry["v"]["v3"] else registry["v"]["v2"]
+    cfg = registry["config"]
+    script = (
+        "import sys\n"
+        "from mlops_tasks.deploy import EndpointSpec, RolloutSpec, deploy_blue_green\n"
+        "from mlops_tasks.settings import MlflowConfig\n"
+        f"ep = EndpointSpec.model_validate_json({endpoint.model_dump_json()!r})\n"
+        f"cfg = MlflowConfig.model_validate_json({cfg.model_dump_json()!r})\n"
+        "deploy_blue_green(sys.argv[1], int(sys.argv[2]), endpoint=ep, target=sys.argv[3],\n"
+        "    rollout=RolloutSpec(strategy='canary', canary_percent=20, bake_seconds=600),\n"
+        "    mlflow_config=cfg)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, registry["name"], str(new), target_kind],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = get_target(target_kind, endpoint)
+    try:
+        with _load(endpoint, registry) as load:
+            deadline = time.monotonic() + 120
+            while target.router.slot_weights(endpoint.replicas).get(
+                    "green" if live_color == "blue" else "blue", 0) == 0:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+            load.wait_answers(len(load.result.answers) + 40)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            # Both versions serve now (20 % canary), and the killed run's lock is gone.
+            probe = EndpointLock(endpoint.name)
+            probe.acquire(0)
+            probe.release()
+            rec = _deploy(registry, new, endpoint, kind=target_kind)
+            load.wait_answers(len(load.result.answers) + 40)
+        assert rec.outcome == "succeeded"
+        assert any(e.step == "reconciled" for e in rec.timeline)
+        assert load.result.failed == 0
+        assert _assert_one_live(endpoint, registry) == new
+        assert {a.version for a in load.result.answers} <= {str(live_version), str(new)}
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_redeploying_the_live_version_is_a_noop_and_busy_endpoint_refuses(target_kind, registry, endpoint):
+    _, live_version = _live(endpoint)
+    pids = _pids(target_kind, endpoint)
+    assert _deploy(registry, live_version, endpoint, kind=target_kind).outcome == "noop"
+    assert _pids(target_kind, endpoint) == pids
+    with EndpointLock(endpoint.name).hold(0):
+        with pytest.raises(EndpointBusyError, match="being deployed"):
+            _deploy(registry, registry["v"]["v1"], endpoint, kind=target_kind)
+
+
+def test_alias_only_rollback_refused_while_deployed(registry, endpoint):
+    from mlops_tasks.registry import rollback_model
+
+    with pytest.raises(PromotionRefusedError, match="rollback_deployment"):
+        rollback_model(registry["name"], mlflow_config=registry["config"])
+
+
+def test_crashed_router_and_live_slot_come_back_on_rerun(target_kind, registry, endpoint):
+    from mlops_tasks.deploy.targets.local import terminate
+
+    target = get_target(target_kind, endpoint)
+    live_color, live_version = _live(endpoint)
+    terminate([target._router_pid()], 5)
+    terminate(target.slot_status(live_color).pids, 5)
+    assert not target.router_running()
+    rec = _deploy(registry, live_version, endpoint, kind=target_kind)
+    steps = [e.step for e in rec.timeline]
+    assert "router-started" in steps and "restart-live" in steps
+    assert rec.outcome == "noop"
+    with _load(endpoint, registry) as load:
+        load.wait_answers(40)
+    assert load.result.failed == 0 and {a.version for a in load.result.answers} == {str(live_version)}
+
+
+def test_fault_endpoint_port_taken(target_kind, registry):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    spec = EndpointSpec(name=f"taken-{target_kind}", port=port, preview_port=free_port())
+    try:
+        with pytest.raises(EndpointPortError, match=f"Port {port}"):
+            _deploy(registry, registry["v"]["v1"], spec, kind=target_kind)
+        target = get_target(target_kind, spec)
+        assert not target.router_running()
+        assert _pids(target_kind, spec) == []
+        with pytest.raises(DeploymentError, match="never deployed"):
+            describe_deployment(spec.name)
+    finally:
+        holder.close()
+        stop_endpoint(spec.name)
+
+
+def test_stop_endpoint_stops_everything(target_kind, registry):
+    spec = EndpointSpec(name=f"stop-{target_kind}", port=free_port(), preview_port=free_port())
+    _deploy(registry, registry["v"]["v1"], spec, kind=target_kind)
+    pids = _pids(target_kind, spec) + [get_target(target_kind, spec)._router_pid()]
+    assert stop_endpoint(spec.name) is True
+    from mlops_tasks.deploy.targets.local import pid_alive, port_free
+
+    assert not any(pid_alive(p) for p in pids)
+    assert port_free("127.0.0.1", spec.port)
+    assert stop_endpoint(spec.name) is False
