@@ -66,8 +66,8 @@ def registry(mlflow_config, churn):
     from mlops_tasks.settings import resolve_mlflow_config
     from mlops_tasks.tracking import ensure_experiment, mlflow_session
 
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "MLOPS_TEST_SLEEPY")}
-    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"  # the cloudpickled bad models
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")  # the cloudpickled bad models
     name = f"bg-{os.getpid()}"
     x, y = features(churn), churn[TARGET]
     resolved = resolve_mlflow_config(mlflow_config)
@@ -83,14 +83,10 @@ def registry(mlflow_config, churn):
                                        pickled=True),
             "impostor": register_version(client, exp, name, make_pipeline(1.0).fit(x, 1 - y), x),
         }
-    os.environ["MLOPS_TEST_SLEEPY"] = "1"  # slots started from now on inherit it
+    patch.setenv("MLOPS_TEST_SLEEPY", "1")  # slots started from now on inherit it
     yield {"name": name, "v": v, "x": x, "config": mlflow_config,
            "bodies": [body_for(x.iloc[[i]]) for i in range(200)], "smoke": x.tail(50)}
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    patch.undo()
 
 
 def _deploy(reg, version, endpoint, rollout=FAST, kind="local", **kw):

@@ -121,11 +121,10 @@ def store(tmp_path_factory):
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     root = tmp_path_factory.mktemp("mlflow")
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI",
-                                            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION")}
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
-    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    patch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     exp = mlflow.create_experiment("serving-tests", artifact_location=(root / "art").as_uri())
     client = mlflow.MlflowClient()
@@ -153,11 +152,7 @@ def store(tmp_path_factory):
         if name == "churn":
             churn_run = run.info.run_id
     yield {"root": root, "churn_run_id": churn_run, "numeric_frame": xnum}
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    patch.undo()
 
 
 @pytest.fixture(scope="session")
@@ -506,8 +501,9 @@ def test_s3_sink_with_moto(store, tmp_path):
     endpoint = f"http://127.0.0.1:{port}"
     creds = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
              "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in creds}
-    os.environ.update(creds)
+    patch = pytest.MonkeyPatch()
+    for name, value in creds.items():
+        patch.setenv(name, value)
     try:
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="plogs")
         srv = Server(["--model-uri", "models:/churn@champion", "--log-sink", "s3://plogs/churn",
@@ -527,11 +523,7 @@ def test_s3_sink_with_moto(store, tmp_path):
         assert later.empty
     finally:
         moto.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        patch.undo()
 
 
 # -- numeric model, fast path, running without MLflow -----------------------------------------
