@@ -8,9 +8,11 @@ Two automations:
 
 - ``mlops-retrain-on-drift``: the event ``mlops.drift.detected`` (resource
   ``mlops.model.<name>``, emitted by the drift check) runs the retrain deployment with
-  its default parameters and ``model_name`` taken from the event
-  (``{{ event.resource['mlops.model.name'] }}``). The retrain flow keeps its own
-  cool-down: a run inside it ends at once as Completed/"Skipped".
+  the default parameters it has on the server when you apply (edit them in the UI or
+  ``prefect.yaml`` -- where fresh labelled data comes from -- then apply again) and
+  ``model_name`` taken from the event (``{{ event.resource['mlops.model.name'] }}``).
+  The retrain flow keeps its own cool-down: a run inside it ends at once as
+  Completed/"Skipped".
 - ``mlops-notify-deployment-failed``: a deployment-pipeline flow run that ends Failed or
   Crashed sends a notification through a notification block named ``<type slug>/<name>``
   (``--notify slack-webhook/ops``). Default: ``mlops-log-notification/mlops-failures``,
@@ -63,6 +65,7 @@ class Resolved:
     """Ids the automations point at, looked up on the Prefect server."""
 
     deployment_ids: dict[str, UUID]
+    deployment_parameters: dict[str, dict[str, Any]]
     notify_block_id: UUID
 
 
@@ -74,8 +77,12 @@ class AutomationSpec:
     build: Callable[[Resolved], AutomationCore]
 
 
-def retrain_parameters(spec: DeploymentSpec) -> dict[str, Any]:
-    """The retrain deployment's own defaults, with ``model_name`` templated from the event.
+def retrain_parameters(spec: DeploymentSpec, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The retrain deployment's defaults, with ``model_name`` templated from the event.
+
+    Prefect merges run parameters into the deployment's only one level deep, so the
+    whole ``params`` object is passed: ``parameters`` (the deployment's defaults as the
+    server has them; default: the table's) with ``model_name`` replaced.
 
     Example:
         ```python
@@ -84,7 +91,7 @@ def retrain_parameters(spec: DeploymentSpec) -> dict[str, Any]:
         assert params["params"]["model_name"] == MODEL_NAME_FROM_EVENT
         ```
     """
-    parameters = spec.parameters()
+    parameters = spec.parameters() if parameters is None else parameters
     inner = dict(parameters.get(spec.parameter_name, {}))
     inner["model_name"] = MODEL_NAME_FROM_EVENT
     return {**parameters, spec.parameter_name: inner}
@@ -107,7 +114,7 @@ def _retrain_on_drift(resolved: Resolved) -> AutomationCore:
         actions=[RunDeployment(
             source="selected",
             deployment_id=resolved.deployment_ids[spec.full_name],
-            parameters=retrain_parameters(spec),
+            parameters=retrain_parameters(spec, resolved.deployment_parameters.get(spec.full_name)),
         )],
     )
 
@@ -198,8 +205,8 @@ def resolve_notify_block(client, name: str, api_url: str) -> UUID:
     return document.id
 
 
-def resolve_deployment(client, full_name: str, api_url: str, automation: str) -> UUID:
-    """The id of deployment ``flow/name``.
+def resolve_deployment(client, full_name: str, api_url: str, automation: str):
+    """Deployment ``flow/name`` as the server has it (id, default parameters).
 
     Raises:
         DeploymentNotFoundError: It does not exist on the server.
@@ -207,7 +214,7 @@ def resolve_deployment(client, full_name: str, api_url: str, automation: str) ->
     from prefect.exceptions import ObjectNotFound
 
     try:
-        return client.read_deployment_by_name(full_name).id
+        return client.read_deployment_by_name(full_name)
     except ObjectNotFound:
         raise DeploymentNotFoundError(
             f"Automation {automation!r} runs deployment {full_name!r}, which does not exist on "
@@ -227,8 +234,12 @@ def build(notify: str = DEFAULT_NOTIFY) -> list[AutomationCore]:
     client, url = _client()
     with client:
         full_names = [by_name(name).full_name for name in DEPLOYMENTS_USED]
-        deployment_ids = {n: resolve_deployment(client, n, url, RETRAIN_ON_DRIFT) for n in full_names}
-        resolved = Resolved(deployment_ids, resolve_notify_block(client, notify, url))
+        found = {n: resolve_deployment(client, n, url, RETRAIN_ON_DRIFT) for n in full_names}
+        resolved = Resolved(
+            deployment_ids={n: d.id for n, d in found.items()},
+            deployment_parameters={n: d.parameters for n, d in found.items()},
+            notify_block_id=resolve_notify_block(client, notify, url),
+        )
     return [spec.build(resolved) for spec in AUTOMATIONS]
 
 
