@@ -141,6 +141,9 @@ def start_server(
             [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port),
              "--ui" if ui else "--no-ui"],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            # Its own session: Ctrl-C on `make serve` reaches the serving process only, which
+            # pauses its schedules on the server and then stops the server (PrefectApi.stop).
+            start_new_session=True,
         )
     api = PrefectApi(url=url, process=process, log_path=log_path)
     deadline = time.monotonic() + timeout

@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--automations", action="store_true",
                         help="apply deployments.automations once the deployments exist")
     parser.add_argument("--limit", type=int, default=None, help="at most this many runs at once")
+    parser.add_argument("--server-port", type=int, default=4200,
+                        help="port of the local Prefect server started when PREFECT_API_URL is unset")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         deployments = build_deployments(args.only, dict(args.interval))
-        api = ensure_prefect_api()
+        api = ensure_prefect_api(port=args.server_port)
     except (MLOpsError, KeyError) as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
