@@ -10,51 +10,37 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID
 
 import pytest
 import yaml
 
 from deployments.definitions import DEFAULT_WORK_POOL, DEPLOYMENTS, by_name
 from tests.conftest import free_port
+from tests.orchestration_support import (
+    PROJECT,
+    all_deployed,
+    prefect_server,
+    stop_process_group,
+    wait_final,
+    wait_for,
+)
+from tests.orchestration_support import client as _client
 
 pytestmark = pytest.mark.timeout(600)
 
-PROJECT = Path(__file__).resolve().parent.parent
 MODEL = "churn-classifier"
 SCHEDULED_INTERVAL_S = 5
-SERVER_SETTINGS = {
-    # The scheduler and the "recent deployments" pass every second instead of every 60 s / 5 s.
-    "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
-    "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "1",
-    "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
-}
 
 
 @pytest.fixture(scope="module")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prefect server on a free loopback port; the test process talks to it.
-
-    Started from the project folder so the server finds this project's Prefect collection
-    (the log-only notification block) also before ``pip install -e .`` refreshed entry points.
-    """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from deployments.local_server import start_server
-
-    api = start_server(tmp_path_factory.mktemp("prefect-home"), "127.0.0.1", free_port(),
-                       extra_env=SERVER_SETTINGS, ui=False)
-    try:
-        with temporary_settings({PREFECT_API_URL: api.url}):
-            yield api.url
-    finally:
-        api.stop()
+    """A real Prefect server on a free loopback port; the test process talks to it."""
+    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -90,60 +76,14 @@ def serving(prefect_api: str, orchestration_state: Path) -> Iterator[subprocess.
             cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        _wait_for(lambda: _all_deployed() or process.poll() is not None, 120, "deployments served")
+        names = [spec.full_name for spec in DEPLOYMENTS]
+        wait_for(lambda: all_deployed(names) or process.poll() is not None, 120, "deployments served")
         assert process.poll() is None, log.read_text()
-        _wait_for(lambda: "created mlops-retrain-on-drift" in log.read_text()
+        wait_for(lambda: "created mlops-retrain-on-drift" in log.read_text()
                   or "updated mlops-retrain-on-drift" in log.read_text(), 60, "automations applied")
         yield process
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-        try:  # flow-run subprocesses left behind in the group
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _client():
-    from prefect.client.orchestration import get_client
-
-    return get_client(sync_client=True)
-
-
-def _wait_for(condition, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def _all_deployed() -> bool:
-    from prefect.exceptions import ObjectNotFound
-
-    with _client() as client:
-        try:
-            for spec in DEPLOYMENTS:
-                client.read_deployment_by_name(spec.full_name)
-        except ObjectNotFound:
-            return False
-    return True
-
-
-def _wait_final(flow_run_id: UUID, timeout: float = 180):
-    def final():
-        with _client() as client:
-            run = client.read_flow_run(flow_run_id)
-        return run if run.state is not None and run.state.is_final() else None
-
-    return _wait_for(final, timeout, f"flow run {flow_run_id} to finish", interval=1.0)
+        stop_process_group(process)
 
 
 def _deployment_runs(full_name: str):
@@ -197,7 +137,7 @@ def test_run_button_runs_training_and_leaves_artifacts(prefect_api: str, serving
     with _client() as client:
         deployment = client.read_deployment_by_name(spec.full_name)
         flow_run = client.create_flow_run_from_deployment(deployment.id, parameters={"params": params})
-    run = _wait_final(flow_run.id)
+    run = wait_final(flow_run.id)
     assert run.state.is_completed(), f"{run.state.name}: {run.state.message}"
     with _client() as client:
         artifacts = client.read_artifacts(
@@ -230,7 +170,7 @@ def test_interval_schedule_produces_a_completed_run(
             deployment.id, [(IntervalSchedule(interval=timedelta(seconds=SCHEDULED_INTERVAL_S)), True)]
         )
     try:
-        run = _wait_for(lambda: next((r for r in _deployment_runs(full_name)
+        run = wait_for(lambda: next((r for r in _deployment_runs(full_name)
                                       if r.auto_scheduled and r.state and r.state.is_final()), None),
                         120, "a scheduled drift-check run to finish", 1.0)
         assert run.state.is_completed(), f"{run.state.name}: {run.state.message}"
@@ -279,16 +219,16 @@ def test_drift_event_starts_retrain_and_cooldown_skips_the_next(
         EventsWorker.drain_all()
 
     emit()
-    first = _wait_for(lambda: next(iter(_deployment_runs(spec.full_name)), None), 60, "a retrain run")
+    first = wait_for(lambda: next(iter(_deployment_runs(spec.full_name)), None), 60, "a retrain run")
     assert first.parameters["params"]["model_name"] == MODEL
-    first = _wait_final(first.id, 240)
+    first = wait_final(first.id, 240)
     assert first.state.is_completed(), f"{first.state.name}: {first.state.message}"
     assert first.state.name in ("Completed", "GateFailed")
 
     emit()
-    second = _wait_for(lambda: next((r for r in _deployment_runs(spec.full_name) if r.id != first.id), None),
+    second = wait_for(lambda: next((r for r in _deployment_runs(spec.full_name) if r.id != first.id), None),
                        60, "a second retrain run")
-    second = _wait_final(second.id, 120)
+    second = wait_final(second.id, 120)
     assert second.state.is_completed() and second.state.name == "Skipped", second.state
     assert "cool-down" in (second.state.message or "")
     assert second.parameters["params"]["model_name"] == MODEL
@@ -304,7 +244,7 @@ def test_failed_deployment_pipeline_sends_a_notification(
     with _client() as client:
         deployment = client.read_deployment_by_name(spec.full_name)
         flow_run = client.create_flow_run_from_deployment(deployment.id, parameters={"params": params})
-    run = _wait_final(flow_run.id, 120)
+    run = wait_final(flow_run.id, 120)
     assert run.state.is_failed(), run.state
     notifications = orchestration_state / "notifications.jsonl"
 
@@ -313,7 +253,7 @@ def test_failed_deployment_pipeline_sends_a_notification(
             return None
         return next((line for line in notifications.read_text().splitlines() if run.name in line), None)
 
-    line = _wait_for(notified, 60, f"a notification about {run.name} in {notifications}")
+    line = wait_for(notified, 60, f"a notification about {run.name} in {notifications}")
     assert "deployment-pipeline" in line and "Failed" in line and "no-such-model" in line
 
 
