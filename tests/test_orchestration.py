@@ -166,8 +166,9 @@ def test_interval_schedule_produces_a_completed_run(
     full_name = by_name("drift-check").full_name
     with _client() as client:
         deployment = client.read_deployment_by_name(full_name)
-        client.create_deployment_schedules(
-            deployment.id, [(IntervalSchedule(interval=timedelta(seconds=SCHEDULED_INTERVAL_S)), True)]
+        client.create_deployment_schedules(  # one scheduled run at a time, not three in parallel
+            deployment.id, [(IntervalSchedule(interval=timedelta(seconds=SCHEDULED_INTERVAL_S)), True)],
+            max_scheduled_runs=1,
         )
     try:
         run = wait_for(lambda: next((r for r in _deployment_runs(full_name)
@@ -176,7 +177,7 @@ def test_interval_schedule_produces_a_completed_run(
         assert run.state.is_completed(), f"{run.state.name}: {run.state.message}"
         assert "not_enough_data" in (run.state.message or "") or "rows" in (run.state.message or "")
     finally:
-        with _client() as client:  # no more scheduled runs for the rest of the file
+        with _client() as client:  # no more scheduled runs: pausing deletes the scheduled ones
             client.pause_deployment(deployment.id)
 
 
