@@ -116,6 +116,7 @@ def build_flow_image(
     root: Path = PROJECT_ROOT,
     labels: dict[str, str] | None = None,
     wheel_cache_dir: Path | None = None,
+    keep_images: int = 3,
 ) -> FlowImage:
     """Build the flow image offline, or reuse the one whose inputs are unchanged.
 
@@ -127,6 +128,8 @@ def build_flow_image(
         labels: More image labels.
         wheel_cache_dir: Wheelhouse cache (default ``<state dir>/wheelhouse``); Docker's
             layer cache then reuses the dependency stage when only sources changed.
+        keep_images: Flow images kept after a build (older tags are removed; they share
+            the dependency layers, so each costs only its sources).
 
     Returns:
         The image tag ``mlops-tasks-flows:<12 hex of the inputs>``.
@@ -188,7 +191,28 @@ def build_flow_image(
         shutil.rmtree(context, ignore_errors=True)
     seconds = time.monotonic() - started
     logger.info("Built flow image %s in %.0f s", tag, seconds)
+    prune_flow_images(client, keep_images)
     return FlowImage(tag=tag, content_hash=digest, reused=False, build_seconds=seconds)
+
+
+def prune_flow_images(client: Any, keep: int = 3) -> list[str]:
+    """Remove all but the ``keep`` newest ``mlops-tasks-flows`` images; returns the removed tags.
+
+    An image a container still uses is kept (Docker refuses to remove it).
+    """
+    import docker
+
+    images = sorted(client.images.list(name=REPOSITORY), key=lambda image: image.attrs["Created"],
+                    reverse=True)
+    removed = []
+    for image in images[keep:]:
+        for tag in image.tags:
+            try:
+                client.images.remove(tag)
+                removed.append(tag)
+            except docker.errors.APIError as exc:
+                logger.info("Keeping flow image %s: %s", tag, exc)
+    return removed
 
 
 def job_variables(state: Path | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -54,10 +54,12 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_flow_image_is_reused_while_its_inputs_are_unchanged(docker, flow_image) -> None:
-    from deployments.docker_pool import IMAGE_LABEL, build_flow_image
+    from deployments.docker_pool import IMAGE_LABEL, REPOSITORY, build_flow_image
     from mlops_tasks.testing.docker import ensure_base_image
 
     again = build_flow_image(ensure_base_image(docker), client=docker, wheel_cache_dir=WHEEL_CACHE)
+    kept = [tag for image in docker.images.list(name=REPOSITORY) for tag in image.tags]
+    assert flow_image.tag in kept and len(kept) <= 3, kept  # older flow images were pruned
     assert again.reused and again.tag == flow_image.tag
     image = docker.images.get(flow_image.tag)
     assert image.labels[IMAGE_LABEL] == flow_image.content_hash[:12]
