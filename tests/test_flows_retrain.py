@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 from conftest import client_for, free_port
-from test_flows_monitoring import wait_for_events
+from test_flows_monitoring import read_artifacts, wait_for_events
 
 from flows.retrain import ApprovalInput, RetrainParams, retrain_pipeline
 from flows.training import DemoData, TrainingPipelineParams, training_pipeline
@@ -156,6 +156,7 @@ def test_drift_then_retrain_deploys_new_version_and_failed_gate_leaves_productio
         assert verdict.outcome == "gate_failed" and verdict.version == 3 and not verdict.deployed
         assert champion_of(mlflow_config, name) == 2 and describe_deployment(endpoint.name).live_version == 2
         assert client_for(mlflow_config).get_model_version(name, "3").aliases == []
+        assert read_artifacts(f"retrain-{name}".lower())  # the decision, as markdown
     finally:
         stop_endpoint(endpoint.name)
 
@@ -335,3 +336,49 @@ def test_bad_inputs_fail_with_typed_errors_and_release_the_claim(live_model, mlf
     assert TAG_RETRAIN_STARTED_AT not in model.tags  # released: a fixed run may start at once
     with pytest.raises(ValueError, match="needs labels"):
         RetrainParams(prediction_log=str(log))
+
+
+# -- core functions on small frames ------------------------------------------------------------------------
+
+
+def test_label_prediction_log_joins_rows_of_a_request_in_order():
+    from mlops_tasks.retrain import combine_training_data, label_prediction_log
+
+    log = pd.DataFrame({
+        "request_id": ["a", "a", "b", "c"], "timestamp": pd.Timestamp("2026-01-01", tz="UTC"),
+        "model_name": "m", "model_version": "1", "served_by": "blue",
+        "age": [30, 40, 50, 60], "plan": ["basic", "premium", "basic", "standard"],
+        "prediction": [0, 1, 0, 1],
+    })
+    labels = pd.DataFrame({"request_id": ["a", "a", "b", "zzz"], "label": [1, 0, 1, 0]})
+    rows = label_prediction_log(log, labels, label_column="label", target="churned")
+    assert rows.to_dict("list") == {"age": [30, 40, 50], "plan": ["basic", "premium", "basic"],
+                                    "churned": [1, 0, 1]}
+    assert label_prediction_log(log.iloc[:0], labels, label_column="label", target="churned").empty
+
+    reference = pd.DataFrame({"age": [20], "plan": ["basic"], "extra": [1.0], "churned": [0]})
+    combined = combine_training_data([("reference", reference), ("log", rows)], target="churned")
+    assert list(combined.columns) == ["age", "plan", "churned"] and len(combined) == 4
+    with pytest.raises(DataError, match="min_fresh_rows=5"):
+        from mlops_tasks.retrain import prepare_training_data
+
+        prepare_training_data([("reference", reference), ("log", rows)], target="churned",
+                              location="/nonexistent/never-written.parquet", min_fresh_rows=5)
+
+
+def test_suite_without_ranges_keeps_every_other_expectation(tmp_path):
+    from mlops_tasks.retrain import RANGE_EXPECTATIONS, suite_without_ranges
+    from mlops_tasks.validation import load_suite, suggest_expectations, validate_dataframe, write_suite
+
+    reference = make_churn_data(500, seed=1)
+    source = write_suite(suggest_expectations(reference, "churn", range_margin=0.0), tmp_path / "churn.json")
+    copy = suite_without_ranges(str(source), str(tmp_path / "retrain" / "suite.json"))
+    before, after = load_suite(source).expectations, load_suite(copy).expectations
+    dropped = [e for e in before if e.expectation_type in RANGE_EXPECTATIONS]
+    assert dropped and len(after) == len(before) - len(dropped)
+    drifted = make_churn_data(500, seed=2, drift=1.0)
+    assert not validate_dataframe(drifted, load_suite(source), fail_on_error=False).success
+    assert validate_dataframe(drifted, load_suite(copy), fail_on_error=False).success
+    broken = drifted.assign(plan="enterprise")  # a category never seen is still refused
+    assert not validate_dataframe(broken, load_suite(copy), fail_on_error=False).success
+    assert suite_without_ranges(str(tmp_path / "missing.json"), str(tmp_path / "x.json")) is None
