@@ -44,7 +44,9 @@ from mlops_tasks.retrain import RetrainClaim, RetrainData, check_retrainable, su
 from mlops_tasks.settings import MlflowConfig, S3Config, state_dir
 from mlops_tasks.training import TrainingSpec
 
-Outcome = Literal["deployed", "trained", "skipped", "gate_failed", "rejected", "approval_timed_out"]
+Outcome = Literal[
+    "deployed", "trained", "skipped", "gate_failed", "rejected", "approval_timed_out", "deploy_failed"
+]
 
 
 class ApprovalInput(RunInput):
@@ -397,11 +399,19 @@ def retrain_pipeline(
             name = "Rejected" if refused == "rejected" else "ApprovalTimedOut"
             return Completed(name=name, message=reason[:1000], data=result)  # type: ignore[return-value]
 
-    record = deployment_pipeline(DeploymentPipelineParams(
-        model_name=params.model_name, version=trained.version, endpoint=params.endpoint,
-        rollout=params.rollout, target=params.target, smoke_dataset=DatasetSpec(uri=data.uri),
-        target_column=target, mlflow=params.mlflow,
-    ))
+    try:
+        record = deployment_pipeline(DeploymentPipelineParams(
+            model_name=params.model_name, version=trained.version, endpoint=params.endpoint,
+            rollout=params.rollout, target=params.target, smoke_dataset=DatasetSpec(uri=data.uri),
+            target_column=target, mlflow=params.mlflow,
+        ))
+    except MLOpsError as exc:
+        _publish(RetrainResult(
+            outcome="deploy_failed", approval=approval, **common,
+            reason=f"{params.model_name} version {trained.version} passed its gate but its deployment "
+            f"failed ({type(exc).__name__}: {exc}); the previous version keeps serving",
+        ))
+        raise
     reason = (f"{params.model_name} version {trained.version} passed its gate and is live on endpoint "
               f"{params.endpoint.name} ({record.outcome}); champion {trained.champion_version} -> "
               f"{trained.version}")

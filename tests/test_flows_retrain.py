@@ -58,6 +58,12 @@ def live_model(prefect_harness, mlflow_config) -> str:
     return champion_model(mlflow_config)
 
 
+@pytest.fixture(scope="module")
+def shared_model(prefect_harness, mlflow_config) -> str:
+    """A champion for tests that run with the cool-down off and leave the champion where it is."""
+    return champion_model(mlflow_config)
+
+
 # -- the issue's end-to-end check ------------------------------------------------------------------
 
 
@@ -240,7 +246,8 @@ def test_claim_is_atomic_across_processes(prefect_harness, mlflow_config):
 # -- approval ------------------------------------------------------------------------------------------
 
 
-def test_approval_timeout_and_rejection_do_not_deploy(live_model, mlflow_config, tmp_path):
+def test_approval_timeout_and_rejection_do_not_deploy(shared_model, mlflow_config, tmp_path):
+    live_model = shared_model
     from prefect.flow_runs import resume_flow_run
 
     params = RetrainParams(
@@ -336,6 +343,34 @@ def test_bad_inputs_fail_with_typed_errors_and_release_the_claim(live_model, mlf
     assert TAG_RETRAIN_STARTED_AT not in model.tags  # released: a fixed run may start at once
     with pytest.raises(ValueError, match="needs labels"):
         RetrainParams(prediction_log=str(log))
+
+
+def test_failed_deployment_fails_the_run_and_keeps_the_champion(shared_model, mlflow_config, tmp_path):
+    live_model = shared_model
+    import socket
+
+    from mlops_tasks.deploy import stop_endpoint
+    from mlops_tasks.errors import DeploymentError
+
+    endpoint = f"busy{uuid.uuid4().hex[:6]}"
+    with socket.socket() as squatter:  # another program holds the endpoint's port
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        try:
+            state = retrain_pipeline(RetrainParams(
+                model_name=live_model, dataset=fresh_csv(tmp_path), gate=LENIENT_GATE, cooldown_minutes=0,
+                endpoint={"name": endpoint, "port": squatter.getsockname()[1]},
+                rollout={"strategy": "all_at_once", "bake_seconds": 0, "termination_wait_s": 0},
+                mlflow=mlflow_config,
+            ), return_state=True)
+        finally:
+            stop_endpoint(endpoint)
+    assert state.is_failed()
+    with pytest.raises(DeploymentError):
+        state.result()
+    assert champion_of(mlflow_config, live_model) == 1
+    notes = [a.data or "" for a in read_artifacts(f"retrain-{live_model}".lower())]
+    assert any("deploy_failed" in note and "keeps serving" in note for note in notes), notes
 
 
 # -- core functions on small frames ------------------------------------------------------------------------
