@@ -16,6 +16,7 @@ import argparse
 import http.client
 import json
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,6 +111,14 @@ def send_demo_traffic(
     return windows
 
 
+def _connect_prefect() -> None:
+    """Reach the Prefect API once (starting the ephemeral one when no server is configured)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.api_healthcheck()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: traffic, two drift checks, verdicts and report paths printed."""
     from flows.monitoring import DriftCheckParams, drift_check
@@ -128,10 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     log = str(endpoint_dir(args.endpoint) / "prediction-log")
+    # The Prefect API (ephemeral by default: several seconds to start) comes up while traffic flows.
+    prefect_up = threading.Thread(target=_connect_prefect, name="connect-prefect", daemon=True)
+    prefect_up.start()
     try:
         windows = send_demo_traffic(args.host, args.port, rows=args.rows, seed=args.seed, drift=args.drift,
                                     out_dir=state_dir() / "demo")
         time.sleep(args.flush_wait)
+        prefect_up.join()
         reports: list[DriftReport] = []
         for w in windows:
             reports.append(drift_check(DriftCheckParams(
