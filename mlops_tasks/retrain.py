@@ -142,7 +142,8 @@ def claim_retrain(
     The check and the claim happen under the model's Prefect global concurrency
     limit (created with size 1 when missing), so they are atomic across processes
     and hosts sharing the Prefect API. ``cooldown_minutes=0`` disables the check
-    (the claim is still recorded).
+    (the claim is still recorded). A claimant that already holds the claim (a
+    retried task or flow run) gets it again.
 
     Args:
         model_name: Registered model name.
@@ -185,7 +186,8 @@ def claim_retrain(
             last, by = _read_claim(client, model_name)
             moment = now or datetime.now(UTC)
             period = timedelta(minutes=cooldown_minutes)
-            if cooldown_minutes > 0 and last is not None and moment < last + period:
+            # The same claimant asking again (a retried task or flow run) keeps its claim.
+            if cooldown_minutes > 0 and last is not None and moment < last + period and by != claimant:
                 until = last + period
                 reason = (
                     f"cool-down: {model_name} was last retrained at {last.isoformat(timespec='seconds')}"

@@ -241,6 +241,8 @@ def test_claim_is_atomic_across_processes(prefect_harness, mlflow_config):
     assert claimed.count(True) == 1, claimed
     later = claim_retrain(name, cooldown_minutes=30, claimant="late", mlflow_config=mlflow_config)
     assert not later.claimed and "cool-down" in later.reason
+    winner = f"p{claimed.index(True)}"  # a retry of the winner keeps its claim
+    assert claim_retrain(name, cooldown_minutes=30, claimant=winner, mlflow_config=mlflow_config).claimed
 
 
 # -- approval ------------------------------------------------------------------------------------------
