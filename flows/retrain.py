@@ -40,11 +40,13 @@ from mlops_tasks.demo import SEGMENT, TARGET
 from mlops_tasks.deploy.models import EndpointSpec, RolloutSpec
 from mlops_tasks.errors import ConfigurationError, MLOpsError
 from mlops_tasks.evaluation import QualityGate
-from mlops_tasks.retrain import RetrainClaim, RetrainData, check_retrainable
+from mlops_tasks.retrain import RetrainClaim, RetrainData, check_retrainable, suite_without_ranges
 from mlops_tasks.settings import MlflowConfig, S3Config, state_dir
 from mlops_tasks.training import TrainingSpec
 
-Outcome = Literal["deployed", "trained", "skipped", "gate_failed", "rejected", "approval_timed_out"]
+Outcome = Literal[
+    "deployed", "trained", "skipped", "gate_failed", "rejected", "approval_timed_out", "deploy_failed"
+]
 
 
 class ApprovalInput(RunInput):
@@ -112,6 +114,11 @@ class RetrainParams(BaseModel):
     expectation_suite: str | None = Field(
         None, title="Expectation suite",
         description="Great Expectations suite JSON. Empty: <state dir>/expectations/<model_name>.json.",
+    )
+    check_value_ranges: bool = Field(
+        False, title="Check numeric value ranges",
+        description="Keep the suite's range expectations. Off: drifted data may leave the ranges learnt "
+        "from the old data; columns, types, nulls and category sets are still checked.",
     )
     holdout_fraction: float = Field(0.2, gt=0, lt=1, title="Holdout fraction")
     gate: QualityGate = Field(
@@ -231,6 +238,17 @@ def _publish(result: RetrainResult) -> None:
                              description=f"Retrain of {result.model_name}: {result.outcome}")
 
 
+def _resume_after_timeout() -> None:
+    """A pause that timed out makes the server refuse any state but Failed; put the run back to
+    Running (forced) so it can end with a state that says why it did not deploy."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Running
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.id, Running(message="approval timed out"), force=True)
+
+
 def _ask_approval(params: RetrainParams, version: int, summary: str) -> tuple[str | None, dict]:
     """Pause for the reviewer; returns (outcome if not approved, the answer)."""
     from prefect.exceptions import FlowPauseTimeout
@@ -245,9 +263,10 @@ def _ask_approval(params: RetrainParams, version: int, summary: str) -> tuple[st
         answer = pause_flow_run(
             wait_for_input=ApprovalInput.with_initial_data(description=description, approve=False),
             timeout=params.approval_timeout_s,
-            poll_interval=max(1, min(10, params.approval_timeout_s // 4)),
+            poll_interval=max(1, min(10, params.approval_timeout_s // 30)),
         )
     except FlowPauseTimeout:
+        _resume_after_timeout()
         return "approval_timed_out", {
             "approve": False, "reason": f"no answer within {params.approval_timeout_s}s"
         }
@@ -333,9 +352,13 @@ def retrain_pipeline(
         raise
 
     spec = params.training or TrainingSpec(target=target, params={"max_iter": 1000})
+    suite = params.expectation_suite
+    if not params.check_value_ranges:
+        model_suite = suite or str(state_dir() / "expectations" / f"{params.model_name}.json")
+        suite = suite_without_ranges(model_suite, data.uri.rsplit(".", 1)[0] + "-suite.json") or suite
     trained = training_pipeline(TrainingPipelineParams(
         model_name=params.model_name, dataset=DatasetSpec(uri=data.uri, name=f"{params.model_name}-retrain"),
-        training=spec, segment_column=params.segment_column, expectation_suite=params.expectation_suite,
+        training=spec, segment_column=params.segment_column, expectation_suite=suite,
         holdout_fraction=params.holdout_fraction, gate=params.gate, compare_to_champion=True,
         promote_on_pass=False, fail_on_gate=False, mlflow=params.mlflow,
     ))
@@ -376,11 +399,19 @@ def retrain_pipeline(
             name = "Rejected" if refused == "rejected" else "ApprovalTimedOut"
             return Completed(name=name, message=reason[:1000], data=result)  # type: ignore[return-value]
 
-    record = deployment_pipeline(DeploymentPipelineParams(
-        model_name=params.model_name, version=trained.version, endpoint=params.endpoint,
-        rollout=params.rollout, target=params.target, smoke_dataset=DatasetSpec(uri=data.uri),
-        target_column=target, mlflow=params.mlflow,
-    ))
+    try:
+        record = deployment_pipeline(DeploymentPipelineParams(
+            model_name=params.model_name, version=trained.version, endpoint=params.endpoint,
+            rollout=params.rollout, target=params.target, smoke_dataset=DatasetSpec(uri=data.uri),
+            target_column=target, mlflow=params.mlflow,
+        ))
+    except MLOpsError as exc:
+        _publish(RetrainResult(
+            outcome="deploy_failed", approval=approval, **common,
+            reason=f"{params.model_name} version {trained.version} passed its gate but its deployment "
+            f"failed ({type(exc).__name__}: {exc}); the previous version keeps serving",
+        ))
+        raise
     reason = (f"{params.model_name} version {trained.version} passed its gate and is live on endpoint "
               f"{params.endpoint.name} ({record.outcome}); champion {trained.champion_version} -> "
               f"{trained.version}")

@@ -85,10 +85,15 @@ def lock_name(model_name: str) -> str:
 def _ensure_lock(name: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     with get_client(sync_client=True) as client:
         try:
+            client.read_global_concurrency_limit_by_name(name)
+            return
+        except ObjectNotFound:
+            pass
+        try:  # two first runs may both get here: one creates, the other gets 409
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
         except ObjectAlreadyExists:
             pass
@@ -137,7 +142,8 @@ def claim_retrain(
     The check and the claim happen under the model's Prefect global concurrency
     limit (created with size 1 when missing), so they are atomic across processes
     and hosts sharing the Prefect API. ``cooldown_minutes=0`` disables the check
-    (the claim is still recorded).
+    (the claim is still recorded). A claimant that already holds the claim (a
+    retried task or flow run) gets it again.
 
     Args:
         model_name: Registered model name.
@@ -180,7 +186,8 @@ def claim_retrain(
             last, by = _read_claim(client, model_name)
             moment = now or datetime.now(UTC)
             period = timedelta(minutes=cooldown_minutes)
-            if cooldown_minutes > 0 and last is not None and moment < last + period:
+            # The same claimant asking again (a retried task or flow run) keeps its claim.
+            if cooldown_minutes > 0 and last is not None and moment < last + period and by != claimant:
                 until = last + period
                 reason = (
                     f"cool-down: {model_name} was last retrained at {last.isoformat(timespec='seconds')}"
@@ -377,6 +384,8 @@ def label_prediction_log(
     """
     from mlops_tasks.monitoring import PREDICTION_COLUMN, UTILITY_COLUMNS
 
+    if log.empty:
+        return pd.DataFrame()
     if "request_id" not in log.columns:
         raise SchemaError("The prediction log has no request_id column; it cannot be joined with labels.")
     missing = [c for c in ("request_id", label_column) if c not in labels.columns]
@@ -498,3 +507,56 @@ def prepare_training_data(
         uri=uri, target=target, rows=len(combined), reference_rows=reference_rows, fresh_rows=fresh,
         sources=[label for label, f in parts if len(f)],
     )
+
+
+RANGE_EXPECTATIONS = frozenset({
+    "expect_column_values_to_be_between",
+    "expect_column_min_to_be_between",
+    "expect_column_max_to_be_between",
+    "expect_column_mean_to_be_between",
+    "expect_column_median_to_be_between",
+    "expect_column_stdev_to_be_between",
+})
+
+
+def suite_without_ranges(source: str, destination: str) -> str | None:
+    """Copy an expectation suite without its numeric-range expectations.
+
+    Data that drifted is expected to leave the value ranges learnt from the old
+    data, so a retrain checks columns, types, nulls and category sets but not the
+    ranges (unless told to). The model's own suite file is left as it is.
+
+    Args:
+        source: The model's GX suite JSON.
+        destination: Where to write the copy.
+
+    Returns:
+        ``destination``, or ``None`` when ``source`` does not exist (the training
+        pipeline then suggests a suite).
+
+    Raises:
+        ConfigurationError: ``source`` is not a readable suite JSON.
+
+    Example:
+        ```python
+        path = suite_without_ranges(".mlops/expectations/churn.json", "/tmp/churn-retrain.json")
+        ```
+    """
+    import json
+    from pathlib import Path
+
+    src, dst = Path(source), Path(destination)
+    if not src.exists():
+        return None
+    try:
+        doc = json.loads(src.read_text())
+        expectations = doc["expectations"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(f"Expectation suite {src} is not a readable GX suite JSON: {exc}") from exc
+    kept = [e for e in expectations if e.get("type") not in RANGE_EXPECTATIONS]
+    doc = {**doc, "expectations": kept}
+    doc.pop("id", None)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(doc, indent=2, sort_keys=True))
+    logger.info("Suite %s without %d range expectations: %s", src, len(expectations) - len(kept), dst)
+    return str(dst)

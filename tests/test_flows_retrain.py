@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 from conftest import client_for, free_port
-from test_flows_monitoring import wait_for_events
+from test_flows_monitoring import read_artifacts, wait_for_events
 
 from flows.retrain import ApprovalInput, RetrainParams, retrain_pipeline
 from flows.training import DemoData, TrainingPipelineParams, training_pipeline
@@ -29,6 +29,7 @@ from mlops_tasks.errors import ConfigurationError, DataError, ModelNotFoundError
 from mlops_tasks.evaluation import MetricThreshold, QualityGate
 from mlops_tasks.retrain import TAG_RETRAIN_STARTED_AT, claim_retrain
 
+LENIENT_GATE = QualityGate(thresholds=[MetricThreshold(metric="accuracy", min_value=0.5)])
 IMPOSSIBLE_GATE = QualityGate(thresholds=[MetricThreshold(metric="accuracy", min_value=0.999)])
 
 
@@ -54,6 +55,12 @@ def champion_of(mlflow_config, name: str) -> int:
 
 @pytest.fixture
 def live_model(prefect_harness, mlflow_config) -> str:
+    return champion_model(mlflow_config)
+
+
+@pytest.fixture(scope="module")
+def shared_model(prefect_harness, mlflow_config) -> str:
+    """A champion for tests that run with the cool-down off and leave the champion where it is."""
     return champion_model(mlflow_config)
 
 
@@ -155,6 +162,7 @@ def test_drift_then_retrain_deploys_new_version_and_failed_gate_leaves_productio
         assert verdict.outcome == "gate_failed" and verdict.version == 3 and not verdict.deployed
         assert champion_of(mlflow_config, name) == 2 and describe_deployment(endpoint.name).live_version == 2
         assert client_for(mlflow_config).get_model_version(name, "3").aliases == []
+        assert read_artifacts(f"retrain-{name}".lower())  # the decision, as markdown
     finally:
         stop_endpoint(endpoint.name)
 
@@ -200,7 +208,7 @@ def test_concurrent_starts_train_once_and_later_runs_are_skipped(live_model, mlf
 
 
 def test_claim_is_atomic_across_processes(prefect_harness, mlflow_config):
-    """Six processes claim the same model at once: exactly one wins."""
+    """Four processes claim the same model at once: exactly one wins."""
     import subprocess
     import sys
 
@@ -226,24 +234,28 @@ def test_claim_is_atomic_across_processes(prefect_harness, mlflow_config):
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     procs = [subprocess.Popen([sys.executable, "-c", code, name, mlflow_config.model_dump_json(), f"p{i}"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for i in range(6)]
+             for i in range(4)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
     claimed = [json.loads(out.strip().splitlines()[-1])["claimed"] for out, _ in outs]
     assert claimed.count(True) == 1, claimed
     later = claim_retrain(name, cooldown_minutes=30, claimant="late", mlflow_config=mlflow_config)
     assert not later.claimed and "cool-down" in later.reason
+    winner = f"p{claimed.index(True)}"  # a retry of the winner keeps its claim
+    assert claim_retrain(name, cooldown_minutes=30, claimant=winner, mlflow_config=mlflow_config).claimed
 
 
 # -- approval ------------------------------------------------------------------------------------------
 
 
-def test_approval_timeout_and_rejection_do_not_deploy(live_model, mlflow_config, tmp_path):
+def test_approval_timeout_and_rejection_do_not_deploy(shared_model, mlflow_config, tmp_path):
+    live_model = shared_model
     from prefect.flow_runs import resume_flow_run
 
     params = RetrainParams(
         model_name=live_model, dataset=fresh_csv(tmp_path), require_approval=True, approval_timeout_s=2,
         cooldown_minutes=0, endpoint={"name": "never-started", "port": free_port()}, mlflow=mlflow_config,
+        gate=LENIENT_GATE,  # the approval is under test here, not the gate
     )
     state = retrain_pipeline(params, return_state=True)
     assert state.is_completed() and state.name == "ApprovalTimedOut", state.message
@@ -333,3 +345,77 @@ def test_bad_inputs_fail_with_typed_errors_and_release_the_claim(live_model, mlf
     assert TAG_RETRAIN_STARTED_AT not in model.tags  # released: a fixed run may start at once
     with pytest.raises(ValueError, match="needs labels"):
         RetrainParams(prediction_log=str(log))
+
+
+def test_failed_deployment_fails_the_run_and_keeps_the_champion(shared_model, mlflow_config, tmp_path):
+    live_model = shared_model
+    import socket
+
+    from mlops_tasks.deploy import stop_endpoint
+    from mlops_tasks.errors import DeploymentError
+
+    endpoint = f"busy{uuid.uuid4().hex[:6]}"
+    with socket.socket() as squatter:  # another program holds the endpoint's port
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        try:
+            state = retrain_pipeline(RetrainParams(
+                model_name=live_model, dataset=fresh_csv(tmp_path), gate=LENIENT_GATE, cooldown_minutes=0,
+                endpoint={"name": endpoint, "port": squatter.getsockname()[1]},
+                rollout={"strategy": "all_at_once", "bake_seconds": 0, "termination_wait_s": 0},
+                mlflow=mlflow_config,
+            ), return_state=True)
+        finally:
+            stop_endpoint(endpoint)
+    assert state.is_failed()
+    with pytest.raises(DeploymentError):
+        state.result()
+    assert champion_of(mlflow_config, live_model) == 1
+    notes = [a.data or "" for a in read_artifacts(f"retrain-{live_model}".lower())]
+    assert any("deploy_failed" in note and "keeps serving" in note for note in notes), notes
+
+
+# -- core functions on small frames ------------------------------------------------------------------------
+
+
+def test_label_prediction_log_joins_rows_of_a_request_in_order():
+    from mlops_tasks.retrain import combine_training_data, label_prediction_log
+
+    log = pd.DataFrame({
+        "request_id": ["a", "a", "b", "c"], "timestamp": pd.Timestamp("2026-01-01", tz="UTC"),
+        "model_name": "m", "model_version": "1", "served_by": "blue",
+        "age": [30, 40, 50, 60], "plan": ["basic", "premium", "basic", "standard"],
+        "prediction": [0, 1, 0, 1],
+    })
+    labels = pd.DataFrame({"request_id": ["a", "a", "b", "zzz"], "label": [1, 0, 1, 0]})
+    rows = label_prediction_log(log, labels, label_column="label", target="churned")
+    assert rows.to_dict("list") == {"age": [30, 40, 50], "plan": ["basic", "premium", "basic"],
+                                    "churned": [1, 0, 1]}
+    assert label_prediction_log(log.iloc[:0], labels, label_column="label", target="churned").empty
+
+    reference = pd.DataFrame({"age": [20], "plan": ["basic"], "extra": [1.0], "churned": [0]})
+    combined = combine_training_data([("reference", reference), ("log", rows)], target="churned")
+    assert list(combined.columns) == ["age", "plan", "churned"] and len(combined) == 4
+    with pytest.raises(DataError, match="min_fresh_rows=5"):
+        from mlops_tasks.retrain import prepare_training_data
+
+        prepare_training_data([("reference", reference), ("log", rows)], target="churned",
+                              location="/nonexistent/never-written.parquet", min_fresh_rows=5)
+
+
+def test_suite_without_ranges_keeps_every_other_expectation(tmp_path):
+    from mlops_tasks.retrain import RANGE_EXPECTATIONS, suite_without_ranges
+    from mlops_tasks.validation import load_suite, suggest_expectations, validate_dataframe, write_suite
+
+    reference = make_churn_data(500, seed=1)
+    source = write_suite(suggest_expectations(reference, "churn", range_margin=0.0), tmp_path / "churn.json")
+    copy = suite_without_ranges(str(source), str(tmp_path / "retrain" / "suite.json"))
+    before, after = load_suite(source).expectations, load_suite(copy).expectations
+    dropped = [e for e in before if e.expectation_type in RANGE_EXPECTATIONS]
+    assert dropped and len(after) == len(before) - len(dropped)
+    drifted = make_churn_data(500, seed=2, drift=1.0)
+    assert not validate_dataframe(drifted, load_suite(source), fail_on_error=False).success
+    assert validate_dataframe(drifted, load_suite(copy), fail_on_error=False).success
+    broken = drifted.assign(plan="enterprise")  # a category never seen is still refused
+    assert not validate_dataframe(broken, load_suite(copy), fail_on_error=False).success
+    assert suite_without_ranges(str(tmp_path / "missing.json"), str(tmp_path / "x.json")) is None
