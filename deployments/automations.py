@@ -45,7 +45,7 @@ from uuid import UUID
 from prefect.automations import AutomationCore, EventTrigger, RunDeployment, SendNotification
 
 from deployments.definitions import DeploymentSpec, by_name
-from mlops_tasks.errors import BlockNotFoundError, DeploymentNotFoundError
+from mlops_tasks.errors import BlockNotFoundError, DeploymentNotFoundError, OrchestrationError
 from mlops_tasks.monitoring import EVENT_DRIFT_DETECTED
 from mlops_tasks.settings import state_dir
 
@@ -284,8 +284,9 @@ def check() -> list[str]:
         One line per automation when all is well.
 
     Raises:
-        DeploymentNotFoundError: An automation is missing, or runs a deployment that was
-            deleted (the message names it and says how to re-create it).
+        OrchestrationError: An automation is not applied.
+        DeploymentNotFoundError: An automation runs a deployment that was deleted (the
+            message names it and says how to re-create it).
         BlockNotFoundError: An automation's notification block was deleted.
     """
     from prefect.exceptions import ObjectNotFound
@@ -296,7 +297,7 @@ def check() -> list[str]:
         for spec in AUTOMATIONS:
             found = client.read_automations_by_name(spec.name)
             if not found:
-                raise DeploymentNotFoundError(
+                raise OrchestrationError(
                     f"Automation {spec.name!r} is not applied on {url}: run "
                     "`python -m deployments.automations apply`."
                 )

@@ -110,6 +110,11 @@ def test_prefect_yaml_matches_the_table(tmp_path: Path) -> None:
         assert entries[spec.name]["work_pool"]["name"] == DEFAULT_WORK_POOL
     assert entries["daily"]["schedules"] == [{"cron": "0 6 * * *", "timezone": "UTC", "active": True}]
     assert entries["retrain"]["schedules"][0]["active"] is False
+    from deployments.serve import build_deployments
+
+    [served] = build_deployments(only=["drift-check"], intervals={"daily": 30})
+    assert [(s.schedule.interval.total_seconds(), s.active) for s in served.schedules] == [(30.0, True)]
+    assert served.parameters == by_name("drift-check").parameters()
     stale = tmp_path / "prefect.yaml"
     stale.write_text("deployments: []\n")
     assert prefect_yaml.main(["check", "--path", str(stale)]) == 1
@@ -290,6 +295,16 @@ def test_unknown_work_pool_is_a_clear_error(prefect_api: str, tmp_path: Path) ->
     assert result.returncode != 0
     output = " ".join((result.stdout + result.stderr).split())
     assert "references work pool 'no-such-pool' which does not exist" in output, output[-2000:]
+
+
+def test_unknown_notification_block_is_a_clear_error(prefect_api: str, serving: subprocess.Popen) -> None:
+    from deployments import automations
+    from mlops_tasks.errors import BlockNotFoundError
+
+    with pytest.raises(BlockNotFoundError, match="prefect block create slack-webhook"):
+        automations.apply(notify="slack-webhook/no-such-block")
+    with pytest.raises(BlockNotFoundError, match="<block type slug>/<block name>"):
+        automations.apply(notify="no-slash")
 
 
 def test_automation_of_a_deleted_deployment_is_a_clear_error(
