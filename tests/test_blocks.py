@@ -121,20 +121,22 @@ def test_deploy_target_round_trip_and_endpoint(prefect_harness):
         resolve_target(DeploymentPipelineParams(target_block=unique("missing")))
 
 
-def test_mlflow_precedence_argument_block_environment_default(prefect_harness, monkeypatch, tmp_path):
+def test_mlflow_precedence_argument_block_environment_default(prefect_harness, monkeypatch):
     name = unique("mlflow")
-    MlflowServer(tracking_uri=f"sqlite:///{tmp_path / 'block.db'}", experiment_name="from-block",
+    MlflowServer(tracking_uri="http://block.invalid:5000", experiment_name="from-block",
                  token=SecretStr("blocktoken")).save(name)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'env.db'}")
+    # nothing set: the embedded default
+    assert resolve_mlflow_config(MlflowConfig()).tracking_uri.startswith("sqlite:///")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env.invalid:5000")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
     # environment beats the default
-    assert resolve_mlflow_config(MlflowConfig()).tracking_uri.endswith("env.db")
+    assert resolve_mlflow_config(MlflowConfig()).tracking_uri == "http://env.invalid:5000"
     # the block beats the environment
     resolved = resolve_mlflow_config(MlflowConfig(block=name))
-    assert resolved.tracking_uri.endswith("block.db") and resolved.experiment_name == "from-block"
+    assert resolved.tracking_uri == "http://block.invalid:5000" and resolved.experiment_name == "from-block"
     # the argument beats the block, field by field
     resolved = resolve_mlflow_config(MlflowConfig(block=name, experiment_name="from-arg"))
-    assert resolved.tracking_uri.endswith("block.db") and resolved.experiment_name == "from-arg"
+    assert resolved.tracking_uri == "http://block.invalid:5000" and resolved.experiment_name == "from-arg"
     # the token reaches MLflow's environment only inside a session
     monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
     with mlflow_session(resolved):
