@@ -54,6 +54,7 @@ from mlops_tasks.errors import (
     EmptyDatasetError,
     ModelNotFoundError,
     NoCommonColumnsError,
+    PredictionLogError,
     ReferenceDataNotFoundError,
     RegistryError,
 )
@@ -1611,9 +1612,15 @@ def load_current(
     from mlops_tasks.serving.predlog import read_prediction_log
 
     window = window or DriftWindow()
-    client_kwargs = s3.client_kwargs() if s3 is not None and sink.startswith("s3://") else None
-    frame = read_prediction_log(sink, window.start, window.end, s3_endpoint_url=s3_endpoint_url,
-                                s3_client_kwargs=client_kwargs)
+    on_s3 = s3 is not None and sink.startswith("s3://")
+    client_kwargs = s3.client_kwargs() if s3 is not None and on_s3 else None
+    try:
+        frame = read_prediction_log(sink, window.start, window.end, s3_endpoint_url=s3_endpoint_url,
+                                    s3_client_kwargs=client_kwargs)
+    except PredictionLogError as exc:
+        if s3 is None or not on_s3:
+            raise
+        raise PredictionLogError(f"{exc} (the credentials came from {s3.describe_source()})") from exc
     if model_name and "model_name" in frame.columns and len(frame):
         frame = frame[frame["model_name"] == model_name].reset_index(drop=True)
     return frame

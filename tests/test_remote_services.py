@@ -144,6 +144,7 @@ def test_wrong_s3_credentials_name_what_to_fix(remote, tmp_path):
     message = str(data_error.value)
     assert "InvalidAccessKeyId" in message and f"AwsCredentials block {bad!r}" in message and uri in message
     assert "check the S3 endpoint and credentials" in str(log_error.value)
+    assert f"AwsCredentials block {bad!r}" in str(log_error.value)
 
 
 def test_mlflow_server_down_is_a_clear_transient_error(prefect_harness):
