@@ -118,11 +118,14 @@ def start_mlflow_server(root: Path, *, artifacts_destination: str, env: dict[str
         try:
             yield url
         finally:
+            # uvicorn's graceful stop waits for idle keep-alive clients; the store is SQLite
+            # (committed per request), so a short grace is enough before SIGKILL.
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
