@@ -36,6 +36,10 @@ class ConfigurationError(MLOpsError, ValueError):
     """A parameter, setting or spec is invalid; nothing was done."""
 
 
+class BlockNotFoundError(ConfigurationError):
+    """A Prefect block named in the parameters does not exist on the Prefect API."""
+
+
 # --- data -------------------------------------------------------------------
 
 
