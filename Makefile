@@ -31,11 +31,13 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 ## make demo: train, gate and register on embedded defaults, then deploy blue-green behind a local
-## HAProxy on 127.0.0.1:$(PORT) (DRIFT=0.5 or SEED=n change the data; `make stop` tears it down)
+## HAProxy on 127.0.0.1:$(PORT), send undrifted then drifted traffic and drift-check each window
+## (DRIFT=0.5 or SEED=n change the training data; `make stop` tears it down)
 demo: install
 	bash scripts/ensure-system.sh --router-only
 	$(PY) -m flows.training --rows $(ROWS) --seed $(SEED) --drift $(DRIFT)
 	$(PY) -m flows.deployment --endpoint $(ENDPOINT) --port $(PORT) --strategy canary --bake 5 --termination-wait 0
+	$(PY) -m flows.demo_traffic --endpoint $(ENDPOINT) --port $(PORT) --seed $(SEED)
 
 ## make stop: stop the demo endpoint (router and model-server slots)
 stop: install

@@ -1022,3 +1022,109 @@ def stop_endpoint(endpoint_name: str = "default") -> bool:
     stopped = _deploy.stop_endpoint(endpoint_name)
     get_run_logger().info("Endpoint %s %s", endpoint_name, "stopped" if stopped else "was not running")
     return stopped
+# --- retrain tasks ---
+
+from mlops_tasks import retrain as _retrain  # noqa: E402
+
+__all__ += ["claim_retrain", "load_training_reference", "prepare_training_data", "release_retrain_claim"]
+
+
+@task(name="claim-retrain", timeout_seconds=300, **_IO_RETRIES)
+def claim_retrain(
+    model_name: str,
+    *,
+    cooldown_minutes: float,
+    claimant: str,
+    mlflow_config: MlflowConfig | None = None,
+) -> _retrain.RetrainClaim:
+    """Claim the right to retrain a model now, or learn that its cool-down runs (atomic across runs).
+
+    Args:
+        model_name: Registered model name.
+        cooldown_minutes: Shortest time between two retrains (0 = off).
+        claimant: Who claims (the flow run id).
+        mlflow_config: Where MLflow lives.
+
+    Returns:
+        The claim: ``claimed`` or the reason and end of the cool-down.
+
+    Raises:
+        ModelNotFoundError: The model is not registered.
+
+    Example:
+        ```python
+        claim = claim_retrain("churn-classifier", cooldown_minutes=1440, claimant="manual")
+        ```
+    """
+    claim = _retrain.claim_retrain(
+        model_name, cooldown_minutes=cooldown_minutes, claimant=claimant, mlflow_config=mlflow_config
+    )
+    get_run_logger().info("Retrain of %s: %s", model_name, claim.reason)
+    return claim
+
+
+@task(name="release-retrain-claim", timeout_seconds=300)
+def release_retrain_claim(
+    claim: _retrain.RetrainClaim, claimant: str, *, mlflow_config: MlflowConfig | None = None
+) -> bool:
+    """Give back a cool-down claim when the retrain stopped before training.
+
+    Example:
+        ```python
+        release_retrain_claim(claim, "manual")
+        ```
+    """
+    released = _retrain.release_retrain_claim(claim, claimant, mlflow_config=mlflow_config)
+    get_run_logger().info("Retrain claim of %s %s", claim.model_name,
+                          "released" if released else "kept (claimed by someone else since)")
+    return released
+
+
+@task(name="load-training-reference", timeout_seconds=1800, **_IO_RETRIES)
+def load_training_reference(
+    model_name: str, *, alias: str = "champion", mlflow_config: MlflowConfig | None = None
+) -> _retrain.TrainingReference:
+    """Load the training split (target included) recorded with ``model_name@alias``.
+
+    Raises:
+        ModelNotFoundError: The model has no version holding ``alias``.
+        ReferenceDataNotFoundError: Its run lacks ``reference/train.parquet``.
+
+    Example:
+        ```python
+        split = load_training_reference("churn-classifier").frame
+        ```
+    """
+    ref = _retrain.load_training_reference(model_name, alias=alias, mlflow_config=mlflow_config)
+    get_run_logger().info("Training split of %s v%s: %d rows (%s)", model_name, ref.version,
+                          len(ref.frame), ref.source)
+    return ref
+
+
+@task(name="prepare-training-data", timeout_seconds=1800)
+def prepare_training_data(
+    parts: list[tuple[str, pd.DataFrame]],
+    *,
+    target: str,
+    location: str,
+    features: list[str] | None = None,
+    min_fresh_rows: int = 1,
+) -> _retrain.RetrainData:
+    """Combine the reference and fresh labelled rows into one Parquet dataset.
+
+    Raises:
+        DataError: Too few fresh labelled rows.
+        SchemaError: A part lacks the target or a feature.
+
+    Example:
+        ```python
+        data = prepare_training_data([("reference", ref), ("new.csv", new)], target="churned",
+                                     location="/tmp/retrain.parquet")
+        ```
+    """
+    data = _retrain.prepare_training_data(
+        parts, target=target, location=location, features=features, min_fresh_rows=min_fresh_rows
+    )
+    get_run_logger().info("Retrain data %s: %d rows (%d reference, %d fresh)", data.uri, data.rows,
+                          data.reference_rows, data.fresh_rows)
+    return data
