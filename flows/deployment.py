@@ -48,6 +48,11 @@ class DeploymentPipelineParams(BaseModel):
         description="Strategy (all_at_once, canary, linear, shadow), bake periods, guard, waits.",
     )
     target: str = Field("local", description="Where slots and router run: local.")
+    target_block: str | None = Field(
+        None,
+        description="Name of a Deploy Target block (mlops_tasks.blocks.DeployTarget) giving the target "
+        "kind and the endpoint; target and endpoint set here win over it.",
+    )
     smoke_dataset: DatasetSpec | None = Field(
         None, description="Rows for the smoke test (CSV/Parquet). Empty: the demo data's holdout."
     )
@@ -55,6 +60,27 @@ class DeploymentPipelineParams(BaseModel):
     target_column: str = Field("churned", description="Label column dropped from the smoke rows.")
     force: bool = Field(False, description="Deploy a version whose quality gate did not pass.")
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
+
+
+def resolve_target(params: DeploymentPipelineParams) -> tuple[str, EndpointSpec]:
+    """The target kind and endpoint: explicit parameters > ``target_block`` > defaults.
+
+    Raises:
+        BlockNotFoundError: ``target_block`` names no Deploy Target block.
+
+    Example:
+        ```python
+        kind, endpoint = resolve_target(DeploymentPipelineParams(target_block="prod"))
+        ```
+    """
+    if not params.target_block:
+        return params.target, params.endpoint
+    from mlops_tasks.blocks import DeployTarget, load_block
+
+    block = load_block(DeployTarget, params.target_block)
+    kind = params.target if "target" in params.model_fields_set else block.kind
+    endpoint = params.endpoint if "endpoint" in params.model_fields_set else block.endpoint_spec()
+    return kind, endpoint
 
 
 def _pick_version(params: DeploymentPipelineParams) -> int:
@@ -104,6 +130,7 @@ def deployment_pipeline(
             ``SmokeTestError``, ``GuardBreachError``, ``RolloutError``); the previous one
             kept, or got back, all traffic.
         EndpointBusyError: Another deployment of the endpoint runs.
+        BlockNotFoundError: ``target_block`` or ``mlflow.block`` names no saved block.
 
     Example:
         ```python
@@ -113,15 +140,16 @@ def deployment_pipeline(
         ```
     """
     logger = get_run_logger()
+    kind, endpoint = resolve_target(params)
     version = _pick_version(params)
     logger.info("Deploying %s version %s to endpoint %s (%s, %s)", params.model_name, version,
-                params.endpoint.name, params.target, params.rollout.strategy)
+                endpoint.name, kind, params.rollout.strategy)
     rows = _smoke_rows(params)
     record = tasks.deploy_blue_green(
-        params.model_name, version, endpoint=params.endpoint, rollout=params.rollout,
-        target=params.target, smoke_rows=rows, mlflow_config=params.mlflow, force=params.force,
+        params.model_name, version, endpoint=endpoint, rollout=params.rollout,
+        target=kind, smoke_rows=rows, mlflow_config=params.mlflow, force=params.force,
     )
-    tasks.describe_deployment(params.endpoint.name)
+    tasks.describe_deployment(endpoint.name)
     return record
 
 

@@ -142,9 +142,8 @@ def drift_check(
             )
             version = reference.model_version
         if params.prediction_log is not None:
-            endpoint = (params.s3 or S3Config()).client_kwargs().get("endpoint_url")
             current = tasks.load_prediction_window(
-                params.prediction_log, window, model_name=params.model_name, s3_endpoint_url=endpoint,
+                params.prediction_log, window, model_name=params.model_name, s3=params.s3,
             )
             source = params.prediction_log
         else:

@@ -99,14 +99,21 @@ def _split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def s3_client(s3: S3Config | None = None):
-    """A boto3 S3 client built from ``s3`` (explicit) or the environment."""
+    """A boto3 S3 client built from ``s3`` (explicit fields, its block) or the environment.
+
+    Raises:
+        BlockNotFoundError: ``s3.block`` names no ``AwsCredentials`` block.
+    """
     import boto3
 
     return boto3.client("s3", **(s3 or S3Config()).client_kwargs())
 
 
-def translate_s3_error(exc: Exception, uri: str) -> Exception:
-    """Map a boto3/botocore exception on ``uri`` into the library's exception tree."""
+def translate_s3_error(exc: Exception, uri: str, s3: S3Config | None = None) -> Exception:
+    """Map a boto3/botocore exception on ``uri`` into the library's exception tree.
+
+    ``s3`` (the settings used) lets the message say where the refused credentials came from.
+    """
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
     if isinstance(exc, EndpointConnectionError):
@@ -126,8 +133,14 @@ def translate_s3_error(exc: Exception, uri: str) -> Exception:
                 f"{uri!r} does not exist (S3 said {code}); check the bucket and key."
             )
         if code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}:
+            source = (s3 or S3Config()).describe_source()
+            what = ("the access key id is unknown" if code == "InvalidAccessKeyId" else
+                    "the secret key does not match" if code == "SignatureDoesNotMatch" else
+                    "the credentials lack permission")
             return StorageError(
-                f"S3 refused access to {uri!r} ({code}); check the credentials and bucket policy."
+                f"S3 refused access to {uri!r} ({code}: {what}); the credentials came from {source}: "
+                "fix them there (rotate the AwsCredentials block, or AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY) or the bucket policy."
             )
         return StorageError(f"S3 request for {uri!r} failed ({code}): {exc}")
     return StorageError(f"S3 request for {uri!r} failed: {exc}")
@@ -136,10 +149,11 @@ def translate_s3_error(exc: Exception, uri: str) -> Exception:
 def _read_bytes(uri: str, s3: S3Config | None) -> bytes:
     if uri.startswith("s3://"):
         bucket, key = _split_s3_uri(uri)
+        client = s3_client(s3)
         try:
-            return s3_client(s3).get_object(Bucket=bucket, Key=key)["Body"].read()
+            return client.get_object(Bucket=bucket, Key=key)["Body"].read()
         except Exception as exc:
-            raise translate_s3_error(exc, uri) from exc
+            raise translate_s3_error(exc, uri, s3) from exc
     path = Path(uri).expanduser()
     if not path.is_file():
         raise DatasetNotFoundError(
@@ -244,10 +258,11 @@ def write_dataset(frame: pd.DataFrame, uri: str, *, s3: S3Config | None = None) 
         frame.to_parquet(buffer, index=False)
     if uri.startswith("s3://"):
         bucket, key = _split_s3_uri(uri)
+        client = s3_client(s3)
         try:
-            s3_client(s3).put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+            client.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
         except Exception as exc:
-            raise translate_s3_error(exc, uri) from exc
+            raise translate_s3_error(exc, uri, s3) from exc
     else:
         path = Path(uri).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)

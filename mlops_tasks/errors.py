@@ -36,6 +36,10 @@ class ConfigurationError(MLOpsError, ValueError):
     """A parameter, setting or spec is invalid; nothing was done."""
 
 
+class BlockNotFoundError(ConfigurationError):
+    """A Prefect block named in the parameters does not exist on the Prefect API."""
+
+
 # --- data -------------------------------------------------------------------
 
 
@@ -280,7 +284,3 @@ class WorkPoolNotFoundError(OrchestrationError, ConfigurationError):
 
 class DeploymentNotFoundError(OrchestrationError, ConfigurationError):
     """An automation or a trigger names a Prefect deployment that does not exist (any more)."""
-
-
-class BlockNotFoundError(OrchestrationError, ConfigurationError):
-    """A Prefect block document named by type and name does not exist, or is not of a usable type."""

@@ -54,6 +54,7 @@ from mlops_tasks.errors import (
     EmptyDatasetError,
     ModelNotFoundError,
     NoCommonColumnsError,
+    PredictionLogError,
     ReferenceDataNotFoundError,
     RegistryError,
 )
@@ -1585,6 +1586,7 @@ def load_current(
     *,
     model_name: str | None = None,
     s3_endpoint_url: str | None = None,
+    s3: S3Config | None = None,
 ) -> pd.DataFrame:
     """Read a prediction-log window (local folder or ``s3://`` prefix) for one model.
 
@@ -1593,6 +1595,7 @@ def load_current(
         window: ``[start, end)``; ``None`` reads everything.
         model_name: Keep only rows of this model (when the log has ``model_name``).
         s3_endpoint_url: S3 endpoint for ``s3://`` sinks.
+        s3: S3 endpoint and credentials (explicit, block or environment) for ``s3://`` sinks.
 
     Returns:
         The rows (possibly none).
@@ -1609,7 +1612,15 @@ def load_current(
     from mlops_tasks.serving.predlog import read_prediction_log
 
     window = window or DriftWindow()
-    frame = read_prediction_log(sink, window.start, window.end, s3_endpoint_url=s3_endpoint_url)
+    on_s3 = s3 is not None and sink.startswith("s3://")
+    client_kwargs = s3.client_kwargs() if s3 is not None and on_s3 else None
+    try:
+        frame = read_prediction_log(sink, window.start, window.end, s3_endpoint_url=s3_endpoint_url,
+                                    s3_client_kwargs=client_kwargs)
+    except PredictionLogError as exc:
+        if s3 is None or not on_s3:
+            raise
+        raise PredictionLogError(f"{exc} (the credentials came from {s3.describe_source()})") from exc
     if model_name and "model_name" in frame.columns and len(frame):
         frame = frame[frame["model_name"] == model_name].reset_index(drop=True)
     return frame
@@ -1886,7 +1897,7 @@ def score_batch(
     buffer = io.BytesIO()
     out.to_parquet(buffer, index=False)
     rel = f"date={now:%Y-%m-%d}/hour={now:%H}/{now:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:8]}.parquet"
-    sink = Sink(output, (s3 or S3Config()).client_kwargs().get("endpoint_url"))
+    sink = Sink(output, s3_client_kwargs=(s3 or S3Config()).client_kwargs())
     sink.write(rel, buffer.getvalue())
     uri = f"{output.rstrip('/')}/{rel}"
     return BatchPredictions(model_name=model_name, model_version=str(mv.version), rows=len(out),

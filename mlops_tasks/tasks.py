@@ -699,6 +699,7 @@ def load_prediction_window(
     *,
     model_name: str | None = None,
     s3_endpoint_url: str | None = None,
+    s3: S3Config | None = None,
 ) -> pd.DataFrame:
     """Read the prediction log (local folder or ``s3://``) for ``[start, end)``.
 
@@ -707,6 +708,8 @@ def load_prediction_window(
         window: Time window; ``None`` reads everything.
         model_name: Keep only this model's rows.
         s3_endpoint_url: S3 endpoint for ``s3://`` sinks.
+        s3: :class:`~mlops_tasks.settings.S3Config` (endpoint, credentials or an
+            ``AwsCredentials`` block name) for ``s3://`` sinks.
 
     Returns:
         The rows (possibly none).
@@ -720,7 +723,8 @@ def load_prediction_window(
         current = load_prediction_window("/var/log/predictions", resolve_window(last_hours=24))
         ```
     """
-    frame = _monitoring.load_current(sink, window, model_name=model_name, s3_endpoint_url=s3_endpoint_url)
+    frame = _monitoring.load_current(sink, window, model_name=model_name, s3_endpoint_url=s3_endpoint_url,
+                                     s3=s3)
     get_run_logger().info(
         "Read %d logged predictions from %s in %s", len(frame), sink,
         (window or _monitoring.DriftWindow()).describe(),

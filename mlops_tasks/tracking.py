@@ -27,6 +27,18 @@ logger = logging.getLogger(__name__)
 
 _session_lock = threading.RLock()
 _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+#: Credentials MLflow's REST client reads from the environment on every request.
+_CREDENTIAL_VARIABLES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+def _credential_env(config: ResolvedMlflowConfig) -> dict[str, str]:
+    """The MLflow credential variables ``config`` sets (empty: MLflow reads the environment)."""
+    values = {
+        "MLFLOW_TRACKING_TOKEN": config.token.get_secret_value() if config.token else None,
+        "MLFLOW_TRACKING_USERNAME": config.username,
+        "MLFLOW_TRACKING_PASSWORD": config.password.get_secret_value() if config.password else None,
+    }
+    return {name: value for name, value in values.items() if value}
 
 
 def check_tracking_server(config: ResolvedMlflowConfig) -> None:
@@ -81,6 +93,10 @@ def get_client(config: ResolvedMlflowConfig) -> MlflowClient:
 def mlflow_session(config: ResolvedMlflowConfig) -> Iterator[MlflowClient]:
     """Point MLflow's fluent API at ``config`` for a block; restore the old URIs after.
 
+    Credentials in ``config`` (token, or username and password) are exported as
+    ``MLFLOW_TRACKING_TOKEN`` / ``..._USERNAME`` / ``..._PASSWORD`` for the block only,
+    since MLflow's REST client reads them from the environment.
+
     Yields:
         A client bound to the same URIs.
     """
@@ -94,7 +110,9 @@ def mlflow_session(config: ResolvedMlflowConfig) -> Iterator[MlflowClient]:
         previous_tracking = tracking_utils._tracking_uri
         previous_registry = registry_utils._registry_uri
         # set_tracking_uri also exports MLFLOW_TRACKING_URI; keep the caller's environment as it was.
-        saved_env = {name: os.environ.get(name) for name in _URI_VARIABLES}
+        credentials = _credential_env(config)
+        saved_env = {name: os.environ.get(name) for name in (*_URI_VARIABLES, *credentials)}
+        os.environ.update(credentials)
         mlflow.set_tracking_uri(config.tracking_uri)
         mlflow.set_registry_uri(config.registry_uri)
         try:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +79,55 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@contextlib.contextmanager
+def start_mlflow_server(root: Path, *, artifacts_destination: str, env: dict[str, str] | None = None
+                        ) -> Iterator[str]:
+    """A real ``mlflow server`` on a loopback port (SQLite store in ``root``); yields its URL.
+
+    Args:
+        root: Folder for the server's database and log (``server.log``).
+        artifacts_destination: Where the server stores artifacts it proxies (a folder or ``s3://...``).
+        env: Extra environment of the server (``MLFLOW_S3_ENDPOINT_URL``, ``AWS_*`` for an S3 store).
+    """
+    port = free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    log_path = root / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+                "--artifacts-destination", artifacts_destination,
+            ],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})},
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise RuntimeError(f"mlflow server did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.5)
+        try:
+            yield url
+        finally:
+            # uvicorn's graceful stop waits for idle keep-alive clients; the store is SQLite
+            # (committed per request), so a short grace is enough before SIGKILL.
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """An S3 API server (moto's server mode) on a loopback port; yields its endpoint URL."""
@@ -87,6 +142,28 @@ def s3_server() -> Iterator[str]:
             patch.setenv(name, value)
         yield f"http://{host}:{port}"
     server.stop()
+
+
+@contextlib.contextmanager
+def s3_auth_enforced(endpoint: str) -> Iterator[None]:
+    """Make the loopback S3 server check credentials for a block (moto accepts any by default).
+
+    Credentials unknown to the server are then refused with ``InvalidAccessKeyId``, as AWS does.
+    """
+    import urllib.request
+
+    def reset_auth(count: str) -> None:
+        url = f"{endpoint}/moto-api/reset-auth"
+        request = urllib.request.Request(url, data=count.encode(), method="POST",
+                                         headers={"Content-Type": "text/plain"})
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    reset_auth("0")
+    try:
+        yield
+    finally:
+        reset_auth("inf")
 
 
 @pytest.fixture

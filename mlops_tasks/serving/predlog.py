@@ -38,11 +38,12 @@ RESERVED_COLUMNS = ("request_id", "timestamp", "model_name", "model_version", "s
 FORMATS = ("parquet", "jsonl")
 
 
-def _s3_client(endpoint_url: str | None = None) -> Any:
+def _s3_client(endpoint_url: str | None = None, client_kwargs: dict[str, Any] | None = None) -> Any:
     import boto3
 
-    endpoint = endpoint_url or os.environ.get("MLOPS_S3_ENDPOINT_URL") or None
-    return boto3.client("s3", endpoint_url=endpoint)
+    kwargs = dict(client_kwargs or {})
+    endpoint = endpoint_url or kwargs.pop("endpoint_url", None) or os.environ.get("MLOPS_S3_ENDPOINT_URL")
+    return boto3.client("s3", endpoint_url=endpoint or None, **kwargs)
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -59,6 +60,8 @@ class Sink:
     Args:
         uri: Local path or ``s3://`` URI.
         s3_endpoint_url: S3 API endpoint (else ``MLOPS_S3_ENDPOINT_URL`` or boto3's default).
+        s3_client_kwargs: Further ``boto3.client("s3", ...)`` arguments (credentials, region),
+            e.g. ``S3Config(block="prod").client_kwargs()``.
 
     Example:
         ```python
@@ -67,10 +70,13 @@ class Sink:
         ```
     """
 
-    def __init__(self, uri: str, s3_endpoint_url: str | None = None) -> None:
+    def __init__(
+        self, uri: str, s3_endpoint_url: str | None = None, *, s3_client_kwargs: dict[str, Any] | None = None
+    ) -> None:
         self.uri = uri
         self.is_s3 = uri.startswith("s3://")
         self._endpoint = s3_endpoint_url
+        self._client_kwargs = s3_client_kwargs
         self._client: Any = None
         if self.is_s3:
             self.bucket, self.prefix = _split_s3(uri)
@@ -81,7 +87,7 @@ class Sink:
     def client(self) -> Any:
         """The boto3 S3 client (created on first use)."""
         if self._client is None:
-            self._client = _s3_client(self._endpoint)
+            self._client = _s3_client(self._endpoint, self._client_kwargs)
         return self._client
 
     def _key(self, rel: str) -> str:
@@ -549,6 +555,7 @@ def read_prediction_log(
     start: Any = None,
     end: Any = None,
     s3_endpoint_url: str | None = None,
+    s3_client_kwargs: dict[str, Any] | None = None,
 ) -> Any:
     """Read the prediction log of a sink into one pandas DataFrame.
 
@@ -560,6 +567,7 @@ def read_prediction_log(
         start: Earliest timestamp kept (inclusive); datetime or string, naive means UTC.
         end: Latest timestamp kept (exclusive).
         s3_endpoint_url: S3 API endpoint (else ``MLOPS_S3_ENDPOINT_URL`` / boto3 default).
+        s3_client_kwargs: Further ``boto3.client("s3", ...)`` arguments (credentials, region).
 
     Returns:
         A DataFrame with ``request_id``, ``timestamp`` (tz-aware UTC), ``model_name``,
@@ -578,7 +586,7 @@ def read_prediction_log(
     """
     import pandas as pd
 
-    store = Sink(sink, s3_endpoint_url)
+    store = Sink(sink, s3_endpoint_url, s3_client_kwargs=s3_client_kwargs)
     if not store.is_s3 and not store.root.is_dir():
         raise DatasetNotFoundError(f"Prediction log folder {store.root} does not exist.")
     lo, hi = _as_utc(start), _as_utc(end)
@@ -586,7 +594,9 @@ def read_prediction_log(
     try:
         files = store.list_files()
     except Exception as exc:
-        raise PredictionLogError(f"Cannot list prediction log {sink}: {exc}") from exc
+        fix = "; check the S3 endpoint and credentials (S3Config, AwsCredentials block)"
+        fix = fix if store.is_s3 else ""
+        raise PredictionLogError(f"Cannot list prediction log {sink}: {exc}{fix}") from exc
     for rel in files:
         part = _partition_start(rel)
         if part is None:
