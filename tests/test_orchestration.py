@@ -176,14 +176,17 @@ def test_interval_schedule_produces_a_completed_run(
             max_scheduled_runs=1,
         )
     try:
+        # The first scheduled run the serving process picked up; then pause at once (which
+        # deletes the runs still Scheduled), so runs slower than the interval cannot pile up.
         run = wait_for(lambda: next((r for r in _deployment_runs(full_name)
-                                      if r.auto_scheduled and r.state and r.state.is_final()), None),
-                        120, "a scheduled drift-check run to finish", 1.0)
-        assert run.state.is_completed(), f"{run.state.name}: {run.state.message}"
-        assert "not_enough_data" in (run.state.message or "") or "rows" in (run.state.message or "")
+                                     if r.auto_scheduled and r.state and not r.state.is_scheduled()), None),
+                       120, "the serving process to pick up a scheduled drift-check run", 0.5)
     finally:
-        with _client() as client:  # no more scheduled runs: pausing deletes the scheduled ones
+        with _client() as client:
             client.pause_deployment(deployment.id)
+    run = wait_final(run.id, 180)
+    assert run.state.is_completed(), f"{run.state.name}: {run.state.message}"
+    assert "not_enough_data" in (run.state.message or "") or "rows" in (run.state.message or "")
 
 
 def _fresh_dataset(folder: Path) -> str:
