@@ -19,7 +19,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: install demo stop test docs lint lock clean
+.PHONY: install demo stop serve prefect-deploy docker-pool test docs lint lock clean
 
 install: $(STAMP)
 
@@ -42,6 +42,28 @@ demo: install
 ## make stop: stop the demo endpoint (router and model-server slots)
 stop: install
 	$(PY) -m flows.deployment --stop --endpoint $(ENDPOINT)
+
+## make serve: serve every Prefect deployment (and apply the automations) from one process; without
+## PREFECT_API_URL a local Prefect server starts on 127.0.0.1:4200 (UI: http://127.0.0.1:4200)
+serve: install
+	$(PY) -m deployments.serve --automations
+
+## make prefect-deploy: the same deployments on the process work pool via prefect.yaml (then run
+## `prefect worker start --pool mlops-process`); needs PREFECT_API_URL
+prefect-deploy: install
+	$(PY) -m deployments.prefect_yaml check
+	$(PY) -m prefect work-pool inspect mlops-process >/dev/null 2>&1 || \
+		$(PY) -m prefect work-pool create mlops-process --type process
+	$(PY) -m prefect --no-prompt deploy --all
+	$(PY) -m deployments.automations apply
+
+## make docker-pool: build (or reuse) the flow image offline and deploy every flow to the Docker work
+## pool mlops-docker (then `prefect worker start --pool mlops-docker`); BASE_IMAGE must be local
+BASE_IMAGE ?= python:3.11-slim
+docker-pool: install
+	$(PY) -m prefect work-pool inspect mlops-docker >/dev/null 2>&1 || \
+		$(PY) -m prefect work-pool create mlops-docker --type docker
+	$(PY) -m deployments.docker_pool deploy --base-image $(BASE_IMAGE)
 
 ## make test: the whole test suite (installs and starts Docker, HAProxy and friends when missing)
 test: install

@@ -779,35 +779,42 @@ def prepare_build_context(
     return ctx
 
 
-def fill_wheelhouse(
-    ctx: BuildContext, spec: ImageSpec | None = None, *, log: LogFn | None = None
-) -> BuildContext:
-    """Download the context's requirements as wheels for the image platform into ``wheels/``.
+def cached_wheelhouse(
+    requirements: list[str],
+    requirements_file: Path,
+    spec: ImageSpec,
+    *,
+    constraints: list[Path] | None = None,
+    log: LogFn | None = None,
+) -> Path:
+    """Download ``requirements_file`` as wheels for the image platform into a shared cache folder.
 
-    Wheels are cached under ``wheel_cache_dir`` keyed by a hash of the
-    requirements, platform and Python version, so a new model version with the
-    same requirements downloads nothing.
+    The folder is keyed by a hash of the requirements, constraints files, platform and
+    Python version (``<wheel cache>/<key>``), so the same inputs download nothing again.
 
     Args:
-        ctx: A context from :func:`prepare_build_context`.
-        spec: The image spec used for it.
+        requirements: The requirement lines (part of the cache key).
+        requirements_file: The same lines as a file for ``pip download -r``.
+        spec: Platform, Python version and cache folder.
+        constraints: pip constraints files (``-c``) pinning exact versions.
         log: Progress callback.
 
     Returns:
-        The context with its wheel names.
+        The cache folder holding the wheels.
 
     Raises:
         WheelhouseError: pip found no wheel for a requirement; the message names it.
 
     Example:
         ```python
-        ctx = fill_wheelhouse(prepare_build_context("churn", 3, with_wheels=False))
+        folder = cached_wheelhouse(["pyyaml>=6"], Path("requirements.txt"), ImageSpec())
         ```
     """
-    spec = spec or ImageSpec()
+    constraints = constraints or []
     platforms = spec.wheel_platforms
     abi = "cp" + spec.python_version.replace(".", "")
-    key_text = "\n".join([*ctx.requirements, *platforms, spec.python_version])
+    pinned = [Path(path).read_text() for path in constraints]
+    key_text = "\n".join([*requirements, *platforms, spec.python_version, *pinned])
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     cache_root = spec.wheel_cache_dir or state_dir() / "wheelhouse"
     cache = cache_root / key
@@ -836,8 +843,10 @@ def fill_wheelhouse(
             "-d",
             str(tmp),
             "-r",
-            str(ctx.path / "requirements.txt"),
+            str(requirements_file),
         ]
+        for path in constraints:
+            cmd += ["-c", str(path)]
         for platform in platforms:
             cmd[5:5] = ["--platform", platform]
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -863,6 +872,36 @@ def fill_wheelhouse(
         else:
             tmp.rename(cache)
         _emit(log, f"Wheelhouse {key}: downloaded in {time.monotonic() - started:.1f}s")
+    return cache
+
+
+def fill_wheelhouse(
+    ctx: BuildContext, spec: ImageSpec | None = None, *, log: LogFn | None = None
+) -> BuildContext:
+    """Download the context's requirements as wheels for the image platform into ``wheels/``.
+
+    Wheels are cached under ``wheel_cache_dir`` keyed by a hash of the
+    requirements, platform and Python version, so a new model version with the
+    same requirements downloads nothing.
+
+    Args:
+        ctx: A context from :func:`prepare_build_context`.
+        spec: The image spec used for it.
+        log: Progress callback.
+
+    Returns:
+        The context with its wheel names.
+
+    Raises:
+        WheelhouseError: pip found no wheel for a requirement; the message names it.
+
+    Example:
+        ```python
+        ctx = fill_wheelhouse(prepare_build_context("churn", 3, with_wheels=False))
+        ```
+    """
+    spec = spec or ImageSpec()
+    cache = cached_wheelhouse(ctx.requirements, ctx.path / "requirements.txt", spec, log=log)
     wheels_dir = ctx.path / "wheels"
     names = []
     for wheel in sorted(cache.glob("*.whl")):
@@ -873,7 +912,7 @@ def fill_wheelhouse(
             except OSError:
                 shutil.copyfile(wheel, target)
         names.append(wheel.name)
-    _emit(log, f"Wheelhouse {key}: {len(names)} wheels")
+    _emit(log, f"Wheelhouse {cache.name}: {len(names)} wheels")
     return ctx.model_copy(update={"wheels": names})
 
 

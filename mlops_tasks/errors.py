@@ -265,3 +265,22 @@ class GuardBreachError(RolloutError):
 
 class RollbackError(DeploymentError):
     """A manual rollback had nothing to go back to, or could not put it back."""
+
+
+# --- orchestration (deployments, work pools, automations) ---
+
+
+class OrchestrationError(MLOpsError):
+    """Prefect deployments, work pools, blocks or automations are missing or misconfigured."""
+
+
+class PrefectUnavailableError(OrchestrationError, ServiceUnavailableError):
+    """The Prefect API (``PREFECT_API_URL``) does not answer; start the server or fix the URL."""
+
+
+class WorkPoolNotFoundError(OrchestrationError, ConfigurationError):
+    """A deployment names a work pool the Prefect server does not have; create it or pick another."""
+
+
+class DeploymentNotFoundError(OrchestrationError, ConfigurationError):
+    """An automation or a trigger names a Prefect deployment that does not exist (any more)."""
