@@ -377,7 +377,9 @@ def deploy_blue_green(
         version: Version to deploy (its quality gate must have passed unless ``force``).
         endpoint: Name and ports of the endpoint (default: ``default`` on port 8000).
         rollout: Strategy, bake periods, guard limits and waits.
-        target: ``local`` (processes on loopback + an HAProxy process).
+        target: ``local`` (processes on loopback + an HAProxy process) or ``docker``
+            (model-image containers + an HAProxy container, see
+            :mod:`mlops_tasks.deploy.targets.docker`).
         smoke_rows: Real rows (features only) for the smoke test; default: the model's
             input example.
         mlflow_config: Where MLflow lives.
@@ -414,6 +416,7 @@ def deploy_blue_green(
         raise ConfigurationError(f"Model versions start at 1, got {version}.")
     _check_version(model_name, version, force, mlflow_config)
     tgt = get_target(target, endpoint)
+    tgt.force = force
     lock = _state.EndpointLock(endpoint.name)
     lock.acquire(lock_timeout_s)
     try:
@@ -558,8 +561,11 @@ def _abort(
         router.wait_idle(green, replicas, 5)
     except MLOpsError as inner:
         run.event("abort-warning", f"router: {inner}")
-    tgt.stop_slot(green, grace_s=5)
-    run.event("green-stopped", f"slot {green}")
+    try:
+        tgt.stop_slot(green, grace_s=5)
+        run.event("green-stopped", f"slot {green}")
+    except MLOpsError as inner:  # e.g. the Docker engine went away: the next run removes it
+        run.event("abort-warning", f"slot {green} not stopped: {inner}")
     run.record.live_color = live
     run.finish(outcome, f"{type(exc).__name__}: {exc}")
 
