@@ -487,7 +487,9 @@ def _docker_reload_then_port_move(target, registry, endpoint, moved):
     assert f"preview {moved.preview}" in target.cfg_path.read_text().splitlines()[0]
     from mlops_tasks.deploy.targets.base import http_get
 
-    assert http_get(f"127.0.0.1:{moved.preview}", "/health")[0] == 200
+    assert http_get(f"127.0.0.1:{moved.port}", "/health")[0] == 200
+    assert http_get(f"127.0.0.1:{moved.preview}", "/health")[0] == 503  # the router, no idle slot
+    assert http_get(f"127.0.0.1:{endpoint.preview}", "/health")[0] == 0  # the old port is closed
     assert _live(moved) == live
     _deploy(registry, live[1], endpoint, kind="docker")
     assert _live(endpoint) == live
@@ -507,15 +509,18 @@ def test_fault_flow_killed_mid_rollout_then_rerun_reconciles(target_kind, regist
         "    rollout=RolloutSpec(strategy='canary', canary_percent=20, bake_seconds=600),\n"
         "    mlflow_config=cfg)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script, registry["name"], str(new), target_kind],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = get_target(target_kind, endpoint)
+    out = target.folder / "killed-run.log"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-c", script, registry["name"], str(new), target_kind],
+                                cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
     try:
         with _load(endpoint, registry) as load:
             deadline = time.monotonic() + 120
             while target.router.slot_weights(endpoint.replicas).get(
                     "green" if live_color == "blue" else "blue", 0) == 0:
-                assert proc.poll() is None and time.monotonic() < deadline
+                assert proc.poll() is None, out.read_text()[-3000:]
+                assert time.monotonic() < deadline
                 time.sleep(0.1)
             load.wait_answers(len(load.result.answers) + 40)
             os.kill(proc.pid, signal.SIGKILL)

@@ -470,7 +470,9 @@ def _deploy_locked(
         if not router.wait_up(green, replicas, max(5.0, spec.load_timeout_s)):
             raise SlotStartError(f"HAProxy's health checks never saw slot {green} UP.")
 
-        rows = smoke_rows if smoke_rows is not None else _input_example(handle)
+        rows = smoke_rows if smoke_rows is not None else _input_example(
+            handle, model_name, version, mlflow_config
+        )
         rows = rows.head(spec.smoke_rows)
         expected = _reference_predictions(model_name, version, rows, mlflow_config)
         n = smoke_test(tgt.preview_address(), rows, expected, spec.smoke_tolerance)
@@ -530,9 +532,20 @@ def _deploy_locked(
     return record
 
 
-def _input_example(handle: str) -> pd.DataFrame:
-    from mlops_tasks.serving.model import load_model_folder
+def _input_example(
+    handle: str, model_name: str, version: int, mlflow_config: MlflowConfig | None
+) -> pd.DataFrame:
+    import tempfile
+    from pathlib import Path
 
+    from mlops_tasks.serving.model import download_model, load_model_folder
+    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+
+    if not Path(handle).is_dir():  # an image (docker target): read the example from the registry
+        with tempfile.TemporaryDirectory(prefix="mlops-example-") as tmp:
+            with mlflow_session(resolve_and_check(mlflow_config)):
+                folder = download_model(f"models:/{model_name}/{version}", tmp)
+            return _input_example(str(folder), model_name, version, mlflow_config)
     model = load_model_folder(handle)
     try:
         example = model.input_example
