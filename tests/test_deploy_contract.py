@@ -656,6 +656,9 @@ class EngineProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.cut.is_set():
+                client.close()
+                return
             engine = socket.socket(socket.AF_UNIX)
             engine.connect(self.socket_path)
             self.open += [client, engine]
@@ -678,6 +681,10 @@ class EngineProxy:
 
     def stop(self) -> None:
         self.cut.set()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close alone does not)
+        except OSError:
+            pass
         self.listener.close()
         for s in self.open:
             try:
@@ -726,6 +733,8 @@ def test_docker_engine_gone_mid_rollout_keeps_blue(registry, docker_endpoint):
 
     live_version = _live(docker_endpoint)[1]
     new = registry["v"]["v3"] if live_version != registry["v"]["v3"] else registry["v"]["v2"]
+    kept = get_target("docker", docker_endpoint).options_path
+    options = kept.read_text()
 
     def act():
         with pytest.MonkeyPatch.context() as patch:
@@ -737,6 +746,7 @@ def test_docker_engine_gone_mid_rollout_keeps_blue(registry, docker_endpoint):
         err = _fault(docker_endpoint, registry, act)
     finally:
         proxy.stop()
+        assert kept.read_text() == options  # the cut engine's URL was not kept for later runs
     assert err.record.outcome == "rolled_back"
     assert proxy.cut.is_set()
     _idle_stopped("docker", docker_endpoint)
