@@ -826,3 +826,19 @@ def test_docker_two_replicas_per_slot_zero_failed_requests(target_kind, registry
         assert served == {f"{spec.name}-{live[0]}-1", f"{spec.name}-{live[0]}-2"}
     finally:
         stop_endpoint(spec.name)
+
+
+def test_docker_options_kept_per_endpoint_environment_overrides_except_block_pins(monkeypatch):
+    from mlops_tasks.deploy.targets.docker import DockerTargetOptions
+
+    saved = DockerTargetOptions(base_image="base:kept").pin(router_image="router:from-block").model_dump()
+    monkeypatch.setenv("MLOPS_DOCKER_ROUTER_IMAGE", "router:from-env")
+    monkeypatch.setenv("MLOPS_DOCKER_BASE_IMAGE", "base:from-env")
+    monkeypatch.setenv("MLOPS_DOCKER_LABELS", "a=1, b = 2")
+    resolved = DockerTargetOptions.resolve(saved)
+    assert resolved.router_image == "router:from-block"  # argument > block > environment
+    assert resolved.base_image == "base:from-env"
+    assert resolved.labels == {"a": "1", "b": "2"}
+    monkeypatch.delenv("MLOPS_DOCKER_BASE_IMAGE")
+    assert DockerTargetOptions.resolve(saved).base_image == "base:kept"
+    assert DockerTargetOptions.resolve(None).router_image == "router:from-env"
