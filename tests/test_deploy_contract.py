@@ -581,49 +581,8 @@ def test_crashed_router_and_live_slot_come_back_on_rerun(target_kind, registry, 
     assert load.result.failed == 0 and {a.version for a in load.result.answers} == {str(live_version)}
 
 
-def test_fault_endpoint_port_taken(target_kind, registry):
-    holder = socket.socket()
-    holder.bind(("127.0.0.1", 0))
-    holder.listen()
-    port = holder.getsockname()[1]
-    spec = EndpointSpec(name=f"taken-{target_kind}", port=port, preview_port=free_port())
-    try:
-        with pytest.raises(EndpointPortError, match=f"Port {port}"):
-            _deploy(registry, registry["v"]["v1"], spec, kind=target_kind)
-        target = get_target(target_kind, spec)
-        assert not target.router_running()
-        assert _pids(target_kind, spec) == []
-        with pytest.raises(DeploymentError, match="never deployed"):
-            describe_deployment(spec.name)
-    finally:
-        holder.close()
-        stop_endpoint(spec.name)
-
-
-def test_stop_endpoint_stops_everything(target_kind, registry):
-    spec = EndpointSpec(name=f"stop-{target_kind}", port=free_port(), preview_port=free_port())
-    _deploy(registry, registry["v"]["v1"], spec, kind=target_kind)
-    target = get_target(target_kind, spec)
-    from mlops_tasks.deploy.targets.local import pid_alive, port_free
-
-    if target_kind == "docker":
-        from mlops_tasks.deploy.targets.docker import ENDPOINT_LABEL
-
-        selector = {"label": f"{ENDPOINT_LABEL}={spec.name}"}
-        assert len(target.client.containers.list(filters=selector)) == 2  # one slot + the router
-        assert len(target.client.networks.list(filters=selector)) == 1
-        assert stop_endpoint(spec.name) is True
-        assert not target.client.containers.list(all=True, filters=selector)
-        assert not target.client.networks.list(filters=selector)
-    else:
-        pids = _pids(target_kind, spec) + [target._router_pid()]
-        assert stop_endpoint(spec.name) is True
-        assert not any(pid_alive(p) for p in pids)
-    assert port_free("127.0.0.1", spec.port)
-    assert stop_endpoint(spec.name) is False
-
-
-# -- docker only ---------------------------------------------------------------------------------------
+# -- docker only: the engine fails mid-rollout (on the shared endpoint, so before tests that move the
+# -- champion alias with their own endpoints) --------------------------------------------------------
 
 
 @pytest.fixture
@@ -750,6 +709,51 @@ def test_docker_engine_gone_mid_rollout_keeps_blue(registry, docker_endpoint):
     assert err.record.outcome == "rolled_back"
     assert proxy.cut.is_set()
     _idle_stopped("docker", docker_endpoint)
+
+
+def test_fault_endpoint_port_taken(target_kind, registry):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    spec = EndpointSpec(name=f"taken-{target_kind}", port=port, preview_port=free_port())
+    try:
+        with pytest.raises(EndpointPortError, match=f"Port {port}"):
+            _deploy(registry, registry["v"]["v1"], spec, kind=target_kind)
+        target = get_target(target_kind, spec)
+        assert not target.router_running()
+        assert _pids(target_kind, spec) == []
+        with pytest.raises(DeploymentError, match="never deployed"):
+            describe_deployment(spec.name)
+    finally:
+        holder.close()
+        stop_endpoint(spec.name)
+
+
+def test_stop_endpoint_stops_everything(target_kind, registry):
+    spec = EndpointSpec(name=f"stop-{target_kind}", port=free_port(), preview_port=free_port())
+    _deploy(registry, registry["v"]["v1"], spec, kind=target_kind)
+    target = get_target(target_kind, spec)
+    from mlops_tasks.deploy.targets.local import pid_alive, port_free
+
+    if target_kind == "docker":
+        from mlops_tasks.deploy.targets.docker import ENDPOINT_LABEL
+
+        selector = {"label": f"{ENDPOINT_LABEL}={spec.name}"}
+        assert len(target.client.containers.list(filters=selector)) == 2  # one slot + the router
+        assert len(target.client.networks.list(filters=selector)) == 1
+        assert stop_endpoint(spec.name) is True
+        assert not target.client.containers.list(all=True, filters=selector)
+        assert not target.client.networks.list(filters=selector)
+    else:
+        pids = _pids(target_kind, spec) + [target._router_pid()]
+        assert stop_endpoint(spec.name) is True
+        assert not any(pid_alive(p) for p in pids)
+    assert port_free("127.0.0.1", spec.port)
+    assert stop_endpoint(spec.name) is False
+
+
+# -- docker only, on their own endpoints (they move the champion alias) ------------------------------
 
 
 def test_docker_unverified_image_refused_then_pipeline_builds_verifies_deploys(
