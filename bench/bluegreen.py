@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bluegreen: failed_requests={local['failed_requests']:.0f} "
           f"total_requests={local['total_requests']:.0f} switch_ms={local['switch_ms']:.0f} "
           f"rollback_ms={local['rollback_ms']:.0f}")
-    return 0 if local["failed_requests"] == 0 else 1
+    return 0 if all(r["failed_requests"] == 0 for r in results.values()) else 1
 
 
 if __name__ == "__main__":
