@@ -60,7 +60,9 @@ from tests.deploy_support import (
 )
 
 RUN_ID = f"deploy-contract-{uuid.uuid4().hex[:8]}"
-FAST = RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0, load_timeout_s=60)
+# 120 s to become healthy: a container's server loaded its model in over 60 s once with the
+# 2 cores at load average 90 (other jobs); the local processes need a few seconds.
+FAST = RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0, load_timeout_s=120)
 REPO = Path(__file__).resolve().parents[1]
 
 
