@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -108,6 +109,7 @@ def run(kind: str, rate: float, settle: float) -> dict[str, float]:
         result = load.result
     finally:
         stop_endpoint(endpoint.name)
+        shutil.rmtree(root, ignore_errors=True)
     switched = _only_after(result.answers, green_prefix, marks["green-healthy"], rollback_at)
     back = _only_after(result.answers, blue_prefix, rollback_at)
     return {
