@@ -10,7 +10,12 @@ Runs on loopback only, in a temporary state folder with its own MLflow store:
    which the client sees only green; ``rollback_ms`` from the rollback call to the first
    answer after which the client sees only blue again.
 
-The docker target joins when it exists (``mlops_tasks.deploy.targets.TARGETS``). The
+Then the same on the docker target when an engine answers: slots are model-image
+containers, the router an HAProxy container. Without a registry the router and base
+images are the locally built ones of ``mlops_tasks.testing.docker`` (debootstrap); the
+bench's images, containers and network carry ``org.mlops-tasks.test=bench-<id>`` and are
+removed at the end (base images are kept). The images are not verified first
+(``MLOPS_DOCKER_ALLOW_UNVERIFIED=1``): the bench measures the switch, not the gate. The
 last line is the local target's::
 
     bluegreen: failed_requests=<n> total_requests=<n> switch_ms=<n> rollback_ms=<n>
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -69,8 +75,10 @@ def run(kind: str, rate: float, settle: float) -> dict[str, float]:
     endpoint = EndpointSpec(name=f"bench-{kind}", port=free_port(), preview_port=free_port())
     fast = RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0)
     smoke = x.tail(50)
+    t0 = time.monotonic()
     deploy_blue_green("bench-churn", v1, endpoint=endpoint, rollout=fast, target=kind,
                       smoke_rows=smoke, mlflow_config=cfg)
+    first_deploy_s = time.monotonic() - t0
     bodies = [body_for(x.iloc[[i]]) for i in range(300)]
     marks: dict[str, float] = {}
     try:
@@ -88,6 +96,8 @@ def run(kind: str, rate: float, settle: float) -> dict[str, float]:
                 "bench-churn", v2, endpoint=endpoint, rollout=warm, target=kind, smoke_rows=smoke,
                 mlflow_config=cfg, listener=listen))
             deployer.start()
+            while "started" not in marks:
+                time.sleep(0.005)
             while "succeeded" not in marks:
                 time.sleep(0.02)
             time.sleep(settle)
@@ -99,6 +109,7 @@ def run(kind: str, rate: float, settle: float) -> dict[str, float]:
         result = load.result
     finally:
         stop_endpoint(endpoint.name)
+        shutil.rmtree(root, ignore_errors=True)
     switched = _only_after(result.answers, green_prefix, marks["green-healthy"], rollback_at)
     back = _only_after(result.answers, blue_prefix, rollback_at)
     return {
@@ -107,7 +118,27 @@ def run(kind: str, rate: float, settle: float) -> dict[str, float]:
         "slot_errors": len(result.slot_errors),
         "switch_ms": (switched - marks["green-healthy"]) * 1000 if switched else -1,
         "rollback_ms": (back - rollback_at) * 1000 if back else -1,
+        "first_deploy_s": first_deploy_s,
+        "deploy_s": marks["succeeded"] - marks["started"],
     }
+
+
+def _docker_setup() -> tuple[object, str] | str:
+    """Engine client and run label for the docker part, or why it is skipped."""
+    import uuid
+
+    from mlops_tasks.testing.docker import TEST_LABEL, docker_client, ensure_base_image
+
+    try:
+        client = docker_client()
+    except AssertionError as exc:
+        return f"no engine ({exc})"
+    run_id = f"bench-{uuid.uuid4().hex[:8]}"
+    os.environ.setdefault("MLOPS_DOCKER_ROUTER_IMAGE", ensure_base_image(client, "bookworm-haproxy"))
+    os.environ.setdefault("MLOPS_DOCKER_BASE_IMAGE", ensure_base_image(client))
+    os.environ["MLOPS_DOCKER_LABELS"] = f"{TEST_LABEL}={run_id}"
+    os.environ["MLOPS_DOCKER_ALLOW_UNVERIFIED"] = "1"
+    return client, run_id
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,13 +156,29 @@ def main(argv: list[str] | None = None) -> int:
         if kind not in TARGETS:
             print(f"{kind}: skipped (no {kind} target in this version)")
             continue
-        results[kind] = figures = run(kind, args.rate, args.settle)
-        print(f"{kind}: " + " ".join(f"{k}={v:.0f}" for k, v in figures.items()))
+        cleanup = None
+        if kind == "docker":
+            setup = _docker_setup()
+            if isinstance(setup, str):
+                print(f"docker: skipped ({setup})")
+                continue
+            cleanup = setup
+        try:
+            started = time.monotonic()
+            results[kind] = figures = run(kind, args.rate, args.settle)
+            figures["run_s"] = time.monotonic() - started
+        finally:
+            if cleanup is not None:
+                from mlops_tasks.testing.docker import TEST_LABEL, remove_labelled
+
+                remove_labelled(cleanup[0], TEST_LABEL, cleanup[1])
+        print(f"{kind}: " + " ".join(f"{k}={v:.1f}" if k.endswith("_s") else f"{k}={v:.0f}"
+                                     for k, v in figures.items()))
     local = results["local"]
     print(f"bluegreen: failed_requests={local['failed_requests']:.0f} "
           f"total_requests={local['total_requests']:.0f} switch_ms={local['switch_ms']:.0f} "
           f"rollback_ms={local['rollback_ms']:.0f}")
-    return 0 if local["failed_requests"] == 0 else 1
+    return 0 if all(r["failed_requests"] == 0 for r in results.values()) else 1
 
 
 if __name__ == "__main__":

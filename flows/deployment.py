@@ -1,7 +1,9 @@
 """The deployment pipeline: pick a version → prepare → verify (smoke) → shift traffic → promote.
 
 With the ``local`` target there is no image: the slots run the registered model
-directly. ``champion`` moves only when the deployment succeeds. Run it from the
+directly. With the ``docker`` target the version's model image is built (or reused) and
+verified first (``verify_model_image`` with the smoke rows), then deployed.
+``champion`` moves only when the deployment succeeds. Run it from the
 Prefect UI, from Python, or from the command line::
 
     python -m flows.deployment --endpoint churn --port 8000 --strategy canary --bake 30
@@ -47,7 +49,9 @@ class DeploymentPipelineParams(BaseModel):
         default_factory=lambda: RolloutSpec(strategy="canary", bake_seconds=10, termination_wait_s=10),
         description="Strategy (all_at_once, canary, linear, shadow), bake periods, guard, waits.",
     )
-    target: str = Field("local", description="Where slots and router run: local.")
+    target: str = Field(
+        "local", description="Where slots and router run: local (processes) or docker (containers)."
+    )
     target_block: str | None = Field(
         None,
         description="Name of a Deploy Target block (mlops_tasks.blocks.DeployTarget) giving the target "
@@ -113,6 +117,31 @@ def _smoke_rows(params: DeploymentPipelineParams):
     return holdout.head(params.smoke_rows)
 
 
+def _build_and_verify(params: DeploymentPipelineParams, endpoint: EndpointSpec, version: int, rows) -> None:
+    """Docker target: build (or reuse) the version's image and verify it unless it already was.
+
+    A Deploy Target block's docker settings (engine, router image, image repository) are
+    kept for the endpoint first, so the deployment and later runs use them.
+    """
+    from mlops_tasks.containerize import DockerEngine, image_verified
+    from mlops_tasks.deploy.targets.docker import DockerTarget
+
+    target = DockerTarget(endpoint)
+    if params.target_block:
+        from mlops_tasks.blocks import DeployTarget, load_block
+
+        given = load_block(DeployTarget, params.target_block).docker_options()
+        target.use_options(target.options.pin(
+            engine_url=given.get("docker_host"), router_image=given.get("router_image"),
+            repository=given.get("server_image"),
+        ))
+    engine = DockerEngine(base_url=target.options.engine_url)
+    ref = tasks.build_model_image(params.model_name, version, spec=target.image_spec(), engine=engine,
+                                  mlflow_config=params.mlflow)
+    if not image_verified(ref, params.model_name, version, mlflow_config=params.mlflow):
+        tasks.verify_model_image(ref, rows, engine=engine, mlflow_config=params.mlflow)
+
+
 @flow(name="deployment-pipeline", log_prints=False)
 def deployment_pipeline(
     params: DeploymentPipelineParams = DeploymentPipelineParams(),  # noqa: B008 (frozen defaults)
@@ -145,6 +174,8 @@ def deployment_pipeline(
     logger.info("Deploying %s version %s to endpoint %s (%s, %s)", params.model_name, version,
                 endpoint.name, kind, params.rollout.strategy)
     rows = _smoke_rows(params)
+    if kind == "docker":
+        _build_and_verify(params, endpoint, version, rows)
     record = tasks.deploy_blue_green(
         params.model_name, version, endpoint=endpoint, rollout=params.rollout,
         target=kind, smoke_rows=rows, mlflow_config=params.mlflow, force=params.force,

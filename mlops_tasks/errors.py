@@ -251,6 +251,10 @@ class SlotStartError(DeploymentError):
     """The idle slot (green) did not start or never became healthy; blue keeps serving."""
 
 
+class UnverifiedImageError(SlotStartError):
+    """The docker target refused a model image that did not pass ``verify_model_image``."""
+
+
 class SmokeTestError(DeploymentError):
     """Green's predictions through the preview port differ from the registered model's."""
 

@@ -1,8 +1,15 @@
-"""The blue-green contract, run on every target in ``TARGETS`` (today: ``local``).
+"""The blue-green contract, run on every target in ``TARGETS`` (``docker`` and ``local``).
 
 Every scenario keeps a steady keep-alive load on the endpoint (8 connections, no
 retries) and checks that no request fails: no connection error, no reset, no router
 error. Answers are attributed to a version by the ``X-Model-Version`` header.
+
+On ``docker`` the slots are model-image containers and the router an HAProxy container
+made from a locally built image (debootstrap, ``bookworm-haproxy``); the base images are
+kept between runs, everything else carries ``org.mlops-tasks.test=<run id>`` and is
+removed at the end. The model images are built once per version for the session (the
+endpoints share them by content hash). Image verification has its own test; the
+scenarios run with ``MLOPS_DOCKER_ALLOW_UNVERIFIED=1``.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -38,6 +46,7 @@ from mlops_tasks.errors import (
     RouterConfigError,
     SlotStartError,
     SmokeTestError,
+    UnverifiedImageError,
 )
 from tests.conftest import client_for, free_port
 from tests.deploy_support import (
@@ -50,12 +59,38 @@ from tests.deploy_support import (
     register_version,
 )
 
-FAST = RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0, load_timeout_s=60)
+RUN_ID = f"deploy-contract-{uuid.uuid4().hex[:8]}"
+# 120 s to become healthy: a container's server loaded its model in over 60 s once with the
+# 2 cores at load average 90 (other jobs); the local processes need a few seconds.
+FAST = RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0, load_timeout_s=120)
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def docker_env():
+    """The docker target's test settings: local base/router images, run-id labels, cleanup."""
+    from mlops_tasks.testing.docker import TEST_LABEL, docker_client, ensure_base_image, remove_labelled
+
+    client = docker_client()
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MLOPS_DOCKER_ROUTER_IMAGE", ensure_base_image(client, "bookworm-haproxy"))
+    patch.setenv("MLOPS_DOCKER_BASE_IMAGE", ensure_base_image(client))
+    patch.setenv("MLOPS_DOCKER_LABELS", f"{TEST_LABEL}={RUN_ID}")
+    patch.setenv("MLOPS_DOCKER_ALLOW_UNVERIFIED", "1")
+    # The servers in the containers: the cloudpickled bad models load, the sleepy one sleeps.
+    patch.setenv("MLOPS_DOCKER_SLOT_ENV", "MLOPS_TEST_SLEEPY=1,MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true")
+    yield client
+    patch.undo()
+    remove_labelled(client, TEST_LABEL, RUN_ID)
+    selector = {"label": f"{TEST_LABEL}={RUN_ID}"}
+    assert not client.containers.list(all=True, filters=selector)
+    assert not client.networks.list(filters=selector)
 
 
 @pytest.fixture(scope="module", params=sorted(TARGETS))
 def target_kind(request) -> str:
+    if request.param == "docker":
+        request.getfixturevalue("docker_env")
     return request.param
 
 
@@ -102,9 +137,16 @@ def _load(endpoint: EndpointSpec, reg) -> LoadClient:
     return LoadClient("127.0.0.1", endpoint.port, reg["bodies"], connections=8, rate=40)
 
 
-def _pids(kind: str, endpoint: EndpointSpec) -> list[int]:
+def _pids(kind: str, endpoint: EndpointSpec) -> list[int | str]:
+    """Process ids (local) or container ids (docker) of both slots."""
     target = get_target(kind, endpoint)
-    return [p for c in ("blue", "green") for p in target.slot_status(c).pids]
+    slots = [target.slot_status(c) for c in ("blue", "green")]
+    return [p for slot in slots for p in [*slot.pids, *slot.containers]]
+
+
+def _marker(kind: str) -> str:
+    """File naming what a target prepared for a version (the cache a fault test poisons)."""
+    return "folder.txt" if kind == "local" else "image.txt"
 
 
 @pytest.fixture(scope="module")
@@ -303,14 +345,33 @@ def _idle_stopped(kind, endpoint):
     assert get_target(kind, endpoint).slot_status("green" if live == "blue" else "blue").running == 0
 
 
+def _crashing_image(target, registry, version) -> str:
+    """The version's model image with a broken MLmodel: the server exits at start."""
+    import io
+
+    from mlops_tasks.testing.docker import TEST_LABEL
+
+    good = target.prepare(registry["name"], version, registry["config"])
+    dockerfile = (f"FROM {good}\nUSER 0\nRUN echo 'flavors: {{sklearn: {{pickled_model: missing.pkl}}}}' "
+                  "> /opt/model/MLmodel\nUSER 10001:10001\n")
+    image, _ = target.client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True,
+                                          labels={TEST_LABEL: RUN_ID})
+    return image.id
+
+
 def test_fault_green_crashes_on_start(target_kind, registry, endpoint):
     target = get_target(target_kind, endpoint)
     version = registry["v"]["v2"]
     folder = target.folder / "models" / f"{registry['name']}-v{version}"
-    model_dir = folder / "download" / "model"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / "MLmodel").write_text("flavors: {sklearn: {pickled_model: missing.pkl}}\n")
-    (folder / "folder.txt").write_text(str(model_dir))
+    if target_kind == "docker":
+        crashing = _crashing_image(target, registry, version)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "image.txt").write_text(crashing)
+    else:
+        model_dir = folder / "download" / "model"
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / "MLmodel").write_text("flavors: {sklearn: {pickled_model: missing.pkl}}\n")
+        (folder / "folder.txt").write_text(str(model_dir))
     try:
         def act():
             with pytest.raises(SlotStartError, match="exited while starting") as err:
@@ -342,7 +403,7 @@ def test_fault_smoke_predictions_differ(target_kind, registry, endpoint):
     impostor = target.prepare(registry["name"], registry["v"]["impostor"], registry["config"])
     folder = target.folder / "models" / f"{registry['name']}-v{version}"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "folder.txt").write_text(impostor)
+    (folder / _marker(target_kind)).write_text(impostor)
     try:
         def act():
             with pytest.raises(SmokeTestError, match="differ from the registered model"):
@@ -358,19 +419,24 @@ def test_fault_smoke_predictions_differ(target_kind, registry, endpoint):
 
 def test_fault_rendered_config_rejected_then_valid_reload_is_seamless(target_kind, registry, endpoint,
                                                                       monkeypatch):
-    import mlops_tasks.deploy.targets.local as local
-
     target = get_target(target_kind, endpoint)
+    module = sys.modules[type(target).__module__]  # the target renders with its own import
     cfg_before = target.cfg_path.read_text()
     moved = endpoint.model_copy(update={"preview_port": free_port()})
-    good_render = local.render_config
-    monkeypatch.setattr(local, "render_config", lambda cfg: good_render(cfg) + "    no-such-directive on\n")
+    good_render = module.render_config
+    monkeypatch.setattr(module, "render_config", lambda cfg: good_render(cfg) + "    no-such-directive on\n")
 
     def act():
         with pytest.raises(RouterConfigError, match="rejected"):
             _deploy(registry, registry["v"]["v2"], moved, kind=target_kind)
     _fault(endpoint, registry, act)
     assert target.cfg_path.read_text() == cfg_before
+    if target_kind == "docker":
+        monkeypatch.setattr(module, "render_config", good_render)
+        _docker_reload_then_port_move(target, registry, endpoint, moved)
+        monkeypatch.undo()
+        return
+    local = module
 
     # The same change with a valid file: checked, then a seamless reload under load. The
     # listening sockets pass to the new worker, so no connection is ever refused; HAProxy 2.6
@@ -396,6 +462,41 @@ def test_fault_rendered_config_rejected_then_valid_reload_is_seamless(target_kin
     _deploy(registry, live[1], endpoint, kind=target_kind)
 
 
+def _docker_reload_then_port_move(target, registry, endpoint, moved):
+    """Docker: a checked config is applied by a seamless reload (USR2 to the router's master).
+
+    A container's published ports are fixed when it is created, so a port change replaces
+    the router container; that is done (and checked) outside the load.
+    """
+    pid_before = target.router.info()["Pid"]
+    live_color = _live(endpoint)[0]
+    # A reload forgets runtime changes: the target writes what runs now before every reload.
+    target.write_checked(target.render({c: target.slot_status(c) for c in ("blue", "green")}, live_color))
+    with _load(endpoint, registry) as load:
+        load.wait_answers(40)
+        target.reload_router()
+        load.wait_answers(len(load.result.answers) + 40)
+    assert not any("Refused" in f for f in load.result.failures), load.result.failures
+    assert not load.result.router_errors
+    if target.router_version() >= (2, 7):
+        assert load.result.failed == 0
+    assert len(load.result.failures) <= load.connections  # HAProxy 2.6: idle keep-alives, once each
+    assert target.router.info()["Pid"] != pid_before
+
+    live = _live(endpoint)
+    rec = _deploy(registry, live[1], moved, kind="docker")
+    assert rec.outcome == "noop"
+    assert f"preview {moved.preview}" in target.cfg_path.read_text().splitlines()[0]
+    from mlops_tasks.deploy.targets.base import http_get
+
+    assert http_get(f"127.0.0.1:{moved.port}", "/health")[0] == 200
+    assert http_get(f"127.0.0.1:{moved.preview}", "/health")[0] == 503  # the router, no idle slot
+    assert http_get(f"127.0.0.1:{endpoint.preview}", "/health")[0] == 0  # the old port is closed
+    assert _live(moved) == live
+    _deploy(registry, live[1], endpoint, kind="docker")
+    assert _live(endpoint) == live
+
+
 def test_fault_flow_killed_mid_rollout_then_rerun_reconciles(target_kind, registry, endpoint):
     live_color, live_version = _live(endpoint)
     new = registry["v"]["v3"] if live_version != registry["v"]["v3"] else registry["v"]["v2"]
@@ -410,15 +511,18 @@ def test_fault_flow_killed_mid_rollout_then_rerun_reconciles(target_kind, regist
         "    rollout=RolloutSpec(strategy='canary', canary_percent=20, bake_seconds=600),\n"
         "    mlflow_config=cfg)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script, registry["name"], str(new), target_kind],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = get_target(target_kind, endpoint)
+    out = target.folder / "killed-run.log"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-c", script, registry["name"], str(new), target_kind],
+                                cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
     try:
         with _load(endpoint, registry) as load:
             deadline = time.monotonic() + 120
             while target.router.slot_weights(endpoint.replicas).get(
                     "green" if live_color == "blue" else "blue", 0) == 0:
-                assert proc.poll() is None and time.monotonic() < deadline
+                assert proc.poll() is None, out.read_text()[-3000:]
+                assert time.monotonic() < deadline
                 time.sleep(0.1)
             load.wait_answers(len(load.result.answers) + 40)
             os.kill(proc.pid, signal.SIGKILL)
@@ -462,8 +566,13 @@ def test_crashed_router_and_live_slot_come_back_on_rerun(target_kind, registry, 
 
     target = get_target(target_kind, endpoint)
     live_color, live_version = _live(endpoint)
-    terminate([target._router_pid()], 5)
-    terminate(target.slot_status(live_color).pids, 5)
+    if target_kind == "docker":
+        target._router_container().kill()
+        for cid in target.slot_status(live_color).containers:
+            target.client.containers.get(cid).kill()
+    else:
+        terminate([target._router_pid()], 5)
+        terminate(target.slot_status(live_color).pids, 5)
     assert not target.router_running()
     rec = _deploy(registry, live_version, endpoint, kind=target_kind)
     steps = [e.step for e in rec.timeline]
@@ -472,6 +581,136 @@ def test_crashed_router_and_live_slot_come_back_on_rerun(target_kind, registry, 
     with _load(endpoint, registry) as load:
         load.wait_answers(40)
     assert load.result.failed == 0 and {a.version for a in load.result.answers} == {str(live_version)}
+
+
+# -- docker only: the engine fails mid-rollout (on the shared endpoint, so before tests that move the
+# -- champion alias with their own endpoints) --------------------------------------------------------
+
+
+@pytest.fixture
+def docker_endpoint(target_kind, endpoint):
+    if target_kind != "docker":
+        pytest.skip("docker target only")  # the same scenario has no meaning for processes
+    return endpoint
+
+
+class EngineProxy:
+    """A TCP front of the local Docker socket that can be cut: the engine "goes away"."""
+
+    def __init__(self, socket_path: str = "/var/run/docker.sock") -> None:
+        import threading
+
+        self.socket_path = socket_path
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.url = f"tcp://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.open: list[socket.socket] = []
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.cut.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut.is_set():
+                client.close()
+                return
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect(self.socket_path)
+            self.open += [client, engine]
+            for a, b in ((client, engine), (engine, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        self.cut.set()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close alone does not)
+        except OSError:
+            pass
+        self.listener.close()
+        for s in self.open:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+
+def test_docker_engine_error_mid_rollout_keeps_blue(registry, docker_endpoint):
+    """The engine refuses to create green's container (a name conflict): typed error, blue serves."""
+    from mlops_tasks.testing.docker import TEST_LABEL
+
+    target = get_target("docker", docker_endpoint)
+    live_color, live_version = _live(docker_endpoint)
+    green = "green" if live_color == "blue" else "blue"
+    new = registry["v"]["v3"] if live_version != registry["v"]["v3"] else registry["v"]["v2"]
+    squatter = []
+
+    def take_green_name(record):
+        if record.timeline[-1].step == "green-starting" and not squatter:
+            squatter.append(target.client.containers.create(
+                os.environ["MLOPS_DOCKER_ROUTER_IMAGE"], name=target._name(f"{green}-1"),
+                labels={TEST_LABEL: RUN_ID}))
+
+    def act():
+        with pytest.raises(SlotStartError, match="Docker engine failed to start container") as err:
+            _deploy(registry, new, docker_endpoint, kind="docker", listener=take_green_name)
+        return err.value
+    try:
+        err = _fault(docker_endpoint, registry, act)
+    finally:
+        for container in squatter:
+            container.remove(force=True)
+    assert squatter and err.record.outcome == "rolled_back"
+    assert "Conflict" in str(err) or "already in use" in str(err)
+
+
+def test_docker_engine_gone_mid_rollout_keeps_blue(registry, docker_endpoint):
+    """The engine connection drops as green is about to start: typed error, blue serves on."""
+    proxy = EngineProxy()
+
+    def cut(record):
+        if record.timeline[-1].step == "green-starting":
+            proxy.stop()
+
+    live_version = _live(docker_endpoint)[1]
+    new = registry["v"]["v3"] if live_version != registry["v"]["v3"] else registry["v"]["v2"]
+    kept = get_target("docker", docker_endpoint).options_path
+    options = kept.read_text()
+
+    def act():
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("DOCKER_HOST", proxy.url)
+            with pytest.raises(SlotStartError, match="Docker engine failed") as err:
+                _deploy(registry, new, docker_endpoint, kind="docker", listener=cut)
+        return err.value
+    try:
+        err = _fault(docker_endpoint, registry, act)
+    finally:
+        proxy.stop()
+        assert kept.read_text() == options  # the cut engine's URL was not kept for later runs
+    assert err.record.outcome == "rolled_back"
+    assert proxy.cut.is_set()
+    _idle_stopped("docker", docker_endpoint)
 
 
 def test_fault_endpoint_port_taken(target_kind, registry):
@@ -496,10 +735,116 @@ def test_fault_endpoint_port_taken(target_kind, registry):
 def test_stop_endpoint_stops_everything(target_kind, registry):
     spec = EndpointSpec(name=f"stop-{target_kind}", port=free_port(), preview_port=free_port())
     _deploy(registry, registry["v"]["v1"], spec, kind=target_kind)
-    pids = _pids(target_kind, spec) + [get_target(target_kind, spec)._router_pid()]
-    assert stop_endpoint(spec.name) is True
+    target = get_target(target_kind, spec)
     from mlops_tasks.deploy.targets.local import pid_alive, port_free
 
-    assert not any(pid_alive(p) for p in pids)
+    if target_kind == "docker":
+        from mlops_tasks.deploy.targets.docker import ENDPOINT_LABEL
+
+        selector = {"label": f"{ENDPOINT_LABEL}={spec.name}"}
+        assert len(target.client.containers.list(filters=selector)) == 2  # one slot + the router
+        assert len(target.client.networks.list(filters=selector)) == 1
+        assert stop_endpoint(spec.name) is True
+        assert not target.client.containers.list(all=True, filters=selector)
+        assert not target.client.networks.list(filters=selector)
+    else:
+        pids = _pids(target_kind, spec) + [target._router_pid()]
+        assert stop_endpoint(spec.name) is True
+        assert not any(pid_alive(p) for p in pids)
     assert port_free("127.0.0.1", spec.port)
     assert stop_endpoint(spec.name) is False
+
+
+# -- docker only, on their own endpoints (they move the champion alias) ------------------------------
+
+
+def test_docker_unverified_image_refused_then_pipeline_builds_verifies_deploys(
+    target_kind, registry, prefect_harness, monkeypatch
+):
+    """No verified image: refused. The pipeline builds, verifies, deploys; socket, labels, log."""
+    if target_kind != "docker":
+        pytest.skip("docker target only")
+    from flows.deployment import DeploymentPipelineParams, deployment_pipeline
+    from mlops_tasks.containerize import image_verified
+    from mlops_tasks.deploy.targets.docker import ENDPOINT_LABEL
+    from mlops_tasks.serving import read_prediction_log
+    from mlops_tasks.testing.docker import TEST_LABEL
+
+    monkeypatch.delenv("MLOPS_DOCKER_ALLOW_UNVERIFIED")
+    spec = EndpointSpec(name="verify-docker", port=free_port(), preview_port=free_port())
+    v1 = registry["v"]["v1"]
+    try:
+        with pytest.raises(UnverifiedImageError, match="verify_model_image") as err:
+            _deploy(registry, v1, spec, kind="docker")
+        assert err.value.record.outcome == "failed"
+        assert _pids("docker", spec) == []
+
+        record = deployment_pipeline(DeploymentPipelineParams(
+            model_name=registry["name"], version=v1, endpoint=spec, target="docker", rollout=FAST,
+            mlflow=registry["config"],
+        ))
+        assert record.outcome == "succeeded" and record.target == "docker"
+        target = get_target("docker", spec)
+        image = target.client.containers.get(target.slot_status(record.live_color).containers[0]).image
+        assert image_verified(image.id, registry["name"], v1, mlflow_config=registry["config"])
+
+        # The admin socket is the deploying user's, mode 600.
+        st = target.socket_path.stat()
+        assert oct(st.st_mode & 0o777) == "0o600" and st.st_uid == os.getuid()
+        # Every container and the network carry the endpoint and the run-id labels.
+        selector = {"label": [f"{ENDPOINT_LABEL}={spec.name}", f"{TEST_LABEL}={RUN_ID}"]}
+        assert len(target.client.containers.list(filters=selector)) == 2
+        assert [n.name for n in target.client.networks.list(filters=selector)] == [target.network_name]
+        # The servers' prediction log lands in the endpoint's folder, where the drift check reads it.
+        with _load(spec, registry) as load:
+            load.wait_answers(40)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            frame = read_prediction_log(str(target.folder / "prediction-log"))
+            if len(frame) >= 40:
+                break
+            time.sleep(0.5)
+        assert len(frame) >= 40 and set(frame["model_version"].astype(str)) == {str(v1)}
+    finally:
+        stop_endpoint(spec.name)
+
+
+def test_docker_two_replicas_per_slot_zero_failed_requests(target_kind, registry):
+    if target_kind != "docker":
+        pytest.skip("docker target only")
+    v = registry["v"]
+    spec = EndpointSpec(name="replicas-docker", port=free_port(), preview_port=free_port(), replicas=2)
+    try:
+        _deploy(registry, v["v1"], spec, kind="docker")
+        with _load(spec, registry) as load:
+            load.wait_answers(40)
+            _deploy(registry, v["v2"], spec, kind="docker")
+            after = time.monotonic()
+            load.wait_answers(len(load.result.answers) + 80)
+        result = load.result
+        target = get_target("docker", spec)
+        live = _live(spec)
+        assert live[1] == v["v2"]
+        assert len(target.slot_status(live[0]).containers) == 2
+        assert result.failed == 0, (result.failures[:5], result.router_errors[:5])
+        assert result.versions_after(after) == {str(v["v2"])}
+        served = {a.served_by for a in result.answers if a.sent >= after}
+        assert served == {f"{spec.name}-{live[0]}-1", f"{spec.name}-{live[0]}-2"}
+    finally:
+        stop_endpoint(spec.name)
+
+
+def test_docker_options_kept_per_endpoint_environment_overrides_except_block_pins(monkeypatch):
+    from mlops_tasks.deploy.targets.docker import DockerTargetOptions
+
+    saved = DockerTargetOptions(base_image="base:kept").pin(router_image="router:from-block").model_dump()
+    monkeypatch.setenv("MLOPS_DOCKER_ROUTER_IMAGE", "router:from-env")
+    monkeypatch.setenv("MLOPS_DOCKER_BASE_IMAGE", "base:from-env")
+    monkeypatch.setenv("MLOPS_DOCKER_LABELS", "a=1, b = 2")
+    resolved = DockerTargetOptions.resolve(saved)
+    assert resolved.router_image == "router:from-block"  # argument > block > environment
+    assert resolved.base_image == "base:from-env"
+    assert resolved.labels == {"a": "1", "b": "2"}
+    monkeypatch.delenv("MLOPS_DOCKER_BASE_IMAGE")
+    assert DockerTargetOptions.resolve(saved).base_image == "base:kept"
+    assert DockerTargetOptions.resolve(None).router_image == "router:from-env"

@@ -168,6 +168,7 @@ class SlotStatus(BaseModel):
     model_name: str | None = None
     addresses: list[str] = Field(default_factory=list, description="host:port of each replica.")
     pids: list[int] = Field(default_factory=list, description="Process ids (local target).")
+    containers: list[str] = Field(default_factory=list, description="Container ids (docker target).")
     running: int = Field(0, description="Replicas whose process runs.")
     healthy: bool = Field(False, description="Every replica answered /health 200.")
     weight: int = Field(0, description="Router weight of the slot's servers (0..100).")

@@ -31,6 +31,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -267,8 +268,13 @@ def check_config(path: str | os.PathLike[str], binary: str | None = None) -> Non
         raise RouterConfigError(f"HAProxy rejected the configuration {path}: {detail}")
 
 
-def write_checked(path: Path, text: str, binary: str | None = None) -> bool:
+def write_checked(
+    path: Path, text: str, binary: str | None = None, check: Callable[[Path], None] | None = None
+) -> bool:
     """Check ``text`` with ``haproxy -c`` and only then put it at ``path`` (atomic rename).
+
+    ``check`` replaces the local ``haproxy -c`` (the docker target runs it in the router
+    image); it gets the temporary file, readable by all, in ``path``'s folder.
 
     Returns:
         True when the file changed.
@@ -283,7 +289,11 @@ def write_checked(path: Path, text: str, binary: str | None = None) -> bool:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        check_config(tmp, binary)
+        if check is not None:
+            os.chmod(tmp, 0o644)
+            check(Path(tmp))
+        else:
+            check_config(tmp, binary)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -377,7 +377,9 @@ def deploy_blue_green(
         version: Version to deploy (its quality gate must have passed unless ``force``).
         endpoint: Name and ports of the endpoint (default: ``default`` on port 8000).
         rollout: Strategy, bake periods, guard limits and waits.
-        target: ``local`` (processes on loopback + an HAProxy process).
+        target: ``local`` (processes on loopback + an HAProxy process) or ``docker``
+            (model-image containers + an HAProxy container, see
+            :mod:`mlops_tasks.deploy.targets.docker`).
         smoke_rows: Real rows (features only) for the smoke test; default: the model's
             input example.
         mlflow_config: Where MLflow lives.
@@ -414,6 +416,7 @@ def deploy_blue_green(
         raise ConfigurationError(f"Model versions start at 1, got {version}.")
     _check_version(model_name, version, force, mlflow_config)
     tgt = get_target(target, endpoint)
+    tgt.force = force
     lock = _state.EndpointLock(endpoint.name)
     lock.acquire(lock_timeout_s)
     try:
@@ -467,7 +470,9 @@ def _deploy_locked(
         if not router.wait_up(green, replicas, max(5.0, spec.load_timeout_s)):
             raise SlotStartError(f"HAProxy's health checks never saw slot {green} UP.")
 
-        rows = smoke_rows if smoke_rows is not None else _input_example(handle)
+        rows = smoke_rows if smoke_rows is not None else _input_example(
+            handle, model_name, version, mlflow_config
+        )
         rows = rows.head(spec.smoke_rows)
         expected = _reference_predictions(model_name, version, rows, mlflow_config)
         n = smoke_test(tgt.preview_address(), rows, expected, spec.smoke_tolerance)
@@ -527,9 +532,20 @@ def _deploy_locked(
     return record
 
 
-def _input_example(handle: str) -> pd.DataFrame:
-    from mlops_tasks.serving.model import load_model_folder
+def _input_example(
+    handle: str, model_name: str, version: int, mlflow_config: MlflowConfig | None
+) -> pd.DataFrame:
+    import tempfile
+    from pathlib import Path
 
+    from mlops_tasks.serving.model import download_model, load_model_folder
+    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+
+    if not Path(handle).is_dir():  # an image (docker target): read the example from the registry
+        with tempfile.TemporaryDirectory(prefix="mlops-example-") as tmp:
+            with mlflow_session(resolve_and_check(mlflow_config)):
+                folder = download_model(f"models:/{model_name}/{version}", tmp)
+            return _input_example(str(folder), model_name, version, mlflow_config)
     model = load_model_folder(handle)
     try:
         example = model.input_example
@@ -558,8 +574,11 @@ def _abort(
         router.wait_idle(green, replicas, 5)
     except MLOpsError as inner:
         run.event("abort-warning", f"router: {inner}")
-    tgt.stop_slot(green, grace_s=5)
-    run.event("green-stopped", f"slot {green}")
+    try:
+        tgt.stop_slot(green, grace_s=5)
+        run.event("green-stopped", f"slot {green}")
+    except MLOpsError as inner:  # e.g. the Docker engine went away: the next run removes it
+        run.event("abort-warning", f"slot {green} not stopped: {inner}")
     run.record.live_color = live
     run.finish(outcome, f"{type(exc).__name__}: {exc}")
 

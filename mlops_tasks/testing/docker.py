@@ -49,6 +49,14 @@ BASE_RECIPES: dict[str, dict[str, Any]] = {
         "include": ["python3", "python3-venv", "ca-certificates"],
         "changes": ["ENV LANG=C.UTF-8", 'CMD ["/bin/bash"]'],
     },
+    # The router of the docker deploy target: Debian's HAProxy (2.6, with Lua) standing in
+    # for the official haproxy:lts image, which cannot be pulled here.
+    "bookworm-haproxy": {
+        "suite": "bookworm",
+        "variant": "minbase",
+        "include": ["haproxy"],
+        "changes": ['CMD ["haproxy", "-W", "-db", "-f", "/etc/haproxy/haproxy.cfg"]'],
+    },
 }
 
 

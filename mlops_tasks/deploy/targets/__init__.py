@@ -1,7 +1,8 @@
 """Deployment targets: where the blue and green slots and the router run.
 
-Only ``local`` is available in this version; a ``docker`` target implements the same
-:class:`~mlops_tasks.deploy.targets.base.Target` interface and registers itself in
+``local`` (processes on loopback behind an HAProxy process) and ``docker`` (containers
+on a user-defined network behind an HAProxy container) implement the same
+:class:`~mlops_tasks.deploy.targets.base.Target` interface and are registered in
 :data:`TARGETS`.
 """
 
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 from mlops_tasks.deploy.models import EndpointSpec
 from mlops_tasks.deploy.targets.base import Target
+from mlops_tasks.deploy.targets.docker import DockerTarget
 from mlops_tasks.deploy.targets.local import LocalTarget
 from mlops_tasks.errors import ConfigurationError
 
 #: Target kind -> class. A new target adds itself here.
-TARGETS: dict[str, type[Target]] = {"local": LocalTarget}
+TARGETS: dict[str, type[Target]] = {"local": LocalTarget, "docker": DockerTarget}
 
 
 def get_target(kind: str, endpoint: EndpointSpec) -> Target:
@@ -36,4 +38,4 @@ def get_target(kind: str, endpoint: EndpointSpec) -> Target:
     return cls(endpoint)
 
 
-__all__ = ["TARGETS", "LocalTarget", "Target", "get_target"]
+__all__ = ["TARGETS", "DockerTarget", "LocalTarget", "Target", "get_target"]

@@ -17,10 +17,10 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mlops_tasks.deploy.models import Color, EndpointSpec, SlotStatus
-from mlops_tasks.deploy.router import RouterClient
+from mlops_tasks.deploy.models import COLORS, Color, EndpointSpec, SlotStatus
+from mlops_tasks.deploy.router import RouterClient, server_names
 from mlops_tasks.deploy.state import endpoint_dir
-from mlops_tasks.errors import SlotStartError
+from mlops_tasks.errors import RouterError, SlotStartError
 from mlops_tasks.settings import MlflowConfig
 
 
@@ -91,6 +91,9 @@ class Target(ABC):
     def __init__(self, endpoint: EndpointSpec) -> None:
         self.endpoint = endpoint
         self.folder: Path = endpoint_dir(endpoint.name)
+        #: Set by ``deploy_blue_green(force=True)``: :meth:`prepare` may skip checks it would
+        #: otherwise insist on (the docker target's image verification).
+        self.force = False
 
     # -- what each target implements ----------------------------------------------------
 
@@ -144,6 +147,53 @@ class Target(ABC):
         """The runtime API client of the router."""
 
     # -- shared behaviour --------------------------------------------------------------
+
+    def probe_servers(self, addresses: list[str], healthy: bool) -> tuple[str | None, int | None, bool]:
+        """``(model_name, version, healthy)`` of a slot's servers from ``/version`` and ``/health``.
+
+        ``healthy`` comes in as what the processes/containers say (all of them run) and
+        stays True only if every server reports a version and answers ``/health`` 200.
+        """
+        name, version = (None, None)
+        for address in addresses:
+            n, v = probe_version(address)
+            if v is None:
+                healthy = False
+            name, version = name or n, version or v
+        if healthy:
+            healthy = all(http_get(a, "/health")[0] == 200 for a in addresses)
+        return name, version, healthy
+
+    def router_view(self, color: Color) -> tuple[int, str]:
+        """``(weight, HAProxy state)`` of the slot's first server in backend ``live``."""
+        weight, rstate = 0, ""
+        if self.router_running():
+            try:
+                states = {s.name: s for s in self.router.servers("live")}
+                first = states.get(server_names(color, self.endpoint.replicas)[0])
+                if first is not None:
+                    rstate = first.status
+                    weight = 0 if first.status.startswith("MAINT") else first.weight
+            except RouterError:
+                pass
+        return weight, rstate
+
+    def initial_servers(
+        self, slots: dict[Color, SlotStatus], live: Color | None
+    ) -> tuple[dict[str, tuple[str, int]], dict[str, int], Color | None]:
+        """Servers, weights and preview slot a freshly rendered router config starts with."""
+        servers: dict[str, tuple[str, int]] = {}
+        for color in COLORS:
+            slot = slots.get(color)
+            if slot is None or not slot.running:
+                continue
+            for name, address in zip(server_names(color, self.endpoint.replicas), slot.addresses,
+                                     strict=False):
+                host, port = address.rsplit(":", 1)
+                servers[name] = (host, int(port))
+        weights = {c: (100 if c == live else 0) for c in COLORS}
+        idle = next((c for c in COLORS if c != live and c in slots and slots[c].running), None)
+        return servers, weights, idle
 
     def wait_healthy(self, color: Color, timeout_s: float, tries: int) -> SlotStatus:
         """Wait until every server of the slot answers ``/health`` 200 ``tries`` times in a row.

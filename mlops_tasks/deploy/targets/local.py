@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlops_tasks.deploy.models import COLORS, Color, SlotStatus
+from mlops_tasks.deploy.models import Color, SlotStatus
 from mlops_tasks.deploy.router import (
     MIRROR_LUA,
     RouterClient,
@@ -36,10 +36,9 @@ from mlops_tasks.deploy.router import (
     haproxy_binary,
     haproxy_version,
     render_config,
-    server_names,
     write_checked,
 )
-from mlops_tasks.deploy.targets.base import Target, probe_version
+from mlops_tasks.deploy.targets.base import Target
 from mlops_tasks.errors import EndpointPortError, ModelLoadError, RouterError, SlotStartError
 from mlops_tasks.settings import MlflowConfig
 
@@ -219,27 +218,8 @@ class LocalTarget(Target):
             if pid_alive(pid) and "mlops_tasks.serving" in _cmdline(pid)
         ]
         addresses = [f"127.0.0.1:{port}" for _, port in alive]
-        name, version = (None, None)
-        healthy = bool(alive) and len(alive) == len(doc["pids"])
-        for address in addresses:
-            n, v = probe_version(address)
-            if v is None:
-                healthy = False
-            name, version = name or n, version or v
-        from mlops_tasks.deploy.targets.base import http_get
-
-        if healthy:
-            healthy = all(http_get(a, "/health")[0] == 200 for a in addresses)
-        weight, rstate = 0, ""
-        if self.router_running():
-            try:
-                states = {s.name: s for s in self.router.servers("live")}
-                first = states.get(server_names(color, self.endpoint.replicas)[0])
-                if first is not None:
-                    rstate = first.status
-                    weight = 0 if first.status.startswith("MAINT") else first.weight
-            except RouterError:
-                pass
+        name, version, healthy = self.probe_servers(addresses, bool(alive) and len(alive) == len(doc["pids"]))
+        weight, rstate = self.router_view(color)
         return SlotStatus(
             color=color, version=version, model_name=name,
             addresses=[f"127.0.0.1:{p}" for p in doc["ports"]],
@@ -276,17 +256,7 @@ class LocalTarget(Target):
         return self._router_pid() is not None and self.socket_path.exists() and self.router.alive()
 
     def _render(self, slots: dict[Color, SlotStatus], live: Color | None) -> str:
-        servers: dict[str, tuple[str, int]] = {}
-        for color in COLORS:
-            slot = slots.get(color)
-            if slot is None or not slot.running:
-                continue
-            for name, address in zip(server_names(color, self.endpoint.replicas), slot.addresses,
-                                     strict=False):
-                host, port = address.rsplit(":", 1)
-                servers[name] = (host, int(port))
-        weights = {c: (100 if c == live else 0) for c in COLORS}
-        idle = next((c for c in COLORS if c != live and c in slots and slots[c].running), None)
+        servers, weights, idle = self.initial_servers(slots, live)
         return render_config(RouterConfig(
             bind_host=self.endpoint.host, port=self.endpoint.port, preview_port=self.endpoint.preview,
             admin_socket=str(self.socket_path), lua_path=str(self.folder / "mirror.lua"),

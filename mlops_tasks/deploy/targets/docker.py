@@ -1,0 +1,684 @@
+"""The ``docker`` target: model-server containers behind an HAProxy container.
+
+One user-defined bridge network per endpoint (``mlops-<endpoint>-<state hash>``) holds:
+
+- the slot containers (``...-blue-1`` .. ``...-green-n``): the model image built by
+  :func:`mlops_tasks.containerize.build_model_image` for the version, each server on
+  port 8080 of its own address in the network;
+- the router container: HAProxy from :attr:`DockerTargetOptions.router_image` (default
+  ``haproxy:lts``), rendered from the same template as the local target's
+  (:func:`mlops_tasks.deploy.router.render_config`), publishing the endpoint and preview
+  ports on the endpoint's host.
+
+Files under ``<state_dir()>/endpoints/<name>/``:
+
+==========================  ========================================================
+``router/``                 bind-mounted into the router at ``/run/mlops-router``:
+                            ``haproxy.cfg``, ``mirror.lua`` and ``admin.sock``
+``docker.json``             the target's options (router image, base image, labels)
+``models/<name>-v<n>/``     ``image.txt``: the image id prepared for the version
+``prediction-log/``         bind-mounted into every slot: the servers' prediction log
+                            (the same layout as the local target's, for the drift check)
+==========================  ========================================================
+
+The router runs as the uid/gid of the deploying process, so its admin socket (mode
+600) belongs to that user: HAProxy's runtime API is reachable from the host by its
+owner only. The host reaches the slots on their network addresses (health checks,
+the bake guard's ``/metrics``); clients use the published ports.
+
+What runs is read from the engine (containers carry labels naming endpoint, slot and
+replica) and from the router, never only from a file. Every container and the network
+carry ``org.mlops-tasks.endpoint=<name>``, plus :attr:`DockerTargetOptions.labels`
+(tests add their run id). Slots and router keep running after the flow ends;
+:func:`~mlops_tasks.deploy.strategy.stop_endpoint` removes them and the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from mlops_tasks.deploy.models import Color, SlotStatus
+from mlops_tasks.deploy.router import (
+    MIRROR_LUA,
+    RouterClient,
+    RouterConfig,
+    render_config,
+    write_checked,
+)
+from mlops_tasks.deploy.targets.base import Target
+from mlops_tasks.deploy.targets.local import port_free
+from mlops_tasks.errors import (
+    DeploymentError,
+    DockerUnavailableError,
+    EndpointPortError,
+    RouterConfigError,
+    RouterError,
+    SlotStartError,
+    UnverifiedImageError,
+)
+from mlops_tasks.settings import MlflowConfig
+
+logger = logging.getLogger(__name__)
+
+ENDPOINT_LABEL = "org.mlops-tasks.endpoint"
+STATE_LABEL = "org.mlops-tasks.endpoint-state"
+ROLE_LABEL = "org.mlops-tasks.role"
+SLOT_LABEL = "org.mlops-tasks.slot"
+REPLICA_LABEL = "org.mlops-tasks.replica"
+DEFAULT_ROUTER_IMAGE = "haproxy:lts"
+#: Where the router's state folder is mounted inside the router container.
+ROUTER_MOUNT = "/run/mlops-router"
+#: Ports HAProxy binds inside the router container (published on the endpoint's ports).
+ROUTER_LIVE_PORT, ROUTER_PREVIEW_PORT = 8080, 8081
+#: Port of the model server inside a slot container (containerize.SERVER_PORT).
+SLOT_PORT = 8080
+SLOT_LOG_MOUNT = "/var/lib/mlops/prediction-log"
+SLOT_COMMAND = ["/opt/venv/bin/python", "-m", "mlops_tasks.serving.cli"]
+
+
+def _env_pairs(variable: str) -> dict[str, str]:
+    raw = os.environ.get(variable, "")
+    pairs = [p.split("=", 1) for p in raw.split(",") if "=" in p]
+    return {k.strip(): v.strip() for k, v in pairs if k.strip()}
+
+
+class DockerTargetOptions(BaseModel):
+    """Settings of the docker target; each has an environment variable.
+
+    Options are read from the environment when an endpoint is first started and kept in
+    its ``docker.json``, so later runs (rollback, stop, describe) use the same ones; a
+    variable set later wins over the kept value.
+
+    Example:
+        ```python
+        opts = DockerTargetOptions(router_image="haproxy:3.0", base_image="python:3.11-slim")
+        ```
+    """
+
+    router_image: str = Field(
+        DEFAULT_ROUTER_IMAGE, description="HAProxy image of the router [MLOPS_DOCKER_ROUTER_IMAGE]."
+    )
+    base_image: str | None = Field(
+        None, description="FROM image of model images; default python:3.11-slim [MLOPS_DOCKER_BASE_IMAGE]."
+    )
+    engine_url: str | None = Field(None, description="Docker engine URL [DOCKER_HOST].")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra labels on containers, network and images "
+        "[MLOPS_DOCKER_LABELS=k=v,k2=v2]."
+    )
+    allow_unverified: bool = Field(
+        False,
+        description="Run images that did not pass verify_model_image [MLOPS_DOCKER_ALLOW_UNVERIFIED=1].",
+    )
+    slot_env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment of the model-server containers "
+        "[MLOPS_DOCKER_SLOT_ENV=K=v,K2=v2]."
+    )
+    pull: bool = Field(True, description="Pull a missing router image (needs a registry).")
+
+    repository: str | None = Field(
+        None, description="Repository of the model images; default mlops-tasks/<model name>."
+    )
+    pinned: list[str] = Field(
+        default_factory=list, description="Fields set by a Deploy Target block: the environment does not "
+        "override them (argument > block > environment > default)."
+    )
+
+    @classmethod
+    def resolve(cls, saved: dict[str, Any] | None = None) -> DockerTargetOptions:
+        """Kept options overridden by the environment (except the fields a block pinned)."""
+        doc = dict(saved or {})
+        pinned = set(doc.get("pinned") or [])
+        env = os.environ
+        values: dict[str, Any] = {
+            "router_image": env.get("MLOPS_DOCKER_ROUTER_IMAGE"),
+            "base_image": env.get("MLOPS_DOCKER_BASE_IMAGE"),
+            "engine_url": env.get("DOCKER_HOST"),
+            "labels": _env_pairs("MLOPS_DOCKER_LABELS") if env.get("MLOPS_DOCKER_LABELS") else None,
+            "slot_env": _env_pairs("MLOPS_DOCKER_SLOT_ENV") if env.get("MLOPS_DOCKER_SLOT_ENV") else None,
+            "allow_unverified": (env["MLOPS_DOCKER_ALLOW_UNVERIFIED"].lower() in ("1", "true", "yes")
+                                 if env.get("MLOPS_DOCKER_ALLOW_UNVERIFIED") else None),
+        }
+        doc.update({k: v for k, v in values.items() if v is not None and k not in pinned})
+        return cls.model_validate(doc)
+
+    def pin(self, **values: Any) -> DockerTargetOptions:
+        """These options with ``values`` set and kept over the environment (a block's settings).
+
+        Example:
+            ```python
+            opts = DockerTargetOptions().pin(router_image="haproxy:3.0")
+            ```
+        """
+        given = {k: v for k, v in values.items() if v is not None}
+        return self.model_copy(update={**given, "pinned": sorted(set(self.pinned) | set(given))})
+
+
+@contextmanager
+def _engine(what: str, error: type[DeploymentError] = SlotStartError) -> Iterator[None]:
+    """Translate Docker SDK and connection errors into a typed deployment error."""
+    import docker
+    import requests
+
+    try:
+        yield
+    except DeploymentError:
+        raise
+    except (docker.errors.DockerException, requests.RequestException, ConnectionError,
+            DockerUnavailableError) as exc:
+        detail = getattr(exc, "explanation", None) or str(exc)
+        raise error(
+            f"The Docker engine failed to {what}: {detail}. Check that the engine runs (docker info), "
+            "then run the deployment again; blue keeps serving."
+        ) from exc
+
+
+class DockerTarget(Target):
+    """Slots are model-server containers; the router an HAProxy container.
+
+    Example:
+        ```python
+        from mlops_tasks.deploy import EndpointSpec, deploy_blue_green
+        deploy_blue_green("churn", 3, endpoint=EndpointSpec(name="churn", port=8000),
+                          target="docker")
+        ```
+    """
+
+    kind = "docker"
+
+    def __init__(self, endpoint: Any, options: DockerTargetOptions | None = None) -> None:
+        super().__init__(endpoint)
+        saved = None
+        if options is None and self.options_path.exists():
+            try:
+                saved = json.loads(self.options_path.read_text(encoding="utf-8"))
+            except ValueError:
+                saved = None
+        self.options = options or DockerTargetOptions.resolve(saved)
+        self._client: Any = None
+        self._router_version: tuple[int, int] | None = None
+
+    # -- names, paths, labels ------------------------------------------------------------
+
+    @property
+    def options_path(self) -> Path:
+        return self.folder / "docker.json"
+
+    @property
+    def router_dir(self) -> Path:
+        return self.folder / "router"
+
+    @property
+    def cfg_path(self) -> Path:
+        return self.router_dir / "haproxy.cfg"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.router_dir / "admin.sock"
+
+    @property
+    def router(self) -> RouterClient:
+        return RouterClient(self.socket_path)
+
+    @property
+    def state_key(self) -> str:
+        """12 hex of the state folder: endpoints of the same name in other state folders differ."""
+        return hashlib.sha256(str(self.folder.resolve()).encode()).hexdigest()[:12]
+
+    @property
+    def network_name(self) -> str:
+        return f"mlops-{self.endpoint.name}-{self.state_key[:6]}"
+
+    def _name(self, part: str) -> str:
+        return f"{self.network_name}-{part}"
+
+    def _labels(self, **extra: str) -> dict[str, str]:
+        from mlops_tasks.containerize import MANAGED_LABEL
+
+        return {**self.options.labels, MANAGED_LABEL: "true", ENDPOINT_LABEL: self.endpoint.name,
+                STATE_LABEL: self.state_key, **extra}
+
+    def _filters(self, **extra: str) -> dict[str, Any]:
+        want = {ENDPOINT_LABEL: self.endpoint.name, STATE_LABEL: self.state_key, **extra}
+        return {"label": [f"{k}={v}" for k, v in want.items()]}
+
+    @property
+    def client(self) -> Any:
+        from mlops_tasks.containerize import DockerEngine
+
+        if self._client is None:
+            self._client = DockerEngine(base_url=self.options.engine_url, timeout_s=120).client()
+        return self._client
+
+    def use_options(self, options: DockerTargetOptions) -> None:
+        """Use ``options`` from now on and keep them for the endpoint's later runs."""
+        self.options = options
+        self._client = None
+        self._save_options()
+
+    def _save_options(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.options_path.write_text(self.options.model_dump_json(indent=2), encoding="utf-8")
+
+    def _containers(self, **labels: str) -> list[Any]:
+        with _engine("list the endpoint's containers", DeploymentError):
+            return self.client.containers.list(all=True, filters=self._filters(**labels))
+
+    def _ensure_network(self) -> Any:
+        with _engine(f"create network {self.network_name}"):
+            found = [n for n in self.client.networks.list(names=[self.network_name])
+                     if n.name == self.network_name]
+            if found:
+                return found[0]
+            return self.client.networks.create(
+                self.network_name, driver="bridge", labels=self._labels(), check_duplicate=True
+            )
+
+    def _remove_network_if_unused(self) -> None:
+        if self._containers():
+            return
+        with _engine(f"remove network {self.network_name}", DeploymentError):
+            for net in self.client.networks.list(filters=self._filters()):
+                net.remove()
+
+    # -- models -------------------------------------------------------------------------
+
+    def image_spec(self) -> Any:
+        """The :class:`~mlops_tasks.containerize.ImageSpec` of this endpoint's model images.
+
+        The deployment pipeline builds and verifies with it, so :meth:`prepare` finds the
+        same (verified) image by its content hash.
+
+        Example:
+            ```python
+            ref = build_model_image("churn", 3, spec=DockerTarget(endpoint).image_spec())
+            ```
+        """
+        from mlops_tasks.containerize import ImageSpec
+
+        spec_args: dict[str, Any] = {"labels": dict(self.options.labels), "pull_base": self.options.pull,
+                                     "repository": self.options.repository}
+        if self.options.base_image:
+            spec_args["base_image"] = self.options.base_image
+        return ImageSpec(**spec_args)
+
+    def prepare(self, model_name: str, version: int, mlflow_config: MlflowConfig | None) -> str:
+        """Build (or reuse) the version's model image; return its id.
+
+        The id is kept in ``models/<name>-v<n>/image.txt`` and reused while the engine has
+        the image. The image must be the one recorded as verified for the version
+        (:func:`~mlops_tasks.containerize.verify_model_image`) unless the deployment is
+        forced or :attr:`DockerTargetOptions.allow_unverified` is set.
+
+        Raises:
+            UnverifiedImageError: The image did not pass verification.
+            ImageBuildError: The image could not be built.
+        """
+        import docker
+
+        from mlops_tasks.containerize import build_model_image, image_verified
+
+        marker = self.folder / "models" / f"{model_name}-v{version}" / "image.txt"
+        image_id = None
+        if marker.exists():
+            try:
+                with _engine(f"look up image of {model_name} v{version}"):
+                    image_id = self.client.images.get(marker.read_text().strip()).id
+            except (SlotStartError, docker.errors.ImageNotFound):
+                image_id = None
+        if image_id is None:
+            with _engine(f"build the image of {model_name} v{version}"):
+                ref = build_model_image(model_name, version, spec=self.image_spec(), engine=self.client,
+                                        mlflow_config=mlflow_config)
+            image_id = ref.image_id
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(image_id, encoding="utf-8")
+        if not (self.force or self.options.allow_unverified) and not image_verified(
+            image_id, model_name, version, mlflow_config=mlflow_config
+        ):
+            raise UnverifiedImageError(
+                f"Image {image_id[:19]} of {model_name!r} version {version} has not passed "
+                "verify_model_image, so it is not deployed; verify it first (the deployment pipeline "
+                "does: build, verify, deploy), or deploy with force=True."
+            )
+        return image_id
+
+    # -- slots --------------------------------------------------------------------------
+
+    def _log_dir(self) -> Path:
+        from mlops_tasks.containerize import IMAGE_UID
+
+        path = self.folder / "prediction-log"
+        path.mkdir(parents=True, exist_ok=True)
+        # The servers run as the image's user (uid IMAGE_UID) and write here.
+        if os.geteuid() == 0:
+            os.chown(path, IMAGE_UID, IMAGE_UID)
+        elif path.stat().st_uid == os.geteuid():
+            path.chmod(0o1777)
+        return path
+
+    def start_slot(self, color: Color, model_name: str, version: int, handle: str) -> SlotStatus:
+        self.stop_slot(color, grace_s=5)
+        self._save_options()
+        network = self._ensure_network()
+        log_dir = self._log_dir()
+        for i in range(1, self.endpoint.replicas + 1):
+            name = self._name(f"{color}-{i}")
+            with _engine(f"start container {name} of slot {color}"):
+                self.client.containers.run(
+                    handle,
+                    command=[*SLOT_COMMAND, "--graceful-timeout", "10"],
+                    name=name, detach=True, network=network.name,
+                    labels=self._labels(**{ROLE_LABEL: "slot", SLOT_LABEL: color, REPLICA_LABEL: str(i)}),
+                    environment={
+                        "MLOPS_MODEL_NAME": model_name, "MLOPS_MODEL_VERSION": str(version),
+                        "MLOPS_SERVE_INSTANCE": f"{self.endpoint.name}-{color}-{i}",
+                        "MLOPS_PREDICTION_LOG_FLUSH_S": "0.5",
+                        **self.options.slot_env,
+                    },
+                    volumes={str(log_dir): {"bind": SLOT_LOG_MOUNT, "mode": "rw"}},
+                    stop_signal="SIGTERM",
+                )
+        return self.slot_status(color)
+
+    def _slot_containers(self, color: Color) -> list[Any]:
+        found = self._containers(**{ROLE_LABEL: "slot", SLOT_LABEL: color})
+        return sorted(found, key=lambda c: int(c.labels.get(REPLICA_LABEL, "0")))
+
+    def _address(self, container: Any) -> str | None:
+        nets = container.attrs.get("NetworkSettings", {}).get("Networks", {}) or {}
+        ip = (nets.get(self.network_name) or {}).get("IPAddress")
+        return f"{ip}:{SLOT_PORT}" if ip else None
+
+    def slot_status(self, color: Color) -> SlotStatus:
+        containers = self._slot_containers(color)
+        if not containers:
+            return SlotStatus(color=color)
+        alive = [c for c in containers if c.status == "running"]
+        addresses = [a for a in (self._address(c) for c in alive) if a]
+        name, version, healthy = self.probe_servers(
+            addresses, bool(alive) and len(alive) == len(containers) == len(addresses)
+        )
+        weight, rstate = self.router_view(color)
+        return SlotStatus(
+            color=color, version=version, model_name=name, addresses=addresses,
+            containers=[c.id for c in containers], running=len(alive), healthy=healthy,
+            weight=weight, router_state=rstate,
+        )
+
+    def stop_slot(self, color: Color, grace_s: float = 10.0) -> None:
+        for container in self._slot_containers(color):
+            with _engine(f"stop container {container.name}", DeploymentError):
+                try:
+                    if container.status == "running":
+                        container.stop(timeout=max(1, int(grace_s)))
+                    container.remove(force=True)
+                except Exception as exc:
+                    import docker
+
+                    if not isinstance(exc, docker.errors.NotFound):
+                        raise
+        self._remove_network_if_unused()
+
+    def slot_log_tail(self, color: Color, lines: int = 20) -> str:
+        out = []
+        try:
+            for container in self._slot_containers(color):
+                with _engine(f"read the log of {container.name}"):
+                    text = container.logs(tail=lines).decode(errors="replace")
+                out.append(f"[{container.name}, {container.status}]\n{text.rstrip()}")
+        except DeploymentError as exc:
+            out.append(str(exc))
+        return "\n".join(out)
+
+    # -- router -------------------------------------------------------------------------
+
+    def _router_container(self) -> Any | None:
+        found = [c for c in self._containers(**{ROLE_LABEL: "router"})]
+        return found[0] if found else None
+
+    def router_running(self) -> bool:
+        try:
+            container = self._router_container()
+        except DeploymentError:
+            return False
+        return (container is not None and container.status == "running" and self.socket_path.exists()
+                and self.router.alive())
+
+    def _run_router_image(self, args: list[str], what: str) -> tuple[int, str]:
+        """Run the router image once with ``args`` (router folder mounted); exit code and output."""
+        with _engine(what, RouterError):
+            container = self.client.containers.run(
+                self._router_image(), entrypoint=["haproxy"], command=args, detach=True,
+                user=f"{os.getuid()}:{os.getgid()}", network_mode="none",
+                volumes={str(self.router_dir): {"bind": ROUTER_MOUNT, "mode": "rw"}},
+                labels=self._labels(**{ROLE_LABEL: "check"}),
+            )
+            try:
+                code = int(container.wait(timeout=60).get("StatusCode", 1))
+                return code, container.logs().decode(errors="replace")
+            finally:
+                container.remove(force=True)
+
+    def _router_image(self) -> str:
+        import docker
+
+        image = self.options.router_image
+        with _engine(f"find router image {image}", RouterError):
+            try:
+                self.client.images.get(image)
+                return image
+            except docker.errors.ImageNotFound:
+                pass
+            if self.options.pull:
+                try:
+                    self.client.images.pull(image)
+                    return image
+                except docker.errors.APIError as exc:
+                    detail = exc.explanation or str(exc)
+                else:  # pragma: no cover - pull returned
+                    detail = ""
+            else:
+                detail = "pulling is off"
+        raise RouterError(
+            f"Router image {image!r} is not on the Docker engine and cannot be pulled ({detail}). "
+            "Pull or build it (offline: mlops_tasks.testing.docker.ensure_base_image(client, "
+            "'bookworm-haproxy')), or set MLOPS_DOCKER_ROUTER_IMAGE to an HAProxy image you have."
+        )
+
+    def router_version(self) -> tuple[int, int]:
+        """``(major, minor)`` of HAProxy in the router image."""
+        import re
+
+        if self._router_version is None:
+            self.router_dir.mkdir(parents=True, exist_ok=True)
+            _, out = self._run_router_image(["-v"], "read the router image's HAProxy version")
+            found = re.search(r"version (\d+)\.(\d+)", out)
+            self._router_version = (int(found[1]), int(found[2])) if found else (0, 0)
+        return self._router_version
+
+    def check_config(self, path: Path) -> None:
+        """``haproxy -c`` on ``path`` (inside the router folder), run in the router image.
+
+        Raises:
+            RouterConfigError: HAProxy rejected the file.
+        """
+        code, out = self._run_router_image(
+            ["-c", "-q", "-f", f"{ROUTER_MOUNT}/{path.name}"], "check the router configuration"
+        )
+        if code != 0:
+            raise RouterConfigError(f"HAProxy rejected the configuration {path}: {out.strip()}")
+
+    def write_checked(self, text: str) -> bool:
+        """Check ``text`` in the router image, then put it in place (atomic rename)."""
+        return write_checked(self.cfg_path, text, check=self.check_config)
+
+    def _render(self, slots: dict[Color, SlotStatus], live: Color | None) -> str:
+        servers, weights, idle = self.initial_servers(slots, live)
+        return render_config(RouterConfig(
+            bind_host="0.0.0.0", port=ROUTER_LIVE_PORT, preview_port=ROUTER_PREVIEW_PORT,
+            admin_socket=f"{ROUTER_MOUNT}/admin.sock", lua_path=f"{ROUTER_MOUNT}/mirror.lua",
+            pidfile=None, replicas=self.endpoint.replicas, servers=servers, weights=weights,
+            preview_color=idle, idle_close_on_response=self.router_version() >= (2, 7),
+        ))
+
+    def render(self, slots: dict[Color, SlotStatus], live: Color | None) -> str:
+        """The router's configuration file for ``slots`` with ``live`` at 100 % (signature first).
+
+        A reload makes HAProxy forget what the runtime API changed, so the file written
+        before a reload is always rendered from what runs now.
+        """
+        return self._signature() + "\n" + self._render(slots, live)
+
+    def _publish_signature(self) -> str:
+        spec = self.endpoint
+        return f"# endpoint {spec.host}:{spec.port} preview {spec.preview} image {self.options.router_image}"
+
+    def _signature(self) -> str:
+        return f"{self._publish_signature()} replicas {self.endpoint.replicas}"
+
+    def _check_ports_free(self, signature: str = "") -> None:
+        import re
+
+        found = re.match(r"# endpoint .*:(\d+) preview (\d+) ", signature)
+        mine = {int(p) for p in found.groups()} if found else set()
+        for port in (self.endpoint.port, self.endpoint.preview):
+            if port in mine:
+                continue
+            if not port_free(self.endpoint.host, port):
+                raise EndpointPortError(
+                    f"Port {port} on {self.endpoint.host} is taken by another program, so the router "
+                    f"of endpoint {self.endpoint.name!r} cannot publish it; stop that program or give "
+                    "the endpoint other ports (EndpointSpec.port/preview_port)."
+                )
+
+    def ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> RouterClient:
+        self.router_dir.mkdir(parents=True, exist_ok=True)
+        (self.router_dir / "mirror.lua").write_text(MIRROR_LUA, encoding="utf-8")
+        os.chmod(self.router_dir / "mirror.lua", 0o644)
+        if self.router_running():
+            current = self.cfg_path.read_text(encoding="utf-8") if self.cfg_path.exists() else ""
+            first = current.splitlines()[:1]
+            if first == [self._signature()]:
+                return self.router
+            text = self.render(slots, live)
+            if first and first[0].startswith(self._publish_signature() + " "):
+                # Only the servers changed: check, then a seamless reload (USR2, master-worker).
+                self.write_checked(text)
+                self.reload_router()
+                return self.router
+            # Published ports (or the router image) changed: a container's ports are fixed when
+            # it is created, so the router is replaced (clients see a short interruption).
+            self._check_ports_free(first[0] if first else "")
+            self.write_checked(text)
+            logger.warning("Endpoint %s: ports or router image changed; replacing the router container",
+                           self.endpoint.name)
+            self._remove_router()
+            return self._start_router()
+        self._save_options()
+        self._remove_router()
+        self._check_ports_free()
+        self.write_checked(self.render(slots, live))
+        return self._start_router()
+
+    def _start_router(self) -> RouterClient:
+        import docker
+
+        network = self._ensure_network()
+        self.socket_path.unlink(missing_ok=True)
+        image = self._router_image()
+        host = self.endpoint.host
+        name = self._name("router")
+        container = None
+        try:
+            with _engine(f"start router container {name}", RouterError):
+                container = self.client.containers.create(
+                    image, entrypoint=["haproxy"],
+                    command=["-W", "-db", "-f", f"{ROUTER_MOUNT}/haproxy.cfg"],
+                    name=name, network=network.name, user=f"{os.getuid()}:{os.getgid()}",
+                    labels=self._labels(**{ROLE_LABEL: "router"}),
+                    volumes={str(self.router_dir): {"bind": ROUTER_MOUNT, "mode": "rw"}},
+                    ports={f"{ROUTER_LIVE_PORT}/tcp": (host, self.endpoint.port),
+                           f"{ROUTER_PREVIEW_PORT}/tcp": (host, self.endpoint.preview)},
+                )
+                try:
+                    container.start()
+                except docker.errors.APIError as exc:
+                    text = (exc.explanation or str(exc)).lower()
+                    if "address already in use" in text or "port is already allocated" in text:
+                        raise EndpointPortError(
+                            f"Port {self.endpoint.port} or {self.endpoint.preview} on {host} is taken, so "
+                            f"the router of endpoint {self.endpoint.name!r} cannot publish it: "
+                            f"{exc.explanation or exc}. Stop that program or choose other ports."
+                        ) from exc
+                    raise
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with _engine(f"watch router container {name}", RouterError):
+                    container.reload()
+                if container.status in ("exited", "dead"):
+                    tail = container.logs(tail=10).decode(errors="replace")
+                    raise RouterError(f"The router container {name} exited at start: {tail}")
+                if self.socket_path.exists() and self.router.alive():
+                    return self.router
+                time.sleep(0.05)
+            raise RouterError(f"The router container {name} did not open its admin socket within 20 s.")
+        except Exception:
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except Exception:  # the engine may be gone; the next run removes it
+                    logger.warning("Could not remove router container %s", name)
+            raise
+
+    def reload_router(self, timeout_s: float = 10.0) -> None:
+        """Seamless reload: SIGUSR2 to the master (PID 1 of the router container).
+
+        The master re-reads ``haproxy.cfg`` (already checked), the new worker takes the
+        listening sockets over and the old one finishes its requests. Returns once the old
+        worker has exited (at most ``hard-stop-after``).
+        """
+        container = self._router_container()
+        if container is None or container.status != "running":
+            raise RouterError("The router does not run; nothing to reload.")
+        before = self.router.info().get("Pid")
+        with _engine("signal the router to reload", RouterError):
+            container.kill(signal="SIGUSR2")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self.router.info().get("Pid") not in (None, before):
+                    stop_by = time.monotonic() + 35  # hard-stop-after 30 s
+                    while time.monotonic() < stop_by:
+                        with _engine("list the router's processes", RouterError):
+                            procs = container.top().get("Processes") or []
+                        if len(procs) <= 2:  # the master and the new worker
+                            return
+                        time.sleep(0.1)
+                    return
+            except RouterError:
+                pass
+            time.sleep(0.05)
+        raise RouterError(f"HAProxy did not reload within {timeout_s:g} s; see docker logs {container.name}.")
+
+    def _remove_router(self) -> None:
+        for container in self._containers(**{ROLE_LABEL: "router"}):
+            with _engine(f"remove router container {container.name}", RouterError):
+                container.remove(force=True)
+
+    def stop_router(self) -> None:
+        self._remove_router()
+        self.socket_path.unlink(missing_ok=True)
+        if not self._containers(**{ROLE_LABEL: "slot"}):
+            self._remove_network_if_unused()
+
