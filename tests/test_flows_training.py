@@ -128,8 +128,9 @@ def test_training_deployment_has_a_typed_form():
 
     from deployments.serve import build_deployments
 
-    (deployment,) = build_deployments()
-    assert deployment.name == "training-pipeline" and "training" in deployment.tags
+    (deployment,) = build_deployments(only=["training-pipeline"])
+    assert (deployment.flow_name, deployment.name) == ("training-pipeline", "train")
+    assert "training" in deployment.tags
     # the schema Prefect's UI renders as the "Run" form
     definitions = parameter_schema(training_pipeline).model_dump()["definitions"]
     form = definitions["TrainingPipelineParams"]["properties"]

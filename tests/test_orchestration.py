@@ -202,6 +202,7 @@ def test_drift_event_starts_retrain_and_cooldown_skips_the_next(
 ) -> None:
     """mlops.drift.detected -> the applied automation runs retrain for the event's model."""
     from prefect.client.schemas.actions import DeploymentUpdate
+    from prefect.events.clients import PrefectEventsClient
     from prefect.events.worker import EventsWorker
 
     from deployments import automations
@@ -223,9 +224,15 @@ def test_drift_event_starts_retrain_and_cooldown_skips_the_next(
     assert automation.actions[0].parameters["params"]["model_name"] == automations.MODEL_NAME_FROM_EVENT
 
     def emit() -> None:
-        report = DriftReport(status="drift", reason="test drift", model_name=MODEL, model_version="1")
-        assert emit_drift_event(report) is not None
-        EventsWorker.drain_all()
+        # Prefect keeps one events worker per process, bound to the API URL of its first use
+        # (the session's test harness when other test files ran before): point it at this server.
+        EventsWorker.set_client_override(PrefectEventsClient, api_url=prefect_api)
+        try:
+            report = DriftReport(status="drift", reason="test drift", model_name=MODEL, model_version="1")
+            assert emit_drift_event(report) is not None
+            EventsWorker.drain_all()
+        finally:
+            EventsWorker.set_client_override(None)
 
     emit()
     first = wait_for(lambda: next(iter(_deployment_runs(spec.full_name)), None), 60, "a retrain run")
