@@ -587,10 +587,14 @@ def test_crashed_router_and_live_slot_come_back_on_rerun(target_kind, registry, 
 # -- champion alias with their own endpoints) --------------------------------------------------------
 
 
+#: Docker-only scenarios (no meaning for processes) take the module's target fixture at "docker"
+#: only, so they share its endpoint and images instead of being skipped for "local".
+docker_only = pytest.mark.parametrize("target_kind", ["docker"], indirect=True)
+
+
 @pytest.fixture
 def docker_endpoint(target_kind, endpoint):
-    if target_kind != "docker":
-        pytest.skip("docker target only")  # the same scenario has no meaning for processes
+    assert target_kind == "docker"
     return endpoint
 
 
@@ -655,6 +659,7 @@ class EngineProxy:
                 pass
 
 
+@docker_only
 def test_docker_engine_error_mid_rollout_keeps_blue(registry, docker_endpoint):
     """The engine refuses to create green's container (a name conflict): typed error, blue serves."""
     from mlops_tasks.testing.docker import TEST_LABEL
@@ -684,6 +689,7 @@ def test_docker_engine_error_mid_rollout_keeps_blue(registry, docker_endpoint):
     assert "Conflict" in str(err) or "already in use" in str(err)
 
 
+@docker_only
 def test_docker_engine_gone_mid_rollout_keeps_blue(registry, docker_endpoint):
     """The engine connection drops as green is about to start: typed error, blue serves on."""
     proxy = EngineProxy()
@@ -758,12 +764,11 @@ def test_stop_endpoint_stops_everything(target_kind, registry):
 # -- docker only, on their own endpoints (they move the champion alias) ------------------------------
 
 
+@docker_only
 def test_docker_unverified_image_refused_then_pipeline_builds_verifies_deploys(
     target_kind, registry, prefect_harness, monkeypatch
 ):
     """No verified image: refused. The pipeline builds, verifies, deploys; socket, labels, log."""
-    if target_kind != "docker":
-        pytest.skip("docker target only")
     from flows.deployment import DeploymentPipelineParams, deployment_pipeline
     from mlops_tasks.containerize import image_verified
     from mlops_tasks.deploy.targets.docker import ENDPOINT_LABEL
@@ -809,9 +814,8 @@ def test_docker_unverified_image_refused_then_pipeline_builds_verifies_deploys(
         stop_endpoint(spec.name)
 
 
+@docker_only
 def test_docker_two_replicas_per_slot_zero_failed_requests(target_kind, registry):
-    if target_kind != "docker":
-        pytest.skip("docker target only")
     v = registry["v"]
     spec = EndpointSpec(name="replicas-docker", port=free_port(), preview_port=free_port(), replicas=2)
     try:
