@@ -84,26 +84,23 @@ def pick_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def _signal_and_wait(pids: list[int], sig: signal.Signals, wait_s: float) -> None:
+    """Send ``sig`` to each live pid, then wait up to ``wait_s`` for all of them to exit."""
+    for pid in pids:
+        if pid_alive(pid):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + wait_s
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def terminate(pids: list[int], grace_s: float) -> None:
     """SIGTERM, wait up to ``grace_s``, then SIGKILL what is left (by pid only)."""
-    for pid in pids:
-        if pid_alive(pid):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + grace_s
-    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for pid in pids:
-        if pid_alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 5
-    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _signal_and_wait(pids, signal.SIGTERM, grace_s)
+    _signal_and_wait(pids, signal.SIGKILL, 5)
 
 
 class LocalTarget(Target):
