@@ -89,7 +89,7 @@ def _probe(address: str, doc: dict[str, Any] | None, n: int) -> int:
     """POST one probe row to the candidate through the preview port; the HTTP status (0: none)."""
     if doc is None:
         return 200
-    status, _ = http_post_json(address, "/invocations", doc, timeout_s=5.0,
+    status, _ = http_post_json(address, "/invocations", doc, timeout_s=3.0,
                                headers={"X-Request-Id": f"{PROBE_ID}-{n}"})
     return status
 
@@ -146,9 +146,9 @@ def bake(
     while True:
         time.sleep(max(0.0, min(limits.interval_s, deadline - time.monotonic())))
         n += 1
-        probe_status = _probe(preview, probe_doc, n) if limits.probe else 200
         verdict = judge_evidence(start, read_evidence(addresses, target.router, color, replicas),
                                  limits, share)
+        probe_status = _probe(preview, probe_doc, n) if limits.probe and not verdict.breach else 200
         if probe_status != 200:
             verdict.unhealthy = True
             note = f"a probe through the preview port was answered {probe_status or 'with nothing'}"

@@ -190,6 +190,7 @@ def read_evidence(
             ev.per_server[address] = parse_metrics(body.decode(errors="replace"))
         else:
             ev.unreachable.append(address)
+            continue  # no need to wait for /health too
         if http_get(address, "/health", timeout_s)[0] != 200:
             ev.unhealthy.append(address)
     if router is not None:
@@ -202,7 +203,7 @@ def read_evidence(
             state = states.get(name)
             if state is None or not state.up:
                 ev.router_down.append(f"{name} ({state.status if state else 'missing'})")
-            else:
+            if state is not None:
                 ev.routed += state.responses
             twin = states.get(f"{name}_b")
             if twin is not None:
@@ -229,7 +230,11 @@ def judge_evidence(
         if verdict.breach: ...
         ```
     """
-    delta = now.total - start.total
+    delta = MetricsSnapshot()
+    for address, snap in now.per_server.items():
+        before = start.per_server.get(address)
+        if before is not None and snap.total >= before.total:
+            delta = delta + (snap - before)
     routed = now.routed - start.routed
     routed_total = now.routed_total - start.routed_total
     base = judge(delta, limits)

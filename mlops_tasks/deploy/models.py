@@ -217,6 +217,9 @@ class DeploymentRecord(BaseModel):
     outcome: Outcome = "running"
     error: str | None = None
     switch_ms: float | None = Field(None, description="Green healthy to 100 % of traffic, in ms.")
+    failed_step: str | None = Field(
+        None, description="Timeline step the rollout had reached when it failed (e.g. 'shift')."
+    )
     guard: dict[str, float] = Field(default_factory=dict, description="Last guard reading.")
     shadow: dict[str, float] = Field(default_factory=dict, description="Shadow comparison figures.")
     timeline: list[TimelineEvent] = Field(default_factory=list)

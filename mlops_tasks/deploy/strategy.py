@@ -50,7 +50,7 @@ from mlops_tasks.deploy.models import (
     other,
 )
 from mlops_tasks.deploy.targets import get_target
-from mlops_tasks.deploy.targets.base import Target, http_post_json
+from mlops_tasks.deploy.targets.base import Target, http_get, http_post_json
 from mlops_tasks.errors import (
     CandidateUnhealthyError,
     ConfigurationError,
@@ -414,7 +414,12 @@ def deploy_blue_green(
         RouterConfigError: HAProxy rejected the rendered configuration.
         SlotStartError: Green crashed on start or never became healthy.
         SmokeTestError: Green's predictions differ from the registered model's.
-        GuardBreachError: The bake guard fired; all traffic went back to blue.
+        GuardBreachError: The bake guard fired, or saw too little to judge; all traffic
+            went back to the old slot.
+        CandidateUnhealthyError: The candidate stopped answering, was marked DOWN, restarted,
+            or was not found serving the live port (before a shift, during a bake, before
+            the alias moved or before the old slot was retired); all traffic went back to
+            the old slot and the champion alias stayed (or went back) where it was.
         RolloutError: Shadow comparison failed.
 
     Example:
@@ -662,8 +667,14 @@ def _abort(
     next run reconciles.
     """
     replicas = tgt.endpoint.replicas
-    run.record.live_color = live
+    record = run.record
+    if record.failed_step is None and record.timeline:
+        last = record.timeline[-1]
+        record.failed_step = f"{last.step} {last.detail}".strip()[:120]
+    record.live_color = live
     moved = live is None
+    # A candidate that still answers finishes its requests; a dead or hung one is not waited for.
+    answering = all(http_get(a, "/health", 1.0)[0] == 200 for a in tgt.slot_status(candidate).addresses)
     try:
         if live is not None:
             _router_call(tgt, run, lambda: tgt.router.set_slot_weights({live: 100, candidate: 0},
@@ -672,11 +683,10 @@ def _abort(
             run.event("traffic-back", f"all traffic to {live}")
         _router_call(tgt, run, lambda: tgt.router.set_shadow(None, replicas), 5)
         _router_call(tgt, run, lambda: tgt.router.detach_slot(candidate, replicas), 5)
-        tgt.router.wait_idle(candidate, replicas, 5)
+        tgt.router.wait_idle(candidate, replicas, 5 if answering else 1)
     except MLOpsError as inner:
         run.event("abort-warning", f"router: {inner}")
     if moved:
-        answering = tgt.slot_status(candidate).healthy
         try:
             tgt.stop_slot(candidate, grace_s=5 if answering else 0.5)
             run.event("green-stopped", f"slot {candidate}")
