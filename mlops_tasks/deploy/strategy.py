@@ -249,6 +249,8 @@ def _reconcile(
         router.wait_up(color, replicas, 10)
         router.set_slot_weights({color: 100, other(color): 0}, replicas)
         live = color
+    if live is not None:
+        target.set_supervised(live, True)
     slots = {c: target.slot_status(c) for c in COLORS}
     return live, slots
 
@@ -350,6 +352,7 @@ def _retire_after_wait(
     if target.router.slot_weights(replicas).get(old, 0) > 0:
         run.event("retire-skipped", f"slot {old} serves again (rolled back); kept")
         return
+    target.set_supervised(old, False)
     target.router.detach_slot(old, replicas)
     target.router.wait_idle(old, replicas, 10)
     target.stop_slot(old)
@@ -523,6 +526,7 @@ def _deploy_locked(
         raise _typed(exc, record) from exc
 
     router.set_preview(live, replicas)
+    tgt.set_supervised(green, True)
     record.live_color = green
     previous = _promote(model_name, version, mlflow_config)
     run.event("champion-moved", f"alias champion -> version {version} (previous {previous})")
@@ -659,6 +663,7 @@ def rollback_deployment(
                 tgt.router.attach_slot(warm, addrs, replicas)
                 tgt.router.wait_up(warm, replicas, 5)
             tgt.router.set_slot_weights({warm: 100, live: 0}, replicas)
+            tgt.set_supervised(warm, True)
             record.switch_ms = (time.perf_counter() - started) * 1000
             record.live_color = warm
             run.event("shift", f"{warm} 100 % (warm slot, version {previous})")
