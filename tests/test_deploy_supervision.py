@@ -23,14 +23,16 @@ from mlops_tasks.deploy import EndpointSpec, describe_deployment, stop_endpoint
 from mlops_tasks.deploy.targets import get_target
 from mlops_tasks.deploy.targets.local import pid_alive
 from mlops_tasks.deploy.watchdog import RECOVERED, UNHEALTHY, read_events, watchdog_pid
+from tests import test_deploy_contract as contract
 from tests.conftest import free_port
 from tests.deploy_support import LoadClient
-from tests.test_deploy_contract import (  # noqa: F401  (fixtures reused from the contract suite)
-    _deploy,
-    docker_env,
-    registry,
-    target_kind,
-)
+
+# The contract suite's fixtures, reused: its registered versions, its target parametrization
+# (local, docker) and its docker settings and cleanup.
+docker_env = contract.docker_env
+registry = contract.registry
+target_kind = contract.target_kind
+_deploy = contract._deploy
 
 MAX_RESTARTS = 3
 RECOVERY_LIMIT_S = 30.0
@@ -210,7 +212,8 @@ def test_slot_crashing_on_every_start_gives_up(target_kind, registry, supervised
         _wait_events(supervised.name, what, seen, [(UNHEALTHY, False), (UNHEALTHY, True)], limit_s=90)
         took = time.monotonic() - started
         gave_up = [e for e in read_events(supervised.name)[seen:] if e["what"] == what and e["gave_up"]]
-        print(f"\n[{target_kind}] crash loop: gave up after {gave_up[0]['restarts']} restarts in {took:.1f} s")
+        print(f"\n[{target_kind}] crash loop: gave up after {gave_up[0]['restarts']} restarts "
+              f"in {took:.1f} s")
         assert gave_up[0]["restarts"] == MAX_RESTARTS
         if target_kind == "local":
             assert took >= 0.5 + 1 + 2  # the back-off, not a tight loop

@@ -104,8 +104,9 @@ def emit_endpoint_event(
     """Record one supervision event: ``events.jsonl``, the log, and Prefect when configured.
 
     Prefect is imported only when ``PREFECT_API_URL`` is set (the watchdog runs without
-    it); the event's resource is ``mlops.endpoint.<endpoint>``, so an automation can
-    page someone on ``mlops.endpoint.unhealthy``.
+    it); the event's resource is ``mlops.endpoint.<endpoint>`` with the labels
+    ``mlops.endpoint.what`` and ``mlops.endpoint.gave-up``, so an automation can page
+    someone on ``mlops.endpoint.unhealthy`` (or only when it gave up).
 
     Returns:
         The event document written.
@@ -130,7 +131,8 @@ def emit_endpoint_event(
             emit_event(
                 event=event,
                 resource={"prefect.resource.id": f"mlops.endpoint.{endpoint}",
-                          "prefect.resource.name": endpoint},
+                          "prefect.resource.name": endpoint, "mlops.endpoint.what": what,
+                          "mlops.endpoint.gave-up": str(gave_up).lower()},
                 payload={k: doc[k] for k in ("endpoint", "what", "reason", "restarts", "gave_up")},
             )
         except Exception as exc:  # the file and the log have it; Prefect is best effort
