@@ -43,6 +43,23 @@ def endpoint_dir(name: str) -> Path:
     return path
 
 
+def _flock_exclusive(path: str | Path, timeout_s: float, poll_s: float) -> tuple[int, bool]:
+    """Open ``path`` and ``flock`` it exclusively, waiting up to ``timeout_s``: ``(fd, acquired)``.
+
+    The caller closes ``fd`` when not acquired (after reading who holds it, if it wants).
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd, True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return fd, False
+            time.sleep(poll_s)
+
+
 class EndpointLock:
     """An exclusive, process-wide lock on one endpoint (``flock`` on its ``lock`` file).
 
@@ -68,21 +85,14 @@ class EndpointLock:
         Raises:
             EndpointBusyError: Another deployment of this endpoint holds it.
         """
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                    os.close(fd)
-                    raise EndpointBusyError(
-                        f"Endpoint {self.path.parent.name!r} is being deployed by another run "
-                        f"({holder or 'unknown holder'}); wait for it to finish, then run again."
-                    ) from None
-                time.sleep(0.1)
+        fd, acquired = _flock_exclusive(self.path, timeout_s, poll_s=0.1)
+        if not acquired:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise EndpointBusyError(
+                f"Endpoint {self.path.parent.name!r} is being deployed by another run "
+                f"({holder or 'unknown holder'}); wait for it to finish, then run again."
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
         self._fd = fd
@@ -131,20 +141,13 @@ def supervise_lock(folder: Path, timeout_s: float = 60.0) -> Iterator[None]:
         rlock, held = _SUPERVISE.setdefault(path, (threading.RLock(), [0, -1]))
     with rlock:
         if held[0] == 0:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            deadline = time.monotonic() + timeout_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        os.close(fd)
-                        raise EndpointBusyError(
-                            f"The slots and router of endpoint {folder.name!r} are being changed by "
-                            f"another process (held {path} for {timeout_s:g} s); try again."
-                        ) from None
-                    time.sleep(0.02)
+            fd, acquired = _flock_exclusive(path, timeout_s, poll_s=0.02)
+            if not acquired:
+                os.close(fd)
+                raise EndpointBusyError(
+                    f"The slots and router of endpoint {folder.name!r} are being changed by "
+                    f"another process (held {path} for {timeout_s:g} s); try again."
+                )
             held[1] = fd
         held[0] += 1
         try:
