@@ -252,3 +252,45 @@ def test_stop_endpoint_leaves_nothing_running(target_kind, supervised):
     if target_kind == "local":
         assert target.router_master_pid() is None
         assert not any(target.slot_status(c).pids for c in ("blue", "green"))
+
+
+def test_events_reach_prefect_when_its_api_url_is_set(prefect_harness, tmp_path):
+    """The watchdog's events go to Prefect from a process whose environment names the API."""
+    import asyncio
+    import subprocess
+    import sys
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+    from prefect.settings import PREFECT_API_URL
+
+    name = f"events-{uuid.uuid4().hex[:8]}"
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from mlops_tasks.deploy.watchdog import UNHEALTHY, emit_endpoint_event\n"
+        f"emit_endpoint_event(Path(sys.argv[1]), UNHEALTHY, {name!r}, 'router', 'test', 2, True)\n"
+        "from prefect.events.worker import EventsWorker\n"
+        "EventsWorker.drain_all(timeout=30)\n"
+    )
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, check=True, timeout=120)
+    assert '"gave_up": true' in (tmp_path / "events.jsonl").read_text()
+
+    async def read():
+        async with get_client() as client:
+            page = await client.read_events(filter=EventFilter(
+                event=EventNameFilter(name=[UNHEALTHY]),
+                resource=EventResourceFilter(id=[f"mlops.endpoint.{name}"]),
+            ), limit=10)
+            return page.events
+
+    deadline = time.monotonic() + 30
+    events = asyncio.run(read())
+    while not events and time.monotonic() < deadline:
+        time.sleep(0.5)
+        events = asyncio.run(read())
+    assert len(events) == 1
+    assert events[0].payload == {"endpoint": name, "what": "router", "reason": "test", "restarts": 2,
+                                 "gave_up": True}
+    assert events[0].resource["mlops.endpoint.gave-up"] == "true"
