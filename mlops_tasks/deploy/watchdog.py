@@ -266,8 +266,8 @@ class Watchdog:
                     self.check()
             except EndpointBusyError:
                 pass  # the target is starting or stopping something: look next round
-            except DeploymentError as exc:
-                logger.warning("Watchdog round of %s failed: %s", self.name, exc)
+            except Exception:  # one bad round (engine away, a file half-written) must not end it
+                logger.exception("Watchdog round of %s failed; trying again next round", self.name)
             time.sleep(self.policy.interval_s)
 
     def check(self) -> None:
@@ -295,14 +295,14 @@ class Watchdog:
             state.down_since = now
             self._event(UNHEALTHY, what, reason, state)
         recent = [t for t in state.restarts if now - t < self.policy.window_s]
-        if state.next_try is None:
-            state.next_try = now + self.policy.delay(len(recent))
-        if now < state.next_try:
-            return
         if len(recent) >= self.policy.max_restarts:
             state.gave_up = True
             self._event(UNHEALTHY, what, f"gave up after {len(recent)} restarts within "
                                          f"{self.policy.window_s:g} s ({reason})", state)
+            return
+        if state.next_try is None:
+            state.next_try = now + self.policy.delay(len(recent))
+        if now < state.next_try:
             return
         state.restarts.append(now)
         state.next_try = None
