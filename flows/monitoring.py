@@ -151,7 +151,7 @@ def drift_check(
             current = tasks.load_dataset(params.current).frame
             source = params.current.uri
         labels = tasks.load_dataset(params.labels).frame if params.labels is not None else None
-        report = tasks.check_drift(
+        report = tasks.check_drift_and_report(
             reference, current, settings=params.settings, model_name=params.model_name,
             model_version=version, window=window, current_source=source, labels=labels,
             label_column=params.label_column, report_location=params.report_location, s3=params.s3,

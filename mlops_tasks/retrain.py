@@ -20,12 +20,20 @@ that share the Prefect API, exactly one reads the tag, sees no recent retrain an
 writes its claim; the other waits for the slot (milliseconds), then reads the
 fresh claim and skips. The slot is held only for the read and the write; a holder
 that dies loses it when its lease expires.
+
+This module does not import Prefect: :func:`claim_retrain` takes the lock as an
+argument (a :data:`ClaimLock`), and the task layer passes the Prefect one
+(:func:`mlops_tasks.tasks.retrain.prefect_claim_lock`, used by the
+:func:`mlops_tasks.tasks.claim_retrain` task). Another orchestrator passes its own
+lock that is atomic across its workers.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +53,35 @@ from mlops_tasks.settings import MlflowConfig
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "LOCK_PREFIX",
+    "RANGE_EXPECTATIONS",
+    "TAG_RETRAIN_CLAIMED_BY",
+    "TAG_RETRAIN_STARTED_AT",
+    "ClaimLock",
+    "RetrainClaim",
+    "RetrainData",
+    "TrainingReference",
+    "check_retrainable",
+    "claim_retrain",
+    "combine_training_data",
+    "label_prediction_log",
+    "load_training_reference",
+    "lock_name",
+    "prepare_training_data",
+    "release_retrain_claim",
+    "suite_without_ranges",
+]
+
+#: Makes the lock held while a cool-down claim is read and written. Called with the lock
+#: name (:func:`lock_name`) and the longest wait in seconds, before the MLflow client is
+#: opened; the context manager it returns is entered around the read and the write and
+#: must raise ``TimeoutError`` when the wait runs out. It must be atomic across every
+#: process and host that may claim the same model (the task layer's
+#: :func:`mlops_tasks.tasks.retrain.prefect_claim_lock` holds a Prefect global concurrency
+#: limit of size 1).
+ClaimLock = Callable[[str, float], AbstractContextManager[object]]
+
 TAG_RETRAIN_STARTED_AT = "mlops.retrain.started_at"
 TAG_RETRAIN_CLAIMED_BY = "mlops.retrain.claimed_by"
 LOCK_PREFIX = "mlops-retrain-"
@@ -55,7 +92,8 @@ class RetrainClaim(BaseModel):
 
     Example:
         ```python
-        claim = claim_retrain("churn-classifier", cooldown_minutes=60, claimant="manual")
+        claim = claim_retrain("churn-classifier", cooldown_minutes=60, claimant="manual",
+                              lock=prefect_claim_lock)
         if not claim.claimed:
             print(claim.reason)
         ```
@@ -80,23 +118,6 @@ def lock_name(model_name: str) -> str:
         ```
     """
     return LOCK_PREFIX + re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
-
-
-def _ensure_lock(name: str) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-            return
-        except ObjectNotFound:
-            pass
-        try:  # two first runs may both get here: one creates, the other gets 409
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-        except ObjectAlreadyExists:
-            pass
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -133,15 +154,17 @@ def claim_retrain(
     *,
     cooldown_minutes: float,
     claimant: str,
+    lock: ClaimLock,
     mlflow_config: MlflowConfig | None = None,
     lock_timeout_s: float = 60.0,
     now: datetime | None = None,
 ) -> RetrainClaim:
     """Claim the right to retrain ``model_name`` now, unless it was retrained within the cool-down.
 
-    The check and the claim happen under the model's Prefect global concurrency
-    limit (created with size 1 when missing), so they are atomic across processes
-    and hosts sharing the Prefect API. ``cooldown_minutes=0`` disables the check
+    The check and the claim happen while holding ``lock`` for the model (in the
+    pipeline: its Prefect global concurrency limit of size 1, see
+    :func:`mlops_tasks.tasks.retrain.prefect_claim_lock`), so they are atomic across
+    the processes and hosts that share that lock. ``cooldown_minutes=0`` disables the check
     (the claim is still recorded). A claimant that already holds the claim (a
     retried task or flow run) gets it again.
 
@@ -149,6 +172,7 @@ def claim_retrain(
         model_name: Registered model name.
         cooldown_minutes: Shortest time between two retrains of the model.
         claimant: Who claims (a flow run id); stored with the claim.
+        lock: Makes the lock held around the read and the write (a :data:`ClaimLock`).
         mlflow_config: Where MLflow lives.
         lock_timeout_s: Longest wait for the claim lock.
         now: The current time (tests).
@@ -166,12 +190,12 @@ def claim_retrain(
     Example:
         ```python
         from mlops_tasks.retrain import claim_retrain
-        claim = claim_retrain("churn-classifier", cooldown_minutes=24 * 60, claimant="cli")
+        from mlops_tasks.tasks.retrain import prefect_claim_lock
+        claim = claim_retrain("churn-classifier", cooldown_minutes=24 * 60, claimant="cli",
+                              lock=prefect_claim_lock)
         print(claim.claimed, claim.reason)
         ```
     """
-    from prefect.concurrency.sync import concurrency
-
     from mlops_tasks.registry import check_model_name
     from mlops_tasks.tracking import mlflow_session, resolve_and_check
 
@@ -179,10 +203,9 @@ def claim_retrain(
     if cooldown_minutes < 0:
         raise ConfigurationError(f"cooldown_minutes must be 0 (off) or more, got {cooldown_minutes}.")
     resolved = resolve_and_check(mlflow_config)
-    name = lock_name(model_name)
-    _ensure_lock(name)
+    held = lock(lock_name(model_name), lock_timeout_s)
     with mlflow_session(resolved) as client:
-        with concurrency(name, occupy=1, timeout_seconds=lock_timeout_s, strict=True):
+        with held:
             last, by = _read_claim(client, model_name)
             moment = now or datetime.now(UTC)
             period = timedelta(minutes=cooldown_minutes)

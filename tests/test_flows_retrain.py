@@ -28,6 +28,7 @@ from mlops_tasks.demo import TARGET, make_churn_data
 from mlops_tasks.errors import ConfigurationError, DataError, ModelNotFoundError, ReferenceDataNotFoundError
 from mlops_tasks.evaluation import MetricThreshold, QualityGate
 from mlops_tasks.retrain import TAG_RETRAIN_STARTED_AT, claim_retrain
+from mlops_tasks.tasks.retrain import prefect_claim_lock
 
 LENIENT_GATE = QualityGate(thresholds=[MetricThreshold(metric="accuracy", min_value=0.5)])
 IMPOSSIBLE_GATE = QualityGate(thresholds=[MetricThreshold(metric="accuracy", min_value=0.999)])
@@ -225,8 +226,10 @@ def test_claim_is_atomic_across_processes(prefect_harness, mlflow_config):
         "import json, sys\n"
         "from mlops_tasks.retrain import claim_retrain\n"
         "from mlops_tasks.settings import MlflowConfig\n"
+        "from mlops_tasks.tasks.retrain import prefect_claim_lock\n"
         "cfg = MlflowConfig.model_validate_json(sys.argv[2])\n"
-        "c = claim_retrain(sys.argv[1], cooldown_minutes=30, claimant=sys.argv[3], mlflow_config=cfg)\n"
+        "c = claim_retrain(sys.argv[1], cooldown_minutes=30, claimant=sys.argv[3], mlflow_config=cfg,\n"
+        "                  lock=prefect_claim_lock)\n"
         "print(json.dumps({'claimed': c.claimed}))\n"
     )
     import os
@@ -239,10 +242,12 @@ def test_claim_is_atomic_across_processes(prefect_harness, mlflow_config):
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
     claimed = [json.loads(out.strip().splitlines()[-1])["claimed"] for out, _ in outs]
     assert claimed.count(True) == 1, claimed
-    later = claim_retrain(name, cooldown_minutes=30, claimant="late", mlflow_config=mlflow_config)
+    later = claim_retrain(name, cooldown_minutes=30, claimant="late", mlflow_config=mlflow_config,
+                          lock=prefect_claim_lock)
     assert not later.claimed and "cool-down" in later.reason
     winner = f"p{claimed.index(True)}"  # a retry of the winner keeps its claim
-    assert claim_retrain(name, cooldown_minutes=30, claimant=winner, mlflow_config=mlflow_config).claimed
+    assert claim_retrain(name, cooldown_minutes=30, claimant=winner, mlflow_config=mlflow_config,
+                         lock=prefect_claim_lock).claimed
 
 
 # -- approval ------------------------------------------------------------------------------------------

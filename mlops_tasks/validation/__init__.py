@@ -1,0 +1,39 @@
+"""Data validation with Great Expectations 1.x.
+
+The stage has three parts:
+
+1. :func:`suggest_expectations` infers an :class:`~great_expectations.core.ExpectationSuite`
+   from a reference DataFrame (columns, types, null rates, numeric ranges, category sets).
+2. :func:`write_suite` / :func:`load_suite` keep that suite as a GX ExpectationSuite JSON
+   file, which people review and edit like any other config file.
+3. :func:`validate_dataframe` runs Great Expectations' own validation of a DataFrame
+   against the suite and turns the result into a JSON-serialisable
+   :class:`ValidationReport`; by default it raises
+   :class:`~mlops_tasks.errors.DataValidationError` when an expectation fails.
+
+Every call to :func:`validate_dataframe` builds a fresh in-memory (ephemeral) GX Data
+Context with analytics and progress bars switched off, so nothing is written to disk
+and nothing is sent over the network.
+
+The modules of the package: ``suite_files`` (load and write suites), ``suggestion``
+(infer a suite), ``gx_runner`` (run GX), ``gx_results`` (GX result to report),
+``report`` (the report models), ``markdown`` (cell formatting of the report) and
+``frames`` (checks on a frame before GX sees it). Publishing a report as a Prefect
+artifact is the task layer's job (:func:`mlops_tasks.tasks.validate_data`).
+"""
+
+from mlops_tasks.validation.gx_runner import validate_dataframe
+from mlops_tasks.validation.report import MAX_PARTIAL_UNEXPECTED, FailedExpectation, ValidationReport
+from mlops_tasks.validation.suggestion import SUGGESTED_BY, suggest_expectations
+from mlops_tasks.validation.suite_files import load_suite, write_suite
+
+__all__ = [
+    "MAX_PARTIAL_UNEXPECTED",
+    "SUGGESTED_BY",
+    "FailedExpectation",
+    "ValidationReport",
+    "load_suite",
+    "suggest_expectations",
+    "validate_dataframe",
+    "write_suite",
+]
