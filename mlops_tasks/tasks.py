@@ -649,6 +649,8 @@ def _publish_verification(report: _containerize.VerificationReport, name: str) -
 # --- monitoring tasks ---
 
 from mlops_tasks import monitoring as _monitoring  # noqa: E402
+from mlops_tasks import scoring as _scoring  # noqa: E402
+from mlops_tasks.drift_events import emit_drift_event as _emit_drift_event  # noqa: E402
 
 
 @task(name="load-drift-reference", timeout_seconds=1800, **_IO_RETRIES)
@@ -804,7 +806,7 @@ def check_drift(
         )
     publish_drift_report(report)
     if emit_event:
-        event_id = _monitoring.emit_drift_event(report)
+        event_id = _emit_drift_event(report)
         if event_id:
             logger.warning("Emitted %s (event %s) for %s v%s", _monitoring.EVENT_DRIFT_DETECTED,
                            event_id, report.model_name, report.model_version)
@@ -845,7 +847,7 @@ def score_batch(
     mlflow_config: MlflowConfig | None = None,
     s3: S3Config | None = None,
     served_by: str = "batch",
-) -> _monitoring.BatchPredictions:
+) -> _scoring.BatchPredictions:
     """Score a frame with a registered model; write predictions in the prediction-log layout.
 
     Args:
@@ -871,7 +873,7 @@ def score_batch(
         out = score_batch(frame, "churn-classifier", output="data/churn-predictions")
         ```
     """
-    out = _monitoring.score_batch(
+    out = _scoring.score_batch(
         frame, model_name, output=output, alias=alias, version=version, id_column=id_column,
         mlflow_config=mlflow_config, s3=s3, served_by=served_by,
     )
