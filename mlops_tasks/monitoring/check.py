@@ -72,7 +72,7 @@ def check_drift(
 ) -> DriftReport:
     """Compare current data with the reference: per-column drift, prediction and performance drift.
 
-    Statistics come from all rows (see the module docs for the tests); when
+    Statistics come from all rows (see :mod:`mlops_tasks.monitoring` for the tests); when
     ``report_location`` is given the Evidently HTML report is rendered from a
     seeded sample and saved there.
 
