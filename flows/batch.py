@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from mlops_tasks import tasks
 from mlops_tasks.data import DatasetSpec
-from mlops_tasks.monitoring import BatchPredictions
+from mlops_tasks.scoring import BatchPredictions
 from mlops_tasks.settings import MlflowConfig
 
 

@@ -90,7 +90,24 @@ def _resolve_format(uri: str, fmt: DatasetFormat) -> Literal["csv", "parquet"]:
     )
 
 
-def _split_s3_uri(uri: str) -> tuple[str, str]:
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """Bucket and key of ``s3://bucket/key``.
+
+    Args:
+        uri: An ``s3://`` URI naming an object.
+
+    Returns:
+        ``(bucket, key)``.
+
+    Raises:
+        ConfigurationError: The URI has no bucket or no key.
+
+    Example:
+        ```python
+        from mlops_tasks.data import split_s3_uri
+        assert split_s3_uri("s3://data/churn/train.parquet") == ("data", "churn/train.parquet")
+        ```
+    """
     parsed = urlparse(uri)
     bucket, key = parsed.netloc, parsed.path.lstrip("/")
     if not bucket or not key:
@@ -148,7 +165,7 @@ def translate_s3_error(exc: Exception, uri: str, s3: S3Config | None = None) -> 
 
 def _read_bytes(uri: str, s3: S3Config | None) -> bytes:
     if uri.startswith("s3://"):
-        bucket, key = _split_s3_uri(uri)
+        bucket, key = split_s3_uri(uri)
         client = s3_client(s3)
         try:
             return client.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -257,7 +274,7 @@ def write_dataset(frame: pd.DataFrame, uri: str, *, s3: S3Config | None = None) 
     else:
         frame.to_parquet(buffer, index=False)
     if uri.startswith("s3://"):
-        bucket, key = _split_s3_uri(uri)
+        bucket, key = split_s3_uri(uri)
         client = s3_client(s3)
         try:
             client.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())

@@ -354,7 +354,7 @@ def load_training_reference(
         print(ref.version, len(ref.frame), ref.target)
         ```
     """
-    from mlops_tasks.monitoring import REFERENCE_ARTIFACT, _download_reference
+    from mlops_tasks.monitoring import REFERENCE_ARTIFACT, download_reference
     from mlops_tasks.tracking import mlflow_session, resolve_and_check
     from mlops_tasks.training import TAG_TARGET
 
@@ -362,7 +362,7 @@ def load_training_reference(
     with mlflow_session(resolve_and_check(mlflow_config)) as client:
         run = client.get_run(run_id)
         label = f"model {model_name!r} version {version}"
-        frame = _download_reference(client, run_id, label)
+        frame = download_reference(client, run_id, label)
     target = run.data.tags.get(TAG_TARGET)
     if not target or target not in frame.columns:
         raise ReferenceDataNotFoundError(

@@ -206,7 +206,8 @@ def test_drift_event_starts_retrain_and_cooldown_skips_the_next(
     from prefect.events.worker import EventsWorker
 
     from deployments import automations
-    from mlops_tasks.monitoring import DriftReport, emit_drift_event
+    from mlops_tasks.drift_events import emit_drift_event
+    from mlops_tasks.monitoring import DriftReport
 
     spec = by_name("retrain-pipeline")
     with _client() as client:

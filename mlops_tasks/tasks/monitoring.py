@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from mlops_tasks import monitoring as _monitoring
+from mlops_tasks.drift_events import emit_drift_event
 from mlops_tasks import training as _training
 from mlops_tasks.settings import MlflowConfig, S3Config
 from mlops_tasks.tasks._prefect import IO_RETRIES, artifact_key
@@ -118,7 +119,7 @@ def check_drift_and_report(
     Composes :func:`mlops_tasks.monitoring.check_drift` (with the HTML report saved under
     ``report_location``, or :func:`~mlops_tasks.monitoring.default_report_location` when
     it is ``None``), :func:`~mlops_tasks.monitoring.log_drift_run`,
-    :func:`publish_drift_report` and :func:`~mlops_tasks.monitoring.emit_drift_event`;
+    :func:`publish_drift_report` and :func:`~mlops_tasks.drift_events.emit_drift_event`;
     their parameters are this task's. Retried on transient failures.
 
     Args:
@@ -156,7 +157,7 @@ def check_drift_and_report(
         )
     publish_drift_report(report)
     if emit_event:
-        event_id = _monitoring.emit_drift_event(report)
+        event_id = emit_drift_event(report)
         if event_id:
             logger.warning(
                 "Emitted %s (event %s) for %s v%s",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from prefect import get_run_logger, task
 
-from mlops_tasks import monitoring as _monitoring
+from mlops_tasks import scoring as _scoring
 from mlops_tasks.settings import MlflowConfig, S3Config
 from mlops_tasks.tasks._prefect import IO_RETRIES
 
@@ -24,10 +24,10 @@ def score_batch(
     mlflow_config: MlflowConfig | None = None,
     s3: S3Config | None = None,
     served_by: str = "batch",
-) -> _monitoring.BatchPredictions:
+) -> _scoring.BatchPredictions:
     """Score a frame and write predictions in the prediction-log layout.
 
-    Task form of :func:`mlops_tasks.monitoring.score_batch`.
+    Task form of :func:`mlops_tasks.scoring.score_batch`.
 
     Retried on transient failures.
 
@@ -36,7 +36,7 @@ def score_batch(
         out = score_batch(frame, "churn-classifier", output="data/churn-predictions")
         ```
     """
-    out = _monitoring.score_batch(
+    out = _scoring.score_batch(
         frame,
         model_name,
         output=output,
