@@ -574,6 +574,10 @@ def push_model_image(
         ```
     """
     logger = get_run_logger()
+    if isinstance(credentials, str):  # a saved block "<block-type-slug>/<name>", loaded here at the edge
+        from prefect.blocks.core import Block
+
+        credentials = Block.load(credentials)
     pushed = _containerize.push_model_image(
         image, registry, credentials=credentials, repository=repository, engine=engine,
         ecr_endpoint_url=ecr_endpoint_url, log=logger.info,
