@@ -400,6 +400,32 @@ def test_push_with_credentials_from_a_block_leaves_no_secret_in_the_image(built,
         docker.images.remove(ref)
 
 
+def test_prefect_task_loads_saved_registry_credentials_by_name(built, auth_registry, prefect_harness, docker):
+    from prefect import flow
+    from prefect.blocks.core import Block
+    from pydantic import SecretStr
+
+    from mlops_tasks import tasks
+
+    class SavedRegistryCredentials(Block):
+        username: str
+        password: SecretStr
+
+    name = f"ci-{uuid.uuid4().hex[:6]}"
+    SavedRegistryCredentials(username="ci", password=SecretStr(PASSWORD)).save(name)
+
+    @flow
+    def push_by_name() -> ImageRef:
+        return tasks.push_model_image(
+            built, auth_registry.host, credentials=f"{SavedRegistryCredentials.get_block_type_slug()}/{name}"
+        )
+
+    pushed = push_by_name()
+    assert pushed.repo_digest and pushed.repo_digest.startswith(f"{auth_registry.host}/")
+    for ref in pushed.pushed:
+        docker.images.remove(ref)
+
+
 def test_registry_unreachable_or_unknown(built):
     with pytest.raises(RegistryUnreachableError, match="does not answer"):
         push_model_image(built, f"127.0.0.1:{free_port()}")
@@ -506,28 +532,3 @@ def test_prefect_tasks(model, spec, mlflow_config, prefect_harness, registry):
     ref, pushed = containerize(2)
     assert ref.reused and pushed.repo_digest
 
-
-def test_prefect_task_loads_saved_registry_credentials_by_name(built, auth_registry, prefect_harness, docker):
-    from prefect import flow
-    from prefect.blocks.core import Block
-    from pydantic import SecretStr
-
-    from mlops_tasks import tasks
-
-    class SavedRegistryCredentials(Block):
-        username: str
-        password: SecretStr
-
-    name = f"ci-{uuid.uuid4().hex[:6]}"
-    SavedRegistryCredentials(username="ci", password=SecretStr(PASSWORD)).save(name)
-
-    @flow
-    def push_by_name() -> ImageRef:
-        return tasks.push_model_image(
-            built, auth_registry.host, credentials=f"{SavedRegistryCredentials.get_block_type_slug()}/{name}"
-        )
-
-    pushed = push_by_name()
-    assert pushed.repo_digest and pushed.repo_digest.startswith(f"{auth_registry.host}/")
-    for ref in pushed.pushed:
-        docker.images.remove(ref)
