@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -23,6 +24,7 @@ from test_training import SPEC, info_for
 from mlops_tasks.containerize import (
     IMAGE_UID,
     DockerEngine,
+    ImageRef,
     ImageSpec,
     RegistryCredentials,
     build_model_image,
@@ -37,6 +39,7 @@ from mlops_tasks.data import split_dataset
 from mlops_tasks.demo import make_churn_data
 from mlops_tasks.errors import (
     BaseImageNotFoundError,
+    ConfigurationError,
     DockerUnavailableError,
     ImageVerificationError,
     ModelNotFoundError,
@@ -124,6 +127,38 @@ def run_in_image(docker, image_id: str, code: str) -> tuple[int, str]:
         return status, container.logs().decode()
     finally:
         container.remove(force=True)
+
+
+# --- the core without Prefect ---------------------------------------------------------
+
+NO_PREFECT = """
+import importlib.abc, sys
+
+class RefusePrefect(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "prefect" or name.startswith(("prefect.", "prefect_")):
+            raise ImportError("blocked: " + name)
+
+sys.meta_path.insert(0, RefusePrefect())
+import mlops_tasks.containerize as c
+for name in c.__all__:
+    getattr(c, name)
+text = c.render_dockerfile(c.ModelSource(name="m", version=1), c.ImageSpec(), {})
+assert "pip install --no-index" in text, text
+assert not [m for m in sys.modules if m.split(".")[0] == "prefect" or m.startswith("prefect_")]
+"""
+
+
+def test_core_imports_and_reads_its_templates_without_prefect():
+    done = subprocess.run([sys.executable, "-c", NO_PREFECT], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_saved_block_name_is_loaded_by_the_task_not_by_the_core():
+    ref = ImageRef(repository="r/m", tags=["v1"], image_id="sha256:0", size_bytes=0, model_name="m",
+                   model_version=1)
+    with pytest.raises(ConfigurationError, match="saved Prefect block"):
+        push_model_image(ref, f"127.0.0.1:{free_port()}", credentials="docker-registry-credentials/prod")
 
 
 # --- the build context ----------------------------------------------------------------
@@ -365,6 +400,32 @@ def test_push_with_credentials_from_a_block_leaves_no_secret_in_the_image(built,
         docker.images.remove(ref)
 
 
+def test_prefect_task_loads_saved_registry_credentials_by_name(built, auth_registry, prefect_harness, docker):
+    from prefect import flow
+    from prefect.blocks.core import Block
+    from pydantic import SecretStr
+
+    from mlops_tasks import tasks
+
+    class SavedRegistryCredentials(Block):
+        username: str
+        password: SecretStr
+
+    name = f"ci-{uuid.uuid4().hex[:6]}"
+    SavedRegistryCredentials(username="ci", password=SecretStr(PASSWORD)).save(name)
+
+    @flow
+    def push_by_name() -> ImageRef:
+        return tasks.push_model_image(
+            built, auth_registry.host, credentials=f"{SavedRegistryCredentials.get_block_type_slug()}/{name}"
+        )
+
+    pushed = push_by_name()
+    assert pushed.repo_digest and pushed.repo_digest.startswith(f"{auth_registry.host}/")
+    for ref in pushed.pushed:
+        docker.images.remove(ref)
+
+
 def test_registry_unreachable_or_unknown(built):
     with pytest.raises(RegistryUnreachableError, match="does not answer"):
         push_model_image(built, f"127.0.0.1:{free_port()}")
@@ -470,3 +531,4 @@ def test_prefect_tasks(model, spec, mlflow_config, prefect_harness, registry):
 
     ref, pushed = containerize(2)
     assert ref.reused and pushed.repo_digest
+

@@ -68,7 +68,7 @@ TASKS: dict[str, Wraps] = {
         (
             "mlops_tasks.monitoring:check_drift",
             "mlops_tasks.monitoring:log_drift_run",
-            "mlops_tasks.monitoring:emit_drift_event",
+            "mlops_tasks.drift_events:emit_drift_event",
         ),
         filled={"report": "made by check_drift", "html_path": "the HTML report check_drift saved"},
         extra={
@@ -76,7 +76,7 @@ TASKS: dict[str, Wraps] = {
             "emit_event": "whether the composition runs emit_drift_event",
         },
     ),
-    "score_batch": Wraps(("mlops_tasks.monitoring:score_batch",)),
+    "score_batch": Wraps(("mlops_tasks.scoring:score_batch",)),
     "deploy_blue_green": Wraps(("mlops_tasks.deploy.strategy:deploy_blue_green",)),
     "rollback_deployment": Wraps(("mlops_tasks.deploy.strategy:rollback_deployment",)),
     "describe_deployment": Wraps(("mlops_tasks.deploy.strategy:describe_deployment",)),

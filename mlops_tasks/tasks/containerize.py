@@ -80,6 +80,10 @@ def push_model_image(
         pushed = push_model_image(ref, "123456789012.dkr.ecr.eu-west-1.amazonaws.com")
         ```
     """
+    if isinstance(credentials, str):  # a saved block "<block-type-slug>/<name>", loaded here at the edge
+        from prefect.blocks.core import Block
+
+        credentials = Block.load(credentials)
     pushed = _containerize.push_model_image(
         image,
         registry,
