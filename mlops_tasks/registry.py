@@ -30,7 +30,7 @@ from mlops_tasks.errors import (
     RegistryError,
 )
 from mlops_tasks.settings import MlflowConfig
-from mlops_tasks.tracking import mlflow_session, resolve_and_check
+from mlops_tasks.tracking import connect
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -189,15 +189,14 @@ def register_model(
             "evaluate the candidate you register."
         )
 
-    resolved = resolve_and_check(mlflow_config)
+    _, client = connect(mlflow_config)
     tags = {
         TAG_GATE_PASSED: str(report.passed).lower(),
         TAG_GATE_REASONS: json.dumps(report.failed_reasons)[:4900],
         "mlops.data_fingerprint": trained.data_fingerprint,
         **{f"mlops.metric.{k}": f"{v:.6g}" for k, v in report.metrics.items()},
     }
-    with mlflow_session(resolved) as client:
-        return _register(client, trained, report, model_name, tags)
+    return _register(client, trained, report, model_name, tags)
 
 
 def _register(
@@ -302,8 +301,8 @@ def promote_model(
     if version < 1:
         raise ConfigurationError(f"Model versions start at 1, got {version}.")
 
-    with mlflow_session(resolve_and_check(mlflow_config)) as client:
-        return _promote(client, model_name, version, force)
+    _, client = connect(mlflow_config)
+    return _promote(client, model_name, version, force)
 
 
 def _promote(client: MlflowClient, model_name: str, version: int, force: bool) -> PromotionResult:
@@ -358,8 +357,8 @@ def rollback_model(model_name: str, *, mlflow_config: MlflowConfig | None = None
     check_model_name(model_name)
     refuse_while_deployed(model_name)
 
-    with mlflow_session(resolve_and_check(mlflow_config)) as client:
-        return _rollback(client, model_name)
+    _, client = connect(mlflow_config)
+    return _rollback(client, model_name)
 
 
 def refuse_while_deployed(model_name: str) -> None:

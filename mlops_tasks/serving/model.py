@@ -312,12 +312,12 @@ def _is_local(uri: str) -> bool:
     return "://" not in uri and not uri.startswith(("models:", "runs:"))
 
 
-def _registry_info(uri: str) -> ModelInfo:
+def _registry_info(uri: str, tracking_uri: str | None, registry_uri: str | None) -> ModelInfo:
     """Ask the MLflow registry which version ``models:/...`` names."""
     from mlflow import MlflowClient
 
     rest = uri[len("models:/") :].strip("/")
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     if "@" in rest:
         name, alias = rest.split("@", 1)
         mv = client.get_model_version_by_alias(name, alias)
@@ -338,7 +338,10 @@ def _registry_info(uri: str) -> ModelInfo:
     return ModelInfo(name=mv.name, version=str(mv.version), run_id=mv.run_id, source_uri=uri)
 
 
-def download_model(uri: str, dst: str | os.PathLike[str]) -> Path:
+def download_model(
+    uri: str, dst: str | os.PathLike[str], *, tracking_uri: str | None = None,
+    registry_uri: str | None = None,
+) -> Path:
     """Download a model from MLflow into ``dst`` and write ``serving-model.json`` beside it.
 
     Use it to prepare a folder the server (or an image) can run without MLflow.
@@ -347,6 +350,9 @@ def download_model(uri: str, dst: str | os.PathLike[str]) -> Path:
         uri: ``models:/name@alias``, ``models:/name/version``, ``runs:/...`` or any URI
             ``mlflow.artifacts.download_artifacts`` understands.
         dst: Existing or new local folder.
+        tracking_uri: MLflow tracking server to ask; ``None``: MLflow's own default
+            (``MLFLOW_TRACKING_URI``). Passed explicitly, never set globally.
+        registry_uri: MLflow registry to ask; ``None``: MLflow's default for the tracking URI.
 
     Returns:
         The local model folder (the one holding ``MLmodel``).
@@ -368,9 +374,10 @@ def download_model(uri: str, dst: str | os.PathLike[str]) -> Path:
             f"Resolving {uri!r} needs MLflow, which is not installed; serve a local model folder."
         ) from exc
     try:
-        info = _registry_info(uri) if uri.startswith("models:/") else None
+        info = _registry_info(uri, tracking_uri, registry_uri) if uri.startswith("models:/") else None
         Path(dst).mkdir(parents=True, exist_ok=True)
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+        local = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking_uri, registry_uri=registry_uri))
     except ModelLoadError:
         raise
     except Exception as exc:
