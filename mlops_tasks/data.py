@@ -29,6 +29,21 @@ from mlops_tasks.errors import (
 )
 from mlops_tasks.settings import S3Config
 
+__all__ = [
+    "DatasetFormat",
+    "DatasetInfo",
+    "DatasetSpec",
+    "LoadedDataset",
+    "fingerprint_frame",
+    "load_dataset",
+    "require_columns",
+    "s3_client",
+    "split_dataset",
+    "split_s3_uri",
+    "translate_s3_error",
+    "write_dataset",
+]
+
 logger = logging.getLogger(__name__)
 
 DatasetFormat = Literal["auto", "csv", "parquet"]
@@ -90,7 +105,8 @@ def _resolve_format(uri: str, fmt: DatasetFormat) -> Literal["csv", "parquet"]:
     )
 
 
-def _split_s3_uri(uri: str) -> tuple[str, str]:
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` as ``(bucket, key)``."""
     parsed = urlparse(uri)
     bucket, key = parsed.netloc, parsed.path.lstrip("/")
     if not bucket or not key:
@@ -148,7 +164,7 @@ def translate_s3_error(exc: Exception, uri: str, s3: S3Config | None = None) -> 
 
 def _read_bytes(uri: str, s3: S3Config | None) -> bytes:
     if uri.startswith("s3://"):
-        bucket, key = _split_s3_uri(uri)
+        bucket, key = split_s3_uri(uri)
         client = s3_client(s3)
         try:
             return client.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -257,7 +273,7 @@ def write_dataset(frame: pd.DataFrame, uri: str, *, s3: S3Config | None = None) 
     else:
         frame.to_parquet(buffer, index=False)
     if uri.startswith("s3://"):
-        bucket, key = _split_s3_uri(uri)
+        bucket, key = split_s3_uri(uri)
         client = s3_client(s3)
         try:
             client.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
@@ -328,3 +344,7 @@ def split_dataset(
         frame, test_size=holdout_fraction, random_state=seed, stratify=labels
     )
     return train.reset_index(drop=True), holdout.reset_index(drop=True)
+
+
+#: Old private name, kept for modules that still import it; use :func:`split_s3_uri`.
+_split_s3_uri = split_s3_uri

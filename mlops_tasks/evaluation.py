@@ -29,6 +29,21 @@ from mlops_tasks.errors import ConfigurationError, EvaluationError, QualityGateE
 from mlops_tasks.settings import MlflowConfig
 from mlops_tasks.training import TaskType, TrainedModel
 
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "GREATER_IS_BETTER",
+    "REGRESSION_METRICS",
+    "ChampionComparison",
+    "EvaluationReport",
+    "GateCheck",
+    "MetricThreshold",
+    "QualityGate",
+    "SliceThreshold",
+    "apply_gate",
+    "compute_metrics",
+    "evaluate_model",
+]
+
 logger = logging.getLogger(__name__)
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")

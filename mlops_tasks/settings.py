@@ -104,7 +104,8 @@ class MlopsSettings(BaseSettings):
         description="S3-compatible endpoint for datasets, prediction logs and reports.")
     ecr_endpoint_url: str | None = Field(None, description="ECR API endpoint for registry logins.")
     aws_access_key_id: str | None = Field(
-        None, validation_alias=_env("AWS_ACCESS_KEY_ID", "MLOPS_AWS_ACCESS_KEY_ID"), description="AWS key id.")
+        None, validation_alias=_env("AWS_ACCESS_KEY_ID", "MLOPS_AWS_ACCESS_KEY_ID"),
+        description="AWS key id.")
     aws_secret_access_key: SecretStr | None = Field(
         None, validation_alias=_env("AWS_SECRET_ACCESS_KEY", "MLOPS_AWS_SECRET_ACCESS_KEY"),
         description="AWS secret key.")
@@ -124,7 +125,7 @@ class MlopsSettings(BaseSettings):
     docker_allow_unverified: bool | None = Field(None, description="Run images that were not verified.")
     docker_slot_env: str | None = Field(None, description="Extra slot environment, `K=v,K2=v2`.")
     # model server (read by mlops_tasks.serving itself, see the class docstring)
-    model_uri: str | None = Field(None, description="Model the server loads (models:/..., runs:/..., folder).")
+    model_uri: str | None = Field(None, description="Model the server loads (models:/..., a folder).")
     model_name: str | None = Field(None, description="Model name the server reports.")
     model_version: str | None = Field(None, description="Model version the server reports.")
     model_run_id: str | None = Field(None, description="MLflow run id the server reports.")
@@ -406,12 +407,13 @@ class S3Config(BaseModel):
         # keys travel as a set: this object's, else the environment's pair, else boto3's chain
         own = self.aws_access_key_id is not None
         from_env = not own and bool(env.aws_access_key_id and env.aws_secret_access_key)
+        key_id = self.aws_access_key_id if own else env.aws_access_key_id if from_env else None
         secret = self.aws_secret_access_key if own else env.aws_secret_access_key if from_env else None
         token = self.aws_session_token if own else env.aws_session_token if from_env else None
         values = {
             "endpoint_url": first_set(self.endpoint_url, env.s3_endpoint_url),
             "region_name": first_set(self.region_name, env.aws_region),
-            "aws_access_key_id": self.aws_access_key_id if own else env.aws_access_key_id if from_env else None,
+            "aws_access_key_id": key_id,
             "aws_secret_access_key": secret.get_secret_value() if secret else None,
             "aws_session_token": token.get_secret_value() if token else None,
         }

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 __all__ = [
+    "artifact_location",
     "check_tracking_server",
     "connect",
     "fetch_model",
@@ -130,24 +131,59 @@ def connect(config: MlflowConfig | None = None) -> tuple[ResolvedMlflowConfig, M
     return resolved, get_client(resolved)
 
 
+def artifact_location(client: MlflowClient, model_uri: str) -> str:
+    """Where the artifacts of ``model_uri`` live, asked of ``client`` (not of MLflow's globals).
+
+    MLflow's own ``models:/`` resolution reads the *global* registry URI, so ``models:/`` and
+    ``runs:/`` URIs are resolved here with the explicit client first.
+
+    Args:
+        client: The client bound to the tracking server and registry.
+        model_uri: ``models:/<model_id>``, ``models:/name/<version|latest>``,
+            ``models:/name@alias``, ``runs:/<run_id>/path`` or any artifact URI.
+
+    Returns:
+        An artifact URI MLflow's artifact repositories read directly.
+    """
+    uri = model_uri
+    for _ in range(3):  # a version's location may itself be a logged model's models:/ URI
+        if uri.startswith("runs:/"):
+            run_id, _, path = uri[len("runs:/"):].partition("/")
+            return client.get_run(run_id).info.artifact_uri.rstrip("/") + (f"/{path}" if path else "")
+        if not uri.startswith("models:/"):
+            return uri
+        rest = uri[len("models:/"):].strip("/")
+        version: str | None
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias).version
+        else:
+            name, _, version = rest.partition("/")
+        if not version:  # models:/<model_id>
+            uri = client.get_logged_model(name).artifact_location
+        elif str(version).lower() == "latest":
+            latest = max(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+            uri = client.get_model_version_download_uri(name, latest.version)
+        else:
+            uri = client.get_model_version_download_uri(name, version)
+    return uri
+
+
 def fetch_model(config: ResolvedMlflowConfig, model_uri: str, dst_path: str) -> str:
     """Download ``model_uri`` (``models:/...``, ``runs:/...``, any artifact URI) into ``dst_path``.
 
-    The tracking and registry URIs are passed explicitly to MLflow, so its global URIs are
-    neither read nor changed.
+    The URI is resolved with an explicit client (:func:`artifact_location`) and downloaded
+    with explicit tracking and registry URIs, so MLflow's global URIs are neither read nor set.
 
     Returns:
         The local folder holding the model.
     """
     import mlflow.artifacts
 
-    if config.has_credentials:
-        from mlops_tasks.mlflow_auth import register_credentials
-
-        register_credentials(config)
+    location = artifact_location(get_client(config), model_uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return mlflow.artifacts.download_artifacts(
-        artifact_uri=model_uri, dst_path=dst_path,
+        artifact_uri=location, dst_path=dst_path,
         tracking_uri=config.tracking_uri, registry_uri=config.registry_uri,
     )
 

@@ -33,6 +33,31 @@ from mlops_tasks.errors import ConfigurationError, EstimatorError, TrainingError
 from mlops_tasks.settings import MlflowConfig, get_settings
 from mlops_tasks.tracking import connect, ensure_experiment, log_sklearn_model
 
+__all__ = [
+    "REFERENCE_ARTIFACT",
+    "TAG_DATA_URI",
+    "TAG_FINGERPRINT",
+    "TAG_GIT_SHA",
+    "TAG_PACKAGE_VERSION",
+    "TAG_SEGMENT",
+    "TAG_TARGET",
+    "TAG_TASK",
+    "TAG_TRAINING_KEY",
+    "SearchSpec",
+    "TaskType",
+    "TrainedModel",
+    "TrainingSpec",
+    "build_estimator",
+    "build_pipeline",
+    "check_target",
+    "git_sha",
+    "import_estimator",
+    "resolve_features",
+    "skops_trusted_types",
+    "train_model",
+    "training_key",
+]
+
 logger = logging.getLogger(__name__)
 
 TaskType = Literal["classification", "regression"]
@@ -492,7 +517,7 @@ def _fit_and_log(
         model_id = log_sklearn_model(
             client, model, experiment_id=common["experiment_id"], run_id=run_id,
             signature=infer_signature(example, model.predict(example)), input_example=example,
-            skops_trusted_types=_skops_types(model),
+            skops_trusted_types=skops_trusted_types(model),
         )
         now = int(time.time() * 1000)
         client.log_batch(
@@ -519,7 +544,7 @@ def _fit_and_log(
     )
 
 
-def _skops_types(model: Any) -> list[str]:
+def skops_trusted_types(model: Any) -> list[str]:
     """Types in ``model`` that skops does not trust by default.
 
     MLflow saves scikit-learn models with skops (no arbitrary pickle code on
@@ -553,3 +578,7 @@ def _fit(pipeline: Any, spec: TrainingSpec, x: pd.DataFrame, y: pd.Series) -> tu
         raise TrainingError(
             f"Fitting {spec.estimator} failed: {exc}; check the params and the feature columns' types."
         ) from exc
+
+
+#: Old private name, kept for modules that still import it; use :func:`skops_trusted_types`.
+_skops_types = skops_trusted_types

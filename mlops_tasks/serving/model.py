@@ -312,8 +312,8 @@ def _is_local(uri: str) -> bool:
     return "://" not in uri and not uri.startswith(("models:", "runs:"))
 
 
-def _registry_info(uri: str, tracking_uri: str | None, registry_uri: str | None) -> ModelInfo:
-    """Ask the MLflow registry which version ``models:/...`` names."""
+def _registry_info(uri: str, tracking_uri: str | None, registry_uri: str | None) -> tuple[ModelInfo, str]:
+    """Ask the MLflow registry which version ``models:/...`` names, and where its files are."""
     from mlflow import MlflowClient
 
     rest = uri[len("models:/") :].strip("/")
@@ -335,7 +335,11 @@ def _registry_info(uri: str, tracking_uri: str | None, registry_uri: str | None)
             mv = max(versions, key=lambda v: int(v.version))
         else:
             mv = client.get_model_version(name, version)
-    return ModelInfo(name=mv.name, version=str(mv.version), run_id=mv.run_id, source_uri=uri)
+    info = ModelInfo(name=mv.name, version=str(mv.version), run_id=mv.run_id, source_uri=uri)
+    location = client.get_model_version_download_uri(mv.name, mv.version)
+    if location.startswith("models:/"):  # a version whose source is a logged model
+        location = client.get_logged_model(location[len("models:/"):].strip("/")).artifact_location
+    return info, location
 
 
 def download_model(
@@ -374,10 +378,13 @@ def download_model(
             f"Resolving {uri!r} needs MLflow, which is not installed; serve a local model folder."
         ) from exc
     try:
-        info = _registry_info(uri, tracking_uri, registry_uri) if uri.startswith("models:/") else None
+        # the registry is asked with an explicit client: MLflow's own models:/ resolution
+        # reads its global registry URI
+        info, location = (_registry_info(uri, tracking_uri, registry_uri) if uri.startswith("models:/")
+                          else (None, uri))
         Path(dst).mkdir(parents=True, exist_ok=True)
         local = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking_uri, registry_uri=registry_uri))
+            artifact_uri=location, dst_path=str(dst), tracking_uri=tracking_uri, registry_uri=registry_uri))
     except ModelLoadError:
         raise
     except Exception as exc:
