@@ -77,7 +77,7 @@ class MlopsSettings(BaseSettings):
         ```python
         from mlops_tasks.settings import get_settings
         settings = get_settings()
-        print(settings.state_dir, settings.mlflow_tracking_uri)
+        print(settings.state_dir, settings.mlflow_tracking)
         ```
     """
 
@@ -89,13 +89,13 @@ class MlopsSettings(BaseSettings):
     state_dir: Path = Field(Path(DEFAULT_STATE_DIR), description="Local state folder.")
     git_sha: str | None = Field(None, description="Code version tagged on runs; else `git rev-parse`.")
     # MLflow (standard names first, the MLOPS_ form also works)
-    mlflow_tracking_uri: str | None = Field(
+    mlflow_tracking: str | None = Field(
         None, validation_alias=_env("MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_TRACKING_URI"),
         description="MLflow tracking server or store; else the SQLite store in the state folder.")
-    mlflow_registry_uri: str | None = Field(
+    mlflow_registry: str | None = Field(
         None, validation_alias=_env("MLFLOW_REGISTRY_URI", "MLOPS_MLFLOW_REGISTRY_URI"),
         description="MLflow model registry, when not the tracking store.")
-    mlflow_experiment_name: str | None = Field(
+    mlflow_experiment: str | None = Field(
         None, validation_alias=_env("MLFLOW_EXPERIMENT_NAME", "MLOPS_MLFLOW_EXPERIMENT_NAME"),
         description=f"Experiment for training runs; else {DEFAULT_EXPERIMENT!r}.")
     # S3 and other AWS endpoints (boto3's own names are aliases)
@@ -450,7 +450,7 @@ def resolve_mlflow_config(config: MlflowConfig | None = None) -> ResolvedMlflowC
     def pick(field: str, environment: Any = None, default: Any = None) -> Any:
         return first_set(*(layer.get(field) for layer in layers), environment, default)
 
-    tracking_uri = pick("tracking_uri", env.mlflow_tracking_uri)
+    tracking_uri = pick("tracking_uri", env.mlflow_tracking)
     artifact_location = pick("artifact_location")
     if tracking_uri is None:
         root = state_dir()
@@ -464,8 +464,8 @@ def resolve_mlflow_config(config: MlflowConfig | None = None) -> ResolvedMlflowC
         artifact_location = (db_path.parent / "artifacts").resolve().as_uri()
     return ResolvedMlflowConfig(
         tracking_uri=tracking_uri,
-        registry_uri=pick("registry_uri", env.mlflow_registry_uri, tracking_uri),
-        experiment_name=pick("experiment_name", env.mlflow_experiment_name, DEFAULT_EXPERIMENT),
+        registry_uri=pick("registry_uri", env.mlflow_registry, tracking_uri),
+        experiment_name=pick("experiment_name", env.mlflow_experiment, DEFAULT_EXPERIMENT),
         artifact_location=artifact_location,
         request_timeout_s=pick("request_timeout_s", None, argument.request_timeout_s),
         token=pick("token"),
