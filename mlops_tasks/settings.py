@@ -113,7 +113,7 @@ class MlopsSettings(BaseSettings):
         None, validation_alias=_env("AWS_SESSION_TOKEN", "MLOPS_AWS_SESSION_TOKEN"),
         description="AWS session token.")
     aws_region: str | None = Field(
-        None, validation_alias=_env("AWS_REGION", "AWS_DEFAULT_REGION", "MLOPS_AWS_REGION"),
+        None, validation_alias=_env("AWS_DEFAULT_REGION", "AWS_REGION", "MLOPS_AWS_REGION"),
         description="AWS region.")
     # deploy targets
     haproxy_bin: str | None = Field(None, description="Path of the haproxy executable; else the PATH.")
