@@ -13,6 +13,12 @@ Flows take blocks **by name** in their parameters (``MlflowConfig.block``,
 parameters hold no secret and rotating a credential is one block update. Precedence
 everywhere: explicit argument > block > environment > embedded default.
 
+Blocks are loaded here, at the edge, and passed down as plain settings:
+:func:`resolve_mlflow_block` and :func:`resolve_s3_block` turn a config that names a
+block into one that holds the block's values (explicit fields win) and names none. This
+module also registers both as the loaders of :func:`mlops_tasks.settings.register_block_loader`,
+so older callers that pass a config naming a block straight to core code keep working.
+
 Example:
     ```python
     from pydantic import SecretStr
@@ -33,9 +39,9 @@ from pydantic import Field, SecretStr
 
 from mlops_tasks.deploy.models import EndpointSpec
 from mlops_tasks.errors import BlockNotFoundError, ServiceUnavailableError
-from mlops_tasks.settings import MlflowConfig
+from mlops_tasks.settings import MlflowConfig, S3Config, register_block_loader
 
-__all__ = ["DeployTarget", "MlflowServer", "load_block"]
+__all__ = ["DeployTarget", "MlflowServer", "load_block", "resolve_mlflow_block", "resolve_s3_block"]
 
 _BlockT = TypeVar("_BlockT", bound=Block)
 
@@ -88,7 +94,8 @@ class MlflowServer(Block):
 
     Converts to :class:`~mlops_tasks.settings.MlflowConfig` with :meth:`to_config`;
     flows name it in ``MlflowConfig(block="<name>")``. The token (or username and
-    password) reaches MLflow's REST client only for the duration of an MLflow session.
+    password) reaches MLflow through the ``mlops-tasks`` request-auth provider
+    (:mod:`mlops_tasks.mlflow_auth`), for this server only.
 
     Attributes:
         tracking_uri: Tracking server or store URI.
@@ -247,3 +254,60 @@ class DeployTarget(Block):
         values = {"docker_host": self.docker_host, "router_image": self.router_image,
                   "server_image": self.server_image}
         return {key: value for key, value in values.items() if value is not None}
+
+
+def _mlflow_block_config(name: str) -> MlflowConfig:
+    return load_block(MlflowServer, name).to_config()
+
+
+def _s3_block_config(name: str) -> S3Config:
+    from prefect_aws import AwsCredentials
+
+    return S3Config.from_block(load_block(AwsCredentials, name))
+
+
+def resolve_mlflow_block(config: MlflowConfig | None) -> MlflowConfig | None:
+    """``config`` with the named :class:`MlflowServer` block's values filled in; names no block.
+
+    Args:
+        config: Settings that may name a block; fields set here win over the block's.
+
+    Returns:
+        Plain settings for core code (``None`` stays ``None``).
+
+    Raises:
+        BlockNotFoundError: No MLflow Server block has that name.
+        ServiceUnavailableError: The Prefect API did not answer.
+
+    Example:
+        ```python
+        from mlops_tasks.blocks import resolve_mlflow_block
+        from mlops_tasks.settings import MlflowConfig
+        plain = resolve_mlflow_block(MlflowConfig(block="prod", experiment_name="churn"))
+        ```
+    """
+    if config is None or not config.block:
+        return config
+    return _mlflow_block_config(config.block).model_copy(update=config.explicit_values())
+
+
+def resolve_s3_block(config: S3Config | None) -> S3Config | None:
+    """``config`` with the named prefect-aws ``AwsCredentials`` block's values filled in.
+
+    Args:
+        config: Settings that may name a block; fields set here win over the block's.
+
+    Returns:
+        Plain settings for core code that name no block (``None`` stays ``None``).
+
+    Raises:
+        BlockNotFoundError: No ``AwsCredentials`` block has that name.
+        ServiceUnavailableError: The Prefect API did not answer.
+    """
+    if config is None or not config.block:
+        return config
+    return config.resolved()
+
+
+register_block_loader("mlflow", _mlflow_block_config)
+register_block_loader("s3", _s3_block_config)

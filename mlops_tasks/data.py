@@ -29,6 +29,21 @@ from mlops_tasks.errors import (
 )
 from mlops_tasks.settings import S3Config
 
+__all__ = [
+    "DatasetFormat",
+    "DatasetInfo",
+    "DatasetSpec",
+    "LoadedDataset",
+    "fingerprint_frame",
+    "load_dataset",
+    "require_columns",
+    "s3_client",
+    "split_dataset",
+    "split_s3_uri",
+    "translate_s3_error",
+    "write_dataset",
+]
+
 logger = logging.getLogger(__name__)
 
 DatasetFormat = Literal["auto", "csv", "parquet"]
@@ -345,3 +360,7 @@ def split_dataset(
         frame, test_size=holdout_fraction, random_state=seed, stratify=labels
     )
     return train.reset_index(drop=True), holdout.reset_index(drop=True)
+
+
+#: Old private name, kept for modules that still import it; use :func:`split_s3_uri`.
+_split_s3_uri = split_s3_uri

@@ -29,6 +29,21 @@ from mlops_tasks.errors import ConfigurationError, EvaluationError, QualityGateE
 from mlops_tasks.settings import MlflowConfig
 from mlops_tasks.training import TaskType, TrainedModel
 
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "GREATER_IS_BETTER",
+    "REGRESSION_METRICS",
+    "ChampionComparison",
+    "EvaluationReport",
+    "GateCheck",
+    "MetricThreshold",
+    "QualityGate",
+    "SliceThreshold",
+    "apply_gate",
+    "compute_metrics",
+    "evaluate_model",
+]
+
 logger = logging.getLogger(__name__)
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
@@ -367,10 +382,8 @@ def evaluate_model(
         print(report.passed, report.failed_reasons)
         ```
     """
-    import mlflow.sklearn
-
     from mlops_tasks.registry import check_model_name, get_champion
-    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+    from mlops_tasks.tracking import connect
 
     if holdout.empty:
         raise ConfigurationError("The holdout is empty; use a larger dataset or holdout_fraction.")
@@ -381,61 +394,48 @@ def evaluate_model(
         check_model_name(model_name)
     x, y = holdout[trained.features], holdout[trained.target]
 
-    resolved = resolve_and_check(mlflow_config)
-    with mlflow_session(resolved) as client:
-        champion_version = None
-        if compare_to_champion and model_name:
-            champion_version = get_champion(client, model_name)
-        try:
-            candidate = mlflow.sklearn.load_model(trained.model_uri)
-            metrics = compute_metrics(trained.task, candidate, x, y)
-        except Exception as exc:
-            raise EvaluationError(
-                f"Candidate {trained.model_uri} (run {trained.run_id}) could not score the holdout: {exc}"
-            ) from exc
-        slice_metrics, slice_rows = ({}, {})
-        if segment_column:
-            slice_metrics, slice_rows = _slices(
-                trained.task, candidate, x, y, holdout[segment_column], segment_column
-            )
-        champion, note = None, None
-        if champion_version is not None and champion_version.run_id == trained.run_id:
-            note = f"candidate is the champion (version {champion_version.version}); no comparison"
-        elif champion_version is not None:
-            uri = f"models:/{model_name}/{champion_version.version}"
-            try:
-                champ_model = mlflow.sklearn.load_model(uri)
-                champ_metrics = compute_metrics(trained.task, champ_model, x, y)
-            except Exception as exc:
-                raise EvaluationError(
-                    f"Champion {uri} could not score this holdout ({exc}); if the data's schema "
-                    "changed on purpose, evaluate with compare_to_champion=False."
-                ) from exc
-            champion = ChampionComparison(
-                version=int(champion_version.version), run_id=champion_version.run_id,
-                metrics=champ_metrics,
-            )
-        elif compare_to_champion and model_name:
-            note = "no champion yet: only absolute thresholds apply"
+    resolved, client = connect(mlflow_config)
+    champion_version = None
+    if compare_to_champion and model_name:
+        champion_version = get_champion(client, model_name)
+    try:
+        candidate = _load_model(resolved, trained.model_uri)
+        metrics = compute_metrics(trained.task, candidate, x, y)
+    except Exception as exc:
+        raise EvaluationError(
+            f"Candidate {trained.model_uri} (run {trained.run_id}) could not score the holdout: {exc}"
+        ) from exc
+    slice_metrics, slice_rows = ({}, {})
+    if segment_column:
+        slice_metrics, slice_rows = _slices(
+            trained.task, candidate, x, y, holdout[segment_column], segment_column
+        )
+    champion, note = None, None
+    if champion_version is not None and champion_version.run_id == trained.run_id:
+        note = f"candidate is the champion (version {champion_version.version}); no comparison"
+    elif champion_version is not None:
+        champion = _score_champion(resolved, trained.task, model_name or "", champion_version, x, y)
+    elif compare_to_champion and model_name:
+        note = "no champion yet: only absolute thresholds apply"
 
-        checks = apply_gate(
-            gate, metrics, slice_metrics, slice_rows, champion.metrics if champion else None
-        )
-        report = EvaluationReport(
-            run_id=trained.run_id,
-            model_name=model_name,
-            task=trained.task,
-            holdout_rows=len(holdout),
-            metrics=metrics,
-            segment_column=segment_column,
-            slice_metrics=slice_metrics,
-            slice_rows=slice_rows,
-            champion=champion,
-            champion_note=note,
-            checks=checks,
-            passed=all(c.passed for c in checks),
-        )
-        _log_report(client, report)
+    checks = apply_gate(
+        gate, metrics, slice_metrics, slice_rows, champion.metrics if champion else None
+    )
+    report = EvaluationReport(
+        run_id=trained.run_id,
+        model_name=model_name,
+        task=trained.task,
+        holdout_rows=len(holdout),
+        metrics=metrics,
+        segment_column=segment_column,
+        slice_metrics=slice_metrics,
+        slice_rows=slice_rows,
+        champion=champion,
+        champion_note=note,
+        checks=checks,
+        passed=all(c.passed for c in checks),
+    )
+    _log_report(client, report)
     logger.info(
         "Evaluated run %s: gate %s %s",
         trained.run_id,
@@ -450,6 +450,28 @@ def evaluate_model(
             report=report,
         )
     return report
+
+
+def _load_model(resolved: Any, model_uri: str) -> Any:
+    """The scikit-learn model at ``model_uri``, read with an explicit client (no global URIs)."""
+    from mlops_tasks.tracking import load_sklearn_model
+
+    return load_sklearn_model(resolved, model_uri)
+
+
+def _score_champion(
+    resolved: Any, task: TaskType, model_name: str, version: Any, x: pd.DataFrame, y: pd.Series
+) -> ChampionComparison:
+    """The champion's metrics on the holdout (it must still read this data)."""
+    uri = f"models:/{model_name}/{version.version}"
+    try:
+        champ_metrics = compute_metrics(task, _load_model(resolved, uri), x, y)
+    except Exception as exc:
+        raise EvaluationError(
+            f"Champion {uri} could not score this holdout ({exc}); if the data's schema "
+            "changed on purpose, evaluate with compare_to_champion=False."
+        ) from exc
+    return ChampionComparison(version=int(version.version), run_id=version.run_id, metrics=champ_metrics)
 
 
 def _log_report(client: Any, report: EvaluationReport) -> None:

@@ -30,13 +30,35 @@ from mlops_tasks.errors import (
     RegistryError,
 )
 from mlops_tasks.settings import MlflowConfig
-from mlops_tasks.tracking import mlflow_session, resolve_and_check
+from mlops_tasks.tracking import connect
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from mlops_tasks.evaluation import EvaluationReport
     from mlops_tasks.training import TrainedModel
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "TAG_CHAMPION_VERSION",
+    "TAG_GATE_PASSED",
+    "TAG_GATE_REASONS",
+    "TAG_PREVIOUS_CHAMPION",
+    "TAG_PROMOTED_AT",
+    "TAG_ROLLED_BACK_AT",
+    "PromotionResult",
+    "RegisteredVersion",
+    "check_model_name",
+    "get_alias_version",
+    "get_champion",
+    "get_model_version",
+    "is_not_found",
+    "promote_model",
+    "refuse_while_deployed",
+    "register_model",
+    "rollback_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +110,8 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def _is_not_found(exc: Exception) -> bool:
+def is_not_found(exc: Exception) -> bool:
+    """Whether an ``MlflowException`` says the object does not exist."""
     code = getattr(exc, "error_code", "")
     return "RESOURCE_DOES_NOT_EXIST" in str(code) or "not found" in str(exc).lower()
 
@@ -100,7 +123,7 @@ def get_model_version(client: MlflowClient, name: str, version: int | str) -> An
     try:
         return client.get_model_version(name, str(version))
     except MlflowException as exc:
-        if _is_not_found(exc):
+        if is_not_found(exc):
             raise ModelNotFoundError(
                 f"Model {name!r} has no version {version} (deleted or never registered); "
                 "list versions with `mlflow models` or the MLflow UI."
@@ -115,7 +138,7 @@ def get_alias_version(client: MlflowClient, name: str, alias: str) -> Any | None
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        if _is_not_found(exc):
+        if is_not_found(exc):
             return None
         raise RegistryError(f"Reading alias {alias!r} of model {name!r} failed: {exc}") from exc
 
@@ -135,7 +158,7 @@ def get_champion(client: MlflowClient, name: str) -> Any | None:
     try:
         model = client.get_registered_model(name)
     except MlflowException as exc:
-        if _is_not_found(exc):
+        if is_not_found(exc):
             return None
         raise RegistryError(f"Reading registered model {name!r} failed: {exc}") from exc
     recorded = model.tags.get(TAG_CHAMPION_VERSION)
@@ -189,15 +212,14 @@ def register_model(
             "evaluate the candidate you register."
         )
 
-    resolved = resolve_and_check(mlflow_config)
+    _, client = connect(mlflow_config)
     tags = {
         TAG_GATE_PASSED: str(report.passed).lower(),
         TAG_GATE_REASONS: json.dumps(report.failed_reasons)[:4900],
         "mlops.data_fingerprint": trained.data_fingerprint,
         **{f"mlops.metric.{k}": f"{v:.6g}" for k, v in report.metrics.items()},
     }
-    with mlflow_session(resolved) as client:
-        return _register(client, trained, report, model_name, tags)
+    return _register(client, trained, report, model_name, tags)
 
 
 def _register(
@@ -210,7 +232,7 @@ def _register(
         try:
             client.get_registered_model(model_name)
         except MlflowException as exc:
-            if not _is_not_found(exc):
+            if not is_not_found(exc):
                 raise
             client.create_registered_model(model_name, description="Registered by mlops-tasks.")
         existing = client.search_model_versions(
@@ -223,7 +245,7 @@ def _register(
         else:
             mv = client.create_model_version(
                 model_name,
-                source=trained.model_uri,
+                source=_version_source(client, trained.model_uri),
                 run_id=trained.run_id,
                 model_id=trained.model_id,
                 description=f"Gate {'passed' if report.passed else 'failed'}: "
@@ -252,6 +274,19 @@ def _register(
         aliases=list(getattr(mv, "aliases", []) or []),
         created=created,
     )
+
+
+def _version_source(client: MlflowClient, model_uri: str) -> str:
+    """The artifact location of a logged model (``models:/<id>``), asked of ``client``.
+
+    MLflow's local registry stores resolve a ``models:/`` source with a client on the
+    *global* tracking URI; passing the location (and ``model_id``) keeps them off it.
+    """
+    if not model_uri.startswith("models:/"):
+        return model_uri
+    from mlops_tasks.tracking import artifact_location
+
+    return artifact_location(client, model_uri)
 
 
 def _move_champion(
@@ -302,8 +337,8 @@ def promote_model(
     if version < 1:
         raise ConfigurationError(f"Model versions start at 1, got {version}.")
 
-    with mlflow_session(resolve_and_check(mlflow_config)) as client:
-        return _promote(client, model_name, version, force)
+    _, client = connect(mlflow_config)
+    return _promote(client, model_name, version, force)
 
 
 def _promote(client: MlflowClient, model_name: str, version: int, force: bool) -> PromotionResult:
@@ -358,8 +393,8 @@ def rollback_model(model_name: str, *, mlflow_config: MlflowConfig | None = None
     check_model_name(model_name)
     refuse_while_deployed(model_name)
 
-    with mlflow_session(resolve_and_check(mlflow_config)) as client:
-        return _rollback(client, model_name)
+    _, client = connect(mlflow_config)
+    return _rollback(client, model_name)
 
 
 def refuse_while_deployed(model_name: str) -> None:
@@ -413,3 +448,7 @@ def _rollback(client: MlflowClient, model_name: str) -> PromotionResult:
         previous_version=int(current.version),
         changed=True,
     )
+
+
+#: Old private name, kept for modules that still import it; use :func:`is_not_found`.
+_is_not_found = is_not_found

@@ -1,40 +1,231 @@
-"""Configuration with embedded defaults.
+"""Configuration: one settings object, one precedence.
 
-One precedence everywhere: **explicit argument > block > environment > embedded default**.
-A block is a Prefect Block named in the settings (``MlflowConfig.block`` names an
-:class:`~mlops_tasks.blocks.MlflowServer`, ``S3Config.block`` a prefect-aws
-``AwsCredentials``); it is loaded from the Prefect API when the settings are resolved,
-so an updated block takes effect on the next run.
+Every environment variable the package reads is a typed field with its default on
+:class:`MlopsSettings` (pydantic-settings, prefix ``MLOPS_``); the standard names of other
+tools keep working as aliases (``MLFLOW_TRACKING_URI``, ``MLFLOW_REGISTRY_URI``,
+``MLFLOW_EXPERIMENT_NAME``, ``DOCKER_HOST``, ``AWS_*``).
+
+One precedence everywhere, written once in :func:`first_set`:
+**explicit argument > block > environment > embedded default**.
+
+Blocks are Prefect objects and belong to the edge (:mod:`mlops_tasks.blocks`, the tasks and
+flows): they are resolved there into the plain :class:`MlflowConfig` / :class:`S3Config`
+models below, with :func:`mlops_tasks.blocks.resolve_mlflow_block` and
+:func:`mlops_tasks.blocks.resolve_s3_block`. Nothing in this module loads a block or imports
+Prefect. A config that still names a block (``MlflowConfig(block="prod")``) reaching core code
+is resolved by the loader :mod:`mlops_tasks.blocks` registers with
+:func:`register_block_loader` when Prefect imports it (it is a ``prefect.collections``
+entry point); without it a :class:`~mlops_tasks.errors.ConfigurationError` says to resolve
+the block at the edge.
 
 Embedded defaults need no server: one local state folder (``./.mlops`` or
-``$MLOPS_STATE_DIR``) holds the MLflow SQLite store (``mlflow.db``) and the
-artifact folder (``artifacts/``); Prefect uses its ephemeral API.
-
-Environment variables read (the standard names where a tool has one):
-
-==============================  ===============================================
-``MLOPS_STATE_DIR``             local state folder (default ``./.mlops``)
-``MLFLOW_TRACKING_URI``         MLflow tracking server or store
-``MLFLOW_REGISTRY_URI``         MLflow registry, when not the tracking store
-``MLFLOW_EXPERIMENT_NAME``      experiment for training runs
-``MLFLOW_TRACKING_TOKEN``       bearer token (or ``MLFLOW_TRACKING_USERNAME`` /
-                                ``MLFLOW_TRACKING_PASSWORD``), read by MLflow itself
-``MLOPS_S3_ENDPOINT_URL``       S3-compatible endpoint for datasets (else boto3's
-                                own ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``)
-``AWS_*``                       credentials and region, read by boto3 itself
-==============================  ===============================================
+``$MLOPS_STATE_DIR``) holds the MLflow SQLite store (``mlflow.db``) and the artifact folder
+(``artifacts/``); Prefect uses its ephemeral API. See docs/configuration.md for the table of
+variables.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlops_tasks.errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_EXPERIMENT",
+    "DEFAULT_STATE_DIR",
+    "BlockKind",
+    "MlflowConfig",
+    "MlopsSettings",
+    "ResolvedMlflowConfig",
+    "S3Config",
+    "first_set",
+    "get_settings",
+    "load_named_block",
+    "parse_pairs",
+    "register_block_loader",
+    "resolve_mlflow_config",
+    "state_dir",
+]
 
 DEFAULT_EXPERIMENT = "mlops-tasks"
 DEFAULT_STATE_DIR = ".mlops"
+
+
+def _env(*names: str) -> AliasChoices:
+    """The environment names of a field, first wins (used where a tool has a standard name)."""
+    return AliasChoices(*names)
+
+
+class MlopsSettings(BaseSettings):
+    """Every environment variable of mlops-tasks, with its type and default.
+
+    Fields without an alias are read from ``MLOPS_<FIELD>`` (``state_dir`` from
+    ``MLOPS_STATE_DIR``); aliased fields list their names, first wins. A value of ``None``
+    means "not set": the consumer's own default (or the tool's, e.g. boto3's) applies.
+
+    The model server (:mod:`mlops_tasks.serving`) is copied alone into model images and
+    imports nothing but :mod:`mlops_tasks.errors`, so it reads its ``MLOPS_SERVE_*``,
+    ``MLOPS_MODEL_*`` and ``MLOPS_PREDICTION_LOG*`` variables itself; they are declared here
+    too so this class is the one list of variables, and a test keeps both in step.
+
+    Example:
+        ```python
+        from mlops_tasks.settings import get_settings
+        settings = get_settings()
+        print(settings.state_dir, settings.mlflow_tracking)
+        ```
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_", extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    # local state and code version
+    state_dir: Path = Field(Path(DEFAULT_STATE_DIR), description="Local state folder.")
+    git_sha: str | None = Field(None, description="Code version tagged on runs; else `git rev-parse`.")
+    # MLflow (standard names first, the MLOPS_ form also works)
+    mlflow_tracking: str | None = Field(
+        None, validation_alias=_env("MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_TRACKING_URI"),
+        description="MLflow tracking server or store; else the SQLite store in the state folder.")
+    mlflow_registry: str | None = Field(
+        None, validation_alias=_env("MLFLOW_REGISTRY_URI", "MLOPS_MLFLOW_REGISTRY_URI"),
+        description="MLflow model registry, when not the tracking store.")
+    mlflow_experiment: str | None = Field(
+        None, validation_alias=_env("MLFLOW_EXPERIMENT_NAME", "MLOPS_MLFLOW_EXPERIMENT_NAME"),
+        description=f"Experiment for training runs; else {DEFAULT_EXPERIMENT!r}.")
+    # S3 and other AWS endpoints (boto3's own names are aliases)
+    s3_endpoint_url: str | None = Field(
+        None, validation_alias=_env("MLOPS_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+        description="S3-compatible endpoint for datasets, prediction logs and reports.")
+    ecr_endpoint_url: str | None = Field(None, description="ECR API endpoint for registry logins.")
+    aws_access_key_id: str | None = Field(
+        None, validation_alias=_env("AWS_ACCESS_KEY_ID", "MLOPS_AWS_ACCESS_KEY_ID"),
+        description="AWS key id.")
+    aws_secret_access_key: SecretStr | None = Field(
+        None, validation_alias=_env("AWS_SECRET_ACCESS_KEY", "MLOPS_AWS_SECRET_ACCESS_KEY"),
+        description="AWS secret key.")
+    aws_session_token: SecretStr | None = Field(
+        None, validation_alias=_env("AWS_SESSION_TOKEN", "MLOPS_AWS_SESSION_TOKEN"),
+        description="AWS session token.")
+    aws_region: str | None = Field(
+        None, validation_alias=_env("AWS_DEFAULT_REGION", "AWS_REGION", "MLOPS_AWS_REGION"),
+        description="AWS region.")
+    # deploy targets
+    haproxy_bin: str | None = Field(None, description="Path of the haproxy executable; else the PATH.")
+    docker_host: str | None = Field(
+        None, validation_alias=_env("MLOPS_DOCKER_HOST", "DOCKER_HOST"), description="Docker daemon URL.")
+    docker_router_image: str | None = Field(None, description="HAProxy image of the docker target.")
+    docker_base_image: str | None = Field(None, description="FROM image of model images.")
+    docker_labels: str | None = Field(None, description="Extra container labels, `k=v,k2=v2`.")
+    docker_allow_unverified: bool | None = Field(None, description="Run images that were not verified.")
+    docker_slot_env: str | None = Field(None, description="Extra slot environment, `K=v,K2=v2`.")
+    # model server (read by mlops_tasks.serving itself, see the class docstring)
+    model_uri: str | None = Field(None, description="Model the server loads (models:/..., a folder).")
+    model_name: str | None = Field(None, description="Model name the server reports.")
+    model_version: str | None = Field(None, description="Model version the server reports.")
+    model_run_id: str | None = Field(None, description="MLflow run id the server reports.")
+    model_cache_dir: str | None = Field(None, description="Cache folder of downloaded models.")
+    serve_host: str = Field("127.0.0.1", description="Interface the model server binds.")
+    serve_port: int = Field(8080, ge=1, le=65535, description="Port of the model server.")
+    serve_instance: str | None = Field(None, description="Instance name; else hostname:port.")
+    serve_max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Larger bodies get 413.")
+    serve_max_batch_rows: int = Field(4096, gt=0, description="Rows per request at most.")
+    serve_http: Literal["builtin", "uvicorn"] = Field("builtin", description="HTTP server.")
+    serve_keep_alive_s: float = Field(75.0, gt=0, description="Idle keep-alive of connections.")
+    serve_log_level: str = Field("info", description="Model server log level.")
+    prediction_log: str | None = Field(None, description="Prediction log folder or s3:// prefix.")
+    prediction_log_disabled: bool = Field(False, description="Do not log predictions.")
+    prediction_log_format: Literal["parquet", "jsonl"] = Field("parquet", description="Log file format.")
+    prediction_log_flush_s: float = Field(2.0, gt=0, description="Seconds between log flushes.")
+    prediction_log_retention_hours: float = Field(720.0, ge=0, description="Log files kept this long.")
+
+
+def get_settings() -> MlopsSettings:
+    """The settings as the environment sets them now (read on every call, never cached).
+
+    Returns:
+        A fresh :class:`MlopsSettings`.
+
+    Raises:
+        pydantic.ValidationError: A variable holds a value of the wrong type.
+    """
+    return MlopsSettings()
+
+
+def first_set(*layers: Any) -> Any:
+    """The first value that is set: the one precedence rule of the package.
+
+    Callers pass the layers in order **argument, block, environment, default**; ``None``
+    and empty strings count as "not set".
+
+    Example:
+        ```python
+        assert first_set(None, "from-block", "from-env", "default") == "from-block"
+        ```
+    """
+    for value in layers:
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def parse_pairs(raw: str | None, variable: str) -> dict[str, str]:
+    """``"k=v,k2=v2"`` as a dict (the form of ``MLOPS_DOCKER_LABELS`` / ``MLOPS_DOCKER_SLOT_ENV``).
+
+    Raises:
+        ConfigurationError: An item has no ``=``.
+    """
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (raw or "").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"{variable} item {item!r} is not KEY=VALUE; use k=v,k2=v2.")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def state_dir() -> Path:
+    """The local state folder: ``$MLOPS_STATE_DIR`` or ``./.mlops``, made absolute."""
+    return get_settings().state_dir.expanduser().resolve()
+
+
+BlockKind = Literal["mlflow", "s3"]
+_block_loaders: dict[str, Callable[[str], BaseModel]] = {}
+
+
+def register_block_loader(kind: BlockKind, loader: Callable[[str], BaseModel]) -> None:
+    """Let configs that name a block be resolved: the edge's hook into the base layer.
+
+    :mod:`mlops_tasks.blocks` registers its loaders when imported (Prefect imports it as a
+    collection), so ``MlflowConfig(block="prod")`` passed to a core function by older code
+    still works; new edge code resolves blocks itself and passes plain configs down.
+
+    Args:
+        kind: ``"mlflow"`` (returns an :class:`MlflowConfig`) or ``"s3"`` (an :class:`S3Config`).
+        loader: Called with the block name; returns the block's settings.
+    """
+    _block_loaders[kind] = loader
+
+
+def load_named_block(kind: BlockKind, name: str) -> Any:
+    """The settings of the block ``name``, through the loader the edge registered.
+
+    Raises:
+        ConfigurationError: No loader is registered (the block was not resolved at the edge).
+    """
+    loader = _block_loaders.get(kind)
+    if loader is None:
+        helper = "resolve_mlflow_block" if kind == "mlflow" else "resolve_s3_block"
+        raise ConfigurationError(
+            f"The {kind} settings name block {name!r}, but blocks are resolved at the flow/task edge: "
+            f"pass mlops_tasks.blocks.{helper}(config) down, or import mlops_tasks.blocks first."
+        )
+    return loader(name)
 
 
 class MlflowConfig(BaseModel):
@@ -80,6 +271,11 @@ class MlflowConfig(BaseModel):
         10.0, gt=0, description="Timeout of the reachability check of a tracking server."
     )
 
+    def explicit_values(self) -> dict[str, Any]:
+        """The fields set on this object (not ``block``), for layering over a block's values."""
+        return {name: value for name, value in self.model_dump(exclude={"block"}).items()
+                if value is not None and name in self.model_fields_set}
+
 
 class ResolvedMlflowConfig(BaseModel):
     """An :class:`MlflowConfig` with every field decided."""
@@ -95,14 +291,20 @@ class ResolvedMlflowConfig(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
 
+    @property
+    def has_credentials(self) -> bool:
+        """Whether a token or a username and password are set."""
+        return bool(self.token or (self.username and self.password))
+
 
 class S3Config(BaseModel):
     """How to reach S3 or an S3-compatible store for datasets and logs.
 
     Fields left as ``None`` fall back to the prefect-aws ``AwsCredentials`` block
     named in ``block`` (its keys, region and ``aws_client_parameters.endpoint_url``),
-    then to ``MLOPS_S3_ENDPOINT_URL`` and boto3's own environment and config files
-    (``AWS_ACCESS_KEY_ID``, ...).
+    then to the environment (``MLOPS_S3_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``,
+    ``AWS_ACCESS_KEY_ID``, ... through :class:`MlopsSettings`), then to boto3's own
+    defaults (profiles, ``~/.aws``).
 
     Example:
         ```python
@@ -123,10 +325,16 @@ class S3Config(BaseModel):
     aws_access_key_id: str | None = Field(None, description="Access key id.")
     aws_secret_access_key: SecretStr | None = Field(None, description="Secret access key.")
     aws_session_token: SecretStr | None = Field(None, description="Session token, if any.")
+    keys_from_block: str | None = Field(
+        None, description="Set by the edge when it filled the keys from this block: named in error "
+        "messages only, never loaded.",
+    )
 
     @classmethod
     def from_block(cls, block: Any, **overrides: Any) -> S3Config:
         """Settings from a prefect-aws ``AwsCredentials``, ``MinIOCredentials`` or ``S3Bucket``.
+
+        The block is read by attribute only (no Prefect import here): the edge loads it.
 
         Args:
             block: The loaded block (an ``S3Bucket`` contributes its credentials).
@@ -162,20 +370,22 @@ class S3Config(BaseModel):
         """These settings with the block's values filled in (explicit fields win).
 
         Raises:
+            ConfigurationError: ``block`` is named but no block loader is registered.
             BlockNotFoundError: No ``AwsCredentials`` block has that name.
             ServiceUnavailableError: The Prefect API did not answer.
         """
         if not self.block:
             return self
-        from prefect_aws import AwsCredentials
-
-        from mlops_tasks.blocks import load_block
-
         explicit = self.model_dump(exclude={"block"}, exclude_none=True)
-        return S3Config.from_block(load_block(AwsCredentials, self.block), **explicit)
+        base: S3Config = load_named_block("s3", self.block)
+        if self.aws_access_key_id is None and base.aws_access_key_id is not None:
+            explicit["keys_from_block"] = self.block
+        return base.model_copy(update=explicit)
 
     def describe_source(self) -> str:
         """Where the credentials come from, for error messages (never the secret itself)."""
+        if self.keys_from_block:
+            return f"AwsCredentials block {self.keys_from_block!r}"
         if self.aws_access_key_id:
             return f"explicit S3Config (access key id {self.aws_access_key_id[:4]}...)"
         if self.block:
@@ -185,68 +395,63 @@ class S3Config(BaseModel):
     def client_kwargs(self) -> dict[str, str]:
         """Keyword arguments for ``boto3.client("s3", ...)`` (only those set).
 
+        Each value is :func:`first_set` of this object (after its block) and the environment;
+        keys come from the environment only as a pair, so a profile still applies otherwise.
+
         Raises:
             BlockNotFoundError: ``block`` names no ``AwsCredentials`` block.
         """
         if self.block:
             return self.resolved().client_kwargs()
-        kwargs: dict[str, str] = {}
-        endpoint = self.endpoint_url or os.environ.get("MLOPS_S3_ENDPOINT_URL")
-        if endpoint:
-            kwargs["endpoint_url"] = endpoint
-        if self.region_name:
-            kwargs["region_name"] = self.region_name
-        if self.aws_access_key_id:
-            kwargs["aws_access_key_id"] = self.aws_access_key_id
-        if self.aws_secret_access_key:
-            kwargs["aws_secret_access_key"] = self.aws_secret_access_key.get_secret_value()
-        if self.aws_session_token:
-            kwargs["aws_session_token"] = self.aws_session_token.get_secret_value()
-        return kwargs
+        env = get_settings()
+        # keys travel as a set: this object's, else the environment's pair, else boto3's chain
+        own = self.aws_access_key_id is not None
+        from_env = not own and bool(env.aws_access_key_id and env.aws_secret_access_key)
+        key_id = self.aws_access_key_id if own else env.aws_access_key_id if from_env else None
+        secret = self.aws_secret_access_key if own else env.aws_secret_access_key if from_env else None
+        token = self.aws_session_token if own else env.aws_session_token if from_env else None
+        values = {
+            "endpoint_url": first_set(self.endpoint_url, env.s3_endpoint_url),
+            "region_name": first_set(self.region_name, env.aws_region),
+            "aws_access_key_id": key_id,
+            "aws_secret_access_key": secret.get_secret_value() if secret else None,
+            "aws_session_token": token.get_secret_value() if token else None,
+        }
+        return {key: value for key, value in values.items() if value}
 
 
-def state_dir() -> Path:
-    """The local state folder: ``$MLOPS_STATE_DIR`` or ``./.mlops``, made absolute."""
-    return Path(os.environ.get("MLOPS_STATE_DIR") or DEFAULT_STATE_DIR).expanduser().resolve()
-
-
-def _first(*values: str | None) -> str | None:
-    for value in values:
-        if value:
-            return value
-    return None
-
-
-def _with_block(config: MlflowConfig) -> MlflowConfig:
-    """``config`` with the empty fields filled from its ``block`` (explicit fields win)."""
+def _with_block(config: MlflowConfig) -> tuple[MlflowConfig, MlflowConfig | None]:
+    """``config`` and the settings of the block it names (``None`` when it names none)."""
     if not config.block:
-        return config
-    from mlops_tasks.blocks import MlflowServer, load_block
-
-    base = load_block(MlflowServer, config.block).to_config()
-    explicit = {name: value for name, value in config.model_dump(exclude={"block"}).items()
-                if value is not None and name in config.model_fields_set}
-    return base.model_copy(update=explicit)
+        return config, None
+    return config, load_named_block("mlflow", config.block)
 
 
 def resolve_mlflow_config(config: MlflowConfig | None = None) -> ResolvedMlflowConfig:
     """Decide every MLflow setting: explicit argument > block > environment > embedded default.
 
     Args:
-        config: Explicit settings; ``None`` fields fall through to ``config.block``, then
-            to the environment.
+        config: Explicit settings; ``None`` fields fall through to the block ``config.block``
+            names (resolved by the edge's loader), then to the environment.
 
     Returns:
         The resolved configuration. For the embedded default the state folder is
         created so the SQLite store can be opened.
 
     Raises:
+        ConfigurationError: ``config.block`` is named and no block loader is registered.
         BlockNotFoundError: ``config.block`` names no MLflow Server block.
         ServiceUnavailableError: The Prefect API did not answer while loading the block.
     """
-    config = _with_block(config or MlflowConfig())
-    tracking_uri = _first(config.tracking_uri, os.environ.get("MLFLOW_TRACKING_URI"))
-    artifact_location = config.artifact_location
+    argument, block = _with_block(config or MlflowConfig())
+    layers = [argument.explicit_values(), block.model_dump() if block else {}]
+    env = get_settings()
+
+    def pick(field: str, environment: Any = None, default: Any = None) -> Any:
+        return first_set(*(layer.get(field) for layer in layers), environment, default)
+
+    tracking_uri = pick("tracking_uri", env.mlflow_tracking)
+    artifact_location = pick("artifact_location")
     if tracking_uri is None:
         root = state_dir()
         root.mkdir(parents=True, exist_ok=True)
@@ -257,17 +462,13 @@ def resolve_mlflow_config(config: MlflowConfig | None = None) -> ResolvedMlflowC
         # folder the process runs in; keep artifacts beside the database instead.
         db_path = Path(tracking_uri.split("///", 1)[-1])
         artifact_location = (db_path.parent / "artifacts").resolve().as_uri()
-    registry_uri = _first(config.registry_uri, os.environ.get("MLFLOW_REGISTRY_URI"), tracking_uri)
-    experiment = _first(
-        config.experiment_name, os.environ.get("MLFLOW_EXPERIMENT_NAME"), DEFAULT_EXPERIMENT
-    )
     return ResolvedMlflowConfig(
         tracking_uri=tracking_uri,
-        registry_uri=registry_uri or tracking_uri,
-        experiment_name=experiment or DEFAULT_EXPERIMENT,
+        registry_uri=pick("registry_uri", env.mlflow_registry, tracking_uri),
+        experiment_name=pick("experiment_name", env.mlflow_experiment, DEFAULT_EXPERIMENT),
         artifact_location=artifact_location,
-        request_timeout_s=config.request_timeout_s,
-        token=config.token,
-        username=config.username,
-        password=config.password,
+        request_timeout_s=pick("request_timeout_s", None, argument.request_timeout_s),
+        token=pick("token"),
+        username=pick("username"),
+        password=pick("password"),
     )

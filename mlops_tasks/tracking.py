@@ -1,9 +1,15 @@
-"""MLflow connection helpers shared by training, evaluation and the registry.
+"""MLflow connections: explicit clients built from configuration, no process-wide state.
 
-Core code talks to MLflow through an explicit :class:`mlflow.MlflowClient`.
-Logging a model still goes through MLflow's fluent API (``mlflow.sklearn.log_model``
-needs an active run), so :func:`mlflow_session` sets the tracking and registry
-URIs for the duration of a block, under a lock, and restores them afterwards.
+Core code talks to MLflow only through an :class:`mlflow.MlflowClient` built by
+:func:`get_client` from a :class:`~mlops_tasks.settings.ResolvedMlflowConfig` and passed
+along. Credentials reach MLflow through the ``mlops-tasks`` request-auth provider
+(:mod:`mlops_tasks.mlflow_auth`), never through the process environment. Models are read
+with :func:`load_sklearn_model` / :func:`load_pyfunc_model`, which download with explicit
+tracking and registry URIs and load from the local copy, so MLflow's global URIs are never
+read or set: two pipelines with different servers can run in one process at once.
+
+:func:`mlflow_session` remains for callers that still use MLflow's fluent API; it is
+deprecated (see its docstring for what to use instead).
 """
 
 from __future__ import annotations
@@ -11,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlops_tasks.errors import ConfigurationError, ServiceUnavailableError
 from mlops_tasks.settings import MlflowConfig, ResolvedMlflowConfig, resolve_mlflow_config
@@ -23,22 +30,24 @@ from mlops_tasks.settings import MlflowConfig, ResolvedMlflowConfig, resolve_mlf
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+__all__ = [
+    "artifact_location",
+    "check_tracking_server",
+    "connect",
+    "fetch_model",
+    "ensure_experiment",
+    "get_client",
+    "load_pyfunc_model",
+    "load_sklearn_model",
+    "log_sklearn_model",
+    "mlflow_session",
+    "resolve_and_check",
+]
+
 logger = logging.getLogger(__name__)
 
-_session_lock = threading.RLock()
-_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-#: Credentials MLflow's REST client reads from the environment on every request.
-_CREDENTIAL_VARIABLES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-
-
-def _credential_env(config: ResolvedMlflowConfig) -> dict[str, str]:
-    """The MLflow credential variables ``config`` sets (empty: MLflow reads the environment)."""
-    values = {
-        "MLFLOW_TRACKING_TOKEN": config.token.get_secret_value() if config.token else None,
-        "MLFLOW_TRACKING_USERNAME": config.username,
-        "MLFLOW_TRACKING_PASSWORD": config.password.get_secret_value() if config.password else None,
-    }
-    return {name: value for name, value in values.items() if value}
+#: Serialises only the deprecated fluent-API sessions (they set MLflow's global URIs).
+_fluent_lock = threading.RLock()
 
 
 def check_tracking_server(config: ResolvedMlflowConfig) -> None:
@@ -76,59 +85,176 @@ def check_tracking_server(config: ResolvedMlflowConfig) -> None:
 
 
 def resolve_and_check(config: MlflowConfig | None = None) -> ResolvedMlflowConfig:
-    """Resolve ``config`` (argument > environment > default) and check the server answers."""
+    """Resolve ``config`` (argument > block > environment > default) and check the server answers."""
     resolved = resolve_mlflow_config(config)
     check_tracking_server(resolved)
     return resolved
 
 
 def get_client(config: ResolvedMlflowConfig) -> MlflowClient:
-    """An MLflow client bound to the resolved tracking and registry URIs."""
+    """An MLflow client bound to the resolved tracking and registry URIs.
+
+    The config's credentials (token, or username and password) are recorded for the
+    ``mlops-tasks`` request-auth provider, which sends them to these servers only.
+
+    Raises:
+        ConfigurationError: ``MLFLOW_TRACKING_AUTH`` selects another auth provider while
+            the config carries credentials.
+    """
     from mlflow import MlflowClient
 
+    if config.has_credentials:
+        from mlops_tasks.mlflow_auth import register_credentials
+
+        register_credentials(config)
     return MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.registry_uri)
+
+
+def connect(config: MlflowConfig | None = None) -> tuple[ResolvedMlflowConfig, MlflowClient]:
+    """Resolve and check ``config``, then build its client: the entry of every MLflow call.
+
+    Returns:
+        The resolved configuration and a client bound to it.
+
+    Raises:
+        ServiceUnavailableError: The tracking server did not answer.
+        ConfigurationError: Bad tracking URI, or an unresolvable block.
+
+    Example:
+        ```python
+        from mlops_tasks.tracking import connect
+        resolved, client = connect()
+        print(resolved.tracking_uri, client.search_experiments()[:1])
+        ```
+    """
+    resolved = resolve_and_check(config)
+    return resolved, get_client(resolved)
+
+
+def artifact_location(client: MlflowClient, model_uri: str) -> str:
+    """Where the artifacts of ``model_uri`` live, asked of ``client`` (not of MLflow's globals).
+
+    MLflow's own ``models:/`` resolution reads the *global* registry URI, so ``models:/`` and
+    ``runs:/`` URIs are resolved here with the explicit client first.
+
+    Args:
+        client: The client bound to the tracking server and registry.
+        model_uri: ``models:/<model_id>``, ``models:/name/<version|latest>``,
+            ``models:/name@alias``, ``runs:/<run_id>/path`` or any artifact URI.
+
+    Returns:
+        An artifact URI MLflow's artifact repositories read directly.
+    """
+    uri = model_uri
+    for _ in range(3):  # a version's location may itself be a logged model's models:/ URI
+        if uri.startswith("runs:/"):
+            run_id, _, path = uri[len("runs:/"):].partition("/")
+            return client.get_run(run_id).info.artifact_uri.rstrip("/") + (f"/{path}" if path else "")
+        if not uri.startswith("models:/"):
+            return uri
+        rest = uri[len("models:/"):].strip("/")
+        version: str | None
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias).version
+        else:
+            name, _, version = rest.partition("/")
+        if not version:  # models:/<model_id>
+            uri = client.get_logged_model(name).artifact_location
+        elif str(version).lower() == "latest":
+            latest = max(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+            uri = client.get_model_version_download_uri(name, latest.version)
+        else:
+            uri = client.get_model_version_download_uri(name, version)
+    return uri
+
+
+def fetch_model(config: ResolvedMlflowConfig, model_uri: str, dst_path: str) -> str:
+    """Download ``model_uri`` (``models:/...``, ``runs:/...``, any artifact URI) into ``dst_path``.
+
+    The URI is resolved with an explicit client (:func:`artifact_location`) and downloaded
+    with explicit tracking and registry URIs, so MLflow's global URIs are neither read nor set.
+
+    Returns:
+        The local folder holding the model.
+    """
+    import mlflow.artifacts
+
+    location = artifact_location(get_client(config), model_uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return mlflow.artifacts.download_artifacts(
+        artifact_uri=location, dst_path=dst_path,
+        tracking_uri=config.tracking_uri, registry_uri=config.registry_uri,
+    )
+
+
+def load_sklearn_model(config: ResolvedMlflowConfig, model_uri: str) -> Any:
+    """Load a scikit-learn model logged to the MLflow that ``config`` names.
+
+    Example:
+        ```python
+        from mlops_tasks.tracking import load_sklearn_model, resolve_and_check
+        model = load_sklearn_model(resolve_and_check(), "models:/churn-classifier@champion")
+        ```
+    """
+    import mlflow.sklearn
+
+    with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
+        return mlflow.sklearn.load_model(fetch_model(config, model_uri, tmp))
+
+
+def load_pyfunc_model(config: ResolvedMlflowConfig, model_uri: str) -> Any:
+    """Load a model as an MLflow pyfunc from the MLflow that ``config`` names."""
+    import mlflow.pyfunc
+
+    with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
+        return mlflow.pyfunc.load_model(fetch_model(config, model_uri, tmp))
+
+
+def _set_fluent_uri(variable: str, value: str | None) -> None:
+    import mlflow
+
+    if variable == "MLFLOW_TRACKING_URI":
+        mlflow.set_tracking_uri(value)  # also sets or unsets the variable
+    else:
+        mlflow.set_registry_uri(value)
+        if value is None:  # set_registry_uri(None) leaves the variable it exported
+            os.environ.pop(variable, None)
 
 
 @contextlib.contextmanager
 def mlflow_session(config: ResolvedMlflowConfig) -> Iterator[MlflowClient]:
-    """Point MLflow's fluent API at ``config`` for a block; restore the old URIs after.
+    """Deprecated: point MLflow's *fluent* API at ``config`` for a block; restore after.
 
-    Credentials in ``config`` (token, or username and password) are exported as
-    ``MLFLOW_TRACKING_TOKEN`` / ``..._USERNAME`` / ``..._PASSWORD`` for the block only,
-    since MLflow's REST client reads them from the environment.
+    Only for callers that still use ``mlflow.start_run`` / ``mlflow.<flavor>.load_model``
+    with global URIs; use :func:`connect` / :func:`get_client`, :func:`load_sklearn_model`,
+    :func:`load_pyfunc_model` and :func:`fetch_model` instead, which touch no global
+    state. The URIs are set and restored with MLflow's public setters, under a lock that
+    only these sessions share; credentials go through the request-auth provider, never
+    through the environment.
 
     Yields:
         A client bound to the same URIs.
     """
-    import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    with _session_lock:
-        # The URIs as *set* (None when never set), not as resolved: restoring a resolved
-        # default would pin it, and later calls would miss MLFLOW_* variables set after.
-        previous_tracking = tracking_utils._tracking_uri
-        previous_registry = registry_utils._registry_uri
-        # set_tracking_uri also exports MLFLOW_TRACKING_URI; keep the caller's environment as it was.
-        credentials = _credential_env(config)
-        saved_env = {name: os.environ.get(name) for name in (*_URI_VARIABLES, *credentials)}
-        os.environ.update(credentials)
-        mlflow.set_tracking_uri(config.tracking_uri)
-        mlflow.set_registry_uri(config.registry_uri)
+    client = get_client(config)
+    with _fluent_lock:
+        # set_tracking_uri / set_registry_uri export these variables, so they hold what was set
+        saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+        _set_fluent_uri("MLFLOW_TRACKING_URI", config.tracking_uri)
+        _set_fluent_uri("MLFLOW_REGISTRY_URI", config.registry_uri)
         try:
-            yield get_client(config)
+            yield client
         finally:
-            mlflow.set_tracking_uri(previous_tracking)
-            mlflow.set_registry_uri(previous_registry)
-            for name, value in saved_env.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+            for name, value in saved.items():
+                _set_fluent_uri(name, value)
 
 
 def ensure_experiment(client: MlflowClient, config: ResolvedMlflowConfig) -> str:
-    """Return the id of the configured experiment, creating it if needed."""
+    """Return the id of the configured experiment, creating it if needed.
+
+    Raises:
+        ConfigurationError: The experiment exists but is deleted.
+    """
     experiment = client.get_experiment_by_name(config.experiment_name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
@@ -141,3 +267,51 @@ def ensure_experiment(client: MlflowClient, config: ResolvedMlflowConfig) -> str
     return client.create_experiment(
         config.experiment_name, artifact_location=config.artifact_location
     )
+
+
+def log_sklearn_model(
+    client: MlflowClient,
+    model: Any,
+    *,
+    experiment_id: str,
+    run_id: str,
+    name: str = "model",
+    signature: Any = None,
+    input_example: Any = None,
+    skops_trusted_types: list[str] | None = None,
+) -> str:
+    """Log a scikit-learn model as an MLflow 3 *logged model* of ``run_id``, through ``client``.
+
+    The client's logged-model calls (``create_logged_model``, ``log_outputs``,
+    ``log_model_artifacts``, ``finalize_logged_model``) replace ``mlflow.sklearn.log_model``,
+    which needs a fluent active run and MLflow's global tracking URI. The model is saved
+    with ``mlflow.sklearn.save_model`` into a temporary folder (no global state) and uploaded.
+
+    Returns:
+        The model id (its URI is ``models:/<id>``).
+
+    Raises:
+        mlflow.exceptions.MlflowException: MLflow refused a call; the logged model is
+            marked ``FAILED``.
+    """
+    import mlflow.sklearn
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
+
+    logged = client.create_logged_model(experiment_id=experiment_id, name=name, source_run_id=run_id)
+    try:
+        client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        description = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id,
+                            run_id=run_id, model_id=logged.model_id)
+        with tempfile.TemporaryDirectory(prefix="mlops-log-") as tmp:
+            local = os.path.join(tmp, name)
+            mlflow.sklearn.save_model(
+                model, local, mlflow_model=description, signature=signature,
+                input_example=input_example, skops_trusted_types=skops_trusted_types,
+            )
+            client.log_model_artifacts(logged.model_id, local)
+    except Exception:
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
+    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    return logged.model_id

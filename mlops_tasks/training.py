@@ -19,9 +19,9 @@ import hashlib
 import importlib
 import json
 import logging
-import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,8 +30,33 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlops_tasks.data import DatasetInfo, require_columns
 from mlops_tasks.errors import ConfigurationError, EstimatorError, TrainingError
-from mlops_tasks.settings import MlflowConfig
-from mlops_tasks.tracking import ensure_experiment, mlflow_session, resolve_and_check
+from mlops_tasks.settings import MlflowConfig, get_settings
+from mlops_tasks.tracking import connect, ensure_experiment, log_sklearn_model
+
+__all__ = [
+    "REFERENCE_ARTIFACT",
+    "TAG_DATA_URI",
+    "TAG_FINGERPRINT",
+    "TAG_GIT_SHA",
+    "TAG_PACKAGE_VERSION",
+    "TAG_SEGMENT",
+    "TAG_TARGET",
+    "TAG_TASK",
+    "TAG_TRAINING_KEY",
+    "SearchSpec",
+    "TaskType",
+    "TrainedModel",
+    "TrainingSpec",
+    "build_estimator",
+    "build_pipeline",
+    "check_target",
+    "git_sha",
+    "import_estimator",
+    "resolve_features",
+    "skops_trusted_types",
+    "train_model",
+    "training_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -287,8 +312,9 @@ def training_key(spec: TrainingSpec, fingerprint: str) -> str:
 
 def git_sha() -> str | None:
     """The code version: ``$MLOPS_GIT_SHA`` or ``git rev-parse HEAD`` here, if either exists."""
-    if os.environ.get("MLOPS_GIT_SHA"):
-        return os.environ["MLOPS_GIT_SHA"]
+    configured = get_settings().git_sha
+    if configured:
+        return configured
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
@@ -382,59 +408,46 @@ def train_model(
         require_columns(train, [segment_column], what="segment_column")
     key = training_key(spec, data.fingerprint)
 
-    resolved = resolve_and_check(mlflow_config)
-    with mlflow_session(resolved) as client:
-        experiment_id = ensure_experiment(client, resolved)
-        common: dict[str, Any] = {
-            "experiment_id": experiment_id,
-            "task": spec.task,
-            "target": spec.target,
-            "features": numeric + categorical,
-            "numeric_features": numeric,
-            "categorical_features": categorical,
-            "training_key": key,
-            "data_fingerprint": data.fingerprint,
-            "data_uri": data.uri,
-        }
-        previous = _find_reusable_run(client, experiment_id, key) if reuse_existing else None
-        if previous is not None:
-            model_uri, model_id = _logged_model_uri(client, previous)
-            logger.info(
-                "Reusing run %s: same data (%s) and spec already trained",
-                previous.info.run_id,
-                data.fingerprint[:12],
-            )
-            return TrainedModel(
-                **common,
-                run_id=previous.info.run_id,
-                model_uri=model_uri,
-                model_id=model_id,
-                reference_uri=f"{previous.info.artifact_uri}/{REFERENCE_ARTIFACT}",
-                params=dict(previous.data.params),
-                metrics={k: float(v) for k, v in previous.data.metrics.items()},
-                reused=True,
-            )
-        return _fit_and_log(train, spec, pipeline, data, segment_column, common)
+    resolved, client = connect(mlflow_config)
+    experiment_id = ensure_experiment(client, resolved)
+    common: dict[str, Any] = {
+        "experiment_id": experiment_id,
+        "task": spec.task,
+        "target": spec.target,
+        "features": numeric + categorical,
+        "numeric_features": numeric,
+        "categorical_features": categorical,
+        "training_key": key,
+        "data_fingerprint": data.fingerprint,
+        "data_uri": data.uri,
+    }
+    previous = _find_reusable_run(client, experiment_id, key) if reuse_existing else None
+    if previous is not None:
+        model_uri, model_id = _logged_model_uri(client, previous)
+        logger.info(
+            "Reusing run %s: same data (%s) and spec already trained",
+            previous.info.run_id,
+            data.fingerprint[:12],
+        )
+        return TrainedModel(
+            **common,
+            run_id=previous.info.run_id,
+            model_uri=model_uri,
+            model_id=model_id,
+            reference_uri=f"{previous.info.artifact_uri}/{REFERENCE_ARTIFACT}",
+            params=dict(previous.data.params),
+            metrics={k: float(v) for k, v in previous.data.metrics.items()},
+            reused=True,
+        )
+    return _fit_and_log(client, train, spec, pipeline, data, segment_column, common)
 
 
-def _fit_and_log(
-    train: pd.DataFrame,
-    spec: TrainingSpec,
-    pipeline: Any,
-    data: DatasetInfo,
-    segment_column: str | None,
-    common: dict[str, Any],
-) -> TrainedModel:
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
+def _run_tags(spec: TrainingSpec, data: DatasetInfo, segment_column: str | None, key: str) -> dict[str, str]:
+    """The run's tags: MLflow's context tags (user, source) and ours."""
+    from mlflow.tracking.context.registry import resolve_tags
 
-    features, numeric, categorical = (
-        common["features"], common["numeric_features"], common["categorical_features"]
-    )
-    x, y = train[features], train[spec.target]
     tags = {
-        TAG_TRAINING_KEY: common["training_key"],
+        TAG_TRAINING_KEY: key,
         TAG_FINGERPRINT: data.fingerprint,
         TAG_DATA_URI: data.uri,
         TAG_PACKAGE_VERSION: _package_version(),
@@ -446,56 +459,92 @@ def _fit_and_log(
     sha = git_sha()
     if sha:
         tags[TAG_GIT_SHA] = sha
+    return resolve_tags(tags)
 
-    with mlflow.start_run(experiment_id=common["experiment_id"], tags=tags) as run:
-        run_id = run.info.run_id
+
+def _run_params(spec: TrainingSpec, best_params: dict, common: dict[str, Any], rows: int) -> dict[str, Any]:
+    return {
+        "estimator": spec.estimator,
+        **{f"model.{k}": v for k, v in {**spec.params, **best_params}.items()},
+        "numeric_features": ",".join(common["numeric_features"]),
+        "categorical_features": ",".join(common["categorical_features"]),
+        "scale_numeric": spec.scale_numeric,
+        "seed": spec.seed,
+        "search": spec.search.kind if spec.search else "none",
+        "train_rows": rows,
+    }
+
+
+def _log_training_data(client: Any, run_id: str, train: pd.DataFrame, spec: TrainingSpec,
+                       data: DatasetInfo) -> None:
+    """The training data as the run's dataset input (lineage) and as the drift reference."""
+    import mlflow.data
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    dataset = mlflow.data.from_pandas(
+        train, source=data.uri, targets=spec.target, name=data.name, digest=data.fingerprint[:32]
+    )
+    client.log_inputs(run_id, [DatasetInput(Dataset(**dataset.to_dict()),
+                                            tags=[InputTag("mlflow.data.context", "training")])])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+        train.to_parquet(path, index=False)
+        client.log_artifact(run_id, str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+
+
+def _fit_and_log(
+    client: Any,
+    train: pd.DataFrame,
+    spec: TrainingSpec,
+    pipeline: Any,
+    data: DatasetInfo,
+    segment_column: str | None,
+    common: dict[str, Any],
+) -> TrainedModel:
+    """Fit and log one run through ``client`` (no fluent run, no global MLflow state)."""
+    from mlflow.entities import Metric, Param, RunStatus
+    from mlflow.models import infer_signature
+
+    x, y = train[common["features"]], train[spec.target]
+    tags = _run_tags(spec, data, segment_column, common["training_key"])
+    run = client.create_run(common["experiment_id"], tags=tags)
+    run_id = run.info.run_id
+    try:
         model, search_metrics, best_params = _fit(pipeline, spec, x, y)
-        params = {
-            "estimator": spec.estimator,
-            **{f"model.{k}": v for k, v in {**spec.params, **best_params}.items()},
-            "numeric_features": ",".join(numeric),
-            "categorical_features": ",".join(categorical),
-            "scale_numeric": spec.scale_numeric,
-            "seed": spec.seed,
-            "search": spec.search.kind if spec.search else "none",
-            "train_rows": len(train),
-        }
-        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        params = _run_params(spec, best_params, common, len(train))
         metrics = {**_training_metrics(spec.task, model, x, y), **search_metrics}
-        mlflow.log_metrics(metrics)
-
         example = x.head(5)
-        signature = infer_signature(example, model.predict(example))
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            skops_trusted_types=_skops_types(model),
+        model_id = log_sklearn_model(
+            client, model, experiment_id=common["experiment_id"], run_id=run_id,
+            signature=infer_signature(example, model.predict(example)), input_example=example,
+            skops_trusted_types=skops_trusted_types(model),
         )
-        dataset = mlflow.data.from_pandas(
-            train, source=data.uri, targets=spec.target, name=data.name, digest=data.fingerprint[:32]
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, 0, model_id=model_id) for k, v in metrics.items()],
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
         )
-        mlflow.log_input(dataset, context="training")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
-            train.to_parquet(path, index=False)
-            mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
-        artifact_uri = run.info.artifact_uri
-    logger.info("Trained %s in run %s (%s)", spec.estimator, run_id, info.model_uri)
+        _log_training_data(client, run_id, train, spec, data)
+    except BaseException:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    model_uri = f"models:/{model_id}"
+    logger.info("Trained %s in run %s (%s)", spec.estimator, run_id, model_uri)
     return TrainedModel(
         **common,
         run_id=run_id,
-        model_uri=info.model_uri,
-        model_id=getattr(info, "model_id", None),
-        reference_uri=f"{artifact_uri}/{REFERENCE_ARTIFACT}",
+        model_uri=model_uri,
+        model_id=model_id,
+        reference_uri=f"{run.info.artifact_uri}/{REFERENCE_ARTIFACT}",
         params={k: str(v) for k, v in params.items()},
         metrics=metrics,
         reused=False,
     )
 
 
-def _skops_types(model: Any) -> list[str]:
+def skops_trusted_types(model: Any) -> list[str]:
     """Types in ``model`` that skops does not trust by default.
 
     MLflow saves scikit-learn models with skops (no arbitrary pickle code on
@@ -529,3 +578,7 @@ def _fit(pipeline: Any, spec: TrainingSpec, x: pd.DataFrame, y: pd.Series) -> tu
         raise TrainingError(
             f"Fitting {spec.estimator} failed: {exc}; check the params and the feature columns' types."
         ) from exc
+
+
+#: Old private name, kept for modules that still import it; use :func:`skops_trusted_types`.
+_skops_types = skops_trusted_types

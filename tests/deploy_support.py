@@ -87,7 +87,7 @@ def register_version(
     import mlflow
     from mlflow.models import infer_signature
 
-    from mlops_tasks.training import _skops_types
+    from mlops_tasks.training import skops_trusted_types as _skops_types
 
     example = frame.head(5)
     if pickled:

@@ -16,11 +16,12 @@ from pydantic import SecretStr
 
 from flows.deployment import DeploymentPipelineParams, resolve_target
 from flows.monitoring import DriftCheckParams, drift_check
-from mlops_tasks.blocks import DeployTarget, MlflowServer
+from mlops_tasks.blocks import DeployTarget, MlflowServer, resolve_mlflow_block
 from mlops_tasks.data import DatasetSpec, load_dataset, write_dataset
 from mlops_tasks.demo import make_churn_data
 from mlops_tasks.deploy.models import EndpointSpec
 from mlops_tasks.errors import BlockNotFoundError, StorageError
+from mlops_tasks.mlflow_auth import authorization_for
 from mlops_tasks.monitoring import DriftSettings
 from mlops_tasks.settings import MlflowConfig, S3Config, resolve_mlflow_config
 from mlops_tasks.tracking import mlflow_session
@@ -131,11 +132,17 @@ def test_mlflow_precedence_argument_block_environment_default(prefect_harness, m
     # the argument beats the block, field by field
     resolved = resolve_mlflow_config(MlflowConfig(block=name, experiment_name="from-arg"))
     assert resolved.tracking_uri == "http://block.invalid:5000" and resolved.experiment_name == "from-arg"
-    # the token reaches MLflow's environment only inside a session
+    # the token never enters the environment: the request-auth provider sends it to that server
     monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_AUTH", raising=False)
     with mlflow_session(resolved):
-        assert os.environ["MLFLOW_TRACKING_TOKEN"] == "blocktoken"
+        assert "MLFLOW_TRACKING_TOKEN" not in os.environ
+    assert authorization_for("http://block.invalid:5000/api/2.0/mlflow/runs/get") == "Bearer blocktoken"
     assert "MLFLOW_TRACKING_TOKEN" not in os.environ
+    # the edge resolves the block into plain settings that name none
+    plain = resolve_mlflow_block(MlflowConfig(block=name, experiment_name="from-arg"))
+    assert plain.block is None and plain.tracking_uri == "http://block.invalid:5000"
+    assert resolve_mlflow_config(plain) == resolved
     with pytest.raises(BlockNotFoundError, match="MlflowServer block named"):
         resolve_mlflow_config(MlflowConfig(block=unique("missing")))
 

@@ -76,25 +76,25 @@ Listener = Callable[[DeploymentRecord], None]
 
 def _champion_version(model_name: str, mlflow_config: MlflowConfig | None) -> int | None:
     from mlops_tasks.registry import get_alias_version
-    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+    from mlops_tasks.tracking import connect
 
-    with mlflow_session(resolve_and_check(mlflow_config)) as client:
-        mv = get_alias_version(client, model_name, "champion")
-        return int(mv.version) if mv is not None else None
+    _, client = connect(mlflow_config)
+    mv = get_alias_version(client, model_name, "champion")
+    return int(mv.version) if mv is not None else None
 
 
 def _check_version(model_name: str, version: int, force: bool, mlflow_config: MlflowConfig | None) -> None:
     from mlops_tasks.registry import TAG_GATE_PASSED, check_model_name, get_model_version
-    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+    from mlops_tasks.tracking import connect
 
     check_model_name(model_name)
-    with mlflow_session(resolve_and_check(mlflow_config)) as client:
-        mv = get_model_version(client, model_name, version)
-        if mv.tags.get(TAG_GATE_PASSED) != "true" and not force:
-            raise PromotionRefusedError(
-                f"{model_name!r} version {version} has not passed its quality gate, so it is not "
-                "deployed; pass force=True to deploy it anyway."
-            )
+    _, client = connect(mlflow_config)
+    mv = get_model_version(client, model_name, version)
+    if mv.tags.get(TAG_GATE_PASSED) != "true" and not force:
+        raise PromotionRefusedError(
+            f"{model_name!r} version {version} has not passed its quality gate, so it is not "
+            "deployed; pass force=True to deploy it anyway."
+        )
 
 
 def _promote(model_name: str, version: int, mlflow_config: MlflowConfig | None) -> int | None:
@@ -107,12 +107,9 @@ def _promote(model_name: str, version: int, mlflow_config: MlflowConfig | None) 
 def _reference_predictions(
     model_name: str, version: int, rows: pd.DataFrame, mlflow_config: MlflowConfig | None
 ) -> np.ndarray:
-    import mlflow.pyfunc
+    from mlops_tasks.tracking import load_pyfunc_model, resolve_and_check
 
-    from mlops_tasks.tracking import mlflow_session, resolve_and_check
-
-    with mlflow_session(resolve_and_check(mlflow_config)):
-        model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
+    model = load_pyfunc_model(resolve_and_check(mlflow_config), f"models:/{model_name}/{version}")
     return np.asarray(model.predict(rows))
 
 
@@ -617,12 +614,13 @@ def _input_example(
     from pathlib import Path
 
     from mlops_tasks.serving.model import download_model, load_model_folder
-    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+    from mlops_tasks.tracking import connect
 
     if not Path(handle).is_dir():  # an image (docker target): read the example from the registry
         with tempfile.TemporaryDirectory(prefix="mlops-example-") as tmp:
-            with mlflow_session(resolve_and_check(mlflow_config)):
-                folder = download_model(f"models:/{model_name}/{version}", tmp)
+            resolved, _ = connect(mlflow_config)
+            folder = download_model(f"models:/{model_name}/{version}", tmp,
+                                    tracking_uri=resolved.tracking_uri, registry_uri=resolved.registry_uri)
             return _input_example(str(folder), model_name, version, mlflow_config)
     model = load_model_folder(handle)
     try:

@@ -312,12 +312,12 @@ def _is_local(uri: str) -> bool:
     return "://" not in uri and not uri.startswith(("models:", "runs:"))
 
 
-def _registry_info(uri: str) -> ModelInfo:
-    """Ask the MLflow registry which version ``models:/...`` names."""
+def _registry_info(uri: str, tracking_uri: str | None, registry_uri: str | None) -> tuple[ModelInfo, str]:
+    """Ask the MLflow registry which version ``models:/...`` names, and where its files are."""
     from mlflow import MlflowClient
 
     rest = uri[len("models:/") :].strip("/")
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     if "@" in rest:
         name, alias = rest.split("@", 1)
         mv = client.get_model_version_by_alias(name, alias)
@@ -335,10 +335,17 @@ def _registry_info(uri: str) -> ModelInfo:
             mv = max(versions, key=lambda v: int(v.version))
         else:
             mv = client.get_model_version(name, version)
-    return ModelInfo(name=mv.name, version=str(mv.version), run_id=mv.run_id, source_uri=uri)
+    info = ModelInfo(name=mv.name, version=str(mv.version), run_id=mv.run_id, source_uri=uri)
+    location = client.get_model_version_download_uri(mv.name, mv.version)
+    if location.startswith("models:/"):  # a version whose source is a logged model
+        location = client.get_logged_model(location[len("models:/"):].strip("/")).artifact_location
+    return info, location
 
 
-def download_model(uri: str, dst: str | os.PathLike[str]) -> Path:
+def download_model(
+    uri: str, dst: str | os.PathLike[str], *, tracking_uri: str | None = None,
+    registry_uri: str | None = None,
+) -> Path:
     """Download a model from MLflow into ``dst`` and write ``serving-model.json`` beside it.
 
     Use it to prepare a folder the server (or an image) can run without MLflow.
@@ -347,6 +354,9 @@ def download_model(uri: str, dst: str | os.PathLike[str]) -> Path:
         uri: ``models:/name@alias``, ``models:/name/version``, ``runs:/...`` or any URI
             ``mlflow.artifacts.download_artifacts`` understands.
         dst: Existing or new local folder.
+        tracking_uri: MLflow tracking server to ask; ``None``: MLflow's own default
+            (``MLFLOW_TRACKING_URI``). Passed explicitly, never set globally.
+        registry_uri: MLflow registry to ask; ``None``: MLflow's default for the tracking URI.
 
     Returns:
         The local model folder (the one holding ``MLmodel``).
@@ -368,9 +378,13 @@ def download_model(uri: str, dst: str | os.PathLike[str]) -> Path:
             f"Resolving {uri!r} needs MLflow, which is not installed; serve a local model folder."
         ) from exc
     try:
-        info = _registry_info(uri) if uri.startswith("models:/") else None
+        # the registry is asked with an explicit client: MLflow's own models:/ resolution
+        # reads its global registry URI
+        info, location = (_registry_info(uri, tracking_uri, registry_uri) if uri.startswith("models:/")
+                          else (None, uri))
         Path(dst).mkdir(parents=True, exist_ok=True)
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+        local = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=str(dst), tracking_uri=tracking_uri, registry_uri=registry_uri))
     except ModelLoadError:
         raise
     except Exception as exc:

@@ -181,17 +181,18 @@ class LocalTarget(Target):
     def prepare(self, model_name: str, version: int, mlflow_config: MlflowConfig | None) -> str:
         """Download the version once into ``models/<name>-v<n>/``; return the model folder."""
         from mlops_tasks.serving.model import download_model
-        from mlops_tasks.tracking import mlflow_session, resolve_and_check
+        from mlops_tasks.tracking import connect
 
         root = self.folder / "models" / f"{model_name}-v{version}"
         marker = root / "folder.txt"
         if marker.exists() and (Path(marker.read_text().strip()) / "MLmodel").exists():
             return marker.read_text().strip()
-        with mlflow_session(resolve_and_check(mlflow_config)):
-            try:
-                local = download_model(f"models:/{model_name}/{version}", root / "download")
-            except ModelLoadError as exc:
-                raise SlotStartError(f"Cannot fetch {model_name!r} version {version}: {exc}") from exc
+        resolved, _ = connect(mlflow_config)  # records the credentials for the auth provider
+        try:
+            local = download_model(f"models:/{model_name}/{version}", root / "download",
+                                   tracking_uri=resolved.tracking_uri, registry_uri=resolved.registry_uri)
+        except ModelLoadError as exc:
+            raise SlotStartError(f"Cannot fetch {model_name!r} version {version}: {exc}") from exc
         marker.write_text(str(local), encoding="utf-8")
         return str(local)
 
