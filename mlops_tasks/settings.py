@@ -124,6 +124,13 @@ class MlopsSettings(BaseSettings):
     docker_labels: str | None = Field(None, description="Extra container labels, `k=v,k2=v2`.")
     docker_allow_unverified: bool | None = Field(None, description="Run images that were not verified.")
     docker_slot_env: str | None = Field(None, description="Extra slot environment, `K=v,K2=v2`.")
+    # endpoint watchdog (mlops_tasks.deploy.watchdog.SupervisionPolicy)
+    watchdog_interval_s: float | None = Field(None, gt=0, description="Watchdog check period (s).")
+    watchdog_backoff_s: float | None = Field(
+        None, ge=0, description="Wait before a watchdog's first restart, doubled per restart (s).")
+    watchdog_max_restarts: int | None = Field(
+        None, ge=1, description="Restarts within the window before the watchdog gives up.")
+    watchdog_window_s: float | None = Field(None, gt=0, description="Window of the restart count (s).")
     # model server (read by mlops_tasks.serving itself, see the class docstring)
     model_uri: str | None = Field(None, description="Model the server loads (models:/..., a folder).")
     model_name: str | None = Field(None, description="Model name the server reports.")

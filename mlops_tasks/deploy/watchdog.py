@@ -85,9 +85,11 @@ class SupervisionPolicy(BaseModel):
     @classmethod
     def from_env(cls) -> SupervisionPolicy:
         """Defaults overridden by ``MLOPS_WATCHDOG_*`` variables."""
-        values = {name: os.environ[f"MLOPS_WATCHDOG_{name.upper()}"] for name in cls.model_fields
-                  if os.environ.get(f"MLOPS_WATCHDOG_{name.upper()}")}
-        return cls.model_validate(values)
+        from mlops_tasks.settings import get_settings
+
+        settings = get_settings()
+        values = {name: getattr(settings, f"watchdog_{name}") for name in cls.model_fields}
+        return cls.model_validate({k: v for k, v in values.items() if v is not None})
 
     def delay(self, restarts: int) -> float:
         """Back-off before restart number ``restarts + 1`` (0.5, 1, 2, 4 ... s by default)."""

@@ -9,8 +9,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from mlops_tasks import monitoring as _monitoring
-from mlops_tasks.drift_events import emit_drift_event
 from mlops_tasks import training as _training
+from mlops_tasks.drift_events import emit_drift_event
 from mlops_tasks.settings import MlflowConfig, S3Config
 from mlops_tasks.tasks._prefect import IO_RETRIES, artifact_key
 
