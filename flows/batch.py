@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from mlops_tasks import tasks
+from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.scoring import BatchPredictions
 from mlops_tasks.settings import MlflowConfig
@@ -82,6 +83,7 @@ def batch_predict(params: BatchPredictParams) -> BatchPredictions:
         print(out.sink, out.rows)
         ```
     """
+    params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     loaded = tasks.load_dataset(params.dataset)
     output = params.output or default_output(params.dataset.uri)
     result = tasks.score_batch(

@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from mlops_tasks import tasks
+from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.deploy.models import DeploymentRecord, EndpointSpec, RolloutSpec
 from mlops_tasks.errors import MLOpsError, ModelNotFoundError
@@ -89,15 +90,15 @@ def resolve_target(params: DeploymentPipelineParams) -> tuple[str, EndpointSpec]
 
 def _pick_version(params: DeploymentPipelineParams) -> int:
     from mlops_tasks.registry import CHALLENGER, CHAMPION, get_alias_version
-    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+    from mlops_tasks.tracking import connect
 
     if params.version is not None:
         return params.version
-    with mlflow_session(resolve_and_check(params.mlflow)) as client:
-        for alias in (CHALLENGER, CHAMPION):
-            mv = get_alias_version(client, params.model_name, alias)
-            if mv is not None:
-                return int(mv.version)
+    _, client = connect(params.mlflow)
+    for alias in (CHALLENGER, CHAMPION):
+        mv = get_alias_version(client, params.model_name, alias)
+        if mv is not None:
+            return int(mv.version)
     raise ModelNotFoundError(
         f"Model {params.model_name!r} has neither a challenger nor a champion; run the training "
         "pipeline first, or give a version."
@@ -168,6 +169,7 @@ def deployment_pipeline(
         print(record.outcome, record.version)
         ```
     """
+    params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
     kind, endpoint = resolve_target(params)
     version = _pick_version(params)

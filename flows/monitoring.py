@@ -29,6 +29,7 @@ from prefect.states import Completed
 from pydantic import BaseModel, Field, model_validator
 
 from mlops_tasks import tasks
+from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.errors import MLOpsError
 from mlops_tasks.monitoring import (
@@ -118,6 +119,7 @@ def drift_check(
         print(report.status, report.html_uri)
         ```
     """
+    params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
     if params.prediction_log is None and params.current is None:
         params = params.model_copy(update={"prediction_log": str(state_dir() / "prediction-log")})

@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field, model_validator
 from flows.deployment import DeploymentPipelineParams, deployment_pipeline
 from flows.training import DEFAULT_GATE, TrainingPipelineParams, training_pipeline
 from mlops_tasks import tasks
+from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.demo import SEGMENT, TARGET
 from mlops_tasks.deploy.models import EndpointSpec, RolloutSpec
@@ -307,6 +308,7 @@ def retrain_pipeline(
         print(state.name, state.message)
         ```
     """
+    params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     from prefect.runtime import flow_run
 
     logger = get_run_logger()

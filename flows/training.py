@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from mlops_tasks import tasks
+from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec, write_dataset
 from mlops_tasks.demo import SEGMENT, TARGET, make_churn_data
 from mlops_tasks.errors import QualityGateError
@@ -120,6 +121,7 @@ def training_pipeline(
         print(result.version, result.gate_passed)
         ```
     """
+    params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
     spec = params.dataset or _demo_dataset(params.demo)
     dataset = tasks.load_dataset(spec)

@@ -99,14 +99,15 @@ def registry(mlflow_config, churn):
     """One registered model with good, bad and impostor versions."""
     from mlops_tasks.demo import TARGET
     from mlops_tasks.settings import resolve_mlflow_config
-    from mlops_tasks.tracking import ensure_experiment, mlflow_session
+    from mlops_tasks.tracking import ensure_experiment
+    from tests.mlflow_support import fluent_mlflow
 
     patch = pytest.MonkeyPatch()
     patch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")  # the cloudpickled bad models
     name = f"bg-{os.getpid()}"
     x, y = features(churn), churn[TARGET]
     resolved = resolve_mlflow_config(mlflow_config)
-    with mlflow_session(resolved) as client:
+    with fluent_mlflow(resolved) as client:
         exp = ensure_experiment(client, resolved)
         v = {
             "v1": register_version(client, exp, name, make_pipeline(1.0).fit(x, y), x),

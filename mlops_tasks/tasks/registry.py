@@ -8,12 +8,13 @@ from mlops_tasks import evaluation as _evaluation
 from mlops_tasks import registry as _registry
 from mlops_tasks import training as _training
 from mlops_tasks.settings import MlflowConfig
-from mlops_tasks.tasks._prefect import IO_RETRIES
+from mlops_tasks.tasks._prefect import IO_RETRIES, resolves_blocks
 
 __all__ = ["promote_model", "register_model", "rollback_model"]
 
 
 @task(name="register-model", timeout_seconds=600, **IO_RETRIES)
+@resolves_blocks
 def register_model(
     trained: _training.TrainedModel,
     report: _evaluation.EvaluationReport,
@@ -44,6 +45,7 @@ def register_model(
 
 
 @task(name="promote-model", timeout_seconds=300, **IO_RETRIES)
+@resolves_blocks
 def promote_model(
     model_name: str,
     version: int,
@@ -74,6 +76,7 @@ def promote_model(
 
 
 @task(name="rollback-model", timeout_seconds=300, **IO_RETRIES)
+@resolves_blocks
 def rollback_model(
     model_name: str, *, mlflow_config: MlflowConfig | None = None
 ) -> _registry.PromotionResult:
