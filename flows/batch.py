@@ -21,6 +21,13 @@ from mlops_tasks.data import DatasetSpec
 from mlops_tasks.scoring import BatchPredictions
 from mlops_tasks.settings import MlflowConfig
 
+__all__ = [
+    "BatchPredictParams",
+    "batch_predict",
+    "default_output",
+    "main",
+]
+
 
 class BatchPredictParams(BaseModel):
     """Parameters of :func:`batch_predict` (one form in the Prefect UI).

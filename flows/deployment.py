@@ -27,6 +27,16 @@ from mlops_tasks.deploy.models import DeploymentRecord, EndpointSpec, RolloutSpe
 from mlops_tasks.errors import MLOpsError, ModelNotFoundError
 from mlops_tasks.settings import MlflowConfig
 
+__all__ = [
+    "DeploymentPipelineParams",
+    "RollbackParams",
+    "deployment_pipeline",
+    "main",
+    "resolve_target",
+    "rollback_deployment_flow",
+    "stop_endpoint_flow",
+]
+
 
 class DeploymentPipelineParams(BaseModel):
     """Parameters of :func:`deployment_pipeline` (one form in the Prefect UI).
@@ -106,9 +116,9 @@ def _pick_version(params: DeploymentPipelineParams) -> int:
 
 
 def _smoke_rows(params: DeploymentPipelineParams):
-    from flows.training import DemoData, _demo_dataset
+    from flows.training import DemoData, demo_dataset
 
-    spec = params.smoke_dataset or _demo_dataset(DemoData())
+    spec = params.smoke_dataset or demo_dataset(DemoData())
     frame = tasks.load_dataset(spec).frame
     if params.target_column in frame.columns:
         _, holdout = tasks.split_dataset(frame, target=params.target_column)

@@ -41,6 +41,8 @@ from mlops_tasks.monitoring import (
 )
 from mlops_tasks.settings import MlflowConfig, S3Config, state_dir
 
+__all__ = ["DriftCheckParams", "drift_check", "main"]
+
 
 class DriftCheckParams(BaseModel):
     """Parameters of :func:`drift_check` (one form in the Prefect UI).

@@ -45,6 +45,15 @@ from mlops_tasks.retrain import RetrainClaim, RetrainData, check_retrainable, su
 from mlops_tasks.settings import MlflowConfig, S3Config, state_dir
 from mlops_tasks.training import TrainingSpec
 
+__all__ = [
+    "ApprovalInput",
+    "Outcome",
+    "RetrainParams",
+    "RetrainResult",
+    "main",
+    "retrain_pipeline",
+]
+
 Outcome = Literal[
     "deployed", "trained", "skipped", "gate_failed", "rejected", "approval_timed_out", "deploy_failed"
 ]

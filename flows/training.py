@@ -22,6 +22,16 @@ from mlops_tasks.evaluation import MetricThreshold, QualityGate, SliceThreshold
 from mlops_tasks.settings import MlflowConfig, resolve_mlflow_config, state_dir
 from mlops_tasks.training import TrainingSpec
 
+__all__ = [
+    "DEFAULT_GATE",
+    "DemoData",
+    "TrainingPipelineParams",
+    "TrainingPipelineResult",
+    "demo_dataset",
+    "main",
+    "training_pipeline",
+]
+
 DEFAULT_GATE = QualityGate(
     thresholds=[
         MetricThreshold(metric="accuracy", min_value=0.7),
@@ -90,7 +100,21 @@ class TrainingPipelineResult(BaseModel):
     tracking_uri: str
 
 
-def _demo_dataset(demo: DemoData) -> DatasetSpec:
+def demo_dataset(demo: DemoData) -> DatasetSpec:
+    """The churn demo's dataset, written once into the state folder.
+
+    Args:
+        demo: Rows, seed and drift of the synthetic data.
+
+    Returns:
+        A spec of the CSV file (``<state>/data/churn-rows<n>-seed<s>-drift<d>.csv``).
+
+    Example:
+        ```python
+        from flows.training import DemoData, demo_dataset
+        spec = demo_dataset(DemoData(rows=2000))
+        ```
+    """
     path = state_dir() / "data" / f"churn-rows{demo.rows}-seed{demo.seed}-drift{demo.drift:g}.csv"
     if not path.exists():
         write_dataset(make_churn_data(demo.rows, seed=demo.seed, drift=demo.drift), str(path))
@@ -123,7 +147,7 @@ def training_pipeline(
     """
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
-    spec = params.dataset or _demo_dataset(params.demo)
+    spec = params.dataset or demo_dataset(params.demo)
     dataset = tasks.load_dataset(spec)
 
     suite_path = Path(

@@ -134,12 +134,12 @@ def _parse_time(text: str | None) -> datetime | None:
 def _read_claim(client: Any, model_name: str) -> tuple[datetime | None, str | None]:
     from mlflow.exceptions import MlflowException
 
-    from mlops_tasks.registry import _is_not_found
+    from mlops_tasks.registry import is_not_found
 
     try:
         model = client.get_registered_model(model_name)
     except MlflowException as exc:
-        if _is_not_found(exc):
+        if is_not_found(exc):
             raise ModelNotFoundError(
                 f"Model {model_name!r} is not registered, so there is nothing to retrain; run the "
                 "training pipeline first (python -m flows.training --model-name ...)."

@@ -556,10 +556,12 @@ def test_redeploying_the_live_version_is_a_noop_and_busy_endpoint_refuses(target
 
 
 def test_alias_only_rollback_refused_while_deployed(registry, endpoint):
+    from mlops_tasks.deploy.state import endpoints_serving
     from mlops_tasks.registry import rollback_model
 
     with pytest.raises(PromotionRefusedError, match="rollback_deployment"):
-        rollback_model(registry["name"], mlflow_config=registry["config"])
+        rollback_model(registry["name"], mlflow_config=registry["config"],
+                       serving_endpoints=endpoints_serving)
 
 
 def test_crashed_router_and_live_slot_come_back_on_rerun(target_kind, registry, endpoint):

@@ -94,7 +94,7 @@ def _compare(
     metrics: dict[str, float], training_metrics: dict[str, float], tolerance: float
 ) -> list[PerformanceCheck]:
     """One check per metric: degraded when worse than ``holdout_<metric>`` by more than ``tolerance``."""
-    from mlops_tasks.evaluation import GREATER_IS_BETTER
+    from mlops_tasks.metrics import GREATER_IS_BETTER
 
     checks = []
     for metric, value in metrics.items():

@@ -7,6 +7,7 @@ from prefect import get_run_logger, task
 from mlops_tasks import evaluation as _evaluation
 from mlops_tasks import registry as _registry
 from mlops_tasks import training as _training
+from mlops_tasks.deploy.state import endpoints_serving
 from mlops_tasks.settings import MlflowConfig
 from mlops_tasks.tasks._prefect import IO_RETRIES, resolves_blocks
 
@@ -82,7 +83,8 @@ def rollback_model(
 ) -> _registry.PromotionResult:
     """Move ``champion`` back to the previous champion.
 
-    Task form of :func:`mlops_tasks.registry.rollback_model`.
+    Task form of :func:`mlops_tasks.registry.rollback_model`; refused while an endpoint of
+    :mod:`mlops_tasks.deploy` serves the model.
 
     Retried on transient failures.
 
@@ -91,7 +93,9 @@ def rollback_model(
         rollback_model("churn-classifier")
         ```
     """
-    result = _registry.rollback_model(model_name, mlflow_config=mlflow_config)
+    result = _registry.rollback_model(
+        model_name, mlflow_config=mlflow_config, serving_endpoints=endpoints_serving
+    )
     get_run_logger().info(
         "Rolled back %s: champion %s -> %s", model_name, result.previous_version, result.version
     )
