@@ -36,11 +36,12 @@ class BatchPredictParams(BaseModel):
         ```python
         from flows.batch import BatchPredictParams
         from mlops_tasks.data import DatasetSpec
-        params = BatchPredictParams(dataset=DatasetSpec(uri="s3://data/churn/2026-11.parquet"))
+        params = BatchPredictParams(model_name="churn-classifier",
+                                    dataset=DatasetSpec(uri="s3://data/churn/2026-11.parquet"))
         ```
     """
 
-    model_name: str = Field("churn-classifier", description="Registered model to score with.")
+    model_name: str = Field(..., description="Registered model to score with.")
     alias: str = Field("champion", description="Alias of the version to score with.")
     version: int | None = Field(None, description="Version instead of the alias.")
     dataset: DatasetSpec = Field(..., description="CSV or Parquet to score (local or s3://).")
@@ -86,7 +87,8 @@ def batch_predict(params: BatchPredictParams) -> BatchPredictions:
         ```python
         from flows.batch import BatchPredictParams, batch_predict
         from mlops_tasks.data import DatasetSpec
-        out = batch_predict(BatchPredictParams(dataset=DatasetSpec(uri="data/new.csv")))
+        out = batch_predict(BatchPredictParams(model_name="churn-classifier",
+                                               dataset=DatasetSpec(uri="data/new.csv")))
         print(out.sink, out.rows)
         ```
     """

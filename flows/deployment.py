@@ -20,9 +20,11 @@ import sys
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from flows.parameters import require_model_name
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
+from mlops_tasks.demo import TARGET as DEMO_TARGET
 from mlops_tasks.deploy.models import DeploymentRecord, EndpointSpec, RolloutSpec
 from mlops_tasks.errors import MLOpsError, ModelNotFoundError
 from mlops_tasks.settings import MlflowConfig
@@ -48,7 +50,9 @@ class DeploymentPipelineParams(BaseModel):
         ```
     """
 
-    model_name: str = Field("churn-classifier", description="Registered model name in MLflow.")
+    model_name: str | None = Field(
+        None, description="Registered model name in MLflow (required; the demo's is churn-classifier)."
+    )
     version: int | None = Field(
         None, ge=1, description="Version to deploy. Empty: alias challenger, else champion."
     )
@@ -72,7 +76,10 @@ class DeploymentPipelineParams(BaseModel):
         None, description="Rows for the smoke test (CSV/Parquet). Empty: the demo data's holdout."
     )
     smoke_rows: int = Field(50, ge=1, description="Holdout rows sent through the preview port.")
-    target_column: str = Field("churned", description="Label column dropped from the smoke rows.")
+    target_column: str | None = Field(
+        None, description="Label column dropped from the smoke rows. Empty: the demo data's label when the "
+        "smoke rows are the demo data, else none.",
+    )
     force: bool = Field(False, description="Deploy a version whose quality gate did not pass.")
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
 
@@ -119,10 +126,11 @@ def _smoke_rows(params: DeploymentPipelineParams):
     from flows.training import DemoData, demo_dataset
 
     spec = params.smoke_dataset or demo_dataset(DemoData())
+    target = params.target_column or (DEMO_TARGET if params.smoke_dataset is None else None)
     frame = tasks.load_dataset(spec).frame
-    if params.target_column in frame.columns:
-        _, holdout = tasks.split_dataset(frame, target=params.target_column)
-        holdout = holdout.drop(columns=[params.target_column])
+    if target and target in frame.columns:
+        _, holdout = tasks.split_dataset(frame, target=target)
+        holdout = holdout.drop(columns=[target])
     else:
         holdout = frame
     return holdout.head(params.smoke_rows)
@@ -179,6 +187,7 @@ def deployment_pipeline(
         print(record.outcome, record.version)
         ```
     """
+    require_model_name(params.model_name, "deployment-pipeline")
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
     kind, endpoint = resolve_target(params)

@@ -28,6 +28,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed
 from pydantic import BaseModel, Field, model_validator
 
+from flows.parameters import require_model_name
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
@@ -55,7 +56,9 @@ class DriftCheckParams(BaseModel):
         ```
     """
 
-    model_name: str = Field("churn-classifier", description="Registered model whose data is checked.")
+    model_name: str | None = Field(
+        None, description="Registered model whose data is checked (required; the demo's is churn-classifier)."
+    )
     alias: str = Field("champion", description="Alias of the version whose training data is the reference.")
     version: int | None = Field(None, description="Version instead of the alias.")
     reference: DatasetSpec | None = Field(
@@ -117,10 +120,12 @@ def drift_check(
     Example:
         ```python
         from flows.monitoring import DriftCheckParams, drift_check
-        report = drift_check(DriftCheckParams(prediction_log=".mlops/prediction-log", last_hours=1))
+        report = drift_check(DriftCheckParams(model_name="churn-classifier",
+                                             prediction_log=".mlops/prediction-log", last_hours=1))
         print(report.status, report.html_uri)
         ```
     """
+    require_model_name(params.model_name, "drift-check")
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
     if params.prediction_log is None and params.current is None:

@@ -33,6 +33,7 @@ from prefect.states import Completed, Failed
 from pydantic import BaseModel, Field, model_validator
 
 from flows.deployment import DeploymentPipelineParams, deployment_pipeline
+from flows.parameters import require_model_name
 from flows.training import DEFAULT_GATE, TrainingPipelineParams, training_pipeline
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
@@ -81,9 +82,9 @@ class RetrainParams(BaseModel):
         ```
     """
 
-    model_name: str = Field(
-        "churn-classifier", title="Model name",
-        description="Registered model to retrain (the drift automation fills it from the event).",
+    model_name: str | None = Field(
+        None, title="Model name",
+        description="Registered model to retrain (required; the drift automation fills it from the event).",
     )
     dataset: DatasetSpec | None = Field(
         None, title="Fresh labelled dataset",
@@ -313,10 +314,12 @@ def retrain_pipeline(
         ```python
         from flows.retrain import RetrainParams, retrain_pipeline
         from mlops_tasks.data import DatasetSpec
-        state = retrain_pipeline(RetrainParams(dataset=DatasetSpec(uri="new.csv")), return_state=True)
+        state = retrain_pipeline(RetrainParams(model_name="churn-classifier",
+                                                 dataset=DatasetSpec(uri="new.csv")), return_state=True)
         print(state.name, state.message)
         ```
     """
+    require_model_name(params.model_name, "retrain-pipeline")
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     from prefect.runtime import flow_run
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from flows.parameters import require_model_name
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec, write_dataset
@@ -52,7 +53,9 @@ class DemoData(BaseModel):
 class TrainingPipelineParams(BaseModel):
     """Parameters of :func:`training_pipeline` (one form in the Prefect UI)."""
 
-    model_name: str = Field("churn-classifier", description="Registered model name in MLflow.")
+    model_name: str | None = Field(
+        None, description="Registered model name in MLflow (required; the demo's is churn-classifier)."
+    )
     dataset: DatasetSpec | None = Field(
         None, description="CSV or Parquet to train on (local or s3://). Empty: generated demo data."
     )
@@ -141,10 +144,12 @@ def training_pipeline(
     Example:
         ```python
         from flows.training import DemoData, TrainingPipelineParams, training_pipeline
-        result = training_pipeline(TrainingPipelineParams(demo=DemoData(drift=0.3)))
+        result = training_pipeline(TrainingPipelineParams(model_name="churn-classifier",
+                                                  demo=DemoData(drift=0.3)))
         print(result.version, result.gate_passed)
         ```
     """
+    require_model_name(params.model_name, "training-pipeline")
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
     spec = params.dataset or demo_dataset(params.demo)
