@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from importlib.metadata import entry_points
+from inspect import signature
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -155,6 +156,28 @@ def test_mlflow_precedence_argument_block_environment_default(prefect_harness, m
     assert resolve_mlflow_config(plain) == resolved
     with pytest.raises(BlockNotFoundError, match="MlflowServer block named"):
         resolve_mlflow_block(MlflowConfig(block=unique("missing")))
+
+
+def test_tasks_resolve_blocks_in_their_arguments_before_core_code_runs(prefect_harness):
+    from mlops_tasks.tasks._prefect import resolves_blocks
+
+    name = unique("mlflow")
+    MlflowServer(tracking_uri="http://block.invalid:5000", experiment_name="from-block").save(name)
+    seen = {}
+
+    @resolves_blocks
+    def core(spec: DatasetSpec, *, mlflow_config: MlflowConfig | None = None, rows: int = 1) -> int:
+        """A stand-in core function."""
+        seen.update(spec=spec, mlflow_config=mlflow_config)
+        return rows
+
+    assert core.__doc__ == "A stand-in core function." and "mlflow_config" in str(signature(core))
+    spec = DatasetSpec(uri="data.csv", s3=S3Config(region_name="eu-west-1"))
+    assert core(spec, mlflow_config=MlflowConfig(block=name, experiment_name="arg"), rows=3) == 3
+    assert seen["spec"] is spec  # nothing named a block: passed as it is
+    plain = seen["mlflow_config"]
+    assert plain.block is None and plain.tracking_uri == "http://block.invalid:5000"
+    assert plain.experiment_name == "arg"
 
 
 def aws_block(endpoint: str, key: str = "testing", secret: str = "testing") -> str:
