@@ -18,6 +18,7 @@ __all__ = [
     "REGRESSION_METRICS",
     "TaskType",
     "compute_metrics",
+    "regression_metrics",
 ]
 
 #: What a model predicts: a class or a number.
@@ -44,15 +45,7 @@ def compute_metrics(task: TaskType, model: Any, x: pd.DataFrame, y: pd.Series) -
     if len(x) == 0:
         return {}
     if task == "regression":
-        pred = np.asarray(model.predict(x), dtype=float)
-        truth = np.asarray(y, dtype=float)
-        out = {
-            "rmse": float(math.sqrt(skm.mean_squared_error(truth, pred))),
-            "mae": float(skm.mean_absolute_error(truth, pred)),
-        }
-        if len(truth) > 1:
-            out["r2"] = float(skm.r2_score(truth, pred))
-        return out
+        return regression_metrics(np.asarray(y, dtype=float), np.asarray(model.predict(x), dtype=float))
     pred = model.predict(x)
     classes = list(getattr(model, "classes_", np.unique(y)))
     binary = len(classes) == 2
@@ -75,3 +68,31 @@ def compute_metrics(task: TaskType, model: Any, x: pd.DataFrame, y: pd.Series) -
                     skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
                 )
     return out
+
+
+def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """``rmse``, ``mae`` and (from two rows on) ``r2`` of predictions against the truth.
+
+    Args:
+        truth: True values, as floats.
+        pred: Predicted values, as floats, in the same order.
+
+    Returns:
+        The metrics by name.
+
+    Example:
+        ```python
+        import numpy as np
+        assert regression_metrics(np.array([1.0, 2.0]), np.array([1.0, 2.0]))["rmse"] == 0.0
+        ```
+    """
+    from sklearn import metrics as skm
+
+    out = {
+        "rmse": float(math.sqrt(skm.mean_squared_error(truth, pred))),
+        "mae": float(skm.mean_absolute_error(truth, pred)),
+    }
+    if len(truth) > 1:
+        out["r2"] = float(skm.r2_score(truth, pred))
+    return out
+
