@@ -77,8 +77,8 @@ class DeploymentPipelineParams(BaseModel):
     )
     smoke_rows: int = Field(50, ge=1, description="Holdout rows sent through the preview port.")
     target_column: str | None = Field(
-        None, description="Label column dropped from the smoke rows. Empty: the demo data's label when the "
-        "smoke rows are the demo data, else none.",
+        None, description="Label column dropped from the smoke rows. Empty: the target the version was "
+        "trained on (its run's mlops.target tag); the demo data's label for the demo data.",
     )
     force: bool = Field(False, description="Deploy a version whose quality gate did not pass.")
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
@@ -122,11 +122,26 @@ def _pick_version(params: DeploymentPipelineParams) -> int:
     )
 
 
-def _smoke_rows(params: DeploymentPipelineParams):
+def _label_column(params: DeploymentPipelineParams, version: int) -> str | None:
+    """The label to drop from the smoke rows: given, else the one the version was trained on."""
+    from mlops_tasks.registry import get_model_version
+    from mlops_tasks.tracking import connect
+    from mlops_tasks.training import TAG_TARGET
+
+    if params.target_column:
+        return params.target_column
+    if params.smoke_dataset is None:
+        return DEMO_TARGET  # the demo data's label
+    _, client = connect(params.mlflow)
+    run_id = get_model_version(client, params.model_name, version).run_id
+    return client.get_run(run_id).data.tags.get(TAG_TARGET) if run_id else None
+
+
+def _smoke_rows(params: DeploymentPipelineParams, version: int):
     from flows.training import DemoData, demo_dataset
 
     spec = params.smoke_dataset or demo_dataset(DemoData())
-    target = params.target_column or (DEMO_TARGET if params.smoke_dataset is None else None)
+    target = _label_column(params, version)
     frame = tasks.load_dataset(spec).frame
     if target and target in frame.columns:
         _, holdout = tasks.split_dataset(frame, target=target)
@@ -194,7 +209,7 @@ def deployment_pipeline(
     version = _pick_version(params)
     logger.info("Deploying %s version %s to endpoint %s (%s, %s)", params.model_name, version,
                 endpoint.name, kind, params.rollout.strategy)
-    rows = _smoke_rows(params)
+    rows = _smoke_rows(params, version)
     if kind == "docker":
         _build_and_verify(params, endpoint, version, rows)
     record = tasks.deploy_blue_green(
