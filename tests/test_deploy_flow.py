@@ -37,6 +37,7 @@ def test_deployment_pipeline_rollback_and_stop_flows(prefect_harness, mlflow_con
     endpoint = EndpointSpec(name="flowtest", port=free_port(), preview_port=free_port())
     params = DeploymentPipelineParams(
         model_name=model_name, endpoint=endpoint, smoke_dataset=DatasetSpec(uri=str(data)),
+        target_column=TARGET,  # versions logged here record no mlops.target tag
         rollout=RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0),
         mlflow=mlflow_config,
     )
