@@ -43,12 +43,14 @@ Run: ``.venv/bin/python bench/rollout_faults.py [--targets local,docker] [--only
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import shutil
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,19 +212,16 @@ class Bench:
     def run(self, sc: Scenario) -> Result:
         """Run one scenario and judge it."""
         from mlops_tasks.deploy import describe_deployment
-        from mlops_tasks.deploy.state import read_records
-        from tests.deploy_support import LoadClient
+        from mlops_tasks.deploy.targets import get_target
         from tests.fault_support import (
             FAULTS,
-            EndpointMonitor,
             Expectation,
             FaultContext,
             Outcome,
-            Trigger,
             injected,
             judge_scenario,
-            live_port_serves,
             reconcile_problems,
+            run_faulted_rollout,
         )
 
         started = time.monotonic()
@@ -230,66 +229,42 @@ class Bench:
         info = describe_deployment(self.name)
         if info.live_color is None or info.live_version is None:
             raise RuntimeError(f"{self.name} serves nothing before {sc.label}: {info}")
-        previous = info.live_version
-        champion_before = self.champion()
+        previous = self.champion() or info.live_version
         bad = {"slow-candidate": "slow", "spike-candidate": "spike"}.get(sc.fault)
-        candidate = self.v[bad] if bad else (self.v["v2"] if previous == self.v["v1"] else self.v["v1"])
+        candidate = self.v[bad] if bad else (self.v["v2"] if info.live_version == self.v["v1"]
+                                             else self.v["v1"])
         endpoint = self.endpoint.model_copy(update={"replicas": sc.replicas})
-        ctx = FaultContext(self.kind, self.endpoint, info.live_color)
-        from mlops_tasks.deploy.targets import get_target
-
-        monitor = EndpointMonitor(get_target(self.kind, self.endpoint).router)
-        error: BaseException | None = None
-        record = None
-        with injected(FAULTS[sc.fault](ctx)) as fault:
-            trigger = Trigger(sc.phase, fault.inject)
-            with LoadClient("127.0.0.1", self.endpoint.port, self.bodies, connections=8, rate=self.rate,
-                            timeout_s=30) as load:
-                load.wait_answers(40, timeout_s=20)
-                monitor.start()
-                try:
-                    record = self.deploy(candidate, endpoint, self.rollout(sc.strategy), listener=trigger)
-                except Exception as exc:  # judged below: it must be a DeploymentError with its record
-                    error = exc
-                    record = getattr(exc, "record", None)
-                trigger.cancel()
-                if record is None:
-                    records = read_records(self.name)
-                    record = records[-1] if records else None
-                outcome = record.outcome if record is not None else "?"
-                live_ok = (live_port_serves(self.endpoint.port, candidate, self.bodies[0])
-                           if outcome == "succeeded" else None)
-                load.wait_answers(len(load.result.answers) + 40, timeout_s=5)
-            monitor.stop()
-            champion_after = self.champion()
-            moved_at = trigger.reached("champion-moved")
-            faulted = bool(fault.hits_candidate and fault.injected_at is not None
-                           and (moved_at is None or fault.injected_at < moved_at))
-            expect = Expectation(previous=champion_before or previous, candidate=candidate,
-                                 candidate_bad=bad is not None, candidate_faulted=faulted)
-            result.wrong = judge_scenario(expect, Outcome(outcome, error, champion_after, live_ok))
-            if trigger.error is not None:
-                result.wrong.append(f"harness: injecting failed: {trigger.error!r}")
-            # The rerun: deploy what should be live now, inside the fault's lifetime (a hung
-            # process is still frozen unless the rollout stopped it).
-            expected = candidate if outcome == "succeeded" else (champion_before or previous)
+        with injected(FAULTS[sc.fault](FaultContext(self.kind, self.endpoint, info.live_color))) as fault:
+            run = run_faulted_rollout(
+                lambda listener: self.deploy(candidate, endpoint, self.rollout(sc.strategy), listener),
+                fault=fault, phase=sc.phase, endpoint=self.endpoint,
+                router=get_target(self.kind, self.endpoint).router, bodies=self.bodies,
+                candidate=candidate, rate=self.rate,
+            )
+            expect = Expectation(previous=previous, candidate=candidate, candidate_bad=bad is not None,
+                                 candidate_faulted=run.candidate_faulted)
+            result.wrong = judge_scenario(expect, Outcome(run.outcome, run.error, self.champion(),
+                                                          run.live_ok))
+            if run.trigger.error is not None:
+                result.wrong.append(f"harness: injecting failed: {run.trigger.error!r}")
+            # The rerun: deploy what should be live now, while the fault still holds (a hung
+            # process stays frozen unless the rollout stopped it).
+            expected = candidate if run.outcome == "succeeded" else previous
             try:
                 self.deploy(expected)
                 result.wrong += [f"rerun: {p}" for p in reconcile_problems(self.name, self.champion(),
                                                                            expected)]
             except Exception as exc:
                 result.wrong.append(f"rerun of v{expected} raised {type(exc).__name__}: {exc}")
-        res = load.result
-        killed = len(fault.processes) if not fault.hits_router else 0
-        if sc.fault == "slow-candidate":
-            killed += sc.replicas  # the rollout stops it while requests wait on it
-        result.outcome = outcome
-        result.error = type(error).__name__ if error else ""
-        result.fired = trigger.fired if sc.phase is not None else True
-        result.down_ms, result.router_down_ms = monitor.down.longest_ms, monitor.router.longest_ms
-        result.nothing_ms = monitor.nothing.longest_ms
-        result.failed, result.allowance = res.failed, killed * load.connections
-        result.slot_errors, result.requests = len(res.slot_errors), res.total
+        # A slow candidate is stopped by the rollout while requests wait on it.
+        result.allowance = run.allowance(sc.replicas if sc.fault == "slow-candidate" else 0)
+        result.outcome = run.outcome
+        result.error = type(run.error).__name__ if run.error else ""
+        result.fired = run.trigger.fired if sc.phase is not None else True
+        result.down_ms, result.router_down_ms = run.monitor.down.longest_ms, run.monitor.router.longest_ms
+        result.nothing_ms = run.monitor.nothing.longest_ms
+        result.failed, result.slot_errors = run.load.failed, len(run.load.slot_errors)
+        result.requests = run.load.total
         result.seconds = time.monotonic() - started
         return result
 
@@ -338,13 +313,17 @@ def run_target(kind: str, scenarios: list[Scenario], rate: float, bake: float) -
 
 def main(argv: list[str] | None = None) -> int:
     """Run the scenarios, print one line each and the totals (last line: the figures)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--targets", default="local,docker", help="comma-separated: local, docker")
     parser.add_argument("--only", default="", help="regex on scenario labels (fault@phase/strategy)")
     parser.add_argument("--rate", type=float, default=60.0, help="requests/s per connection at most")
     parser.add_argument("--bake", type=float, default=3.0, help="bake seconds after each step")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    warnings.filterwarnings("ignore")  # MLflow's pickle and schema hints, once per version
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
     os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"  # the slow and 500s models
     chosen = [s for s in SCENARIOS if re.search(args.only, s.label)]
     results: list[Result] = []

@@ -35,7 +35,6 @@ import stat
 import tempfile
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -174,8 +173,11 @@ class FaultContext:
         return other(self.live_color)
 
 
-class Fault(ABC):
-    """One injected fault: :meth:`inject` at the chosen phase, :meth:`cleanup` always."""
+class Fault:
+    """One injected fault: :meth:`inject` at the chosen phase, :meth:`cleanup` always.
+
+    Subclasses implement :meth:`_inject` (and :meth:`cleanup` when there is something to undo).
+    """
 
     #: Short name used in scenario lines.
     name: str = "fault"
@@ -195,11 +197,12 @@ class Fault(ABC):
         self.injected_at = time.monotonic()
         self._inject()
 
-    @abstractmethod
-    def _inject(self) -> None: ...
+    def _inject(self) -> None:
+        raise NotImplementedError
 
     def cleanup(self) -> None:
         """Undo what can be undone (a frozen process continues); safe to call twice."""
+        return None
 
     def __enter__(self) -> Fault:
         return self
@@ -650,6 +653,82 @@ def reconcile_problems(endpoint_name: str, champion: int | None, expected: int) 
         problems.append(f"after the rerun the weighted slot serves {sorted(map(str, versions))}, champion "
                         f"v{champion}, expected v{expected}")
     return problems
+
+
+@dataclass
+class FaultRun:
+    """One rollout under a fault: what it returned or raised, and what the load and router saw."""
+
+    record: DeploymentRecord | None
+    error: BaseException | None
+    trigger: Trigger
+    fault: Fault
+    monitor: EndpointMonitor
+    load: Any  # tests.deploy_support.LoadResult
+    connections: int
+    live_ok: bool | None
+    started: float
+    finished: float
+
+    @property
+    def outcome(self) -> str:
+        """The record's outcome (``?`` when no record was written)."""
+        return self.record.outcome if self.record is not None else "?"
+
+    @property
+    def candidate_faulted(self) -> bool:
+        """The fault hit the candidate before the champion alias moved."""
+        moved = self.trigger.reached("champion-moved")
+        at = self.fault.injected_at
+        return bool(self.fault.hits_candidate and at is not None and (moved is None or at < moved))
+
+    def allowance(self, extra_processes: int = 0) -> int:
+        """Failed requests allowed: one per open connection per process killed or frozen."""
+        killed = 0 if self.fault.hits_router else len(self.fault.processes)
+        return (killed + extra_processes) * self.connections
+
+
+def run_faulted_rollout(
+    deploy: Callable[[Callable[[DeploymentRecord], None]], DeploymentRecord], *, fault: Fault,
+    phase: Phase | None, endpoint: EndpointSpec, router: RouterClient, bodies: list[bytes],
+    candidate: int, connections: int = 8, rate: float = 40.0, warmup_answers: int = 40,
+) -> FaultRun:
+    """Run ``deploy(listener)`` under keep-alive load with ``fault`` injected at ``phase``.
+
+    The load (the tests' ``LoadClient``) and an :class:`EndpointMonitor` run from before
+    the rollout until some answers after it; when the run said ``succeeded`` the live port
+    must answer with ``candidate`` (:func:`live_port_serves`). Errors of the rollout are
+    returned, not raised. The caller owns the fault's lifetime (:func:`injected`).
+    """
+    from mlops_tasks.deploy.state import read_records
+    from tests.deploy_support import LoadClient
+
+    trigger = Trigger(phase, fault.inject)
+    monitor = EndpointMonitor(router)
+    error: BaseException | None = None
+    record: DeploymentRecord | None = None
+    with LoadClient("127.0.0.1", endpoint.port, bodies, connections=connections, rate=rate,
+                    timeout_s=30) as load:
+        load.wait_answers(warmup_answers, timeout_s=20)
+        monitor.start()
+        started = time.monotonic()
+        try:
+            record = deploy(trigger)
+        except Exception as exc:  # judged by the caller: a DeploymentError carrying its record
+            error = exc
+            record = getattr(exc, "record", None)
+        finished = time.monotonic()
+        trigger.cancel()
+        if record is None:
+            records = read_records(endpoint.name)
+            record = records[-1] if records else None
+        live_ok = None
+        if record is not None and record.outcome == "succeeded":
+            live_ok = live_port_serves(endpoint.port, candidate, bodies[0])
+        load.wait_answers(len(load.result.answers) + warmup_answers, timeout_s=5)
+    monitor.stop()
+    return FaultRun(record, error, trigger, fault, monitor, load.result, connections, live_ok,
+                    started, finished)
 
 
 @contextmanager
