@@ -300,7 +300,11 @@ def run_target(kind: str, scenarios: list[Scenario], rate: float, bake: float) -
                                 wrong=[f"harness: {type(exc).__name__}: {exc}"])
             results.append(result)
             print(result.line(i), flush=True)
-            if any(w.startswith(("rerun", "harness")) for w in result.wrong):
+            # A promoted bad candidate or a failed rerun: serve a good version again, so the
+            # next scenario starts from a healthy endpoint (its figures are not inherited).
+            if bench.champion() not in (bench.v["v1"], bench.v["v2"]) or any(
+                w.startswith(("rerun", "harness")) for w in result.wrong
+            ):
                 bench.recover()
                 left = reconcile_problems(bench.name, bench.champion(), bench.champion() or 0)
                 if left:

@@ -344,13 +344,14 @@ FAULTS: dict[str, Callable[[FaultContext], Fault]] = {
 
 @dataclass(frozen=True)
 class Phase:
-    """A point of the rollout: the ``occurrence``-th timeline event ``step`` whose detail
-    contains ``detail``, plus ``delay_s`` (run in a thread, so the rollout goes on).
+    """A point of the rollout: the ``occurrence``-th timeline event ``step`` (counted among
+    events of that step), if its detail contains ``detail``, plus ``delay_s`` (run in a
+    thread, so the rollout goes on).
 
     Example:
         ```python
         during_canary_bake = Phase("shift", detail="10 %", delay_s=1.0)
-        last_shift = Phase("shift", detail=" 100 %")
+        canary_last_shift = Phase("shift", 2, "100 %")
         ```
     """
 
@@ -360,7 +361,7 @@ class Phase:
     delay_s: float = 0.0
 
     def matches(self, step: str, detail: str) -> bool:
-        """The event is this phase's step (occurrence aside)."""
+        """The event is this phase's step and its detail matches (occurrence aside)."""
         return step == self.step and self.detail in detail
 
     @property
@@ -406,10 +407,10 @@ class Trigger:
         self.steps.append((event.step, time.monotonic()))
         if self.also is not None:
             self.also(record)
-        if self.phase is None or not self.phase.matches(event.step, event.detail):
+        if self.phase is None or event.step != self.phase.step:
             return
         self.seen += 1
-        if self.seen != self.phase.occurrence:
+        if self.seen != self.phase.occurrence or not self.phase.matches(event.step, event.detail):
             return
         if self.phase.delay_s > 0:
             self._thread = threading.Thread(target=self._later, daemon=True)

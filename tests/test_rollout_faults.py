@@ -207,7 +207,7 @@ def test_candidate_answering_500s_at_a_linear_step_rolls_back(target_kind, regis
     assert {a.version for a in run.load.slot_errors} == {str(candidate)}
 
 
-@docker_too
+@local_only
 def test_old_slot_killed_during_bake_endpoint_keeps_serving(target_kind, registry, fault_endpoint):
     """Blue dies while the canary bakes: whatever the strategy decides, clients keep getting answers
     and the endpoint ends with one weighted slot serving the champion."""
