@@ -259,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     from mlops_tasks.deploy import describe_deployment
 
     info = describe_deployment(args.endpoint)
+    if info.live_version is None:
+        print(f"{record.kind} {record.outcome} for {record.model_name} version {record.version}, but "
+              f"endpoint {args.endpoint!r} serves nothing now (router running: "
+              f"{info.router_running}); see --describe", file=sys.stderr)
+        return 1
     print(f"{record.kind} {record.outcome}: {info.model_name} version {info.live_version} "
           f"live in slot {info.live_color} at {info.url}")
     example = {"dataframe_split": {"columns": ["age", "tenure_months", "monthly_charges", "support_calls",

@@ -267,6 +267,11 @@ class GuardBreachError(RolloutError):
     """The bake guard saw green's 5xx share or p95 latency over its limit (automatic rollback)."""
 
 
+class CandidateUnhealthyError(GuardBreachError):
+    """The candidate slot died, hung, was marked DOWN by the router or was not found serving
+    the live port; all traffic went back to the old slot, which stayed warm for this."""
+
+
 class RollbackError(DeploymentError):
     """A manual rollback had nothing to go back to, or could not put it back."""
 

@@ -945,6 +945,8 @@ def deploy_blue_green(
         SlotStartError: Green crashed on start or never became healthy.
         SmokeTestError: Green's predictions differ from the registered model's.
         GuardBreachError: The bake guard fired; all traffic went back to blue.
+        CandidateUnhealthyError: The candidate died, hung, was marked DOWN or was not found
+            serving the live port; all traffic went back to the old slot.
         RolloutError: The shadow comparison failed.
         EndpointBusyError: Another deployment of the endpoint runs.
         EndpointPortError: A port the endpoint needs is taken.

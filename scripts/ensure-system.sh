@@ -27,8 +27,9 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+  # Wait (up to 10 minutes) for another apt/dpkg run that holds the lock instead of failing.
+  apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 if $router_only; then

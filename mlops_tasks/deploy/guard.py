@@ -1,10 +1,16 @@
-"""The bake guard: green's 5xx share and p95 latency from the servers' own ``/metrics``.
+"""The bake guard: the candidate's health, the router's view and its own ``/metrics``.
 
 Each model server counts ``/invocations`` answers by status
 (``mlops_serve_requests_total``) and keeps a latency histogram
-(``mlops_serve_request_duration_seconds``). The guard takes a snapshot of green's
-servers when a bake starts and judges the difference at every evaluation, so only
-requests answered during this bake count.
+(``mlops_serve_request_duration_seconds``). The guard takes :class:`Evidence` of the
+candidate's servers when a bake starts and judges the difference at every evaluation, so
+only requests answered during this bake count.
+
+Missing evidence is never a pass (:func:`judge_evidence`): a server whose ``/metrics`` or
+``/health`` does not answer, one the router marks DOWN, counters that went backwards (the
+process restarted), or far fewer answers than the candidate's traffic share should have
+brought are breaches; too few requests to judge is *insufficient*, which the strategy
+turns into a longer bake and then a failure, never a pass.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from mlops_tasks.deploy.models import GuardLimits
+from mlops_tasks.deploy.models import Color, GuardLimits
+from mlops_tasks.deploy.router import RouterClient, server_names
 from mlops_tasks.deploy.targets.base import http_get
+from mlops_tasks.errors import RouterError
 
 _LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -115,11 +123,146 @@ class GuardVerdict:
     error_share: float
     p95_ms: float
     breach: str | None
+    #: Enough candidate answers were seen to judge the share and latency limits.
+    sufficient: bool = True
+    #: Answers HAProxy routed to the candidate and to all live servers during the bake.
+    routed: int = 0
+    routed_total: int = 0
+    #: The breach is about the candidate's fitness (no answer, DOWN, restarted), not a limit.
+    unhealthy: bool = False
 
     def as_dict(self) -> dict[str, float]:
         """Figures for the deployment record."""
         return {"requests": float(self.requests), "error_share": self.error_share,
-                "p95_ms": self.p95_ms if math.isfinite(self.p95_ms) else -1.0}
+                "p95_ms": self.p95_ms if math.isfinite(self.p95_ms) else -1.0,
+                "routed": float(self.routed), "routed_total": float(self.routed_total),
+                "sufficient": 1.0 if self.sufficient else 0.0}
+
+
+@dataclass
+class Evidence:
+    """What the guard could read about a slot at one moment.
+
+    Example:
+        ```python
+        ev = read_evidence(["127.0.0.1:9001"], router, "green", replicas=1)
+        print(ev.unreachable, ev.router_down, ev.total.total)
+        ```
+    """
+
+    per_server: dict[str, MetricsSnapshot] = field(default_factory=dict)
+    #: Addresses whose ``/metrics`` did not answer 200.
+    unreachable: list[str] = field(default_factory=list)
+    #: Addresses whose ``/health`` did not answer 200.
+    unhealthy: list[str] = field(default_factory=list)
+    #: Router servers of the slot that are not UP in backend ``live`` (or missing there).
+    router_down: list[str] = field(default_factory=list)
+    #: The router's admin socket did not answer (its view is unknown).
+    router_error: str | None = None
+    #: HTTP answers HAProxy's live backend got from the slot's servers, and from all servers.
+    routed: int = 0
+    routed_total: int = 0
+
+    @property
+    def total(self) -> MetricsSnapshot:
+        """The summed snapshot of the servers that answered."""
+        out = MetricsSnapshot()
+        for snap in self.per_server.values():
+            out = out + snap
+        return out
+
+
+def read_evidence(
+    addresses: list[str], router: RouterClient | None, color: Color, replicas: int,
+    timeout_s: float = 2.0,
+) -> Evidence:
+    """Read ``/metrics`` and ``/health`` of each server and the router's view of the slot.
+
+    Example:
+        ```python
+        ev = read_evidence(slot.addresses, target.router, "green", replicas=1)
+        ```
+    """
+    ev = Evidence()
+    for address in addresses:
+        status, body = http_get(address, "/metrics", timeout_s)
+        if status == 200:
+            ev.per_server[address] = parse_metrics(body.decode(errors="replace"))
+        else:
+            ev.unreachable.append(address)
+            continue  # no need to wait for /health too
+        if http_get(address, "/health", timeout_s)[0] != 200:
+            ev.unhealthy.append(address)
+    if router is not None:
+        try:
+            states = {s.name: s for s in router.servers("live")}
+        except RouterError as exc:
+            ev.router_error = str(exc)
+            return ev
+        for name in server_names(color, replicas):
+            state = states.get(name)
+            if state is None or not state.up:
+                ev.router_down.append(f"{name} ({state.status if state else 'missing'})")
+            if state is not None:
+                ev.routed += state.responses
+            twin = states.get(f"{name}_b")
+            if twin is not None:
+                ev.routed += twin.responses
+        ev.routed_total = sum(s.responses for s in states.values())
+    return ev
+
+
+def judge_evidence(
+    start: Evidence, now: Evidence, limits: GuardLimits, share: float | None,
+) -> GuardVerdict:
+    """Judge a bake from two readings; anything unknown is a breach, never a pass.
+
+    Args:
+        start: The reading when the bake started.
+        now: The current reading.
+        limits: The guard limits.
+        share: The candidate's live traffic share (0..1), or None when it gets only
+            mirrored or probe requests (shadow), so no routed count is expected.
+
+    Example:
+        ```python
+        verdict = judge_evidence(start, read_evidence(addrs, router, "green", 1), limits, 0.1)
+        if verdict.breach: ...
+        ```
+    """
+    delta = MetricsSnapshot()
+    for address, snap in now.per_server.items():
+        before = start.per_server.get(address)
+        if before is not None and snap.total >= before.total:
+            delta = delta + (snap - before)
+    routed = now.routed - start.routed
+    routed_total = now.routed_total - start.routed_total
+    base = judge(delta, limits)
+    verdict = GuardVerdict(base.requests, base.error_share, base.p95_ms, base.breach,
+                           sufficient=delta.total >= limits.min_requests, routed=routed,
+                           routed_total=routed_total)
+    problems: list[str] = []
+    if now.unreachable:
+        problems.append(f"/metrics did not answer on {', '.join(now.unreachable)}")
+    if now.unhealthy:
+        problems.append(f"/health did not answer 200 on {', '.join(now.unhealthy)}")
+    if now.router_error:
+        problems.append(f"the router's view is unknown ({now.router_error})")
+    if now.router_down:
+        problems.append(f"HAProxy does not see {', '.join(now.router_down)} UP")
+    restarted = [a for a, snap in now.per_server.items()
+                 if a in start.per_server and snap.total < start.per_server[a].total]
+    if restarted:
+        problems.append(f"request counters went backwards on {', '.join(restarted)} (the server restarted)")
+    if share and routed_total >= 20 and routed < 0.5 * share * routed_total:
+        problems.append(
+            f"it answered {routed} of {routed_total} live requests, far fewer than its "
+            f"{share:.0%} share (~{share * routed_total:.0f})"
+        )
+    if problems:
+        verdict.breach = "; ".join(problems)
+        verdict.unhealthy = True
+    return verdict
 
 
 def judge(delta: MetricsSnapshot, limits: GuardLimits) -> GuardVerdict:

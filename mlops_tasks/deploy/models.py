@@ -60,10 +60,18 @@ class GuardLimits(BaseModel):
         500.0, gt=0, description="Highest p95 latency (ms) of green's /invocations requests."
     )
     min_requests: int = Field(
-        1, ge=1, description="Green answers needed before a share or latency is judged."
+        5, ge=1, description="Candidate answers needed before a share or latency is judged; a "
+        "bake that saw fewer is extended by extend_s, then fails (it never passes by default)."
     )
     interval_s: float = Field(
         0.5, gt=0, description="Seconds between two guard evaluations during a bake."
+    )
+    probe: bool = Field(
+        True, description="Send one real request (a smoke row) through the preview port to the "
+        "candidate at every evaluation, so a bake on a quiet endpoint still has evidence."
+    )
+    extend_s: float = Field(
+        30.0, ge=0, description="Longest extension of a bake that saw too few candidate answers."
     )
 
 
@@ -209,6 +217,9 @@ class DeploymentRecord(BaseModel):
     outcome: Outcome = "running"
     error: str | None = None
     switch_ms: float | None = Field(None, description="Green healthy to 100 % of traffic, in ms.")
+    failed_step: str | None = Field(
+        None, description="Timeline step the rollout had reached when it failed (e.g. 'shift')."
+    )
     guard: dict[str, float] = Field(default_factory=dict, description="Last guard reading.")
     shadow: dict[str, float] = Field(default_factory=dict, description="Shadow comparison figures.")
     timeline: list[TimelineEvent] = Field(default_factory=list)

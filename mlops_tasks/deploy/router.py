@@ -10,7 +10,12 @@ Layout of the rendered configuration (one HAProxy process per endpoint):
   enabled there, the Lua action ``mirror`` copies each live ``POST /invocations`` to it
   from a separate Lua task, so the client never waits for the copy;
 - HAProxy's own HTTP health checks (``GET /health`` expecting 200) on every server, so a
-  slot that is down never gets traffic;
+  slot that is down never gets traffic; a connection error marks a server down at once
+  (``observe layer4``) and the request is retried on another server;
+- a ``backup`` twin of every slot server in backend ``live`` (``blue_1_b`` ...): when no
+  weighted server is UP (the live slot crashed while the candidate still had weight 0, or
+  the candidate died after the last shift), HAProxy sends traffic to whichever attached
+  slot is UP instead of answering 503, until the strategy or the watchdog has acted;
 - an admin socket (mode 600: its owner only) with ``expose-fd listeners`` for seamless
   reloads in master-worker mode.
 
@@ -45,6 +50,8 @@ SHADOW = "shadow"
 BACKENDS = (LIVE, PREVIEW, SHADOW)
 #: Address given to a server whose slot does not run (it stays in maintenance).
 PARKED = ("127.0.0.1", 9)
+#: Suffix of the backup twin a slot server has in backend ``live``.
+BACKUP_SUFFIX = "_b"
 
 MIRROR_LUA = r"""
 -- Shadow traffic for mlops-tasks: copy each live POST /invocations to the servers of
@@ -112,6 +119,7 @@ class RouterConfig(BaseModel):
     )
     weights: dict[str, int] = Field(default_factory=dict, description="Slot color -> weight 0..100.")
     preview_color: Color | None = Field(None, description="Slot reachable through the preview port.")
+    shadow_color: Color | None = Field(None, description="Slot that live requests are mirrored to.")
     check_interval_ms: int = Field(300, ge=50, description="Health-check interval.")
     hard_stop_after_s: int = Field(30, ge=1, description="How long an old worker may finish requests.")
     idle_close_on_response: bool = Field(
@@ -129,6 +137,17 @@ def server_names(color: Color, replicas: int) -> list[str]:
         ```
     """
     return [f"{color}_{i}" for i in range(1, replicas + 1)]
+
+
+def backup_names(color: Color, replicas: int) -> list[str]:
+    """Names of the slot's backup twins in backend ``live``: ``blue_1_b .. blue_n_b``.
+
+    Example:
+        ```python
+        assert backup_names("blue", 1) == ["blue_1_b"]
+        ```
+    """
+    return [f"{name}{BACKUP_SUFFIX}" for name in server_names(color, replicas)]
 
 
 def color_of(server: str) -> Color:
@@ -186,8 +205,11 @@ def render_config(cfg: RouterConfig) -> str:
         "    option httpchk",
         "    http-check send meth GET uri /health",
         "    http-check expect status 200",
+        # A refused or reset connection marks the server down at once, so the retry above
+        # goes to a server that answers instead of waiting for two failed health checks.
         f"    default-server inter {cfg.check_interval_ms}ms fastinter {cfg.check_interval_ms}ms "
-        f"downinter {cfg.check_interval_ms}ms rise 1 fall 2",
+        f"downinter {cfg.check_interval_ms}ms rise 1 fall 2 observe layer4 error-limit 1 "
+        "on-error mark-down",
         "",
         "frontend live_in",
         f"    bind {cfg.bind_host}:{cfg.port}",
@@ -203,6 +225,8 @@ def render_config(cfg: RouterConfig) -> str:
     ]
     for backend in BACKENDS:
         lines += ["", f"backend {backend}", "    balance roundrobin"]
+        if backend == LIVE:
+            lines.append("    option allbackups")
         for color in COLORS:
             weight = cfg.weights.get(color, 0) if backend == LIVE else 100
             for name in server_names(color, cfg.replicas):
@@ -210,9 +234,18 @@ def render_config(cfg: RouterConfig) -> str:
                 enabled = name in cfg.servers and (
                     (backend == LIVE)
                     or (backend == PREVIEW and cfg.preview_color == color)
+                    or (backend == SHADOW and cfg.shadow_color == color)
                 )
                 state = "" if enabled else " disabled"
                 lines.append(f"    server {name} {host}:{port} weight {weight} check{state}")
+        if backend == LIVE:
+            for color in COLORS:
+                for name in server_names(color, cfg.replicas):
+                    host, port = cfg.servers.get(name, PARKED)
+                    state = "" if name in cfg.servers else " disabled"
+                    lines.append(
+                        f"    server {name}{BACKUP_SUFFIX} {host}:{port} weight 1 backup check{state}"
+                    )
     return "\n".join(lines) + "\n"
 
 
@@ -310,6 +343,7 @@ class ServerState(BaseModel):
     weight: int
     current_sessions: int
     address: str
+    responses: int = Field(0, description="HTTP responses the server has returned (all classes).")
 
     @property
     def up(self) -> bool:
@@ -385,10 +419,12 @@ class RouterClient:
                 continue
             if backend and row["pxname"] != backend:
                 continue
+            responses = sum(int(row.get(f"hrsp_{k}") or 0) for k in ("1xx", "2xx", "3xx", "4xx", "5xx",
+                                                                      "other"))
             out.append(ServerState(
                 backend=row["pxname"], name=row["svname"], status=row.get("status", ""),
                 weight=int(row.get("weight") or 0), current_sessions=int(row.get("scur") or 0),
-                address=addrs.get((row["pxname"], row["svname"]), ""),
+                address=addrs.get((row["pxname"], row["svname"]), ""), responses=responses,
             ))
         return out
 
@@ -441,6 +477,10 @@ class RouterClient:
                 self.set_state(backend, name, "maint")
                 self.set_addr(backend, name, host, port)
             self.set_state(LIVE, name, "ready")
+            twin = f"{name}{BACKUP_SUFFIX}"
+            self.set_state(LIVE, twin, "maint")
+            self.set_addr(LIVE, twin, host, port)
+            self.set_state(LIVE, twin, "ready")
 
     def set_preview(self, color: Color | None, replicas: int) -> None:
         """Make the preview port reach ``color`` only (``None``: nothing)."""
@@ -476,11 +516,17 @@ class RouterClient:
             self.set_weight(LIVE, name, 0)
             for backend in BACKENDS:
                 self.set_state(backend, name, "maint")
+            self.set_state(LIVE, f"{name}{BACKUP_SUFFIX}", "maint")
+
+    def slot_servers(self, color: Color, replicas: int) -> list[ServerState]:
+        """The slot's (non-backup) servers in backend ``live``, as HAProxy sees them now."""
+        names = set(server_names(color, replicas))
+        return [s for s in self.servers(LIVE) if s.name in names]
 
     def wait_idle(self, color: Color, replicas: int, timeout_s: float) -> bool:
         """Wait until no session is open to the slot's servers; False on timeout."""
         deadline = time.monotonic() + timeout_s
-        names = set(server_names(color, replicas))
+        names = set(server_names(color, replicas)) | set(backup_names(color, replicas))
         while True:
             busy = sum(s.current_sessions for s in self.servers() if s.name in names)
             if busy == 0:

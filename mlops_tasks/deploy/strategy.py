@@ -7,15 +7,21 @@ Steps of :func:`deploy_blue_green` (SageMaker's deployment guardrails are the mo
 1. **Reconcile**: read what runs from the target and the router (the state file is only
    a cache), bring back a crashed router or live slot, and if a previous run was killed
    mid-rollout send all traffic to the slot that serves the champion.
-2. **Start green** (the idle slot) with the new version and wait for ``/health``.
+2. **Start the candidate** (the idle slot) with the new version and wait for ``/health``.
 3. **Smoke test** through the preview port with real rows, compared with the registered
    model's in-process predictions.
 4. **Shift traffic** (``all_at_once``, ``canary``, ``linear``) through the router's
-   runtime API, or mirror it (``shadow``).
-5. **Bake guard** after each step: green's 5xx share and p95 latency; a breach sends all
-   traffic back to blue at once and raises :class:`~mlops_tasks.errors.GuardBreachError`.
-6. **Promote**: alias ``champion`` moves to the new version; blue stays warm for the
-   termination wait, then stops.
+   runtime API, or mirror it (``shadow``). Before every shift the candidate must be UP in
+   the router and answer ``/health`` and ``/metrics`` (:mod:`mlops_tasks.deploy.gates`).
+5. **Bake guard** after each step: the candidate's 5xx share and p95 latency, and missing
+   evidence counted as a breach (no answer, DOWN, restarted, fewer requests than its
+   share); a breach sends all traffic back to the old slot at once and raises
+   :class:`~mlops_tasks.errors.GuardBreachError` (``CandidateUnhealthyError`` when the
+   candidate itself failed).
+6. **Confirm**: real requests through the live port must be answered by the candidate.
+   Only then does alias ``champion`` move; the old slot stays running until this point
+   whatever the termination wait says, then stays warm for the termination wait and is
+   stopped once the candidate has passed one more check.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_tasks.deploy import state as _state
-from mlops_tasks.deploy.guard import judge, read_snapshot
+from mlops_tasks.deploy.gates import bake, confirm_serving, gate_candidate
 from mlops_tasks.deploy.models import (
     COLORS,
     Color,
@@ -43,17 +49,17 @@ from mlops_tasks.deploy.models import (
     now_iso,
     other,
 )
-from mlops_tasks.deploy.router import RouterClient
 from mlops_tasks.deploy.targets import get_target
-from mlops_tasks.deploy.targets.base import Target, http_post_json
+from mlops_tasks.deploy.targets.base import Target, http_get, http_post_json
 from mlops_tasks.errors import (
+    CandidateUnhealthyError,
     ConfigurationError,
     DeploymentError,
-    GuardBreachError,
     MLOpsError,
     PromotionRefusedError,
     RollbackError,
     RolloutError,
+    RouterError,
     SlotStartError,
     SmokeTestError,
 )
@@ -224,6 +230,7 @@ def _reconcile(
             router.wait_up(color, replicas, 10)
 
     if live is not None:
+        target.set_supervised(live, True)
         target_weights = {live: 100, other(live): 0}
         if weights != target_weights:
             router.set_slot_weights(target_weights, replicas)
@@ -280,24 +287,7 @@ def _pick_live(
     return weighted[0]
 
 
-# -- bake -------------------------------------------------------------------------------------
-
-
-def _bake(target: Target, green: Color, spec: RolloutSpec, run: _Run, seconds: float) -> None:
-    """Watch green for ``seconds``; raise GuardBreachError on a breach."""
-    if seconds <= 0:
-        return
-    addresses = target.slot_status(green).addresses
-    start = read_snapshot(addresses)
-    deadline = time.monotonic() + seconds
-    while True:
-        _wait(min(spec.guard.interval_s, max(0.0, deadline - time.monotonic())))
-        verdict = judge(read_snapshot(addresses) - start, spec.guard)
-        run.record.guard = verdict.as_dict()
-        if verdict.breach:
-            raise GuardBreachError(f"Bake guard on slot {green}: {verdict.breach}.")
-        if time.monotonic() >= deadline:
-            return
+# -- bake and shadow ---------------------------------------------------------------------------
 
 
 def _shadow_agreement(target: Target, since: pd.Timestamp, green: Color) -> dict[str, float]:
@@ -328,10 +318,17 @@ def _addr_pairs(slot: SlotStatus) -> list[tuple[str, int]]:
 
 
 def _retire_after_wait(
-    target: Target, lock: _state.EndpointLock, run: _Run, old: Color, wait_s: float
+    target: Target, lock: _state.EndpointLock, run: _Run, old: Color, wait_s: float,
+    candidate: Color, addresses: list[str], mlflow_config: MlflowConfig | None,
 ) -> None:
-    """Keep ``old`` warm for ``wait_s`` (lock released, so a rollback can use it), then stop it."""
+    """Keep ``old`` warm for ``wait_s`` (lock released, so a rollback can use it), then stop it.
+
+    The candidate must still be fit to serve when the old slot is about to go; if it is
+    not, all traffic goes back to ``old`` (still running), the alias moves back and the
+    record ends ``rolled_back``.
+    """
     replicas = target.endpoint.replicas
+    run.event("retire-started", f"slot {old} kept warm {wait_s:g} s, then stopped")
     if wait_s > 0:
         lock.release()
         deadline = time.monotonic() + wait_s
@@ -347,13 +344,34 @@ def _retire_after_wait(
         except DeploymentError:
             run.event("retire-skipped", f"another run holds the endpoint; slot {old} left to it")
             return
-    if target.router.slot_weights(replicas).get(old, 0) > 0:
+    if _router_call(target, run, lambda: target.router.slot_weights(replicas)).get(old, 0) > 0:
         run.event("retire-skipped", f"slot {old} serves again (rolled back); kept")
         return
+    try:
+        gate_candidate(target, candidate, addresses, f"retiring slot {old}")
+    except CandidateUnhealthyError as exc:
+        _undo_promotion(target, run, old, candidate, exc, mlflow_config)
+        raise _typed(exc, run.record) from exc
+    target.set_supervised(old, False)
     target.router.detach_slot(old, replicas)
     target.router.wait_idle(old, replicas, 10)
     target.stop_slot(old)
     run.event("blue-stopped", f"slot {old} stopped after {wait_s:g} s warm")
+
+
+def _undo_promotion(
+    target: Target, run: _Run, old: Color, candidate: Color, exc: BaseException,
+    mlflow_config: MlflowConfig | None,
+) -> None:
+    """The promoted candidate failed before the old slot was retired: put the old one back."""
+    record = run.record
+    target.set_supervised(candidate, False)
+    _abort(target, old, candidate, run, exc, "rolled_back", finish=False)
+    if record.previous_version is not None:
+        _promote(record.model_name, record.previous_version, mlflow_config)
+        run.event("champion-moved", f"alias champion -> version {record.previous_version} (back)")
+    target.set_supervised(old, True)
+    run.finish("rolled_back", f"{type(exc).__name__}: {exc}")
 
 
 def deploy_blue_green(
@@ -396,7 +414,12 @@ def deploy_blue_green(
         RouterConfigError: HAProxy rejected the rendered configuration.
         SlotStartError: Green crashed on start or never became healthy.
         SmokeTestError: Green's predictions differ from the registered model's.
-        GuardBreachError: The bake guard fired; all traffic went back to blue.
+        GuardBreachError: The bake guard fired, or saw too little to judge; all traffic
+            went back to the old slot.
+        CandidateUnhealthyError: The candidate stopped answering, was marked DOWN, restarted,
+            or was not found serving the live port (before a shift, during a bake, before
+            the alias moved or before the old slot was retired); all traffic went back to
+            the old slot and the champion alias stayed (or went back) where it was.
         RolloutError: Shadow comparison failed.
 
     Example:
@@ -432,7 +455,6 @@ def _deploy_locked(
     kind: str,
 ) -> DeploymentRecord:
     endpoint = tgt.endpoint
-    replicas = endpoint.replicas
     record = DeploymentRecord(
         id=uuid.uuid4().hex[:12], endpoint=endpoint.name, target=tgt.kind, model_name=model_name,
         version=version, strategy=spec.strategy, kind=kind,  # type: ignore[arg-type]
@@ -447,89 +469,144 @@ def _deploy_locked(
             exc.record = record
         raise
     _state.save_endpoint(endpoint, tgt.kind, model_name)
-    router = tgt.router
-    blue_version = slots[live].version if live else None
-    record.previous_version = blue_version
+    live_version = slots[live].version if live else None
+    record.previous_version = live_version
     record.live_color = live
-    if live is not None and blue_version == version:
+    if live is not None and live_version == version:
         if _champion_version(model_name, mlflow_config) != version:
             _promote(model_name, version, mlflow_config)
             run.event("champion-reconciled", f"alias champion -> version {version} (what serves)")
         return run.finish("noop", None)
 
-    green: Color = other(live) if live else "blue"
+    candidate: Color = other(live) if live else "blue"
+    outcome = "rolled_back" if live else "failed"
     try:
-        run.event("green-starting", f"slot {green}")
-        handle = tgt.prepare(model_name, version, mlflow_config)
-        tgt.start_slot(green, model_name, version, handle)
-        tgt.wait_healthy(green, spec.load_timeout_s, spec.health_tries)
-        healthy_at = time.perf_counter()
-        run.event("green-healthy", f"slot {green} at {', '.join(tgt.slot_status(green).addresses)}")
-        router.attach_slot(green, _addr_pairs(tgt.slot_status(green)), replicas)
-        router.set_preview(green, replicas)
-        if not router.wait_up(green, replicas, max(5.0, spec.load_timeout_s)):
-            raise SlotStartError(f"HAProxy's health checks never saw slot {green} UP.")
-
-        rows = smoke_rows if smoke_rows is not None else _input_example(
-            handle, model_name, version, mlflow_config
-        )
-        rows = rows.head(spec.smoke_rows)
-        expected = _reference_predictions(model_name, version, rows, mlflow_config)
-        n = smoke_test(tgt.preview_address(), rows, expected, spec.smoke_tolerance)
-        run.event("smoke-passed", f"{n} rows through the preview port match the registered model")
+        addresses, probe_doc = _start_candidate(tgt, run, candidate, model_name, version, spec,
+                                                smoke_rows, mlflow_config)
     except Exception as exc:
-        _abort(tgt, router, live, green, run, exc, "rolled_back" if live else "failed")
+        _abort(tgt, live, candidate, run, exc, outcome)
         raise _typed(exc, record) from exc
 
     try:
-        if live is None:
-            router.set_slot_weights({green: 100, "blue" if green == "green" else "green": 0}, replicas)
-            record.switch_ms = (time.perf_counter() - healthy_at) * 1000
-            run.event("shift", f"{green} 100 % (first deployment)")
-            _bake(tgt, green, spec, run, spec.bake_seconds)
-        elif spec.strategy == "shadow":
-            since = pd.Timestamp.now(tz="UTC")
-            router.set_shadow(green, replicas)
-            run.event("shadow-on", f"live requests mirrored to {green}; clients see {live} only")
-            _bake(tgt, green, spec, run, spec.bake_seconds)
-            router.set_shadow(None, replicas)
-            _wait(1.5)  # prediction logs flush every 0.5 s
-            figures = _shadow_agreement(tgt, since, green)
-            figures.update(record.guard)
-            record.shadow = figures
-            run.event("shadow-off", json.dumps(figures))
-            if figures["compared"] < 1 or figures["agreement"] < spec.shadow_min_agreement:
-                raise RolloutError(
-                    f"Shadow comparison failed: green agreed with blue on {figures['agreement']:.1%} "
-                    f"of {int(figures['compared'])} live rows (need {spec.shadow_min_agreement:.0%})."
-                )
-            if not spec.promote_after_shadow:
-                tgt.router.detach_slot(green, replicas)
-                tgt.stop_slot(green)
-                record.live_color = live
-                return run.finish("succeeded", None)
-            router.set_slot_weights({green: 100, live: 0}, replicas)
-            record.switch_ms = (time.perf_counter() - healthy_at) * 1000
-            run.event("shift", f"{green} 100 % after shadow")
-        else:
-            for percent in spec.steps():
-                router.set_slot_weights({green: percent, live: 100 - percent}, replicas)
-                if percent == 100:
-                    record.switch_ms = (time.perf_counter() - healthy_at) * 1000
-                run.event("shift", f"{green} {percent} %, {live} {100 - percent} %")
-                _bake(tgt, green, spec, run, spec.bake_seconds)
+        if not _shift_traffic(tgt, run, live, candidate, addresses, spec, probe_doc):
+            return record  # shadow without promotion: the candidate was compared and stopped
+        gate_candidate(tgt, candidate, addresses, "the confirmation through the live port")
+        checked = confirm_serving(tgt, candidate, version)
+        run.event("confirmed", f"{checked} requests through the live port answered by slot "
+                               f"{candidate} (version {version})")
+        tgt.router.set_preview(live, endpoint.replicas)
+        record.live_color = candidate
+        previous = _promote(model_name, version, mlflow_config)
     except Exception as exc:
-        _abort(tgt, router, live, green, run, exc, "rolled_back" if live else "failed")
+        record.live_color = live
+        _abort(tgt, live, candidate, run, exc, outcome)
         raise _typed(exc, record) from exc
-
-    router.set_preview(live, replicas)
-    record.live_color = green
-    previous = _promote(model_name, version, mlflow_config)
+    tgt.set_supervised(candidate, True)
     run.event("champion-moved", f"alias champion -> version {version} (previous {previous})")
     run.finish("succeeded", None)
     if live is not None:
-        _retire_after_wait(tgt, lock, run, live, spec.termination_wait_s)
+        _retire_after_wait(tgt, lock, run, live, spec.termination_wait_s, candidate, addresses,
+                           mlflow_config)
     return record
+
+
+def _start_candidate(
+    tgt: Target, run: _Run, candidate: Color, model_name: str, version: int, spec: RolloutSpec,
+    smoke_rows: pd.DataFrame | None, mlflow_config: MlflowConfig | None,
+) -> tuple[list[str], dict[str, Any]]:
+    """Start the candidate, attach it (weight 0), smoke-test it; its addresses and a probe body."""
+    replicas = tgt.endpoint.replicas
+    run.event("green-starting", f"slot {candidate}")
+    handle = tgt.prepare(model_name, version, mlflow_config)
+    tgt.start_slot(candidate, model_name, version, handle)
+    tgt.wait_healthy(candidate, spec.load_timeout_s, spec.health_tries)
+    addresses = tgt.slot_status(candidate).addresses
+    run.event("green-healthy", f"slot {candidate} at {', '.join(addresses)}")
+    tgt.router.attach_slot(candidate, _addr_pairs(tgt.slot_status(candidate)), replicas)
+    tgt.router.set_preview(candidate, replicas)
+    if not tgt.router.wait_up(candidate, replicas, max(5.0, spec.load_timeout_s)):
+        raise SlotStartError(f"HAProxy's health checks never saw slot {candidate} UP.")
+    rows = smoke_rows if smoke_rows is not None else _input_example(
+        handle, model_name, version, mlflow_config
+    )
+    rows = rows.head(spec.smoke_rows)
+    run.event("smoke-started", f"{len(rows)} rows through the preview port")
+    expected = _reference_predictions(model_name, version, rows, mlflow_config)
+    n = smoke_test(tgt.preview_address(), rows, expected, spec.smoke_tolerance)
+    run.event("smoke-passed", f"{n} rows through the preview port match the registered model")
+    return addresses, _split_doc(rows.head(1))
+
+
+def _shift_traffic(
+    tgt: Target, run: _Run, live: Color | None, candidate: Color, addresses: list[str],
+    spec: RolloutSpec, probe_doc: dict[str, Any],
+) -> bool:
+    """Move traffic step by step, each step gated and baked; False when shadow ends it there."""
+    replicas = tgt.endpoint.replicas
+    record = run.record
+    started = time.perf_counter()
+
+    def baked(seconds: float, share: float | None, step: str) -> None:
+        def keep(verdict: Any) -> None:
+            record.guard = verdict.as_dict()
+
+        bake(tgt, candidate, addresses, spec.guard, seconds, share=share, step=step,
+             probe_doc=probe_doc, on_reading=keep,
+             on_extend=lambda message: run.event("bake-extended", message))
+
+    def shift(percent: int, detail: str) -> None:
+        gate_candidate(tgt, candidate, addresses, f"the shift to {percent} %")
+        tgt.router.set_slot_weights({candidate: percent, other(candidate): 100 - percent}, replicas)
+        if percent == 100:
+            record.switch_ms = (time.perf_counter() - started) * 1000
+        run.event("shift", detail)
+
+    if live is None:
+        shift(100, f"{candidate} 100 % (first deployment)")
+        baked(spec.bake_seconds, 1.0, "the first deployment's bake")
+        return True
+    if spec.strategy == "shadow":
+        if not _shadow(tgt, run, live, candidate, spec, lambda: baked(spec.bake_seconds, None,
+                                                                      "the shadow comparison")):
+            return False
+        shift(100, f"{candidate} 100 % after shadow")
+        return True
+    for percent in spec.steps():
+        shift(percent, f"{candidate} {percent} %, {live} {100 - percent} %")
+        baked(spec.bake_seconds, percent / 100, f"the {percent} % step")
+    return True
+
+
+def _shadow(
+    tgt: Target, run: _Run, live: Color, candidate: Color, spec: RolloutSpec,
+    watch: Callable[[], None],
+) -> bool:
+    """Mirror live traffic to the candidate, compare; False when it is stopped after it."""
+    replicas = tgt.endpoint.replicas
+    record = run.record
+    since = pd.Timestamp.now(tz="UTC")
+    tgt.router.set_shadow(candidate, replicas)
+    run.event("shadow-on", f"live requests mirrored to {candidate}; clients see {live} only")
+    watch()
+    tgt.router.set_shadow(None, replicas)
+    _wait(1.5)  # prediction logs flush every 0.5 s
+    figures = _shadow_agreement(tgt, since, candidate)
+    figures.update(record.guard)
+    record.shadow = figures
+    run.event("shadow-off", json.dumps(figures))
+    if figures["compared"] < 1 or figures["agreement"] < spec.shadow_min_agreement:
+        raise RolloutError(
+            f"Shadow comparison failed: slot {candidate} agreed with {live} on "
+            f"{figures['agreement']:.1%} of {int(figures['compared'])} live rows "
+            f"(need {spec.shadow_min_agreement:.0%})."
+        )
+    if spec.promote_after_shadow:
+        return True
+    tgt.router.detach_slot(candidate, replicas)
+    tgt.stop_slot(candidate)
+    record.live_color = live
+    run.finish("succeeded", None)
+    return False
 
 
 def _input_example(
@@ -559,28 +636,67 @@ def _input_example(
     return pd.DataFrame(split["data"], columns=split.get("columns"))
 
 
+def _router_call(target: Target, run: _Run, call: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+    """Run a router call, waiting for a router that went away to come back (watchdog or us)."""
+    began = time.monotonic()
+    restarted = False
+    while True:
+        try:
+            return call()
+        except RouterError as exc:
+            if time.monotonic() - began >= timeout_s:
+                raise
+            if not restarted and time.monotonic() - began > 5 and not target.router_running():
+                # Nobody brought it back within 5 s: start it from what runs, live slot at 100 %.
+                slots = {c: target.slot_status(c) for c in COLORS}
+                live = run.record.live_color
+                target.ensure_router(slots, live if live and slots[live].healthy else None)
+                restarted = True
+                run.event("router-started", f"the router was gone ({exc}); started again")
+            _wait(0.2)
+
+
 def _abort(
-    tgt: Target, router: RouterClient, live: Color | None, green: Color, run: _Run, exc: BaseException,
-    outcome: str,
+    tgt: Target, live: Color | None, candidate: Color, run: _Run, exc: BaseException,
+    outcome: str, finish: bool = True,
 ) -> None:
-    """All traffic back to blue at once, green out of the router and stopped."""
+    """All traffic back to the old slot at once, the candidate out of the router and stopped.
+
+    When the router cannot be told (it is gone and does not come back), the candidate is
+    left running: stopping it could leave a restarted router pointing at nothing. The
+    next run reconciles.
+    """
     replicas = tgt.endpoint.replicas
+    record = run.record
+    if record.failed_step is None and record.timeline:
+        last = record.timeline[-1]
+        record.failed_step = f"{last.step} {last.detail}".strip()[:120]
+    record.live_color = live
+    moved = live is None
+    # A candidate that still answers finishes its requests; a dead or hung one is not waited for.
+    answering = all(http_get(a, "/health", 1.0)[0] == 200 for a in tgt.slot_status(candidate).addresses)
     try:
         if live is not None:
-            router.set_slot_weights({live: 100, green: 0}, replicas)
+            _router_call(tgt, run, lambda: tgt.router.set_slot_weights({live: 100, candidate: 0},
+                                                                       replicas))
+            moved = True
             run.event("traffic-back", f"all traffic to {live}")
-        router.set_shadow(None, replicas)
-        router.detach_slot(green, replicas)
-        router.wait_idle(green, replicas, 5)
+        _router_call(tgt, run, lambda: tgt.router.set_shadow(None, replicas), 5)
+        _router_call(tgt, run, lambda: tgt.router.detach_slot(candidate, replicas), 5)
+        tgt.router.wait_idle(candidate, replicas, 5 if answering else 1)
     except MLOpsError as inner:
         run.event("abort-warning", f"router: {inner}")
-    try:
-        tgt.stop_slot(green, grace_s=5)
-        run.event("green-stopped", f"slot {green}")
-    except MLOpsError as inner:  # e.g. the Docker engine went away: the next run removes it
-        run.event("abort-warning", f"slot {green} not stopped: {inner}")
-    run.record.live_color = live
-    run.finish(outcome, f"{type(exc).__name__}: {exc}")
+    if moved:
+        try:
+            tgt.stop_slot(candidate, grace_s=5 if answering else 0.5)
+            run.event("green-stopped", f"slot {candidate}")
+        except MLOpsError as inner:  # e.g. the Docker engine went away: the next run removes it
+            run.event("abort-warning", f"slot {candidate} not stopped: {inner}")
+    else:
+        run.event("abort-warning", f"the router could not be told; slot {candidate} left running "
+                                   "for the next run to reconcile")
+    if finish:
+        run.finish(outcome, f"{type(exc).__name__}: {exc}")
 
 
 def _typed(exc: BaseException, record: DeploymentRecord) -> MLOpsError:
@@ -658,15 +774,28 @@ def rollback_deployment(
                    for i in range(1, replicas + 1)):
                 tgt.router.attach_slot(warm, addrs, replicas)
                 tgt.router.wait_up(warm, replicas, 5)
-            tgt.router.set_slot_weights({warm: 100, live: 0}, replicas)
-            record.switch_ms = (time.perf_counter() - started) * 1000
+            warm_addresses = slots[warm].addresses
+            try:
+                gate_candidate(tgt, warm, warm_addresses, "the rollback shift")
+                tgt.router.set_slot_weights({warm: 100, live: 0}, replicas)
+                record.switch_ms = (time.perf_counter() - started) * 1000
+                run.event("shift", f"{warm} 100 % (warm slot, version {previous})")
+                confirm_serving(tgt, warm, previous)
+            except MLOpsError as exc:
+                tgt.router.set_slot_weights({live: 100, warm: 0}, replicas)
+                run.event("traffic-back", f"all traffic to {live}")
+                run.finish("failed", f"{type(exc).__name__}: {exc}")
+                raise RollbackError(
+                    f"Rollback of endpoint {endpoint_name!r} to version {previous} failed: {exc} "
+                    f"Version {current} keeps serving.", record=record,
+                ) from exc
             record.live_color = warm
-            run.event("shift", f"{warm} 100 % (warm slot, version {previous})")
+            tgt.set_supervised(warm, True)
             _promote(model_name, previous, mlflow_config)
             run.event("champion-moved", f"alias champion -> version {previous}")
             run.finish("succeeded", None)
             wait = (rollout or RolloutSpec(termination_wait_s=0)).termination_wait_s
-            _retire_after_wait(tgt, lock, run, live, wait)
+            _retire_after_wait(tgt, lock, run, live, wait, warm, warm_addresses, mlflow_config)
             return record
         run.event("redeploy", f"slot {warm} is not warm: deploying version {previous} again")
         run.finish("noop", "handed over to a redeployment of the previous version")

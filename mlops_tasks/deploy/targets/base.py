@@ -44,12 +44,15 @@ def http_get(address: str, path: str, timeout_s: float = 2.0) -> tuple[int, byte
         conn.close()
 
 
-def http_post_json(address: str, path: str, doc: Any, timeout_s: float = 10.0) -> tuple[int, Any]:
+def http_post_json(
+    address: str, path: str, doc: Any, timeout_s: float = 10.0, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     """``POST`` a JSON document; ``(status, parsed JSON or text)``, ``(0, error)`` on no answer."""
     host, port = address.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
     try:
-        conn.request("POST", path, body=json.dumps(doc), headers={"Content-Type": "application/json"})
+        conn.request("POST", path, body=json.dumps(doc),
+                     headers={"Content-Type": "application/json", **(headers or {})})
         resp = conn.getresponse()
         raw = resp.read()
         try:
@@ -145,6 +148,14 @@ class Target(ABC):
     @abstractmethod
     def router(self) -> RouterClient:
         """The runtime API client of the router."""
+
+    def set_supervised(self, color: Color, supervised: bool) -> None:
+        """Restart the slot's servers when they crash (the live slot) or leave them alone.
+
+        A candidate is never supervised: when it dies during a rollout the guard must see
+        it die. Targets without a supervisor keep this no-op.
+        """
+        del color, supervised
 
     # -- shared behaviour --------------------------------------------------------------
 

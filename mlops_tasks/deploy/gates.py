@@ -1,0 +1,236 @@
+"""The checks a rollout passes before every step: candidate fit to serve, bake, confirmation.
+
+Missing evidence is never a pass. Before each traffic shift, before the ``champion`` alias
+moves and before the old slot is retired, :func:`gate_candidate` requires every server of
+the candidate slot to answer ``/health`` and ``/metrics`` and to be UP in the router's own
+view. :func:`bake` watches the candidate for a bake period with the guard
+(:mod:`mlops_tasks.deploy.guard`), sending its own probe requests through the preview port
+so a quiet endpoint still yields evidence; too few answers extend the bake, then fail it.
+After the last shift :func:`confirm_serving` sends real requests through the live port and
+requires every answer to come from the candidate's instances with the new version.
+
+Each check raises :class:`~mlops_tasks.errors.CandidateUnhealthyError` (a
+:class:`~mlops_tasks.errors.GuardBreachError`) or ``GuardBreachError``; the strategy then
+sends all traffic back to the old slot, which it kept running for exactly this.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mlops_tasks.deploy.guard import GuardVerdict, judge_evidence, read_evidence
+from mlops_tasks.deploy.models import Color, GuardLimits
+from mlops_tasks.deploy.targets.base import Target, http_post_json
+from mlops_tasks.errors import CandidateUnhealthyError, GuardBreachError
+
+__all__ = ["bake", "confirm_serving", "gate_candidate", "instance_names"]
+
+logger = logging.getLogger(__name__)
+
+#: Request id prefix of the guard's probe requests (they reach the prediction log too).
+PROBE_ID = "mlops-guard-probe"
+
+
+def instance_names(target: Target, color: Color) -> set[str]:
+    """``X-Served-By`` values of the slot's servers (``<endpoint>-<color>-<i>``).
+
+    Example:
+        ```python
+        assert instance_names(target, "green") == {"churn-green-1"}
+        ```
+    """
+    return {f"{target.endpoint.name}-{color}-{i}" for i in range(1, target.endpoint.replicas + 1)}
+
+
+def gate_candidate(target: Target, color: Color, addresses: list[str], before: str) -> None:
+    """Require every server of the candidate to answer and to be UP in the router.
+
+    Args:
+        target: The endpoint's target.
+        color: The candidate slot.
+        addresses: The candidate's server addresses, as they were when it became healthy
+            (a server that vanished since still counts).
+        before: What the check guards, for the message (``"the shift to 100 %"``).
+
+    Raises:
+        CandidateUnhealthyError: A server does not answer, is not UP, or is missing.
+
+    Example:
+        ```python
+        gate_candidate(target, "green", ["127.0.0.1:9001"], "the shift to 100 %")
+        ```
+    """
+    replicas = target.endpoint.replicas
+    ev = read_evidence(addresses, target.router, color, replicas)
+    problems = []
+    if len(addresses) < replicas:
+        problems.append(f"only {len(addresses)} of {replicas} servers have an address")
+    if ev.unreachable:
+        problems.append(f"/metrics did not answer on {', '.join(ev.unreachable)}")
+    if ev.unhealthy:
+        problems.append(f"/health did not answer 200 on {', '.join(ev.unhealthy)}")
+    if ev.router_error:
+        problems.append(f"the router's view is unknown ({ev.router_error})")
+    if ev.router_down:
+        problems.append(f"HAProxy does not see {', '.join(ev.router_down)} UP")
+    if problems:
+        raise CandidateUnhealthyError(
+            f"Before {before}: candidate slot {color} of endpoint {target.endpoint.name!r} is not "
+            f"fit to serve ({'; '.join(problems)}); all traffic stays on / goes back to the old slot."
+        )
+
+
+def _probe(address: str, doc: dict[str, Any] | None, n: int) -> int:
+    """POST one probe row to the candidate through the preview port; the HTTP status (0: none)."""
+    if doc is None:
+        return 200
+    status, _ = http_post_json(address, "/invocations", doc, timeout_s=3.0,
+                               headers={"X-Request-Id": f"{PROBE_ID}-{n}"})
+    return status
+
+
+def bake(
+    target: Target,
+    color: Color,
+    addresses: list[str],
+    limits: GuardLimits,
+    seconds: float,
+    *,
+    share: float | None,
+    step: str,
+    probe_doc: dict[str, Any] | None = None,
+    on_reading: Callable[[GuardVerdict], None] | None = None,
+    on_extend: Callable[[str], None] | None = None,
+) -> GuardVerdict | None:
+    """Watch the candidate for ``seconds``; raise on a breach or on too little evidence.
+
+    Args:
+        target: The endpoint's target.
+        color: The candidate slot.
+        addresses: The candidate's server addresses when it became healthy.
+        limits: Guard limits (error share, p95, minimum answers, interval, probes, extension).
+        seconds: The bake period; 0 skips the bake (the step gates still run).
+        share: The candidate's live traffic share (0..1); None for shadow (mirrored only).
+        step: What is baking, for messages (``"the 10 % step"``).
+        probe_doc: The request body probes send (one smoke row); None sends none.
+        on_reading: Called with every guard verdict (the record keeps the last one).
+        on_extend: Called with a message when the bake is extended for lack of evidence.
+
+    Returns:
+        The last verdict (None when there was no bake).
+
+    Raises:
+        CandidateUnhealthyError: The candidate stopped answering, restarted, was marked
+            DOWN, or got far fewer requests than its share.
+        GuardBreachError: 5xx share or p95 latency over the limits, or too few answers
+            to judge even after the extension.
+
+    Example:
+        ```python
+        bake(target, "green", addrs, GuardLimits(), 60, share=0.1, step="the 10 % step")
+        ```
+    """
+    if seconds <= 0:
+        return None
+    replicas = target.endpoint.replicas
+    start = read_evidence(addresses, target.router, color, replicas)
+    deadline = time.monotonic() + seconds
+    extended = False
+    n = 0
+    preview = target.preview_address()
+    while True:
+        time.sleep(max(0.0, min(limits.interval_s, deadline - time.monotonic())))
+        n += 1
+        verdict = judge_evidence(start, read_evidence(addresses, target.router, color, replicas),
+                                 limits, share)
+        probe_status = _probe(preview, probe_doc, n) if limits.probe and not verdict.breach else 200
+        if probe_status != 200:
+            verdict.unhealthy = True
+            note = f"a probe through the preview port was answered {probe_status or 'with nothing'}"
+            verdict.breach = f"{verdict.breach}; {note}" if verdict.breach else note
+        if on_reading is not None:
+            on_reading(verdict)
+        if verdict.breach:
+            error = CandidateUnhealthyError if verdict.unhealthy else GuardBreachError
+            raise error(
+                f"Bake guard on candidate slot {color} during {step}: {verdict.breach} "
+                f"(guard saw {verdict.requests} answers, 5xx share {verdict.error_share:.1%}, "
+                f"p95 {verdict.p95_ms:g} ms)."
+            )
+        if time.monotonic() < deadline:
+            continue
+        if verdict.sufficient:
+            return verdict
+        if not extended and limits.extend_s > 0:
+            extended = True
+            deadline = time.monotonic() + limits.extend_s
+            message = (f"{verdict.requests} candidate answers in {seconds:g} s, fewer than "
+                       f"{limits.min_requests}: bake extended by {limits.extend_s:g} s")
+            logger.info("%s", message)
+            if on_extend is not None:
+                on_extend(message)
+            continue
+        raise GuardBreachError(
+            f"Bake guard on candidate slot {color} during {step}: only {verdict.requests} answers "
+            f"(need {limits.min_requests}) — too little evidence to judge, so the candidate is not "
+            "promoted. Send traffic during the bake, keep guard.probe on, or lower guard.min_requests."
+        )
+
+
+def confirm_serving(target: Target, color: Color, version: int, timeout_s: float = 10.0) -> int:
+    """Require real requests through the live port to be answered by the candidate.
+
+    Sends ``GET /version`` through the router's endpoint port (``2 x replicas`` requests,
+    at least 3) and checks each answer's ``X-Served-By`` and ``X-Model-Version``.
+
+    Returns:
+        The number of answers checked.
+
+    Raises:
+        CandidateUnhealthyError: An answer came from another instance or version, was not
+            200, or did not come at all.
+
+    Example:
+        ```python
+        confirm_serving(target, "green", 4)
+        ```
+    """
+    url = target.base_url().removeprefix("http://")
+    host, port = url.rsplit(":", 1)
+    wanted = instance_names(target, color)
+    need = max(3, 2 * target.endpoint.replicas)
+    for _ in range(need):
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+        try:
+            conn.request("GET", "/version", headers={"X-Request-Id": f"{PROBE_ID}-confirm"})
+            resp = conn.getresponse()
+            body = resp.read()
+            served_by = resp.getheader("X-Served-By") or ""
+            got = resp.getheader("X-Model-Version") or ""
+        except (OSError, http.client.HTTPException) as exc:
+            raise CandidateUnhealthyError(
+                f"Confirmation: the live port {url} did not answer ({exc}); the candidate slot "
+                f"{color} is not serving it."
+            ) from exc
+        finally:
+            conn.close()
+        if resp.status != 200 or served_by not in wanted or got != str(version):
+            detail = body[:200].decode(errors="replace") if resp.status != 200 else ""
+            raise CandidateUnhealthyError(
+                f"Confirmation: a request through the live port {url} was answered HTTP "
+                f"{resp.status} by {served_by or 'the router itself'} (version {got or '?'}), not by "
+                f"candidate slot {color} (version {version}). {detail}".rstrip()
+            )
+    return need
+
+
+def split_doc_first_row(doc: dict[str, Any]) -> dict[str, Any]:
+    """The first row of a ``dataframe_split`` request body, as a request body."""
+    split = dict(doc["dataframe_split"])
+    split["data"] = split["data"][:1]
+    return {"dataframe_split": json.loads(json.dumps(split))}
