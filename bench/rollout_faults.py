@@ -91,6 +91,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("kill-candidate", Phase("shift", 1, "100 %", delay_s=1.0), "all_at_once"),
     Scenario("kill-candidate", Phase("shadow-on", delay_s=1.0), "shadow"),
     Scenario("kill-candidate", Phase("confirmed"), "canary"),
+    Scenario("kill-candidate", Phase("retire-started"), "linear"),
     Scenario("hang-candidate", BAKE_10, "canary", docker=True),
     Scenario("hang-candidate", LAST_SHIFT, "linear"),
     Scenario("hang-candidate", Phase("shadow-on", delay_s=1.0), "shadow"),
