@@ -28,7 +28,6 @@ Processes are signalled by pid only; containers by the host pid of their main pr
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import signal
 import stat
@@ -203,12 +202,6 @@ class Fault:
     def cleanup(self) -> None:
         """Undo what can be undone (a frozen process continues); safe to call twice."""
         return None
-
-    def __enter__(self) -> Fault:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
 
 
 class KillSlot(Fault):
@@ -739,15 +732,3 @@ def injected(fault: Fault) -> Iterator[Fault]:
         yield fault
     finally:
         fault.cleanup()
-
-
-def record_summary(record: DeploymentRecord | None) -> str:
-    """``step,step,...`` of a record's timeline (for scenario lines and assertion messages)."""
-    if record is None:
-        return ""
-    return ",".join(e.step for e in record.timeline)
-
-
-def guard_snapshot(record: DeploymentRecord | None) -> str:
-    """The record's last guard reading as compact JSON."""
-    return json.dumps(record.guard if record is not None else {}, separators=(",", ":"))

@@ -18,10 +18,19 @@ own fixtures (``tests/test_deploy_contract.py``), imported unchanged.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import tests.test_deploy_contract as contract
-from mlops_tasks.deploy import EndpointSpec, GuardLimits, RolloutSpec, deploy_blue_green, stop_endpoint
+from mlops_tasks.deploy import (
+    EndpointSpec,
+    GuardLimits,
+    RolloutSpec,
+    deploy_blue_green,
+    describe_deployment,
+    stop_endpoint,
+)
 from mlops_tasks.deploy.models import DeploymentRecord
 from mlops_tasks.deploy.targets import get_target
 from mlops_tasks.errors import DeploymentError
@@ -30,7 +39,6 @@ from tests.fault_support import (
     EndpointMonitor,
     Expectation,
     FailingReload,
-    Fault,
     FaultContext,
     FaultRun,
     HangCandidate,
@@ -95,8 +103,6 @@ def _faulted(kind: str, reg: dict, endpoint: EndpointSpec, make_fault, phase: Ph
     fault is cleaned up (a frozen process continues) before returning; then a rerun of
     the version that should be live must reconcile to one weighted slot serving the champion.
     """
-    from mlops_tasks.deploy import describe_deployment
-
     info = describe_deployment(endpoint.name)
     if base is not None and info.live_version != base:
         _deploy(reg, base, endpoint, kind)
@@ -229,18 +235,11 @@ def test_old_slot_killed_during_bake_endpoint_keeps_serving(target_kind, registr
 def test_router_config_check_failing_keeps_the_live_slot(target_kind, registry, fault_endpoint):
     """A deploy that must reload the router (2 replicas) while ``haproxy -c`` fails: nothing changes."""
     two = fault_endpoint.model_copy(update={"replicas": 2})
-
-    def failing(ctx: FaultContext) -> Fault:
-        fault = FailingReload(ctx)
-        fault.inject()  # armed for the whole deploy
-        return fault
-
-    from mlops_tasks.deploy import describe_deployment
-
     info = describe_deployment(fault_endpoint.name)
     before = info.live_version
     candidate = registry["v"]["v2"] if before == registry["v"]["v1"] else registry["v"]["v1"]
-    with injected(failing(FaultContext(target_kind, fault_endpoint, info.live_color))) as fault:
+    with injected(FailingReload(FaultContext(target_kind, fault_endpoint, info.live_color))) as fault:
+        fault.inject()  # armed for the whole deploy
         run = run_faulted_rollout(
             lambda listener: _deploy(registry, candidate, two, target_kind, _rollout("canary"), listener),
             fault=fault, phase=None, endpoint=fault_endpoint, router=get_target(target_kind, two).router,
@@ -255,10 +254,6 @@ def test_router_config_check_failing_keeps_the_live_slot(target_kind, registry, 
 def test_monitor_sees_a_window_without_weighted_server(target_kind, fault_endpoint):
     """The monitor can fail: every live server of the serving slot in maintenance opens a down window
     (the slot still answers ``/health``, so traffic could be served and is not)."""
-    import time
-
-    from mlops_tasks.deploy import describe_deployment
-
     live = describe_deployment(fault_endpoint.name).live_color
     router = get_target(target_kind, fault_endpoint).router
     # The slot's servers in backend "live", with their backup twins where the template has them.
