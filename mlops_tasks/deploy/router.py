@@ -20,7 +20,10 @@ Layout of the rendered configuration (one HAProxy process per endpoint):
   reloads in master-worker mode.
 
 Weights, addresses and states change through the runtime API
-(:class:`RouterClient`), never through a reload. When the file itself must change it is
+(:class:`RouterClient`), never through a reload. After every slot-level change the
+client dumps ``show servers state`` to the router's server-state file, which a restarted
+HAProxy loads (:func:`with_server_state`), so it comes back with the current weights,
+ports and preview/shadow states rather than the ones first rendered. When the file itself must change it is
 checked with ``haproxy -c`` first (:func:`check_config`), so an invalid configuration
 never replaces a working one.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import re
 import shutil
@@ -43,6 +47,8 @@ from pydantic import BaseModel, Field
 
 from mlops_tasks.deploy.models import COLORS, Color
 from mlops_tasks.errors import RouterConfigError, RouterError
+
+logger = logging.getLogger(__name__)
 
 LIVE = "live"
 PREVIEW = "preview"
@@ -249,6 +255,32 @@ def render_config(cfg: RouterConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_server_state(text: str, state_file: str) -> str:
+    """``text`` (a rendered configuration) that loads its servers' last state at start.
+
+    Adds ``server-state-file`` to ``global`` and ``load-server-state-from-file global``
+    to ``defaults``. Checked on HAProxy 2.6: weights, ports and admin states (ready,
+    maint, drain, per backend) come back from the file; addresses do not when the
+    configuration gives an IP literal (``init-addr`` applies to hostnames only), so
+    the docker target's watchdog re-points servers whose container address changed.
+    A missing file is only a warning (the rendered values apply).
+
+    Example:
+        ```python
+        text = with_server_state(render_config(cfg), "/run/ep/server-state")
+        assert "load-server-state-from-file global" in text
+        ```
+    """
+    out = []
+    for line in text.splitlines():
+        out.append(line)
+        if line == "global":
+            out.append(f"    server-state-file {state_file}")
+        elif line == "defaults":
+            out.append("    load-server-state-from-file global")
+    return "\n".join(out) + "\n"
+
+
 def haproxy_binary() -> str:
     """Path of the ``haproxy`` executable (``$MLOPS_HAPROXY_BIN`` or the PATH, then /usr/sbin).
 
@@ -362,9 +394,14 @@ class RouterClient:
         ```
     """
 
-    def __init__(self, socket_path: str | os.PathLike[str], timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, socket_path: str | os.PathLike[str], timeout_s: float = 5.0,
+        state_file: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.socket_path = str(socket_path)
         self.timeout_s = timeout_s
+        #: Where slot-level changes are dumped for a restarted HAProxy (see :func:`with_server_state`).
+        self.state_file = Path(state_file) if state_file is not None else None
 
     def command(self, cmd: str) -> str:
         """Send one command line (several may be joined with ``;``) and return the answer.
@@ -450,6 +487,24 @@ class RouterClient:
             raise RouterError(f"Unknown server state {state!r}.")
         self.command(f"set server {backend}/{server} state {state}")
 
+    def save_state(self) -> None:
+        """Dump ``show servers state`` to :attr:`state_file` (atomic; no-op without one).
+
+        A failure is logged, not raised: the change itself is already live, only a
+        router restart would miss it.
+        """
+        if self.state_file is None:
+            return
+        try:
+            text = self.command("show servers state")
+            fd, tmp = tempfile.mkstemp(prefix=".server-state-", dir=self.state_file.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o644)  # the docker router reads it as the deploying user
+            os.replace(tmp, self.state_file)
+        except (RouterError, OSError) as exc:
+            logger.warning("Router state not saved to %s: %s", self.state_file, exc)
+
     # -- slot-level operations used by the strategy ------------------------------------
 
     def slot_weights(self, replicas: int) -> dict[Color, int]:
@@ -481,18 +536,21 @@ class RouterClient:
             self.set_state(LIVE, twin, "maint")
             self.set_addr(LIVE, twin, host, port)
             self.set_state(LIVE, twin, "ready")
+        self.save_state()
 
     def set_preview(self, color: Color | None, replicas: int) -> None:
         """Make the preview port reach ``color`` only (``None``: nothing)."""
         for c in COLORS:
             for name in server_names(c, replicas):
                 self.set_state(PREVIEW, name, "ready" if c == color else "maint")
+        self.save_state()
 
     def set_shadow(self, color: Color | None, replicas: int) -> None:
         """Mirror live requests to ``color`` (``None`` stops mirroring)."""
         for c in COLORS:
             for name in server_names(c, replicas):
                 self.set_state(SHADOW, name, "ready" if c == color else "maint")
+        self.save_state()
 
     def set_slot_weights(self, weights: dict[Color, int], replicas: int) -> None:
         """Set live weights per slot; raised weights first so some server always has weight.
@@ -509,6 +567,7 @@ class RouterClient:
         for color in order:
             for name in server_names(color, replicas):
                 self.set_weight(LIVE, name, weights[color])
+        self.save_state()
 
     def detach_slot(self, color: Color, replicas: int) -> None:
         """Put the slot's servers in maintenance in every backend (no traffic at all)."""
@@ -517,6 +576,7 @@ class RouterClient:
             for backend in BACKENDS:
                 self.set_state(backend, name, "maint")
             self.set_state(LIVE, f"{name}{BACKUP_SUFFIX}", "maint")
+        self.save_state()
 
     def slot_servers(self, color: Color, replicas: int) -> list[ServerState]:
         """The slot's (non-backup) servers in backend ``live``, as HAProxy sees them now."""

@@ -4,6 +4,8 @@ Layout of ``<state_dir()>/endpoints/<name>/``::
 
     lock                 flock'ed by the deployment in progress (released by the kernel
                          when its process dies, so a killed flow never leaves it stuck)
+    supervise.lock       flock'ed around every start/stop of a slot or the router and
+                         around each round of the watchdog (:func:`supervise_lock`)
     deployments.jsonl    one DeploymentRecord per line, newest last
     endpoint.json        the EndpointSpec and target kind last deployed with
     ...                  target files (router config, admin socket, slot files, logs)
@@ -17,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +41,23 @@ def endpoint_dir(name: str) -> Path:
     path = state_dir() / "endpoints" / name
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+def _flock_exclusive(path: str | Path, timeout_s: float, poll_s: float) -> tuple[int, bool]:
+    """Open ``path`` and ``flock`` it exclusively, waiting up to ``timeout_s``: ``(fd, acquired)``.
+
+    The caller closes ``fd`` when not acquired (after reading who holds it, if it wants).
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd, True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return fd, False
+            time.sleep(poll_s)
 
 
 class EndpointLock:
@@ -65,21 +85,14 @@ class EndpointLock:
         Raises:
             EndpointBusyError: Another deployment of this endpoint holds it.
         """
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                    os.close(fd)
-                    raise EndpointBusyError(
-                        f"Endpoint {self.path.parent.name!r} is being deployed by another run "
-                        f"({holder or 'unknown holder'}); wait for it to finish, then run again."
-                    ) from None
-                time.sleep(0.1)
+        fd, acquired = _flock_exclusive(self.path, timeout_s, poll_s=0.1)
+        if not acquired:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise EndpointBusyError(
+                f"Endpoint {self.path.parent.name!r} is being deployed by another run "
+                f"({holder or 'unknown holder'}); wait for it to finish, then run again."
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
         self._fd = fd
@@ -99,6 +112,52 @@ class EndpointLock:
             yield self
         finally:
             self.release()
+
+
+_SUPERVISE: dict[str, tuple[threading.RLock, list[int]]] = {}
+_SUPERVISE_GUARD = threading.Lock()
+
+
+@contextmanager
+def supervise_lock(folder: Path, timeout_s: float = 60.0) -> Iterator[None]:
+    """Hold the endpoint's ``supervise.lock``: slots and router change under it only.
+
+    The target takes it around every start and stop of a slot or the router, the
+    watchdog around each check-and-restart round, so the watchdog never restarts a
+    slot the target is stopping nor starts a second HAProxy while ``ensure_router``
+    starts one. Re-entrant within a process (``start_slot`` calls ``stop_slot``).
+
+    Raises:
+        EndpointBusyError: Another process held it for ``timeout_s``.
+
+    Example:
+        ```python
+        with supervise_lock(endpoint_dir("churn"), timeout_s=5):
+            ...  # start or stop a slot
+        ```
+    """
+    path = str(folder / "supervise.lock")
+    with _SUPERVISE_GUARD:
+        rlock, held = _SUPERVISE.setdefault(path, (threading.RLock(), [0, -1]))
+    with rlock:
+        if held[0] == 0:
+            fd, acquired = _flock_exclusive(path, timeout_s, poll_s=0.02)
+            if not acquired:
+                os.close(fd)
+                raise EndpointBusyError(
+                    f"The slots and router of endpoint {folder.name!r} are being changed by "
+                    f"another process (held {path} for {timeout_s:g} s); try again."
+                )
+            held[1] = fd
+        held[0] += 1
+        try:
+            yield
+        finally:
+            held[0] -= 1
+            if held[0] == 0:
+                fcntl.flock(held[1], fcntl.LOCK_UN)
+                os.close(held[1])
+                held[1] = -1
 
 
 def append_record(record: DeploymentRecord) -> None:

@@ -230,7 +230,6 @@ def _reconcile(
             router.wait_up(color, replicas, 10)
 
     if live is not None:
-        target.set_supervised(live, True)
         target_weights = {live: 100, other(live): 0}
         if weights != target_weights:
             router.set_slot_weights(target_weights, replicas)
@@ -256,6 +255,8 @@ def _reconcile(
         router.wait_up(color, replicas, 10)
         router.set_slot_weights({color: 100, other(color): 0}, replicas)
         live = color
+    if live is not None:
+        target.set_supervised(live, True)
     slots = {c: target.slot_status(c) for c in COLORS}
     return live, slots
 

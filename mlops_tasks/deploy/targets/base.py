@@ -149,15 +149,35 @@ class Target(ABC):
     def router(self) -> RouterClient:
         """The runtime API client of the router."""
 
-    def set_supervised(self, color: Color, supervised: bool) -> None:
-        """Restart the slot's servers when they crash (the live slot) or leave them alone.
+    # Not abstract on purpose: a target without supervision (an in-memory test double) keeps it.
+    def set_supervised(self, color: Color, supervised: bool) -> None:  # noqa: B027
+        """Have the slot restarted when it dies outside a rollout (``True``), or not.
 
-        A candidate is never supervised: when it dies during a rollout the guard must see
-        it die. Targets without a supervisor keep this no-op.
+        New slots start unsupervised, so a candidate that dies during a bake stays dead
+        for the guard to see; the strategy supervises a slot once it is confirmed live and
+        unsupervises it before retiring it. The local target's watchdog restarts a
+        supervised slot's processes; the docker target gives its containers a restart
+        policy. Targets without supervision keep this no-op.
+
+        Example:
+            ```python
+            target.set_supervised("green", True)
+            ```
         """
-        del color, supervised
 
     # -- shared behaviour --------------------------------------------------------------
+
+    def start_watchdog(self) -> int:
+        """(Re)start the endpoint's watchdog (:mod:`mlops_tasks.deploy.watchdog`); its pid."""
+        from mlops_tasks.deploy.watchdog import start_watchdog
+
+        return start_watchdog(self.folder, self.kind, self.endpoint)
+
+    def stop_watchdog(self) -> None:
+        """Stop the endpoint's watchdog; ``stop_router`` calls it first."""
+        from mlops_tasks.deploy.watchdog import stop_watchdog
+
+        stop_watchdog(self.folder)
 
     def probe_servers(self, addresses: list[str], healthy: bool) -> tuple[str | None, int | None, bool]:
         """``(model_name, version, healthy)`` of a slot's servers from ``/version`` and ``/health``.

@@ -14,7 +14,8 @@ Files under ``<state_dir()>/endpoints/<name>/``:
 
 ==========================  ========================================================
 ``router/``                 bind-mounted into the router at ``/run/mlops-router``:
-                            ``haproxy.cfg``, ``mirror.lua`` and ``admin.sock``
+                            ``haproxy.cfg``, ``mirror.lua``, ``admin.sock`` and
+                            ``server-state`` (the runtime state a restarted router loads)
 ``docker.json``             the target's options (router image, base image, labels)
 ``models/<name>-v<n>/``     ``image.txt``: the image id prepared for the version
 ``prediction-log/``         bind-mounted into every slot: the servers' prediction log
@@ -25,6 +26,13 @@ The router runs as the uid/gid of the deploying process, so its admin socket (mo
 600) belongs to that user: HAProxy's runtime API is reachable from the host by its
 owner only. The host reaches the slots on their network addresses (health checks,
 the bake guard's ``/metrics``); clients use the published ports.
+
+Supervision: the router container has the restart policy ``on-failure`` (at most
+:attr:`~mlops_tasks.deploy.watchdog.SupervisionPolicy.max_restarts` restarts); a slot's
+containers get it when the slot is supervised (:meth:`DockerTarget.set_supervised`,
+through ``container.update``) and lose it before it is retired, so a candidate that
+dies stays dead. The endpoint's watchdog (:mod:`mlops_tasks.deploy.watchdog`) reports
+the restarts and re-points the router at a restarted container's new address.
 
 What runs is read from the engine (containers carry labels naming endpoint, slot and
 replica) and from the router, never only from a file. Every container and the network
@@ -49,12 +57,16 @@ from pydantic import BaseModel, Field
 
 from mlops_tasks.deploy.models import Color, SlotStatus
 from mlops_tasks.deploy.router import (
+    BACKENDS,
+    LIVE,
     MIRROR_LUA,
     RouterClient,
     RouterConfig,
     render_config,
+    with_server_state,
     write_checked,
 )
+from mlops_tasks.deploy.state import supervise_lock
 from mlops_tasks.deploy.targets.base import Target
 from mlops_tasks.deploy.targets.local import port_free
 from mlops_tasks.errors import (
@@ -227,8 +239,12 @@ class DockerTarget(Target):
         return self.router_dir / "admin.sock"
 
     @property
+    def state_path(self) -> Path:
+        return self.router_dir / "server-state"
+
+    @property
     def router(self) -> RouterClient:
-        return RouterClient(self.socket_path)
+        return RouterClient(self.socket_path, state_file=self.state_path)
 
     @property
     def state_key(self) -> str:
@@ -368,6 +384,11 @@ class DockerTarget(Target):
         return path
 
     def start_slot(self, color: Color, model_name: str, version: int, handle: str) -> SlotStatus:
+        with supervise_lock(self.folder):
+            self._start_slot(color, model_name, version, handle)
+        return self.slot_status(color)
+
+    def _start_slot(self, color: Color, model_name: str, version: int, handle: str) -> None:
         self.stop_slot(color, grace_s=5)
         self._save_options()
         network = self._ensure_network()
@@ -375,6 +396,7 @@ class DockerTarget(Target):
         for i in range(1, self.endpoint.replicas + 1):
             name = self._name(f"{color}-{i}")
             with _engine(f"start container {name} of slot {color}"):
+                # No restart policy: a candidate that dies stays dead (see set_supervised).
                 self.client.containers.run(
                     handle,
                     command=[*SLOT_COMMAND, "--graceful-timeout", "10"],
@@ -389,7 +411,62 @@ class DockerTarget(Target):
                     volumes={str(log_dir): {"bind": SLOT_LOG_MOUNT, "mode": "rw"}},
                     stop_signal="SIGTERM",
                 )
-        return self.slot_status(color)
+
+    def set_supervised(self, color: Color, supervised: bool) -> None:
+        """Give the slot's containers the restart policy ``on-failure`` (or take it away)."""
+        policy = self._restart_policy() if supervised else {"Name": "no", "MaximumRetryCount": 0}
+        with supervise_lock(self.folder):
+            for container in self._slot_containers(color):
+                with _engine(f"set the restart policy of {container.name}", DeploymentError):
+                    container.update(restart_policy=policy)
+
+    @staticmethod
+    def _restart_policy() -> dict[str, Any]:
+        from mlops_tasks.deploy.watchdog import SupervisionPolicy
+
+        return {"Name": "on-failure", "MaximumRetryCount": SupervisionPolicy.from_env().max_restarts}
+
+    @staticmethod
+    def _supervision_view(container: Any) -> dict[str, Any]:
+        attrs = container.attrs
+        policy = (attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
+        count = int(attrs.get("RestartCount") or 0)
+        return {
+            "id": container.id, "status": container.status, "restart_count": count,
+            "exit_code": (attrs.get("State") or {}).get("ExitCode"),
+            "supervised": policy.get("Name") in ("on-failure", "always", "unless-stopped"),
+            "exhausted": policy.get("Name") == "on-failure"
+            and count >= int(policy.get("MaximumRetryCount") or 0) > 0,
+        }
+
+    def slot_container_states(self, color: Color) -> list[dict[str, Any]]:
+        """Status, restart count, policy and address of each container of the slot (the watchdog's view)."""
+        return [{**self._supervision_view(c), "replica": int(c.labels.get(REPLICA_LABEL, "0")),
+                 "address": self._address(c) if c.status == "running" else None}
+                for c in self._slot_containers(color)]
+
+    def router_container_state(self) -> dict[str, Any] | None:
+        """Status and restart count of the router container (``None`` when there is none)."""
+        container = self._router_container()
+        return None if container is None else self._supervision_view(container)
+
+    def repoint(self, color: Color, replica: int, address: str) -> bool:
+        """Point server ``<color>_<replica>`` at ``address`` in every backend where it differs.
+
+        A server in maintenance in backend ``live`` (a detached slot) is left alone.
+        Returns True when something changed (the router's state is saved then).
+        """
+        name = f"{color}_{replica}"
+        states = [s for s in self.router.servers() if s.name == name]
+        live = next((s for s in states if s.backend == LIVE), None)
+        if live is None or live.status.startswith("MAINT") or all(s.address == address for s in states):
+            return False
+        host, port = address.rsplit(":", 1)
+        for backend in BACKENDS:
+            self.router.set_addr(backend, name, host, int(port))
+        self.router.save_state()
+        logger.info("Endpoint %s: server %s re-pointed to %s", self.endpoint.name, name, address)
+        return True
 
     def _slot_containers(self, color: Color) -> list[Any]:
         found = self._containers(**{ROLE_LABEL: "slot", SLOT_LABEL: color})
@@ -417,6 +494,10 @@ class DockerTarget(Target):
         )
 
     def stop_slot(self, color: Color, grace_s: float = 10.0) -> None:
+        with supervise_lock(self.folder):
+            self._stop_slot(color, grace_s)
+
+    def _stop_slot(self, color: Color, grace_s: float) -> None:
         for container in self._slot_containers(color):
             with _engine(f"stop container {container.name}", DeploymentError):
                 try:
@@ -525,12 +606,12 @@ class DockerTarget(Target):
 
     def _render(self, slots: dict[Color, SlotStatus], live: Color | None) -> str:
         servers, weights, idle = self.initial_servers(slots, live)
-        return render_config(RouterConfig(
+        return with_server_state(render_config(RouterConfig(
             bind_host="0.0.0.0", port=ROUTER_LIVE_PORT, preview_port=ROUTER_PREVIEW_PORT,
             admin_socket=f"{ROUTER_MOUNT}/admin.sock", lua_path=f"{ROUTER_MOUNT}/mirror.lua",
             pidfile=None, replicas=self.endpoint.replicas, servers=servers, weights=weights,
             preview_color=idle, idle_close_on_response=self.router_version() >= (2, 7),
-        ))
+        )), f"{ROUTER_MOUNT}/{self.state_path.name}")
 
     def render(self, slots: dict[Color, SlotStatus], live: Color | None) -> str:
         """The router's configuration file for ``slots`` with ``live`` at 100 % (signature first).
@@ -563,6 +644,12 @@ class DockerTarget(Target):
                 )
 
     def ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> RouterClient:
+        with supervise_lock(self.folder):
+            router = self._ensure_router(slots, live)
+            self.start_watchdog()
+        return router
+
+    def _ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> RouterClient:
         self.router_dir.mkdir(parents=True, exist_ok=True)
         (self.router_dir / "mirror.lua").write_text(MIRROR_LUA, encoding="utf-8")
         os.chmod(self.router_dir / "mirror.lua", 0o644)
@@ -575,7 +662,9 @@ class DockerTarget(Target):
             if first and first[0].startswith(self._publish_signature() + " "):
                 # Only the servers changed: check, then a seamless reload (USR2, master-worker).
                 self.write_checked(text)
+                self.state_path.unlink(missing_ok=True)  # the new file is rendered from what runs
                 self.reload_router()
+                self.router.save_state()
                 return self.router
             # Published ports (or the router image) changed: a container's ports are fixed when
             # it is created, so the router is replaced (clients see a short interruption).
@@ -584,11 +673,15 @@ class DockerTarget(Target):
             logger.warning("Endpoint %s: ports or router image changed; replacing the router container",
                            self.endpoint.name)
             self._remove_router()
+            self.state_path.unlink(missing_ok=True)
             return self._start_router()
         self._save_options()
         self._remove_router()
         self._check_ports_free()
         self.write_checked(self.render(slots, live))
+        # A fresh router starts from the file rendered from what runs now, not from the state
+        # a previous router left.
+        self.state_path.unlink(missing_ok=True)
         return self._start_router()
 
     def _start_router(self) -> RouterClient:
@@ -608,6 +701,7 @@ class DockerTarget(Target):
                     name=name, network=network.name, user=f"{os.getuid()}:{os.getgid()}",
                     labels=self._labels(**{ROLE_LABEL: "router"}),
                     volumes={str(self.router_dir): {"bind": ROUTER_MOUNT, "mode": "rw"}},
+                    restart_policy=self._restart_policy(),
                     ports={f"{ROUTER_LIVE_PORT}/tcp": (host, self.endpoint.port),
                            f"{ROUTER_PREVIEW_PORT}/tcp": (host, self.endpoint.preview)},
                 )
@@ -626,7 +720,7 @@ class DockerTarget(Target):
             while time.monotonic() < deadline:
                 with _engine(f"watch router container {name}", RouterError):
                     container.reload()
-                if container.status in ("exited", "dead"):
+                if container.status in ("exited", "dead", "restarting"):
                     tail = container.logs(tail=10).decode(errors="replace")
                     raise RouterError(f"The router container {name} exited at start: {tail}")
                 if self.socket_path.exists() and self.router.alive():
@@ -677,6 +771,11 @@ class DockerTarget(Target):
                 container.remove(force=True)
 
     def stop_router(self) -> None:
+        with supervise_lock(self.folder):
+            self.stop_watchdog()  # first, so it never reports or re-points what is being stopped
+            self._stop_router()
+
+    def _stop_router(self) -> None:
         self._remove_router()
         self.socket_path.unlink(missing_ok=True)
         if not self._containers(**{ROLE_LABEL: "slot"}):

@@ -7,7 +7,11 @@ Files under ``<state_dir()>/endpoints/<name>/``:
 ``mirror.lua``              the shadow-traffic Lua action
 ``admin.sock``              HAProxy's admin socket (mode 600)
 ``haproxy.pid``             pid of the HAProxy master process
-``slots/<color>.json``      pids, ports and version of each slot's servers (a cache)
+``slots/<color>.json``      pids, ports, argv, version and ``supervised`` flag of each
+                            slot's servers (a cache; the watchdog restarts from it)
+``server-state``            the router's last runtime state (loaded by a restarted HAProxy)
+``watchdog.pid``            pid of the endpoint's watchdog (:mod:`mlops_tasks.deploy.watchdog`)
+``events.jsonl``            the watchdog's unhealthy/recovered events
 ``models/<name>-v<n>/``     the downloaded model folders the servers run
 ``logs/``                   router and server output
 ``prediction-log/``         the servers' prediction log
@@ -15,6 +19,8 @@ Files under ``<state_dir()>/endpoints/<name>/``:
 
 Servers and router run in their own sessions, so they keep running after the flow
 that started them ends; :func:`~mlops_tasks.deploy.strategy.stop_endpoint` stops them.
+Every start and stop happens under the endpoint's ``supervise.lock``
+(:func:`~mlops_tasks.deploy.state.supervise_lock`), shared with the watchdog.
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ from mlops_tasks.deploy.router import (
     haproxy_binary,
     haproxy_version,
     render_config,
+    with_server_state,
     write_checked,
 )
+from mlops_tasks.deploy.state import supervise_lock
 from mlops_tasks.deploy.targets.base import Target
 from mlops_tasks.errors import EndpointPortError, ModelLoadError, RouterError, SlotStartError
 from mlops_tasks.settings import MlflowConfig
@@ -59,7 +67,8 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def _cmdline(pid: int) -> str:
+def cmdline(pid: int) -> str:
+    """The process's command line, arguments joined by spaces (``""`` when it is gone)."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
@@ -82,6 +91,29 @@ def pick_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def write_json_atomic(path: Path, doc: dict) -> None:
+    """Write ``doc`` as JSON to ``path`` by rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _session_members(sid: int) -> list[int]:
+    """Pids of the processes in session ``sid`` (HAProxy's workers share their master's)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text(errors="replace").rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 3 and fields[3] == str(sid) and fields[0] not in ("Z", "X"):
+            out.append(int(entry.name))
+    return out
 
 
 def _signal_and_wait(pids: list[int], sig: signal.Signals, wait_s: float) -> None:
@@ -129,8 +161,12 @@ class LocalTarget(Target):
         return self.folder / "haproxy.pid"
 
     @property
+    def state_path(self) -> Path:
+        return self.folder / "server-state"
+
+    @property
     def router(self) -> RouterClient:
-        return RouterClient(self.socket_path)
+        return RouterClient(self.socket_path, state_file=self.state_path)
 
     def _slot_file(self, color: Color) -> Path:
         return self.folder / "slots" / f"{color}.json"
@@ -161,43 +197,75 @@ class LocalTarget(Target):
 
     # -- slots ------------------------------------------------------------------------
 
+    def _spawn_server(self, args: list[str], env: dict[str, str], log_name: str) -> int:
+        """Start one model server in its own session; return its pid once it has exec'd."""
+        with open(self._log(log_name), "ab") as log:
+            proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **env}, start_new_session=True, cwd=self.folder,
+            )
+        # Until the child has exec'd, /proc shows the parent's command line; wait for it
+        # so the slot's pids are recognised as model servers from now on.
+        deadline = time.monotonic() + 10
+        while "mlops_tasks.serving" not in cmdline(proc.pid) and proc.poll() is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        return proc.pid
+
     def start_slot(self, color: Color, model_name: str, version: int, handle: str) -> SlotStatus:
-        self.stop_slot(color)
-        pids: list[int] = []
-        ports: list[int] = []
-        env = dict(os.environ)
-        env.update(MLOPS_MODEL_NAME=model_name, MLOPS_MODEL_VERSION=str(version))
-        for i in range(1, self.endpoint.replicas + 1):
-            port = pick_port()
-            args = [
-                sys.executable, "-m", "mlops_tasks.serving.cli",
-                "--model-uri", handle, "--host", "127.0.0.1", "--port", str(port),
-                "--instance-name", f"{self.endpoint.name}-{color}-{i}",
-                "--log-sink", str(self.folder / "prediction-log"),
-                "--log-flush-interval", "0.5", "--graceful-timeout", "10",
-            ]
-            with open(self._log(f"{color}-{i}.log"), "ab") as log:
-                proc = subprocess.Popen(
-                    args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=env, start_new_session=True, cwd=self.folder,
-                )
-            # Until the child has exec'd, /proc shows the parent's command line; wait for it
-            # so the slot's pids are recognised as model servers from now on.
-            deadline = time.monotonic() + 10
-            while "mlops_tasks.serving" not in _cmdline(proc.pid) and proc.poll() is None:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.005)
-            pids.append(proc.pid)
-            ports.append(port)
-        doc = {"model_name": model_name, "version": version, "pids": pids, "ports": ports,
-               "handle": handle, "started": time.time()}
-        path = self._slot_file(color)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc), encoding="utf-8")
+        with supervise_lock(self.folder):
+            self.stop_slot(color)
+            pids: list[int] = []
+            ports: list[int] = []
+            argvs: list[list[str]] = []
+            env = {"MLOPS_MODEL_NAME": model_name, "MLOPS_MODEL_VERSION": str(version)}
+            for i in range(1, self.endpoint.replicas + 1):
+                port = pick_port()
+                args = [
+                    sys.executable, "-m", "mlops_tasks.serving.cli",
+                    "--model-uri", handle, "--host", "127.0.0.1", "--port", str(port),
+                    "--instance-name", f"{self.endpoint.name}-{color}-{i}",
+                    "--log-sink", str(self.folder / "prediction-log"),
+                    "--log-flush-interval", "0.5", "--graceful-timeout", "10",
+                ]
+                pids.append(self._spawn_server(args, env, f"{color}-{i}.log"))
+                ports.append(port)
+                argvs.append(args)
+            # New slots start unsupervised: a candidate that dies must be seen dying.
+            doc = {"model_name": model_name, "version": version, "pids": pids, "ports": ports,
+                   "handle": handle, "started": time.time(), "argv": argvs, "env": env,
+                   "supervised": False}
+            write_json_atomic(self._slot_file(color), doc)
         return self.slot_status(color)
 
-    def _read_slot(self, color: Color) -> dict | None:
+    def set_supervised(self, color: Color, supervised: bool) -> None:
+        """Mark the slot's servers for the watchdog to restart (or not) when they die."""
+        with supervise_lock(self.folder):
+            doc = self.read_slot(color)
+            if doc is None or bool(doc.get("supervised")) == supervised:
+                return
+            doc.update(supervised=supervised, supervised_at=time.time())
+            write_json_atomic(self._slot_file(color), doc)
+
+    def revive_replica(self, color: Color, replica: int) -> int:
+        """Start replica ``replica`` (1-based) of the slot again with its recorded argv and port.
+
+        The watchdog calls it (holding ``supervise.lock``); the slot file gets the new pid.
+
+        Raises:
+            SlotStartError: The slot has no recorded command line (started by an older version).
+        """
+        doc = self.read_slot(color)
+        if doc is None or not doc.get("argv"):
+            raise SlotStartError(f"Slot {color} of endpoint {self.endpoint.name!r} has no recorded argv.")
+        pid = self._spawn_server(doc["argv"][replica - 1], doc.get("env") or {}, f"{color}-{replica}.log")
+        doc["pids"][replica - 1] = pid
+        write_json_atomic(self._slot_file(color), doc)
+        return pid
+
+    def read_slot(self, color: Color) -> dict | None:
+        """The slot file (pids, ports, argv, ``supervised``), or ``None``."""
         path = self._slot_file(color)
         if not path.exists():
             return None
@@ -207,12 +275,12 @@ class LocalTarget(Target):
             return None
 
     def slot_status(self, color: Color) -> SlotStatus:
-        doc = self._read_slot(color)
+        doc = self.read_slot(color)
         if doc is None:
             return SlotStatus(color=color)
         alive = [
             (pid, port) for pid, port in zip(doc["pids"], doc["ports"], strict=True)
-            if pid_alive(pid) and "mlops_tasks.serving" in _cmdline(pid)
+            if pid_alive(pid) and "mlops_tasks.serving" in cmdline(pid)
         ]
         addresses = [f"127.0.0.1:{port}" for _, port in alive]
         name, version, healthy = self.probe_servers(addresses, bool(alive) and len(alive) == len(doc["pids"]))
@@ -225,12 +293,13 @@ class LocalTarget(Target):
         )
 
     def stop_slot(self, color: Color, grace_s: float = 10.0) -> None:
-        doc = self._read_slot(color)
-        if doc is None:
-            return
-        pids = [p for p in doc["pids"] if "mlops_tasks.serving" in _cmdline(p)]
-        terminate(pids, grace_s)
-        self._slot_file(color).unlink(missing_ok=True)
+        with supervise_lock(self.folder):
+            doc = self.read_slot(color)
+            if doc is None:
+                return
+            pids = [p for p in doc["pids"] if "mlops_tasks.serving" in cmdline(p)]
+            terminate(pids, grace_s)
+            self._slot_file(color).unlink(missing_ok=True)
 
     def slot_log_tail(self, color: Color, lines: int = 20) -> str:
         out = []
@@ -247,32 +316,38 @@ class LocalTarget(Target):
             pid = int(self.pid_path.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if pid_alive(pid) and "haproxy" in _cmdline(pid) else None
+        return pid if pid_alive(pid) and "haproxy" in cmdline(pid) else None
 
     def router_running(self) -> bool:
         return self._router_pid() is not None and self.socket_path.exists() and self.router.alive()
 
     def _render(self, slots: dict[Color, SlotStatus], live: Color | None) -> str:
         servers, weights, idle = self.initial_servers(slots, live)
-        return render_config(RouterConfig(
+        return with_server_state(render_config(RouterConfig(
             bind_host=self.endpoint.host, port=self.endpoint.port, preview_port=self.endpoint.preview,
             admin_socket=str(self.socket_path), lua_path=str(self.folder / "mirror.lua"),
             pidfile=str(self.pid_path), replicas=self.endpoint.replicas, servers=servers,
             weights=weights, preview_color=idle,
             idle_close_on_response=haproxy_version() >= (2, 7),
-        ))
+        )), str(self.state_path))
 
     def _signature(self) -> str:
         spec = self.endpoint
         return f"# endpoint {spec.host}:{spec.port} preview {spec.preview} replicas {spec.replicas}"
 
     def ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> RouterClient:
+        with supervise_lock(self.folder):
+            self._ensure_router(slots, live)
+            self.start_watchdog()
+        return self.router
+
+    def _ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> None:
         (self.folder / "mirror.lua").write_text(MIRROR_LUA, encoding="utf-8")
         text = self._signature() + "\n" + self._render(slots, live)
         if self.router_running():
             current = self.cfg_path.read_text(encoding="utf-8") if self.cfg_path.exists() else ""
             if current.splitlines()[:1] == [self._signature()]:
-                return self.router
+                return
             # Ports or replicas changed: check the new file, then reload seamlessly.
             for port in (self.endpoint.port, self.endpoint.preview):
                 if f":{port}" not in current and not port_free(self.endpoint.host, port):
@@ -281,8 +356,10 @@ class LocalTarget(Target):
                         f"choose other ports for endpoint {self.endpoint.name!r}."
                     )
             write_checked(self.cfg_path, text)
+            self.state_path.unlink(missing_ok=True)  # the new file is rendered from what runs
             self.reload_router()
-            return self.router
+            self.router.save_state()
+            return
         self._kill_stale_router()
         for port in (self.endpoint.port, self.endpoint.preview):
             if not port_free(self.endpoint.host, port):
@@ -292,6 +369,13 @@ class LocalTarget(Target):
                     "program or give the endpoint other ports (EndpointSpec.port/preview_port)."
                 )
         write_checked(self.cfg_path, text)
+        # A fresh router starts from the file rendered from what runs now, not from the
+        # state a previous router left.
+        self.state_path.unlink(missing_ok=True)
+        self._spawn_router()
+
+    def _spawn_router(self) -> None:
+        """Start HAProxy (master-worker) from ``haproxy.cfg``; return once its admin socket answers."""
         self.socket_path.unlink(missing_ok=True)
         log = self._log("router.log")
         with open(log, "ab") as fh:
@@ -312,10 +396,39 @@ class LocalTarget(Target):
                 raise RouterError(f"HAProxy exited at start (code {proc.returncode}): {tail}")
             if self.socket_path.exists() and self.router.alive():
                 self.pid_path.write_text(str(proc.pid), encoding="utf-8")
-                return self.router
+                return
             time.sleep(0.05)
         terminate([proc.pid], 2)
         raise RouterError(f"HAProxy did not open its admin socket within 10 s; see {log}.")
+
+    def router_master_pid(self) -> int | None:
+        """The HAProxy master pid the pid file names (alive or not); ``None`` when stopped."""
+        try:
+            return int(self.pid_path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def revive_router(self) -> None:
+        """Start a dead router again from the same ``haproxy.cfg`` (the watchdog's restart).
+
+        Checked on HAProxy 2.6: the workers of a SIGKILLed master exit by themselves (they
+        watch the master through a pipe); any still in its session are killed first, and
+        the ports must be free before the new master binds them. The new process loads
+        ``server-state``, so weights and states are the ones last set at runtime.
+
+        Raises:
+            EndpointPortError: The ports stayed taken.
+            RouterError: HAProxy did not start.
+        """
+        old = self.router_master_pid()
+        if old is not None:
+            terminate([p for p in _session_members(old) if "haproxy" in cmdline(p)], 2)
+        deadline = time.monotonic() + 5
+        while not all(port_free(self.endpoint.host, p) for p in (self.endpoint.port, self.endpoint.preview)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self._spawn_router()
 
     def reload_router(self, timeout_s: float = 10.0) -> None:
         """Seamless reload: the master re-reads ``haproxy.cfg`` (already checked) on SIGUSR2.
@@ -352,5 +465,7 @@ class LocalTarget(Target):
         self.pid_path.unlink(missing_ok=True)
 
     def stop_router(self) -> None:
-        self._kill_stale_router()
-        self.socket_path.unlink(missing_ok=True)
+        with supervise_lock(self.folder):
+            self.stop_watchdog()  # first, so it never restarts what is being stopped
+            self._kill_stale_router()
+            self.socket_path.unlink(missing_ok=True)
