@@ -682,7 +682,11 @@ def _abort(
     record.live_color = live
     moved = live is None
     # A candidate that still answers finishes its requests; a dead or hung one is not waited for.
-    answering = all(http_get(a, "/health", 1.0)[0] == 200 for a in tgt.slot_status(candidate).addresses)
+    try:
+        answering = all(http_get(a, "/health", 1.0)[0] == 200
+                        for a in tgt.slot_status(candidate).addresses)
+    except MLOpsError:  # the target cannot even say (e.g. the Docker engine is gone)
+        answering = False
     try:
         if live is not None:
             _router_call(tgt, run, lambda: tgt.router.set_slot_weights({live: 100, candidate: 0},
