@@ -155,7 +155,8 @@ class Bench:
         from mlops_tasks.demo import TARGET, make_churn_data
         from mlops_tasks.deploy import EndpointSpec
         from mlops_tasks.settings import MlflowConfig, resolve_mlflow_config
-        from mlops_tasks.tracking import ensure_experiment, mlflow_session
+        from mlops_tasks.tracking import ensure_experiment
+        from tests.mlflow_support import fluent_mlflow
         from tests.conftest import free_port
         from tests.deploy_support import SpikeModel, body_for, features, make_pipeline, register_version
         from tests.fault_support import SlowModel
@@ -167,7 +168,7 @@ class Bench:
         frame = make_churn_data(2000, seed=5)
         x, y = features(frame), frame[TARGET]
         resolved = resolve_mlflow_config(self.config)
-        with mlflow_session(resolved) as client:
+        with fluent_mlflow(resolved) as client:
             exp = ensure_experiment(client, resolved)
             self.v = {
                 "v1": register_version(client, exp, self.name, make_pipeline(1.0).fit(x, y), x),
@@ -204,11 +205,10 @@ class Bench:
     def champion(self) -> int | None:
         """Version the ``champion`` alias points at."""
         from mlops_tasks.registry import get_alias_version
-        from mlops_tasks.tracking import mlflow_session, resolve_and_check
+        from mlops_tasks.tracking import get_client, resolve_and_check
 
-        with mlflow_session(resolve_and_check(self.config)) as client:
-            mv = get_alias_version(client, self.name, "champion")
-            return int(mv.version) if mv is not None else None
+        mv = get_alias_version(get_client(resolve_and_check(self.config)), self.name, "champion")
+        return int(mv.version) if mv is not None else None
 
     def run(self, sc: Scenario) -> Result:
         """Run one scenario and judge it."""
