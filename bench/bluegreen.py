@@ -58,9 +58,9 @@ def run(kind: str, rate: float, settle: float) -> dict[str, float]:
     )
     from mlops_tasks.settings import MlflowConfig, resolve_mlflow_config
     from mlops_tasks.tracking import ensure_experiment
-    from tests.mlflow_support import fluent_mlflow
     from tests.conftest import free_port
     from tests.deploy_support import LoadClient, body_for, features, make_pipeline, register_version
+    from tests.mlflow_support import fluent_mlflow
 
     root = Path(tempfile.mkdtemp(prefix="bench-bluegreen-"))
     os.environ["MLOPS_STATE_DIR"] = str(root / "state")

@@ -156,10 +156,10 @@ class Bench:
         from mlops_tasks.deploy import EndpointSpec
         from mlops_tasks.settings import MlflowConfig, resolve_mlflow_config
         from mlops_tasks.tracking import ensure_experiment
-        from tests.mlflow_support import fluent_mlflow
         from tests.conftest import free_port
         from tests.deploy_support import SpikeModel, body_for, features, make_pipeline, register_version
         from tests.fault_support import SlowModel
+        from tests.mlflow_support import fluent_mlflow
 
         self.kind, self.rate, self.bake = kind, rate, bake
         self.config = MlflowConfig(tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
