@@ -519,11 +519,18 @@ def _start_candidate(
     replicas = tgt.endpoint.replicas
     run.event("green-starting", f"slot {candidate}")
     handle = tgt.prepare(model_name, version, mlflow_config)
-    tgt.start_slot(candidate, model_name, version, handle)
+    started = tgt.start_slot(candidate, model_name, version, handle)
+    early = len(started.addresses) == replicas
+    if early:
+        # Attached at once with weight 0 and health-checked by the router: should the live
+        # slot die from here on, the candidate's backup twins answer instead of nobody.
+        tgt.router.attach_slot(candidate, _addr_pairs(started), replicas)
     tgt.wait_healthy(candidate, spec.load_timeout_s, spec.health_tries)
-    addresses = tgt.slot_status(candidate).addresses
+    status = tgt.slot_status(candidate)
+    addresses = status.addresses
+    if not early or addresses != started.addresses:
+        tgt.router.attach_slot(candidate, _addr_pairs(status), replicas)
     run.event("green-healthy", f"slot {candidate} at {', '.join(addresses)}")
-    tgt.router.attach_slot(candidate, _addr_pairs(tgt.slot_status(candidate)), replicas)
     tgt.router.set_preview(candidate, replicas)
     if not tgt.router.wait_up(candidate, replicas, max(5.0, spec.load_timeout_s)):
         raise SlotStartError(f"HAProxy's health checks never saw slot {candidate} UP.")
