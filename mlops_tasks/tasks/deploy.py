@@ -9,8 +9,11 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from mlops_tasks.deploy import endpoint_ops as _endpoint_ops
 from mlops_tasks.deploy import models as _deploy_models
 from mlops_tasks.deploy import strategy as _deploy
+from mlops_tasks.deploy.interfaces import DeployTarget
+from mlops_tasks.deploy.registry_access import RegistryAccess
 from mlops_tasks.errors import DeploymentError
 from mlops_tasks.settings import MlflowConfig
 from mlops_tasks.tasks._prefect import artifact_key
@@ -31,11 +34,12 @@ def deploy_blue_green(
     *,
     endpoint: _deploy_models.EndpointSpec | None = None,
     rollout: _deploy_models.RolloutSpec | None = None,
-    target: str = "local",
+    target: str | DeployTarget = "local",
     smoke_rows: pd.DataFrame | None = None,
     mlflow_config: MlflowConfig | None = None,
     force: bool = False,
     lock_timeout_s: float = 0.0,
+    registry: RegistryAccess | None = None,
 ) -> _deploy_models.DeploymentRecord:
     """Deploy a registered version blue-green.
 
@@ -65,6 +69,7 @@ def deploy_blue_green(
             force=force,
             lock_timeout_s=lock_timeout_s,
             listener=_step_logger(logger),
+            registry=registry,
         )
     )
     logger.info("%s version %s on %s: %s", model_name, version, record.endpoint, record.outcome)
@@ -79,10 +84,11 @@ def rollback_deployment(
     smoke_rows: pd.DataFrame | None = None,
     mlflow_config: MlflowConfig | None = None,
     lock_timeout_s: float = 0.0,
+    registry: RegistryAccess | None = None,
 ) -> _deploy_models.DeploymentRecord:
     """Put the previous version back at 100 %.
 
-    Task form of :func:`mlops_tasks.deploy.strategy.rollback_deployment`.
+    Task form of :func:`mlops_tasks.deploy.endpoint_ops.rollback_deployment`.
 
     Steps go to the run logger; the record is published as a Prefect artifact
     (:func:`publish_deployment`).
@@ -94,13 +100,14 @@ def rollback_deployment(
     """
     logger = get_run_logger()
     record = _publishing(
-        lambda: _deploy.rollback_deployment(
+        lambda: _endpoint_ops.rollback_deployment(
             endpoint_name,
             rollout=rollout,
             smoke_rows=smoke_rows,
             mlflow_config=mlflow_config,
             lock_timeout_s=lock_timeout_s,
             listener=_step_logger(logger),
+            registry=registry,
         )
     )
     logger.info("Endpoint %s rolled back to version %s", endpoint_name, record.version)
@@ -111,14 +118,14 @@ def rollback_deployment(
 def describe_deployment(endpoint_name: str = "default") -> _deploy_models.EndpointDescription:
     """What serves where right now.
 
-    Task form of :func:`mlops_tasks.deploy.strategy.describe_deployment`.
+    Task form of :func:`mlops_tasks.deploy.endpoint_ops.describe_deployment`.
 
     Example:
         ```python
         print(describe_deployment("churn").live_version)
         ```
     """
-    info = _deploy.describe_deployment(endpoint_name)
+    info = _endpoint_ops.describe_deployment(endpoint_name)
     get_run_logger().info(
         "%s: %s version %s live in slot %s", info.url, info.model_name, info.live_version, info.live_color
     )
@@ -129,14 +136,14 @@ def describe_deployment(endpoint_name: str = "default") -> _deploy_models.Endpoi
 def stop_endpoint(endpoint_name: str = "default", *, lock_timeout_s: float = 10.0) -> bool:
     """Stop the endpoint's router and slots.
 
-    Task form of :func:`mlops_tasks.deploy.strategy.stop_endpoint`.
+    Task form of :func:`mlops_tasks.deploy.endpoint_ops.stop_endpoint`.
 
     Example:
         ```python
         stop_endpoint("churn")
         ```
     """
-    stopped = _deploy.stop_endpoint(endpoint_name, lock_timeout_s=lock_timeout_s)
+    stopped = _endpoint_ops.stop_endpoint(endpoint_name, lock_timeout_s=lock_timeout_s)
     get_run_logger().info("Endpoint %s %s", endpoint_name, "stopped" if stopped else "was not running")
     return stopped
 
