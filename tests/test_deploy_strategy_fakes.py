@@ -28,6 +28,7 @@ from mlops_tasks.errors import (
     GuardBreachError,
     RolloutError,
     SlotStartError,
+    SmokeTestError,
 )
 
 MODEL = "m"
@@ -184,6 +185,25 @@ def test_candidate_crashing_on_start(world: World) -> None:
     world.target.runner.crash_on_start.add(2)
     with pytest.raises(SlotStartError):
         world.deploy(2)
+    world.assert_consistent(1)
+    _clean(world)
+
+
+def test_candidate_never_healthy(world: World) -> None:
+    world.target.runner.never_healthy.add(2)
+    with pytest.raises(SlotStartError, match="not healthy within 3 s"):
+        world.deploy(2, load_timeout_s=3)
+    assert world.target.runner.slot_status("green").running == 0
+    world.assert_consistent(1)
+    _clean(world)
+
+
+def test_smoke_predictions_differ(world: World) -> None:
+    world.target.runner.impostors.add(2)
+    with pytest.raises(SmokeTestError, match="differ from the registered model") as info:
+        world.deploy(2)
+    assert info.value.record.outcome == "rolled_back"
+    assert world.target.runner.slot_status("green").running == 0
     world.assert_consistent(1)
     _clean(world)
 

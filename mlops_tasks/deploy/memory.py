@@ -117,6 +117,8 @@ class SimServer:
     condition: str = "ok"
     latency_s: float = 0.002
     prediction_offset: float = 0.0
+    #: Serves another model under this version's number (the smoke test must catch it).
+    impostor: bool = False
     counts: dict[int, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
 
@@ -161,7 +163,7 @@ class SimServer:
         if status != 200:
             return Reply(status, headers, b'{"error": "injected failure"}')
         rows = len(json.loads(body or b"{}").get("dataframe_split", {}).get("data", []))
-        offset = self.prediction_offset if mirrored else 0.0
+        offset = self.prediction_offset if (mirrored or self.impostor) else 0.0
         return Reply(200, headers, json.dumps({"predictions": memory_predictions(rows, offset)}).encode())
 
 
@@ -175,8 +177,11 @@ class MemorySlotRunner(SlotRunner):
         self.slots_now: dict[Color, list[SimServer]] = {c: [] for c in COLORS}
         self.supervised: dict[Color, bool] = {c: False for c in COLORS}
         self.calls: list[tuple[Any, ...]] = []
-        #: Versions whose servers crash as they start / predict other values on mirrored rows.
+        #: Versions whose servers crash as they start, never answer, or serve another model;
+        #: offsets their predictions get on mirrored rows (all rows for an impostor).
         self.crash_on_start: set[int] = set()
+        self.never_healthy: set[int] = set()
+        self.impostors: set[int] = set()
         self.shadow_offset: dict[int, float] = {}
         self.mirror_log: list[tuple[str, Color, float]] = []
         self._ports = itertools.count(20000)
@@ -190,12 +195,18 @@ class MemorySlotRunner(SlotRunner):
         self.stop_slot(color, 0)
         self.slots_now[color] = [
             SimServer(f"mem-{color}-{i}:{next(self._ports)}", color, i, model_name, version,
-                      condition="dead" if version in self.crash_on_start else "ok",
-                      prediction_offset=self.shadow_offset.get(version, 0.0))
+                      condition=self._start_condition(version), impostor=version in self.impostors,
+                      prediction_offset=self.shadow_offset.get(version, 1.0 if version in self.impostors
+                                                               else 0.0))
             for i in range(1, self.endpoint.replicas + 1)
         ]
         self.target.changed("start_slot")
         return self.slot_status(color)
+
+    def _start_condition(self, version: int) -> str:
+        if version in self.crash_on_start:
+            return "dead"
+        return "hung" if version in self.never_healthy else "ok"
 
     def stop_slot(self, color: Color, grace_s: float = 10.0) -> None:
         if self.slots_now[color]:
