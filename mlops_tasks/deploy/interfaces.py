@@ -9,7 +9,7 @@ servers get the endpoint's requests: attach and detach a slot, set weights, mirr
 The strategy (:mod:`mlops_tasks.deploy.strategy`), the gates and the bake guard use only
 these members. Local processes and Docker containers are slot runners
 (:mod:`mlops_tasks.deploy.targets`), HAProxy is a traffic router
-(:class:`mlops_tasks.deploy.haproxy_router.HAProxyRouter`), and
+(:class:`mlops_tasks.deploy.haproxy.router.HAProxyRouter`), and
 :mod:`mlops_tasks.deploy.memory` has an in-memory pair for tests.
 
 A *deploy target* is anything with ``kind``, ``endpoint``, ``folder``, ``force``,

@@ -14,6 +14,23 @@ Color = Literal["blue", "green"]
 Strategy = Literal["all_at_once", "canary", "linear", "shadow"]
 Outcome = Literal["running", "succeeded", "rolled_back", "failed", "noop"]
 
+__all__ = [
+    "COLORS",
+    "Color",
+    "DeploymentRecord",
+    "EndpointDescription",
+    "EndpointSpec",
+    "GuardLimits",
+    "Outcome",
+    "RolloutSpec",
+    "SlotStatus",
+    "Strategy",
+    "TimelineEvent",
+    "now_iso",
+    "other",
+    "whoami",
+]
+
 COLORS: tuple[Color, Color] = ("blue", "green")
 
 

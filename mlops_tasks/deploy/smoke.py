@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_tasks.deploy.haproxy_router import http_request
+from mlops_tasks.deploy.haproxy.router import http_request
 from mlops_tasks.deploy.interfaces import TrafficRouter
 from mlops_tasks.deploy.shadow import same_predictions
 from mlops_tasks.errors import SmokeTestError

@@ -3,7 +3,7 @@
 A real target runs two slots (``blue`` and ``green``, each of ``replicas`` model
 servers) as a :class:`~mlops_tasks.deploy.interfaces.SlotRunner`, and hosts the
 endpoint's HAProxy (a process or a container, see
-:class:`~mlops_tasks.deploy.haproxy_router.HAProxyHost`), which the strategy reaches as
+:class:`~mlops_tasks.deploy.haproxy.router.HAProxyHost`), which the strategy reaches as
 a :class:`~mlops_tasks.deploy.interfaces.TrafficRouter` through :attr:`Target.traffic`.
 """
 
@@ -16,10 +16,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mlops_tasks.deploy.haproxy_router import HAProxyRouter
+from mlops_tasks.deploy.haproxy.config import server_names
+from mlops_tasks.deploy.haproxy.router import HAProxyRouter
+from mlops_tasks.deploy.haproxy.runtime import RouterClient
 from mlops_tasks.deploy.interfaces import Clock, SlotRunner, SystemClock, TrafficRouter
 from mlops_tasks.deploy.models import COLORS, Color, EndpointSpec, SlotStatus
-from mlops_tasks.deploy.router import RouterClient, server_names
 from mlops_tasks.deploy.state import endpoint_dir
 from mlops_tasks.errors import RouterError
 

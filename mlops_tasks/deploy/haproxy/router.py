@@ -11,9 +11,10 @@ from __future__ import annotations
 import http.client
 from typing import Protocol
 
+from mlops_tasks.deploy.haproxy.config import BACKUP_SUFFIX, LIVE, color_of
+from mlops_tasks.deploy.haproxy.runtime import RouterClient
 from mlops_tasks.deploy.interfaces import Entry, Reply, ServerView, TrafficRouter
 from mlops_tasks.deploy.models import Color, EndpointSpec, SlotStatus
-from mlops_tasks.deploy.router import BACKUP_SUFFIX, LIVE, RouterClient, color_of
 
 __all__ = ["HAProxyHost", "HAProxyRouter", "http_request"]
 
