@@ -78,9 +78,9 @@ TASKS: dict[str, Wraps] = {
     ),
     "score_batch": Wraps(("mlops_tasks.scoring:score_batch",)),
     "deploy_blue_green": Wraps(("mlops_tasks.deploy.strategy:deploy_blue_green",)),
-    "rollback_deployment": Wraps(("mlops_tasks.deploy.endpoint_ops:rollback_deployment",)),
-    "describe_deployment": Wraps(("mlops_tasks.deploy.endpoint_ops:describe_deployment",)),
-    "stop_endpoint": Wraps(("mlops_tasks.deploy.endpoint_ops:stop_endpoint",)),
+    "rollback_deployment": Wraps(("mlops_tasks.deploy.strategy:rollback_deployment",)),
+    "describe_deployment": Wraps(("mlops_tasks.deploy.strategy:describe_deployment",)),
+    "stop_endpoint": Wraps(("mlops_tasks.deploy.strategy:stop_endpoint",)),
     "claim_retrain": Wraps(
         ("mlops_tasks.retrain:claim_retrain",),
         filled={"lock": "the Prefect global concurrency limit (tasks.retrain.prefect_claim_lock)"},

@@ -4,8 +4,8 @@ The public API (loaded lazily, so importing :mod:`mlops_tasks.deploy.state` from
 registry stays cheap):
 
 - :func:`deploy_blue_green`, :func:`rollback_deployment`, :func:`describe_deployment`,
-  :func:`stop_endpoint` (in :mod:`mlops_tasks.deploy.strategy` and
-  :mod:`mlops_tasks.deploy.endpoint_ops`);
+  :func:`stop_endpoint` (in :mod:`mlops_tasks.deploy.strategy`, from
+  :mod:`mlops_tasks.deploy.rollout` and :mod:`mlops_tasks.deploy.endpoint_ops`);
 - :class:`SlotRunner`, :class:`TrafficRouter` (:mod:`mlops_tasks.deploy.interfaces`),
   :class:`RegistryAccess` (:mod:`mlops_tasks.deploy.registry_access`); in-memory ones in
   :mod:`mlops_tasks.deploy.memory`;
@@ -27,9 +27,9 @@ from typing import Any
 
 _EXPORTS = {
     "deploy_blue_green": "strategy",
-    "rollback_deployment": "endpoint_ops",
-    "describe_deployment": "endpoint_ops",
-    "stop_endpoint": "endpoint_ops",
+    "rollback_deployment": "strategy",
+    "describe_deployment": "strategy",
+    "stop_endpoint": "strategy",
     "smoke_test": "smoke",
     "SlotRunner": "interfaces",
     "TrafficRouter": "interfaces",

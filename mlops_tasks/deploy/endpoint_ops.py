@@ -22,8 +22,8 @@ from mlops_tasks.deploy.models import (
 from mlops_tasks.deploy.reconcile import reconcile
 from mlops_tasks.deploy.recovery import retire_after_wait
 from mlops_tasks.deploy.registry_access import MlflowRegistryAccess, RegistryAccess
+from mlops_tasks.deploy.rollout import deploy_blue_green, resolve_target
 from mlops_tasks.deploy.run import Listener, RolloutRun
-from mlops_tasks.deploy.strategy import deploy_blue_green, resolve_target
 from mlops_tasks.errors import DeploymentError, MLOpsError, RollbackError
 from mlops_tasks.settings import MlflowConfig
 

@@ -9,7 +9,6 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from mlops_tasks.deploy import endpoint_ops as _endpoint_ops
 from mlops_tasks.deploy import models as _deploy_models
 from mlops_tasks.deploy import strategy as _deploy
 from mlops_tasks.deploy.interfaces import DeployTarget
@@ -88,7 +87,7 @@ def rollback_deployment(
 ) -> _deploy_models.DeploymentRecord:
     """Put the previous version back at 100 %.
 
-    Task form of :func:`mlops_tasks.deploy.endpoint_ops.rollback_deployment`.
+    Task form of :func:`mlops_tasks.deploy.strategy.rollback_deployment`.
 
     Steps go to the run logger; the record is published as a Prefect artifact
     (:func:`publish_deployment`).
@@ -100,7 +99,7 @@ def rollback_deployment(
     """
     logger = get_run_logger()
     record = _publishing(
-        lambda: _endpoint_ops.rollback_deployment(
+        lambda: _deploy.rollback_deployment(
             endpoint_name,
             rollout=rollout,
             smoke_rows=smoke_rows,
@@ -118,14 +117,14 @@ def rollback_deployment(
 def describe_deployment(endpoint_name: str = "default") -> _deploy_models.EndpointDescription:
     """What serves where right now.
 
-    Task form of :func:`mlops_tasks.deploy.endpoint_ops.describe_deployment`.
+    Task form of :func:`mlops_tasks.deploy.strategy.describe_deployment`.
 
     Example:
         ```python
         print(describe_deployment("churn").live_version)
         ```
     """
-    info = _endpoint_ops.describe_deployment(endpoint_name)
+    info = _deploy.describe_deployment(endpoint_name)
     get_run_logger().info(
         "%s: %s version %s live in slot %s", info.url, info.model_name, info.live_version, info.live_color
     )
@@ -136,14 +135,14 @@ def describe_deployment(endpoint_name: str = "default") -> _deploy_models.Endpoi
 def stop_endpoint(endpoint_name: str = "default", *, lock_timeout_s: float = 10.0) -> bool:
     """Stop the endpoint's router and slots.
 
-    Task form of :func:`mlops_tasks.deploy.endpoint_ops.stop_endpoint`.
+    Task form of :func:`mlops_tasks.deploy.strategy.stop_endpoint`.
 
     Example:
         ```python
         stop_endpoint("churn")
         ```
     """
-    stopped = _endpoint_ops.stop_endpoint(endpoint_name, lock_timeout_s=lock_timeout_s)
+    stopped = _deploy.stop_endpoint(endpoint_name, lock_timeout_s=lock_timeout_s)
     get_run_logger().info("Endpoint %s %s", endpoint_name, "stopped" if stopped else "was not running")
     return stopped
 
