@@ -273,7 +273,7 @@ def judge_evidence(
 
 
 def judge(delta: MetricsSnapshot, limits: GuardLimits) -> GuardVerdict:
-    """Compare what green answered since the bake started with the limits.
+    """Compare what the candidate answered since the bake started with the limits.
 
     Example:
         ```python
