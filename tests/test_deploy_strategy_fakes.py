@@ -319,3 +319,44 @@ def test_fault_phase_matrix(world: World, fault: str, phase: Phase) -> None:
     rerun = world.deploy(world.registry.champion(MODEL) or 1, "all_at_once")
     assert rerun.outcome in ("noop", "succeeded")
     world.assert_consistent(world.registry.champion(MODEL))
+
+
+# -- finding targets -------------------------------------------------------------------------
+
+
+def test_targets_by_name_and_object() -> None:
+    from mlops_tasks.deploy.targets import get_target, target_kinds
+    from mlops_tasks.errors import ConfigurationError
+
+    assert {"local", "docker", "memory"} <= set(target_kinds())
+    spec = EndpointSpec(name=f"fake-{next(_names)}")
+    assert isinstance(get_target("memory", spec), MemoryTarget)
+    assert get_target("memory", spec) is MemoryTarget(spec)  # one world per endpoint name
+    with pytest.raises(ConfigurationError, match="Unknown deployment target"):
+        get_target("nowhere", spec)
+
+
+def test_old_names_keep_working() -> None:
+    import mlops_tasks.deploy.targets as targets
+    from mlops_tasks.deploy.router import RouterClient, haproxy_version, server_names  # noqa: F401
+    from mlops_tasks.deploy.strategy import (  # noqa: F401
+        describe_deployment,
+        rollback_deployment,
+        smoke_test,
+        stop_endpoint,
+    )
+    from mlops_tasks.deploy.targets.base import http_get  # noqa: F401
+    from mlops_tasks.deploy.targets.docker import ENDPOINT_LABEL, DockerTargetOptions  # noqa: F401
+    from mlops_tasks.deploy.targets.local import pid_alive, port_free, terminate  # noqa: F401
+
+    with pytest.warns(DeprecationWarning, match="entry"):
+        assert set(targets.TARGETS) == {"local", "docker"}
+
+
+def test_mirror_script_is_a_package_template() -> None:
+    from importlib.resources import files
+
+    from mlops_tasks.deploy.router import MIRROR_LUA
+
+    text = files("mlops_tasks.deploy.haproxy").joinpath("templates/mirror.lua").read_text()
+    assert text == MIRROR_LUA and 'core.register_action("mirror"' in text
