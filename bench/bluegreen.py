@@ -57,9 +57,10 @@ def run(kind: str, rate: float, settle: float) -> dict[str, float]:
         stop_endpoint,
     )
     from mlops_tasks.settings import MlflowConfig, resolve_mlflow_config
-    from mlops_tasks.tracking import ensure_experiment, mlflow_session
+    from mlops_tasks.tracking import ensure_experiment
     from tests.conftest import free_port
     from tests.deploy_support import LoadClient, body_for, features, make_pipeline, register_version
+    from tests.mlflow_support import fluent_mlflow
 
     root = Path(tempfile.mkdtemp(prefix="bench-bluegreen-"))
     os.environ["MLOPS_STATE_DIR"] = str(root / "state")
@@ -68,7 +69,7 @@ def run(kind: str, rate: float, settle: float) -> dict[str, float]:
     frame = make_churn_data(2000, seed=5)
     x, y = features(frame), frame[TARGET]
     resolved = resolve_mlflow_config(cfg)
-    with mlflow_session(resolved) as client:
+    with fluent_mlflow(resolved) as client:
         exp = ensure_experiment(client, resolved)
         v1 = register_version(client, exp, "bench-churn", make_pipeline(1.0).fit(x, y), x)
         v2 = register_version(client, exp, "bench-churn", make_pipeline(0.1).fit(x, y), x)

@@ -1,1 +1,3 @@
 """Prefect deployments of the ready-made flows (schedules, tags, default parameters)."""
+
+__all__: list[str] = []

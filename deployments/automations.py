@@ -49,6 +49,25 @@ from mlops_tasks.errors import BlockNotFoundError, DeploymentNotFoundError, Orch
 from mlops_tasks.monitoring import EVENT_DRIFT_DETECTED
 from mlops_tasks.settings import state_dir
 
+__all__ = [
+    "AUTOMATIONS",
+    "AutomationSpec",
+    "DEFAULT_NOTIFY",
+    "DEPLOYMENTS_USED",
+    "FAILURE_BODY",
+    "MODEL_NAME_FROM_EVENT",
+    "NOTIFY_DEPLOYMENT_FAILED",
+    "RETRAIN_ON_DRIFT",
+    "Resolved",
+    "apply",
+    "build",
+    "check",
+    "main",
+    "resolve_deployment",
+    "resolve_notify_block",
+    "retrain_parameters",
+]
+
 RETRAIN_ON_DRIFT = "mlops-retrain-on-drift"
 NOTIFY_DEPLOYMENT_FAILED = "mlops-notify-deployment-failed"
 DEFAULT_NOTIFY = "mlops-log-notification/mlops-failures"

@@ -17,7 +17,8 @@ Example:
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -26,6 +27,9 @@ DEFAULT_WORK_POOL = "mlops-process"
 """The process work pool of ``prefect.yaml`` (``prefect work-pool create mlops-process --type process``)."""
 
 TAGS = ["mlops"]
+#: What the demo deployments fill in that the reusable flows leave to the caller.
+DEMO_MODEL_NAME = "churn-classifier"
+DEMO: Mapping[str, Any] = {"model_name": DEMO_MODEL_NAME}
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class DeploymentSpec:
     ``params_model`` names the flow's parameter model (``module:Class``, imported lazily so
     the table imports no flow); its defaults are the deployment's default parameters.
     ``None`` leaves the flow's own defaults (a required field is then asked by the form).
+    ``demo_parameters`` fill what the reusable flows leave empty for the churn demo (its
+    ``model_name``), so the served and ``prefect.yaml`` deployments run the demo as they are.
     """
 
     name: str
@@ -82,6 +88,7 @@ class DeploymentSpec:
     params_model: str | None = None
     schedule: ScheduleSpec | None = None
     parameter_name: str = "params"
+    demo_parameters: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
@@ -105,7 +112,7 @@ class DeploymentSpec:
             return {}
         module, name = self.params_model.split(":")
         model: type[BaseModel] = getattr(importlib.import_module(module), name)
-        return {self.parameter_name: model().model_dump(mode="json")}
+        return {self.parameter_name: model(**self.demo_parameters).model_dump(mode="json")}
 
 
 DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
@@ -117,6 +124,7 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         "version (alias challenger when its quality gate passes).",
         tags=(*TAGS, "training"),
         params_model="flows.training:TrainingPipelineParams",
+        demo_parameters=DEMO,
     ),
     DeploymentSpec(
         name="deploy",
@@ -126,6 +134,7 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         "champion moves when it is live.",
         tags=(*TAGS, "deployment"),
         params_model="flows.deployment:DeploymentPipelineParams",
+        demo_parameters={**DEMO, "target_column": "churned"},  # the demo's label (mlops_tasks.demo.TARGET)
     ),
     DeploymentSpec(
         name="rollback",
@@ -143,6 +152,7 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         "(Evidently); emits mlops.drift.detected on drift.",
         tags=(*TAGS, "monitoring"),
         params_model="flows.monitoring:DriftCheckParams",
+        demo_parameters=DEMO,
         schedule=ScheduleSpec(cron="0 6 * * *"),
     ),
     DeploymentSpec(
@@ -153,6 +163,7 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         "once as Skipped. Started by the drift automation; its weekly schedule is off by default.",
         tags=(*TAGS, "training", "retrain"),
         params_model="flows.retrain:RetrainParams",
+        demo_parameters=DEMO,
         schedule=ScheduleSpec(cron="0 3 * * 1", active=False),
     ),
     DeploymentSpec(
@@ -179,4 +190,12 @@ def by_name(name: str) -> DeploymentSpec:
     raise KeyError(f"no deployment named {name!r}; known: {known}")
 
 
-__all__ = ["DEFAULT_WORK_POOL", "DEPLOYMENTS", "DeploymentSpec", "ScheduleSpec", "by_name"]
+__all__ = [
+    "DEFAULT_WORK_POOL",
+    "DEMO",
+    "DEMO_MODEL_NAME",
+    "DEPLOYMENTS",
+    "DeploymentSpec",
+    "ScheduleSpec",
+    "by_name",
+]

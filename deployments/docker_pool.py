@@ -43,6 +43,26 @@ from deployments.definitions import DEPLOYMENTS, by_name
 from mlops_tasks.errors import ImageBuildError, WorkPoolNotFoundError
 from mlops_tasks.settings import state_dir
 
+__all__ = [
+    "CODE_DIR",
+    "DOCKERFILE",
+    "FlowImage",
+    "IMAGE_EXTRA_REQUIREMENTS",
+    "IMAGE_LABEL",
+    "POOL",
+    "PROJECT_ROOT",
+    "REPOSITORY",
+    "SOURCES",
+    "build_flow_image",
+    "check_docker_pool",
+    "content_hash",
+    "deploy_to_docker_pool",
+    "job_variables",
+    "main",
+    "project_requirements",
+    "prune_flow_images",
+]
+
 logger = logging.getLogger(__name__)
 
 POOL = "mlops-docker"

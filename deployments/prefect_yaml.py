@@ -19,6 +19,15 @@ import yaml
 
 from deployments.definitions import DEFAULT_WORK_POOL, DEPLOYMENTS, DeploymentSpec
 
+__all__ = [
+    "HEADER",
+    "PREFECT_YAML",
+    "PROJECT_ROOT",
+    "deployment_entry",
+    "main",
+    "render",
+]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
 HEADER = (

@@ -25,6 +25,8 @@ from prefect.deployments.runner import RunnerDeployment
 from deployments.definitions import DEPLOYMENTS, DeploymentSpec, ScheduleSpec, by_name
 from mlops_tasks.errors import MLOpsError
 
+__all__ = ["build_deployments", "main", "to_runner_deployment"]
+
 
 def to_runner_deployment(spec: DeploymentSpec, schedule: ScheduleSpec | None = None) -> RunnerDeployment:
     """The served deployment of one table entry (``schedule`` replaces the table's).

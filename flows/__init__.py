@@ -1,1 +1,3 @@
 """Ready-made Prefect flows composed from :mod:`mlops_tasks.tasks`."""
+
+__all__: list[str] = []

@@ -16,9 +16,17 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from mlops_tasks import tasks
+from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.scoring import BatchPredictions
 from mlops_tasks.settings import MlflowConfig
+
+__all__ = [
+    "BatchPredictParams",
+    "batch_predict",
+    "default_output",
+    "main",
+]
 
 
 class BatchPredictParams(BaseModel):
@@ -28,11 +36,12 @@ class BatchPredictParams(BaseModel):
         ```python
         from flows.batch import BatchPredictParams
         from mlops_tasks.data import DatasetSpec
-        params = BatchPredictParams(dataset=DatasetSpec(uri="s3://data/churn/2026-11.parquet"))
+        params = BatchPredictParams(model_name="churn-classifier",
+                                    dataset=DatasetSpec(uri="s3://data/churn/2026-11.parquet"))
         ```
     """
 
-    model_name: str = Field("churn-classifier", description="Registered model to score with.")
+    model_name: str = Field(..., description="Registered model to score with.")
     alias: str = Field("champion", description="Alias of the version to score with.")
     version: int | None = Field(None, description="Version instead of the alias.")
     dataset: DatasetSpec = Field(..., description="CSV or Parquet to score (local or s3://).")
@@ -78,10 +87,12 @@ def batch_predict(params: BatchPredictParams) -> BatchPredictions:
         ```python
         from flows.batch import BatchPredictParams, batch_predict
         from mlops_tasks.data import DatasetSpec
-        out = batch_predict(BatchPredictParams(dataset=DatasetSpec(uri="data/new.csv")))
+        out = batch_predict(BatchPredictParams(model_name="churn-classifier",
+                                               dataset=DatasetSpec(uri="data/new.csv")))
         print(out.sink, out.rows)
         ```
     """
+    params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     loaded = tasks.load_dataset(params.dataset)
     output = params.output or default_output(params.dataset.uri)
     result = tasks.score_batch(

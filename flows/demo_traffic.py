@@ -28,6 +28,13 @@ from mlops_tasks.demo import TARGET, make_churn_data
 from mlops_tasks.errors import MLOpsError, ServiceUnavailableError
 from mlops_tasks.monitoring import DriftReport, DriftSettings, DriftWindow
 
+__all__ = [
+    "TrafficWindow",
+    "main",
+    "send_demo_traffic",
+    "send_window",
+]
+
 
 class TrafficWindow(BaseModel):
     """One window of demo traffic: its bounds, how many rows were answered, where its labels are."""

@@ -20,11 +20,24 @@ import sys
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from flows.parameters import require_model_name
 from mlops_tasks import tasks
+from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
+from mlops_tasks.demo import TARGET as DEMO_TARGET
 from mlops_tasks.deploy.models import DeploymentRecord, EndpointSpec, RolloutSpec
 from mlops_tasks.errors import MLOpsError, ModelNotFoundError
 from mlops_tasks.settings import MlflowConfig
+
+__all__ = [
+    "DeploymentPipelineParams",
+    "RollbackParams",
+    "deployment_pipeline",
+    "main",
+    "resolve_target",
+    "rollback_deployment_flow",
+    "stop_endpoint_flow",
+]
 
 
 class DeploymentPipelineParams(BaseModel):
@@ -37,7 +50,9 @@ class DeploymentPipelineParams(BaseModel):
         ```
     """
 
-    model_name: str = Field("churn-classifier", description="Registered model name in MLflow.")
+    model_name: str | None = Field(
+        None, description="Registered model name in MLflow (required; the demo's is churn-classifier)."
+    )
     version: int | None = Field(
         None, ge=1, description="Version to deploy. Empty: alias challenger, else champion."
     )
@@ -61,7 +76,10 @@ class DeploymentPipelineParams(BaseModel):
         None, description="Rows for the smoke test (CSV/Parquet). Empty: the demo data's holdout."
     )
     smoke_rows: int = Field(50, ge=1, description="Holdout rows sent through the preview port.")
-    target_column: str = Field("churned", description="Label column dropped from the smoke rows.")
+    target_column: str | None = Field(
+        None, description="Label column dropped from the smoke rows. Empty: the target the version was "
+        "trained on (its run's mlops.target tag); the demo data's label for the demo data.",
+    )
     force: bool = Field(False, description="Deploy a version whose quality gate did not pass.")
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
 
@@ -89,29 +107,45 @@ def resolve_target(params: DeploymentPipelineParams) -> tuple[str, EndpointSpec]
 
 def _pick_version(params: DeploymentPipelineParams) -> int:
     from mlops_tasks.registry import CHALLENGER, CHAMPION, get_alias_version
-    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+    from mlops_tasks.tracking import connect
 
     if params.version is not None:
         return params.version
-    with mlflow_session(resolve_and_check(params.mlflow)) as client:
-        for alias in (CHALLENGER, CHAMPION):
-            mv = get_alias_version(client, params.model_name, alias)
-            if mv is not None:
-                return int(mv.version)
+    _, client = connect(params.mlflow)
+    for alias in (CHALLENGER, CHAMPION):
+        mv = get_alias_version(client, params.model_name, alias)
+        if mv is not None:
+            return int(mv.version)
     raise ModelNotFoundError(
         f"Model {params.model_name!r} has neither a challenger nor a champion; run the training "
         "pipeline first, or give a version."
     )
 
 
-def _smoke_rows(params: DeploymentPipelineParams):
-    from flows.training import DemoData, _demo_dataset
+def _label_column(params: DeploymentPipelineParams, version: int) -> str | None:
+    """The label to drop from the smoke rows: given, else the one the version was trained on."""
+    from mlops_tasks.registry import get_model_version
+    from mlops_tasks.tracking import connect
+    from mlops_tasks.training import TAG_TARGET
 
-    spec = params.smoke_dataset or _demo_dataset(DemoData())
+    if params.target_column:
+        return params.target_column
+    if params.smoke_dataset is None:
+        return DEMO_TARGET  # the demo data's label
+    _, client = connect(params.mlflow)
+    run_id = get_model_version(client, params.model_name, version).run_id
+    return client.get_run(run_id).data.tags.get(TAG_TARGET) if run_id else None
+
+
+def _smoke_rows(params: DeploymentPipelineParams, version: int):
+    from flows.training import DemoData, demo_dataset
+
+    spec = params.smoke_dataset or demo_dataset(DemoData())
+    target = _label_column(params, version)
     frame = tasks.load_dataset(spec).frame
-    if params.target_column in frame.columns:
-        _, holdout = tasks.split_dataset(frame, target=params.target_column)
-        holdout = holdout.drop(columns=[params.target_column])
+    if target and target in frame.columns:
+        _, holdout = tasks.split_dataset(frame, target=target)
+        holdout = holdout.drop(columns=[target])
     else:
         holdout = frame
     return holdout.head(params.smoke_rows)
@@ -168,12 +202,14 @@ def deployment_pipeline(
         print(record.outcome, record.version)
         ```
     """
+    require_model_name(params.model_name, "deployment-pipeline")
+    params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
     kind, endpoint = resolve_target(params)
     version = _pick_version(params)
     logger.info("Deploying %s version %s to endpoint %s (%s, %s)", params.model_name, version,
                 endpoint.name, kind, params.rollout.strategy)
-    rows = _smoke_rows(params)
+    rows = _smoke_rows(params, version)
     if kind == "docker":
         _build_and_verify(params, endpoint, version, rows)
     record = tasks.deploy_blue_green(

@@ -28,7 +28,9 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed
 from pydantic import BaseModel, Field, model_validator
 
+from flows.parameters import require_model_name
 from mlops_tasks import tasks
+from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.errors import MLOpsError
 from mlops_tasks.monitoring import (
@@ -39,6 +41,8 @@ from mlops_tasks.monitoring import (
     resolve_window,
 )
 from mlops_tasks.settings import MlflowConfig, S3Config, state_dir
+
+__all__ = ["DriftCheckParams", "drift_check", "main"]
 
 
 class DriftCheckParams(BaseModel):
@@ -52,7 +56,9 @@ class DriftCheckParams(BaseModel):
         ```
     """
 
-    model_name: str = Field("churn-classifier", description="Registered model whose data is checked.")
+    model_name: str | None = Field(
+        None, description="Registered model whose data is checked (required; the demo's is churn-classifier)."
+    )
     alias: str = Field("champion", description="Alias of the version whose training data is the reference.")
     version: int | None = Field(None, description="Version instead of the alias.")
     reference: DatasetSpec | None = Field(
@@ -114,10 +120,13 @@ def drift_check(
     Example:
         ```python
         from flows.monitoring import DriftCheckParams, drift_check
-        report = drift_check(DriftCheckParams(prediction_log=".mlops/prediction-log", last_hours=1))
+        report = drift_check(DriftCheckParams(model_name="churn-classifier",
+                                             prediction_log=".mlops/prediction-log", last_hours=1))
         print(report.status, report.html_uri)
         ```
     """
+    require_model_name(params.model_name, "drift-check")
+    params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
     if params.prediction_log is None and params.current is None:
         params = params.model_copy(update={"prediction_log": str(state_dir() / "prediction-log")})

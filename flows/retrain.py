@@ -24,17 +24,19 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.input import RunInput
-from prefect.states import Completed, Failed
+from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field, model_validator
 
 from flows.deployment import DeploymentPipelineParams, deployment_pipeline
-from flows.training import DEFAULT_GATE, TrainingPipelineParams, training_pipeline
+from flows.parameters import require_model_name
+from flows.training import DEFAULT_GATE, TrainingPipelineParams, TrainingPipelineResult, training_pipeline
 from mlops_tasks import tasks
+from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.demo import SEGMENT, TARGET
 from mlops_tasks.deploy.models import EndpointSpec, RolloutSpec
@@ -43,6 +45,15 @@ from mlops_tasks.evaluation import QualityGate
 from mlops_tasks.retrain import RetrainClaim, RetrainData, check_retrainable, suite_without_ranges
 from mlops_tasks.settings import MlflowConfig, S3Config, state_dir
 from mlops_tasks.training import TrainingSpec
+
+__all__ = [
+    "ApprovalInput",
+    "Outcome",
+    "RetrainParams",
+    "RetrainResult",
+    "main",
+    "retrain_pipeline",
+]
 
 Outcome = Literal[
     "deployed", "trained", "skipped", "gate_failed", "rejected", "approval_timed_out", "deploy_failed"
@@ -71,9 +82,9 @@ class RetrainParams(BaseModel):
         ```
     """
 
-    model_name: str = Field(
-        "churn-classifier", title="Model name",
-        description="Registered model to retrain (the drift automation fills it from the event).",
+    model_name: str | None = Field(
+        None, title="Model name",
+        description="Registered model to retrain (required; the drift automation fills it from the event).",
     )
     dataset: DatasetSpec | None = Field(
         None, title="Fresh labelled dataset",
@@ -303,13 +314,15 @@ def retrain_pipeline(
         ```python
         from flows.retrain import RetrainParams, retrain_pipeline
         from mlops_tasks.data import DatasetSpec
-        state = retrain_pipeline(RetrainParams(dataset=DatasetSpec(uri="new.csv")), return_state=True)
+        state = retrain_pipeline(RetrainParams(model_name="churn-classifier",
+                                                 dataset=DatasetSpec(uri="new.csv")), return_state=True)
         print(state.name, state.message)
         ```
     """
     from prefect.runtime import flow_run
 
-    logger = get_run_logger()
+    require_model_name(params.model_name, "retrain-pipeline")
+    params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     run_id = str(flow_run.id or "local")
     if params.dataset is None and params.labels is None:
         raise ConfigurationError(
@@ -332,6 +345,27 @@ def retrain_pipeline(
         _publish(result)
         return Completed(name="Skipped", message=claim.reason, data=result)  # type: ignore[return-value]
 
+    data, target = _assemble_data(params, claim, run_id)
+    trained = _train(params, data, target)
+    common = dict(
+        model_name=params.model_name, version=trained.version, created=trained.created,
+        gate_passed=trained.gate_passed, gate_reasons=trained.gate_reasons, data=data,
+        previous_champion=trained.champion_version, champion_version=trained.champion_version,
+        cooldown_until=claim.next_allowed_at,
+    )
+    stopped = _stop_before_deploying(params, trained, common)
+    if stopped is not None:
+        return stopped  # type: ignore[return-value]
+    approval = None
+    if params.require_approval:
+        refusal, approval = _approval(params, trained, data, common)
+        if refusal is not None:
+            return refusal  # type: ignore[return-value]
+    return _deploy(params, trained, data, target, approval, common)  # type: ignore[return-value]
+
+
+def _assemble_data(params: RetrainParams, claim: RetrainClaim, run_id: str) -> tuple[RetrainData, str]:
+    """The training data (live version's split and fresh rows) and its target; releases the claim on error."""
     try:
         parts: list[tuple[str, object]] = []
         target = params.training.target if params.training else TARGET
@@ -350,55 +384,70 @@ def retrain_pipeline(
     except MLOpsError:
         tasks.release_retrain_claim(claim, run_id, mlflow_config=params.mlflow)
         raise
+    return data, target
 
+
+def _train(params: RetrainParams, data: RetrainData, target: str) -> TrainingPipelineResult:
+    """Run the training pipeline on the assembled data (gate against the champion, no promotion)."""
     spec = params.training or TrainingSpec(target=target, params={"max_iter": 1000})
     suite = params.expectation_suite
     if not params.check_value_ranges:
         model_suite = suite or str(state_dir() / "expectations" / f"{params.model_name}.json")
         suite = suite_without_ranges(model_suite, data.uri.rsplit(".", 1)[0] + "-suite.json") or suite
-    trained = training_pipeline(TrainingPipelineParams(
+    return training_pipeline(TrainingPipelineParams(
         model_name=params.model_name, dataset=DatasetSpec(uri=data.uri, name=f"{params.model_name}-retrain"),
         training=spec, segment_column=params.segment_column, expectation_suite=suite,
         holdout_fraction=params.holdout_fraction, gate=params.gate, compare_to_champion=True,
         promote_on_pass=False, fail_on_gate=False, mlflow=params.mlflow,
     ))
-    common = dict(
-        model_name=params.model_name, version=trained.version, created=trained.created,
-        gate_passed=trained.gate_passed, gate_reasons=trained.gate_reasons, data=data,
-        previous_champion=trained.champion_version, champion_version=trained.champion_version,
-        cooldown_until=claim.next_allowed_at,
-    )
+
+
+def _stop_before_deploying(
+    params: RetrainParams, trained: TrainingPipelineResult, common: dict[str, Any]
+) -> State | None:
+    """The final state when the gate failed or deploying is off; ``None`` to go on."""
     if not trained.gate_passed:
         reason = (f"{params.model_name} version {trained.version} failed its quality gate; production "
                   f"untouched (champion {trained.champion_version}): " + "; ".join(trained.gate_reasons))
         result = RetrainResult(outcome="gate_failed", reason=reason, **common)
         _publish(result)
-        logger.warning(reason)
+        get_run_logger().warning(reason)
         if params.fail_on_gate:
-            return Failed(message=reason[:1000], data=result)  # type: ignore[return-value]
-        return Completed(name="GateFailed", message=reason[:1000], data=result)  # type: ignore[return-value]
+            return Failed(message=reason[:1000], data=result)
+        return Completed(name="GateFailed", message=reason[:1000], data=result)
     if not params.deploy:
         reason = (f"{params.model_name} version {trained.version} passed its gate and holds alias "
                   "challenger; not deployed (deploy=False)")
         result = RetrainResult(outcome="trained", reason=reason, **common)
         _publish(result)
-        return Completed(message=reason, data=result)  # type: ignore[return-value]
+        return Completed(message=reason, data=result)
+    return None
 
-    approval = None
-    if params.require_approval:
-        refused, approval = _ask_approval(
-            params, trained.version, f"Gate passed; trained on {data.rows} rows ({data.fresh_rows} fresh).")
-        if refused is not None:
-            why = ("rejected by the reviewer" if refused == "rejected" else
-                   f"not approved within {params.approval_timeout_s}s")
-            reason = (f"{params.model_name} version {trained.version} passed its gate but was {why}"
-                      f"{': ' + str(approval['reason']) if approval.get('reason') else ''}; not deployed, "
-                      f"champion stays {trained.champion_version}")
-            result = RetrainResult(outcome=refused, reason=reason, approval=approval, **common)
-            _publish(result)
-            name = "Rejected" if refused == "rejected" else "ApprovalTimedOut"
-            return Completed(name=name, message=reason[:1000], data=result)  # type: ignore[return-value]
 
+def _approval(
+    params: RetrainParams, trained: TrainingPipelineResult, data: RetrainData, common: dict[str, Any]
+) -> tuple[State | None, dict]:
+    """Ask the reviewer; the final state when not approved (else ``None``) and the answer."""
+    refused, approval = _ask_approval(
+        params, trained.version, f"Gate passed; trained on {data.rows} rows ({data.fresh_rows} fresh).")
+    if refused is None:
+        return None, approval
+    why = ("rejected by the reviewer" if refused == "rejected" else
+           f"not approved within {params.approval_timeout_s}s")
+    reason = (f"{params.model_name} version {trained.version} passed its gate but was {why}"
+              f"{': ' + str(approval['reason']) if approval.get('reason') else ''}; not deployed, "
+              f"champion stays {trained.champion_version}")
+    result = RetrainResult(outcome=refused, reason=reason, approval=approval, **common)
+    _publish(result)
+    name = "Rejected" if refused == "rejected" else "ApprovalTimedOut"
+    return Completed(name=name, message=reason[:1000], data=result), approval
+
+
+def _deploy(
+    params: RetrainParams, trained: TrainingPipelineResult, data: RetrainData, target: str,
+    approval: dict | None, common: dict[str, Any],
+) -> State:
+    """Deploy the new version blue-green (it becomes champion when live); the final state."""
     try:
         record = deployment_pipeline(DeploymentPipelineParams(
             model_name=params.model_name, version=trained.version, endpoint=params.endpoint,
@@ -418,9 +467,8 @@ def retrain_pipeline(
     result = RetrainResult(outcome="deployed", reason=reason, deployed=True, approval=approval,
                            deployment_id=record.id, **{**common, "champion_version": trained.version})
     _publish(result)
-    logger.info(reason)
-    return Completed(message=reason, data=result)  # type: ignore[return-value]
-
+    get_run_logger().info(reason)
+    return Completed(message=reason, data=result)
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: retrain on a labelled dataset (and/or logged predictions + labels)."""

@@ -13,13 +13,25 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from flows.parameters import require_model_name
 from mlops_tasks import tasks
+from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec, write_dataset
 from mlops_tasks.demo import SEGMENT, TARGET, make_churn_data
 from mlops_tasks.errors import QualityGateError
 from mlops_tasks.evaluation import MetricThreshold, QualityGate, SliceThreshold
 from mlops_tasks.settings import MlflowConfig, resolve_mlflow_config, state_dir
 from mlops_tasks.training import TrainingSpec
+
+__all__ = [
+    "DEFAULT_GATE",
+    "DemoData",
+    "TrainingPipelineParams",
+    "TrainingPipelineResult",
+    "demo_dataset",
+    "main",
+    "training_pipeline",
+]
 
 DEFAULT_GATE = QualityGate(
     thresholds=[
@@ -41,7 +53,9 @@ class DemoData(BaseModel):
 class TrainingPipelineParams(BaseModel):
     """Parameters of :func:`training_pipeline` (one form in the Prefect UI)."""
 
-    model_name: str = Field("churn-classifier", description="Registered model name in MLflow.")
+    model_name: str | None = Field(
+        None, description="Registered model name in MLflow (required; the demo's is churn-classifier)."
+    )
     dataset: DatasetSpec | None = Field(
         None, description="CSV or Parquet to train on (local or s3://). Empty: generated demo data."
     )
@@ -89,7 +103,21 @@ class TrainingPipelineResult(BaseModel):
     tracking_uri: str
 
 
-def _demo_dataset(demo: DemoData) -> DatasetSpec:
+def demo_dataset(demo: DemoData) -> DatasetSpec:
+    """The churn demo's dataset, written once into the state folder.
+
+    Args:
+        demo: Rows, seed and drift of the synthetic data.
+
+    Returns:
+        A spec of the CSV file (``<state>/data/churn-rows<n>-seed<s>-drift<d>.csv``).
+
+    Example:
+        ```python
+        from flows.training import DemoData, demo_dataset
+        spec = demo_dataset(DemoData(rows=2000))
+        ```
+    """
     path = state_dir() / "data" / f"churn-rows{demo.rows}-seed{demo.seed}-drift{demo.drift:g}.csv"
     if not path.exists():
         write_dataset(make_churn_data(demo.rows, seed=demo.seed, drift=demo.drift), str(path))
@@ -116,12 +144,15 @@ def training_pipeline(
     Example:
         ```python
         from flows.training import DemoData, TrainingPipelineParams, training_pipeline
-        result = training_pipeline(TrainingPipelineParams(demo=DemoData(drift=0.3)))
+        result = training_pipeline(TrainingPipelineParams(model_name="churn-classifier",
+                                                  demo=DemoData(drift=0.3)))
         print(result.version, result.gate_passed)
         ```
     """
+    require_model_name(params.model_name, "training-pipeline")
+    params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
-    spec = params.dataset or _demo_dataset(params.demo)
+    spec = params.dataset or demo_dataset(params.demo)
     dataset = tasks.load_dataset(spec)
 
     suite_path = Path(

@@ -15,9 +15,9 @@ everywhere: explicit argument > block > environment > embedded default.
 
 Blocks are loaded here, at the edge, and passed down as plain settings:
 :func:`resolve_mlflow_block` and :func:`resolve_s3_block` turn a config that names a
-block into one that holds the block's values (explicit fields win) and names none. This
-module also registers both as the loaders of :func:`mlops_tasks.settings.register_block_loader`,
-so older callers that pass a config naming a block straight to core code keep working.
+block into one that holds the block's values (explicit fields win) and names none. Core code
+refuses a config that still names a block (``ConfigurationError``); every task resolves the
+configs among its arguments with :func:`resolve_config_blocks` before calling core code.
 
 Example:
     ```python
@@ -35,13 +35,20 @@ from __future__ import annotations
 from typing import Any, Literal, TypeVar
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from mlops_tasks.deploy.models import EndpointSpec
 from mlops_tasks.errors import BlockNotFoundError, ServiceUnavailableError
-from mlops_tasks.settings import MlflowConfig, S3Config, register_block_loader
+from mlops_tasks.settings import MlflowConfig, S3Config
 
-__all__ = ["DeployTarget", "MlflowServer", "load_block", "resolve_mlflow_block", "resolve_s3_block"]
+__all__ = [
+    "DeployTarget",
+    "MlflowServer",
+    "load_block",
+    "resolve_config_blocks",
+    "resolve_mlflow_block",
+    "resolve_s3_block",
+]
 
 _BlockT = TypeVar("_BlockT", bound=Block)
 
@@ -306,8 +313,57 @@ def resolve_s3_block(config: S3Config | None) -> S3Config | None:
     """
     if config is None or not config.block:
         return config
-    return config.resolved()
+    explicit = config.model_dump(exclude={"block"}, exclude_none=True)
+    base = _s3_block_config(config.block)
+    if config.aws_access_key_id is None and base.aws_access_key_id is not None:
+        explicit["keys_from_block"] = config.block
+    return base.model_copy(update=explicit)
 
 
-register_block_loader("mlflow", _mlflow_block_config)
-register_block_loader("s3", _s3_block_config)
+def resolve_config_blocks(value: Any) -> Any:
+    """``value`` with every :class:`MlflowConfig` / :class:`S3Config` in it resolved to plain settings.
+
+    Walks pydantic models (e.g. a ``DatasetSpec`` holding an ``S3Config``), lists, tuples and
+    dicts; a model is copied only when something in it changed. The tasks call it on their
+    arguments so core code never sees a block name.
+
+    Args:
+        value: Any argument of a task.
+
+    Returns:
+        The same value, or a copy whose configs name no block.
+
+    Raises:
+        BlockNotFoundError: A named block does not exist.
+        ServiceUnavailableError: The Prefect API did not answer.
+
+    Example:
+        ```python
+        from mlops_tasks.blocks import resolve_config_blocks
+        from mlops_tasks.data import DatasetSpec
+        from mlops_tasks.settings import S3Config
+        spec = resolve_config_blocks(DatasetSpec(uri="s3://data/x.csv", s3=S3Config(block="minio")))
+        assert spec.s3.block is None
+        ```
+    """
+    if isinstance(value, MlflowConfig):
+        return resolve_mlflow_block(value)
+    if isinstance(value, S3Config):
+        return resolve_s3_block(value)
+    if isinstance(value, BaseModel):
+        update = {}
+        for name in type(value).model_fields:
+            current = getattr(value, name, None)
+            resolved = resolve_config_blocks(current)
+            if resolved is not current:
+                update[name] = resolved
+        return value.model_copy(update=update) if update else value
+    if isinstance(value, list | tuple):
+        items = [resolve_config_blocks(item) for item in value]
+        changed = any(new is not old for new, old in zip(items, value, strict=True))
+        return type(value)(items) if changed else value
+    if isinstance(value, dict):
+        resolved_items = {key: resolve_config_blocks(item) for key, item in value.items()}
+        changed = any(resolved_items[key] is not item for key, item in value.items())
+        return resolved_items if changed else value
+    return value

@@ -17,6 +17,14 @@ import pandas as pd
 
 from mlops_tasks.errors import ConfigurationError
 
+__all__ = [
+    "CATEGORICAL_FEATURES",
+    "NUMERIC_FEATURES",
+    "SEGMENT",
+    "TARGET",
+    "make_churn_data",
+]
+
 TARGET = "churned"
 SEGMENT = "country"
 NUMERIC_FEATURES = [

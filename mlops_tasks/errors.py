@@ -15,13 +15,70 @@ Families:
 - :class:`EvaluationError` / :class:`QualityGateError`: the candidate cannot be
   evaluated, or failed its gate.
 - :class:`RegistryError`: the MLflow model registry refused or lacks something.
+- :class:`ContainerRegistryError`: a container (Docker/OCI) registry refused a push.
 - :class:`ServiceUnavailableError`: a server (MLflow, S3) did not answer; these
   are the only errors worth retrying.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
+
+__all__ = [
+    "BaseImageNotFoundError",
+    "BlockNotFoundError",
+    "CandidateUnhealthyError",
+    "ConfigurationError",
+    "ContainerRegistryAuthError",
+    "ContainerRegistryError",
+    "ContainerRegistryUnreachableError",
+    "ContainerRepositoryNotFoundError",
+    "ContainerizeError",
+    "DataError",
+    "DataValidationError",
+    "DatasetNotFoundError",
+    "DeploymentError",
+    "DeploymentNotFoundError",
+    "DockerUnavailableError",
+    "DriftError",
+    "EmptyDatasetError",
+    "EndpointBusyError",
+    "EndpointPortError",
+    "EstimatorError",
+    "EvaluationError",
+    "GuardBreachError",
+    "ImageBuildError",
+    "ImageVerificationError",
+    "InvalidInputError",
+    "MLOpsError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "ModelServerError",
+    "NoCommonColumnsError",
+    "OrchestrationError",
+    "PredictionLogError",
+    "PrefectUnavailableError",
+    "PromotionRefusedError",
+    "QualityGateError",
+    "ReferenceDataNotFoundError",
+    "RegistryError",
+    "RollbackError",
+    "RolloutError",
+    "RouterConfigError",
+    "RouterError",
+    "SchemaError",
+    "ServiceUnavailableError",
+    "SlotStartError",
+    "SmokeTestError",
+    "StorageError",
+    "TrainingError",
+    "TransientError",
+    "UnverifiedImageError",
+    "WheelhouseError",
+    "WorkPoolNotFoundError",
+    "is_transient",
+]
 
 
 class MLOpsError(Exception):
@@ -181,20 +238,44 @@ class DockerUnavailableError(ServiceUnavailableError, ContainerizeError):
     """No Docker engine answers at the configured address (retried: it may be starting)."""
 
 
+# The container-registry family. Its first names (RegistryPushError, RegistryUnreachableError,
+# RegistryAuthError, RepositoryNotFoundError) read like the MLflow *model* registry's
+# RegistryError, which they are not: they stay importable for one minor release, with a
+# DeprecationWarning (module __getattr__ at the end), and the new classes subclass them so
+# existing ``except`` clauses still catch what is raised now.
+
+
 class RegistryPushError(ContainerizeError):
-    """A registry refused a push."""
+    """Deprecated name of :class:`ContainerRegistryError`."""
 
 
 class RegistryUnreachableError(RegistryPushError, ServiceUnavailableError):
-    """The registry host is unknown or does not answer."""
+    """Deprecated name of :class:`ContainerRegistryUnreachableError`."""
 
 
 class RegistryAuthError(RegistryPushError):
-    """The registry refused the credentials (or needs some and got none)."""
+    """Deprecated name of :class:`ContainerRegistryAuthError`."""
 
 
 class RepositoryNotFoundError(RegistryPushError):
-    """The registry has no such repository (e.g. an ECR repository not created yet)."""
+    """Deprecated name of :class:`ContainerRepositoryNotFoundError`."""
+
+
+class ContainerRegistryError(RegistryPushError):
+    """A container (Docker/OCI) registry refused a push; not the MLflow model registry
+    (:class:`RegistryError`)."""
+
+
+class ContainerRegistryUnreachableError(ContainerRegistryError, RegistryUnreachableError):
+    """The container registry host is unknown or does not answer."""
+
+
+class ContainerRegistryAuthError(ContainerRegistryError, RegistryAuthError):
+    """The container registry refused the credentials (or needs some and got none)."""
+
+
+class ContainerRepositoryNotFoundError(ContainerRegistryError, RepositoryNotFoundError):
+    """The container registry has no such repository (e.g. an ECR repository not created yet)."""
 
 
 class ImageVerificationError(ContainerizeError):
@@ -293,3 +374,27 @@ class WorkPoolNotFoundError(OrchestrationError, ConfigurationError):
 
 class DeploymentNotFoundError(OrchestrationError, ConfigurationError):
     """An automation or a trigger names a Prefect deployment that does not exist (any more)."""
+
+
+#: Deprecated name -> new name; the old classes leave the module namespace so that
+#: ``from mlops_tasks.errors import RegistryPushError`` goes through :func:`__getattr__`.
+_RENAMED = {
+    "RegistryPushError": "ContainerRegistryError",
+    "RegistryUnreachableError": "ContainerRegistryUnreachableError",
+    "RegistryAuthError": "ContainerRegistryAuthError",
+    "RepositoryNotFoundError": "ContainerRepositoryNotFoundError",
+}
+_DEPRECATED_CLASSES: dict[str, type[MLOpsError]] = {old: globals().pop(old) for old in _RENAMED}
+
+
+def __getattr__(name: str) -> Any:
+    """Old names of renamed errors: the old class (still a base of the new one), with a warning."""
+    if name in _DEPRECATED_CLASSES:
+        warnings.warn(
+            f"mlops_tasks.errors.{name} is deprecated (it is a container-registry error, not a model "
+            f"registry one); use mlops_tasks.errors.{_RENAMED[name]}, which it still catches.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return _DEPRECATED_CLASSES[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,14 +20,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mlops_tasks.data import require_columns
 from mlops_tasks.errors import ConfigurationError, EvaluationError, QualityGateError
+from mlops_tasks.metrics import (
+    CLASSIFICATION_METRICS,
+    GREATER_IS_BETTER,
+    REGRESSION_METRICS,
+    TaskType,
+    compute_metrics,
+)
+from mlops_tasks.registry_lookup import check_model_name, get_champion
 from mlops_tasks.settings import MlflowConfig
-from mlops_tasks.training import TaskType, TrainedModel
+from mlops_tasks.tracking import connect, load_sklearn_model
+from mlops_tasks.training import TrainedModel
 
 __all__ = [
     "CLASSIFICATION_METRICS",
@@ -45,14 +53,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
-REGRESSION_METRICS = ("rmse", "mae", "r2")
-GREATER_IS_BETTER = {
-    "accuracy": True, "f1": True, "roc_auc": True, "log_loss": False,
-    "rmse": False, "mae": False, "r2": True,
-}
-
 
 def _check_metric(name: str) -> str:
     if name not in GREATER_IS_BETTER:
@@ -209,52 +209,6 @@ class EvaluationReport(BaseModel):
         return "\n".join(lines)
 
 
-def compute_metrics(task: TaskType, model: Any, x: pd.DataFrame, y: pd.Series) -> dict[str, float]:
-    """Metrics of ``model`` on ``(x, y)``; undefined ones (one class in y) are left out.
-
-    Example:
-        ```python
-        metrics = compute_metrics("classification", fitted_pipeline, holdout_x, holdout_y)
-        ```
-    """
-    from sklearn import metrics as skm
-
-    if len(x) == 0:
-        return {}
-    if task == "regression":
-        pred = np.asarray(model.predict(x), dtype=float)
-        truth = np.asarray(y, dtype=float)
-        out = {
-            "rmse": float(math.sqrt(skm.mean_squared_error(truth, pred))),
-            "mae": float(skm.mean_absolute_error(truth, pred)),
-        }
-        if len(truth) > 1:
-            out["r2"] = float(skm.r2_score(truth, pred))
-        return out
-    pred = model.predict(x)
-    classes = list(getattr(model, "classes_", np.unique(y)))
-    binary = len(classes) == 2
-    out = {
-        "accuracy": float(skm.accuracy_score(y, pred)),
-        "f1": float(
-            skm.f1_score(y, pred, average="binary" if binary else "macro", pos_label=classes[-1])
-            if binary
-            else skm.f1_score(y, pred, average="macro")
-        ),
-    }
-    if hasattr(model, "predict_proba"):
-        proba = model.predict_proba(x)
-        out["log_loss"] = float(skm.log_loss(y, proba, labels=classes))
-        if pd.Series(y).nunique() > 1:
-            if binary:
-                out["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]))
-            else:
-                out["roc_auc"] = float(
-                    skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
-                )
-    return out
-
-
 def _bound_checks(
     metric: str, value: float | None, min_value: float | None, max_value: float | None, scope: str
 ) -> list[GateCheck]:
@@ -382,9 +336,6 @@ def evaluate_model(
         print(report.passed, report.failed_reasons)
         ```
     """
-    from mlops_tasks.registry import check_model_name, get_champion
-    from mlops_tasks.tracking import connect
-
     if holdout.empty:
         raise ConfigurationError("The holdout is empty; use a larger dataset or holdout_fraction.")
     require_columns(holdout, [*trained.features, trained.target], what="Evaluation")
@@ -454,8 +405,6 @@ def evaluate_model(
 
 def _load_model(resolved: Any, model_uri: str) -> Any:
     """The scikit-learn model at ``model_uri``, read with an explicit client (no global URIs)."""
-    from mlops_tasks.tracking import load_sklearn_model
-
     return load_sklearn_model(resolved, model_uri)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,16 @@ from mlops_tasks.errors import (
     ModelNotFoundError,
     PromotionRefusedError,
     RegistryError,
+)
+from mlops_tasks.registry_lookup import (
+    CHALLENGER,
+    CHAMPION,
+    TAG_CHAMPION_VERSION,
+    check_model_name,
+    get_alias_version,
+    get_champion,
+    get_model_version,
+    is_not_found,
 )
 from mlops_tasks.settings import MlflowConfig
 from mlops_tasks.tracking import connect
@@ -49,6 +60,7 @@ __all__ = [
     "TAG_ROLLED_BACK_AT",
     "PromotionResult",
     "RegisteredVersion",
+    "ServingEndpoints",
     "check_model_name",
     "get_alias_version",
     "get_champion",
@@ -62,12 +74,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+#: Which endpoints serve a model: given by the caller (the deploy layer knows), see :func:`rollback_model`.
+ServingEndpoints = Callable[[str], Sequence[str]]
+
 TAG_GATE_PASSED = "mlops.gate.passed"
 TAG_GATE_REASONS = "mlops.gate.reasons"
 TAG_PREVIOUS_CHAMPION = "mlops.previous_champion"
-TAG_CHAMPION_VERSION = "mlops.champion_version"
 TAG_PROMOTED_AT = "mlops.promoted_at"
 TAG_ROLLED_BACK_AT = "mlops.rolled_back_at"
 
@@ -98,78 +110,6 @@ class PromotionResult(BaseModel):
     previous_version: int | None
     changed: bool = Field(..., description="False when the version already held the alias.")
     forced: bool = False
-
-
-def check_model_name(name: str) -> str:
-    """Refuse empty or malformed registered-model names before any I/O."""
-    if not name or not name.strip() or "/" in name or name != name.strip():
-        raise ConfigurationError(
-            f"Registered model name {name!r} is not usable: give a non-empty name without "
-            "slashes or surrounding spaces, e.g. 'churn-classifier'."
-        )
-    return name
-
-
-def is_not_found(exc: Exception) -> bool:
-    """Whether an ``MlflowException`` says the object does not exist."""
-    code = getattr(exc, "error_code", "")
-    return "RESOURCE_DOES_NOT_EXIST" in str(code) or "not found" in str(exc).lower()
-
-
-def get_model_version(client: MlflowClient, name: str, version: int | str) -> Any:
-    """Fetch a version or raise :class:`ModelNotFoundError` naming it."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        if is_not_found(exc):
-            raise ModelNotFoundError(
-                f"Model {name!r} has no version {version} (deleted or never registered); "
-                "list versions with `mlflow models` or the MLflow UI."
-            ) from exc
-        raise RegistryError(f"Reading {name!r} version {version} failed: {exc}") from exc
-
-
-def get_alias_version(client: MlflowClient, name: str, alias: str) -> Any | None:
-    """The version holding ``alias``, or ``None`` when the model or alias does not exist."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        if is_not_found(exc):
-            return None
-        raise RegistryError(f"Reading alias {alias!r} of model {name!r} failed: {exc}") from exc
-
-
-def get_champion(client: MlflowClient, name: str) -> Any | None:
-    """The champion version of ``name``, ``None`` when there has never been one.
-
-    Raises:
-        ModelNotFoundError: A champion was recorded but its version is gone
-            (deleted), so comparing against production is impossible.
-    """
-    from mlflow.exceptions import MlflowException
-
-    champion = get_alias_version(client, name, CHAMPION)
-    if champion is not None:
-        return champion
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException as exc:
-        if is_not_found(exc):
-            return None
-        raise RegistryError(f"Reading registered model {name!r} failed: {exc}") from exc
-    recorded = model.tags.get(TAG_CHAMPION_VERSION)
-    if recorded:
-        raise ModelNotFoundError(
-            f"The champion of model {name!r} was version {recorded}, which no longer exists "
-            "(deleted), so the alias 'champion' points nowhere. Promote an existing version "
-            f"with promote_model({name!r}, <version>, force=True), or evaluate with "
-            "compare_to_champion=False."
-        )
-    return None
 
 
 def register_model(
@@ -369,12 +309,24 @@ def _promote(client: MlflowClient, model_name: str, version: int, force: bool) -
     )
 
 
-def rollback_model(model_name: str, *, mlflow_config: MlflowConfig | None = None) -> PromotionResult:
+def rollback_model(
+    model_name: str,
+    *,
+    mlflow_config: MlflowConfig | None = None,
+    serving_endpoints: ServingEndpoints | None = None,
+) -> PromotionResult:
     """Put the previous champion back: one step, from the recorded history.
+
+    The model registry knows nothing of deployments: the caller says which endpoints serve
+    the model (``serving_endpoints``), and while any does, the alias-only rollback is refused
+    (:func:`refuse_while_deployed`). The ``rollback-model`` task passes the deploy layer's
+    :func:`mlops_tasks.deploy.state.endpoints_serving`.
 
     Args:
         model_name: Registered model name.
         mlflow_config: Where MLflow lives.
+        serving_endpoints: Called with the model name, returns the endpoints serving it;
+            ``None``: no endpoint is asked about (nothing is deployed by this pipeline).
 
     Returns:
         What moved: ``version`` is the restored champion, ``previous_version`` the
@@ -382,34 +334,36 @@ def rollback_model(model_name: str, *, mlflow_config: MlflowConfig | None = None
 
     Raises:
         ModelNotFoundError: No champion, or the recorded previous champion was deleted.
-        PromotionRefusedError: No previous champion was recorded.
+        PromotionRefusedError: No previous champion was recorded, or an endpoint serves the model.
 
     Example:
         ```python
+        from mlops_tasks.deploy.state import endpoints_serving
         from mlops_tasks.registry import rollback_model
-        print(rollback_model("churn-classifier").version)
+        print(rollback_model("churn-classifier", serving_endpoints=endpoints_serving).version)
         ```
     """
     check_model_name(model_name)
-    refuse_while_deployed(model_name)
+    if serving_endpoints is not None:
+        refuse_while_deployed(model_name, serving_endpoints(model_name))
 
     _, client = connect(mlflow_config)
     return _rollback(client, model_name)
 
 
-def refuse_while_deployed(model_name: str) -> None:
-    """The hook :func:`rollback_model` asks: refuse to move the alias alone while serving.
+def refuse_while_deployed(model_name: str, endpoints: Sequence[str]) -> None:
+    """Refuse to move the alias alone while ``endpoints`` serve ``model_name``.
 
-    While an endpoint serves ``model_name`` (see :mod:`mlops_tasks.deploy`), the alias
-    ``champion`` must follow what serves, so an alias-only rollback is refused and
-    ``rollback_deployment`` is named instead.
+    While an endpoint serves the model, the alias ``champion`` must follow what serves, so
+    an alias-only rollback is refused and ``rollback_deployment`` is named instead.
+
+    Args:
+        model_name: Registered model name.
+        endpoints: The endpoints serving it (the caller asks the deploy layer).
 
     Raises:
-        PromotionRefusedError: An endpoint serves this model.
+        PromotionRefusedError: ``endpoints`` is not empty.
     """
-    from mlops_tasks.deploy.state import endpoints_serving
-
-    endpoints = endpoints_serving(model_name)
     if endpoints:
         raise PromotionRefusedError(
             f"Model {model_name!r} is live on endpoint(s) {', '.join(endpoints)}: rolling back the "
@@ -450,5 +404,3 @@ def _rollback(client: MlflowClient, model_name: str) -> PromotionResult:
     )
 
 
-#: Old private name, kept for modules that still import it; use :func:`is_not_found`.
-_is_not_found = is_not_found

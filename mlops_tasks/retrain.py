@@ -134,12 +134,12 @@ def _parse_time(text: str | None) -> datetime | None:
 def _read_claim(client: Any, model_name: str) -> tuple[datetime | None, str | None]:
     from mlflow.exceptions import MlflowException
 
-    from mlops_tasks.registry import _is_not_found
+    from mlops_tasks.registry import is_not_found
 
     try:
         model = client.get_registered_model(model_name)
     except MlflowException as exc:
-        if _is_not_found(exc):
+        if is_not_found(exc):
             raise ModelNotFoundError(
                 f"Model {model_name!r} is not registered, so there is nothing to retrain; run the "
                 "training pipeline first (python -m flows.training --model-name ...)."
@@ -197,33 +197,33 @@ def claim_retrain(
         ```
     """
     from mlops_tasks.registry import check_model_name
-    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+    from mlops_tasks.tracking import get_client, resolve_and_check
 
     check_model_name(model_name)
     if cooldown_minutes < 0:
         raise ConfigurationError(f"cooldown_minutes must be 0 (off) or more, got {cooldown_minutes}.")
     resolved = resolve_and_check(mlflow_config)
     held = lock(lock_name(model_name), lock_timeout_s)
-    with mlflow_session(resolved) as client:
-        with held:
-            last, by = _read_claim(client, model_name)
-            moment = now or datetime.now(UTC)
-            period = timedelta(minutes=cooldown_minutes)
-            # The same claimant asking again (a retried task or flow run) keeps its claim.
-            if cooldown_minutes > 0 and last is not None and moment < last + period and by != claimant:
-                until = last + period
-                reason = (
-                    f"cool-down: {model_name} was last retrained at {last.isoformat(timespec='seconds')}"
-                    f" (by {by or 'unknown'}); no retrain until {until.isoformat(timespec='seconds')}"
-                    f" (cooldown_minutes={cooldown_minutes:g})"
-                )
-                logger.info("Skipping retrain of %s: %s", model_name, reason)
-                return RetrainClaim(
-                    model_name=model_name, claimed=False, last_started_at=last, last_claimed_by=by,
-                    cooldown_minutes=cooldown_minutes, next_allowed_at=until, reason=reason,
-                )
-            client.set_registered_model_tag(model_name, TAG_RETRAIN_STARTED_AT, moment.isoformat())
-            client.set_registered_model_tag(model_name, TAG_RETRAIN_CLAIMED_BY, claimant)
+    client = get_client(resolved)
+    with held:
+        last, by = _read_claim(client, model_name)
+        moment = now or datetime.now(UTC)
+        period = timedelta(minutes=cooldown_minutes)
+        # The same claimant asking again (a retried task or flow run) keeps its claim.
+        if cooldown_minutes > 0 and last is not None and moment < last + period and by != claimant:
+            until = last + period
+            reason = (
+                f"cool-down: {model_name} was last retrained at {last.isoformat(timespec='seconds')}"
+                f" (by {by or 'unknown'}); no retrain until {until.isoformat(timespec='seconds')}"
+                f" (cooldown_minutes={cooldown_minutes:g})"
+            )
+            logger.info("Skipping retrain of %s: %s", model_name, reason)
+            return RetrainClaim(
+                model_name=model_name, claimed=False, last_started_at=last, last_claimed_by=by,
+                cooldown_minutes=cooldown_minutes, next_allowed_at=until, reason=reason,
+            )
+        client.set_registered_model_tag(model_name, TAG_RETRAIN_STARTED_AT, moment.isoformat())
+        client.set_registered_model_tag(model_name, TAG_RETRAIN_CLAIMED_BY, claimant)
     until = moment + period if cooldown_minutes > 0 else None
     reason = (
         f"claimed at {moment.isoformat(timespec='seconds')}"
@@ -253,25 +253,24 @@ def release_retrain_claim(
         release_retrain_claim(claim, "run-123")
         ```
     """
-    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+    from mlops_tasks.tracking import connect
 
     if not claim.claimed:
         return False
-    resolved = resolve_and_check(mlflow_config)
-    with mlflow_session(resolved) as client:
-        _, by = _read_claim(client, claim.model_name)
-        if by != claimant:
-            return False
-        if claim.last_started_at is None:
-            client.delete_registered_model_tag(claim.model_name, TAG_RETRAIN_STARTED_AT)
-            client.delete_registered_model_tag(claim.model_name, TAG_RETRAIN_CLAIMED_BY)
-        else:
-            client.set_registered_model_tag(
-                claim.model_name, TAG_RETRAIN_STARTED_AT, claim.last_started_at.isoformat()
-            )
-            client.set_registered_model_tag(
-                claim.model_name, TAG_RETRAIN_CLAIMED_BY, claim.last_claimed_by or "unknown"
-            )
+    _, client = connect(mlflow_config)
+    _, by = _read_claim(client, claim.model_name)
+    if by != claimant:
+        return False
+    if claim.last_started_at is None:
+        client.delete_registered_model_tag(claim.model_name, TAG_RETRAIN_STARTED_AT)
+        client.delete_registered_model_tag(claim.model_name, TAG_RETRAIN_CLAIMED_BY)
+    else:
+        client.set_registered_model_tag(
+            claim.model_name, TAG_RETRAIN_STARTED_AT, claim.last_started_at.isoformat()
+        )
+        client.set_registered_model_tag(
+            claim.model_name, TAG_RETRAIN_CLAIMED_BY, claim.last_claimed_by or "unknown"
+        )
     logger.info("Released the retrain claim of %s", claim.model_name)
     return True
 
@@ -308,35 +307,35 @@ def check_retrainable(
     """
     from mlops_tasks.monitoring import REFERENCE_ARTIFACT
     from mlops_tasks.registry import check_model_name, get_alias_version
-    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+    from mlops_tasks.tracking import connect
 
     check_model_name(model_name)
-    with mlflow_session(resolve_and_check(mlflow_config)) as client:
-        mv = get_alias_version(client, model_name, alias)
-        if mv is None:
-            raise ModelNotFoundError(
-                f"Model {model_name!r} has no version with alias {alias!r}, so there is no live model "
-                "to retrain from; train and deploy one first (make demo, or the training and "
-                "deployment pipelines), or set include_reference=False and pass fresh data."
-            )
-        label = f"model {model_name!r} version {mv.version}"
-        if not mv.run_id:
-            raise ReferenceDataNotFoundError(
-                f"{label} has no MLflow run, so no training data was recorded; retrain from a dataset "
-                "(dataset=..., include_reference=False)."
-            )
-        folder, name = REFERENCE_ARTIFACT.rsplit("/", 1)
-        try:
-            listed = {a.path for a in client.list_artifacts(mv.run_id, folder)}
-        except Exception as exc:
-            raise RegistryError(f"Listing the artifacts of run {mv.run_id} ({label}) failed: {exc}") from exc
-        if REFERENCE_ARTIFACT not in listed:
-            raise ReferenceDataNotFoundError(
-                f"{label} (run {mv.run_id}) has no recorded training data ({REFERENCE_ARTIFACT} is "
-                "missing: not trained by mlops_tasks.training.train_model, or deleted); retrain from a "
-                "dataset instead (dataset=..., include_reference=False)."
-            )
-        return int(mv.version), str(mv.run_id)
+    _, client = connect(mlflow_config)
+    mv = get_alias_version(client, model_name, alias)
+    if mv is None:
+        raise ModelNotFoundError(
+            f"Model {model_name!r} has no version with alias {alias!r}, so there is no live model "
+            "to retrain from; train and deploy one first (make demo, or the training and "
+            "deployment pipelines), or set include_reference=False and pass fresh data."
+        )
+    label = f"model {model_name!r} version {mv.version}"
+    if not mv.run_id:
+        raise ReferenceDataNotFoundError(
+            f"{label} has no MLflow run, so no training data was recorded; retrain from a dataset "
+            "(dataset=..., include_reference=False)."
+        )
+    folder, name = REFERENCE_ARTIFACT.rsplit("/", 1)
+    try:
+        listed = {a.path for a in client.list_artifacts(mv.run_id, folder)}
+    except Exception as exc:
+        raise RegistryError(f"Listing the artifacts of run {mv.run_id} ({label}) failed: {exc}") from exc
+    if REFERENCE_ARTIFACT not in listed:
+        raise ReferenceDataNotFoundError(
+            f"{label} (run {mv.run_id}) has no recorded training data ({REFERENCE_ARTIFACT} is "
+            "missing: not trained by mlops_tasks.training.train_model, or deleted); retrain from a "
+            "dataset instead (dataset=..., include_reference=False)."
+        )
+    return int(mv.version), str(mv.run_id)
 
 
 def load_training_reference(
@@ -355,14 +354,14 @@ def load_training_reference(
         ```
     """
     from mlops_tasks.monitoring import REFERENCE_ARTIFACT, download_reference
-    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+    from mlops_tasks.tracking import connect
     from mlops_tasks.training import TAG_TARGET
 
     version, run_id = check_retrainable(model_name, alias=alias, mlflow_config=mlflow_config)
-    with mlflow_session(resolve_and_check(mlflow_config)) as client:
-        run = client.get_run(run_id)
-        label = f"model {model_name!r} version {version}"
-        frame = download_reference(client, run_id, label)
+    _, client = connect(mlflow_config)
+    run = client.get_run(run_id)
+    label = f"model {model_name!r} version {version}"
+    frame = download_reference(client, run_id, label)
     target = run.data.tags.get(TAG_TARGET)
     if not target or target not in frame.columns:
         raise ReferenceDataNotFoundError(

@@ -90,24 +90,21 @@ def score_batch(
         print(out.sink, out.rows)
         ```
     """
-    import mlflow.sklearn
-
     from mlops_tasks.data import require_columns, write_dataset
     from mlops_tasks.registry import get_alias_version, get_model_version
-    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+    from mlops_tasks.tracking import connect, load_sklearn_model
 
     if frame.empty:
         raise EmptyDatasetError("The dataset to score has no rows.")
-    resolved = resolve_and_check(mlflow_config)
-    with mlflow_session(resolved) as client:
-        mv = get_model_version(client, model_name, version) if version is not None else \
-            get_alias_version(client, model_name, alias)
-        if mv is None:
-            raise ModelNotFoundError(
-                f"Model {model_name!r} has no version with alias {alias!r}; promote one or pass a version."
-            )
-        run = client.get_run(mv.run_id) if mv.run_id else None
-        model = mlflow.sklearn.load_model(f"models:/{model_name}/{mv.version}")
+    resolved, client = connect(mlflow_config)
+    mv = get_model_version(client, model_name, version) if version is not None else \
+        get_alias_version(client, model_name, alias)
+    if mv is None:
+        raise ModelNotFoundError(
+            f"Model {model_name!r} has no version with alias {alias!r}; promote one or pass a version."
+        )
+    run = client.get_run(mv.run_id) if mv.run_id else None
+    model = load_sklearn_model(resolved, f"models:/{model_name}/{mv.version}")
     params = run.data.params if run else {}
     features = [f for key in ("numeric_features", "categorical_features")
                 for f in params.get(key, "").split(",") if f]

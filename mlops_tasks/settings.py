@@ -13,10 +13,8 @@ flows): they are resolved there into the plain :class:`MlflowConfig` / :class:`S
 models below, with :func:`mlops_tasks.blocks.resolve_mlflow_block` and
 :func:`mlops_tasks.blocks.resolve_s3_block`. Nothing in this module loads a block or imports
 Prefect. A config that still names a block (``MlflowConfig(block="prod")``) reaching core code
-is resolved by the loader :mod:`mlops_tasks.blocks` registers with
-:func:`register_block_loader` when Prefect imports it (it is a ``prefect.collections``
-entry point); without it a :class:`~mlops_tasks.errors.ConfigurationError` says to resolve
-the block at the edge.
+raises :class:`~mlops_tasks.errors.ConfigurationError` saying to resolve the block at the edge
+(:func:`require_no_block`).
 
 Embedded defaults need no server: one local state folder (``./.mlops`` or
 ``$MLOPS_STATE_DIR``) holds the MLflow SQLite store (``mlflow.db``) and the artifact folder
@@ -26,7 +24,6 @@ variables.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,16 +35,14 @@ from mlops_tasks.errors import ConfigurationError
 __all__ = [
     "DEFAULT_EXPERIMENT",
     "DEFAULT_STATE_DIR",
-    "BlockKind",
     "MlflowConfig",
     "MlopsSettings",
     "ResolvedMlflowConfig",
     "S3Config",
     "first_set",
     "get_settings",
-    "load_named_block",
     "parse_pairs",
-    "register_block_loader",
+    "require_no_block",
     "resolve_mlflow_config",
     "state_dir",
 ]
@@ -201,38 +196,22 @@ def state_dir() -> Path:
     return get_settings().state_dir.expanduser().resolve()
 
 
-BlockKind = Literal["mlflow", "s3"]
-_block_loaders: dict[str, Callable[[str], BaseModel]] = {}
-
-
-def register_block_loader(kind: BlockKind, loader: Callable[[str], BaseModel]) -> None:
-    """Let configs that name a block be resolved: the edge's hook into the base layer.
-
-    :mod:`mlops_tasks.blocks` registers its loaders when imported (Prefect imports it as a
-    collection), so ``MlflowConfig(block="prod")`` passed to a core function by older code
-    still works; new edge code resolves blocks itself and passes plain configs down.
+def require_no_block(kind: Literal["mlflow", "s3"], block: str | None) -> None:
+    """Refuse a config that still names a block: blocks are resolved at the flow/task edge.
 
     Args:
-        kind: ``"mlflow"`` (returns an :class:`MlflowConfig`) or ``"s3"`` (an :class:`S3Config`).
-        loader: Called with the block name; returns the block's settings.
-    """
-    _block_loaders[kind] = loader
-
-
-def load_named_block(kind: BlockKind, name: str) -> Any:
-    """The settings of the block ``name``, through the loader the edge registered.
+        kind: ``"mlflow"`` or ``"s3"``, for the message.
+        block: The block name the config holds (``None``: nothing to refuse).
 
     Raises:
-        ConfigurationError: No loader is registered (the block was not resolved at the edge).
+        ConfigurationError: ``block`` is set.
     """
-    loader = _block_loaders.get(kind)
-    if loader is None:
+    if block:
         helper = "resolve_mlflow_block" if kind == "mlflow" else "resolve_s3_block"
         raise ConfigurationError(
-            f"The {kind} settings name block {name!r}, but blocks are resolved at the flow/task edge: "
-            f"pass mlops_tasks.blocks.{helper}(config) down, or import mlops_tasks.blocks first."
+            f"The {kind} settings name block {block!r}, but blocks are resolved at the flow/task edge: "
+            f"pass mlops_tasks.blocks.{helper}(config) down (the tasks and flows do), not a block name."
         )
-    return loader(name)
 
 
 class MlflowConfig(BaseModel):
@@ -373,22 +352,6 @@ class S3Config(BaseModel):
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in values.items() if v is not None})
 
-    def resolved(self) -> S3Config:
-        """These settings with the block's values filled in (explicit fields win).
-
-        Raises:
-            ConfigurationError: ``block`` is named but no block loader is registered.
-            BlockNotFoundError: No ``AwsCredentials`` block has that name.
-            ServiceUnavailableError: The Prefect API did not answer.
-        """
-        if not self.block:
-            return self
-        explicit = self.model_dump(exclude={"block"}, exclude_none=True)
-        base: S3Config = load_named_block("s3", self.block)
-        if self.aws_access_key_id is None and base.aws_access_key_id is not None:
-            explicit["keys_from_block"] = self.block
-        return base.model_copy(update=explicit)
-
     def describe_source(self) -> str:
         """Where the credentials come from, for error messages (never the secret itself)."""
         if self.keys_from_block:
@@ -406,10 +369,9 @@ class S3Config(BaseModel):
         keys come from the environment only as a pair, so a profile still applies otherwise.
 
         Raises:
-            BlockNotFoundError: ``block`` names no ``AwsCredentials`` block.
+            ConfigurationError: ``block`` is set (resolve it at the edge first).
         """
-        if self.block:
-            return self.resolved().client_kwargs()
+        require_no_block("s3", self.block)
         env = get_settings()
         # keys travel as a set: this object's, else the environment's pair, else boto3's chain
         own = self.aws_access_key_id is not None
@@ -427,31 +389,24 @@ class S3Config(BaseModel):
         return {key: value for key, value in values.items() if value}
 
 
-def _with_block(config: MlflowConfig) -> tuple[MlflowConfig, MlflowConfig | None]:
-    """``config`` and the settings of the block it names (``None`` when it names none)."""
-    if not config.block:
-        return config, None
-    return config, load_named_block("mlflow", config.block)
-
-
 def resolve_mlflow_config(config: MlflowConfig | None = None) -> ResolvedMlflowConfig:
     """Decide every MLflow setting: explicit argument > block > environment > embedded default.
 
     Args:
-        config: Explicit settings; ``None`` fields fall through to the block ``config.block``
-            names (resolved by the edge's loader), then to the environment.
+        config: Explicit settings that name no block (the edge resolves blocks with
+            :func:`mlops_tasks.blocks.resolve_mlflow_block`); ``None`` fields fall through to
+            the environment.
 
     Returns:
         The resolved configuration. For the embedded default the state folder is
         created so the SQLite store can be opened.
 
     Raises:
-        ConfigurationError: ``config.block`` is named and no block loader is registered.
-        BlockNotFoundError: ``config.block`` names no MLflow Server block.
-        ServiceUnavailableError: The Prefect API did not answer while loading the block.
+        ConfigurationError: ``config.block`` is set (resolve it at the edge first).
     """
-    argument, block = _with_block(config or MlflowConfig())
-    layers = [argument.explicit_values(), block.model_dump() if block else {}]
+    argument = config or MlflowConfig()
+    require_no_block("mlflow", argument.block)
+    layers = [argument.explicit_values()]
     env = get_settings()
 
     def pick(field: str, environment: Any = None, default: Any = None) -> Any:

@@ -7,21 +7,16 @@ along. Credentials reach MLflow through the ``mlops-tasks`` request-auth provide
 with :func:`load_sklearn_model` / :func:`load_pyfunc_model`, which download with explicit
 tracking and registry URIs and load from the local copy, so MLflow's global URIs are never
 read or set: two pipelines with different servers can run in one process at once.
-
-:func:`mlflow_session` remains for callers that still use MLflow's fluent API; it is
-deprecated (see its docstring for what to use instead).
+Nothing here uses MLflow's fluent API (``mlflow.start_run``, ``mlflow.set_tracking_uri``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import tempfile
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlops_tasks.errors import ConfigurationError, ServiceUnavailableError
@@ -40,15 +35,10 @@ __all__ = [
     "load_pyfunc_model",
     "load_sklearn_model",
     "log_sklearn_model",
-    "mlflow_session",
     "resolve_and_check",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Serialises only the deprecated fluent-API sessions (they set MLflow's global URIs).
-_fluent_lock = threading.RLock()
-
 
 def check_tracking_server(config: ResolvedMlflowConfig) -> None:
     """Fail fast with a clear error when an HTTP tracking server does not answer.
@@ -181,6 +171,11 @@ def fetch_model(config: ResolvedMlflowConfig, model_uri: str, dst_path: str) -> 
     import mlflow.artifacts
 
     location = artifact_location(get_client(config), model_uri)
+    # The one process-wide write left: MLflow 3 reads this switch only from the environment
+    # (MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() in mlflow.utils.file_utils.ArtifactProgressBar);
+    # download_artifacts, the artifact repositories and mlflow.config offer no per-call or
+    # documented setter. setdefault keeps a value the user set; it is not a credential and
+    # changes no URI, only whether tqdm bars are drawn in task logs.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return mlflow.artifacts.download_artifacts(
         artifact_uri=location, dst_path=dst_path,
@@ -209,44 +204,6 @@ def load_pyfunc_model(config: ResolvedMlflowConfig, model_uri: str) -> Any:
 
     with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
         return mlflow.pyfunc.load_model(fetch_model(config, model_uri, tmp))
-
-
-def _set_fluent_uri(variable: str, value: str | None) -> None:
-    import mlflow
-
-    if variable == "MLFLOW_TRACKING_URI":
-        mlflow.set_tracking_uri(value)  # also sets or unsets the variable
-    else:
-        mlflow.set_registry_uri(value)
-        if value is None:  # set_registry_uri(None) leaves the variable it exported
-            os.environ.pop(variable, None)
-
-
-@contextlib.contextmanager
-def mlflow_session(config: ResolvedMlflowConfig) -> Iterator[MlflowClient]:
-    """Deprecated: point MLflow's *fluent* API at ``config`` for a block; restore after.
-
-    Only for callers that still use ``mlflow.start_run`` / ``mlflow.<flavor>.load_model``
-    with global URIs; use :func:`connect` / :func:`get_client`, :func:`load_sklearn_model`,
-    :func:`load_pyfunc_model` and :func:`fetch_model` instead, which touch no global
-    state. The URIs are set and restored with MLflow's public setters, under a lock that
-    only these sessions share; credentials go through the request-auth provider, never
-    through the environment.
-
-    Yields:
-        A client bound to the same URIs.
-    """
-    client = get_client(config)
-    with _fluent_lock:
-        # set_tracking_uri / set_registry_uri export these variables, so they hold what was set
-        saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-        _set_fluent_uri("MLFLOW_TRACKING_URI", config.tracking_uri)
-        _set_fluent_uri("MLFLOW_REGISTRY_URI", config.registry_uri)
-        try:
-            yield client
-        finally:
-            for name, value in saved.items():
-                _set_fluent_uri(name, value)
 
 
 def ensure_experiment(client: MlflowClient, config: ResolvedMlflowConfig) -> str:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlops_tasks.data import DatasetInfo, require_columns
 from mlops_tasks.errors import ConfigurationError, EstimatorError, TrainingError
+from mlops_tasks.metrics import TaskType, compute_metrics
 from mlops_tasks.settings import MlflowConfig, get_settings
 from mlops_tasks.tracking import connect, ensure_experiment, log_sklearn_model
 
@@ -60,7 +61,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-TaskType = Literal["classification", "regression"]
 
 TAG_TRAINING_KEY = "mlops.training_key"
 TAG_FINGERPRINT = "mlops.data_fingerprint"
@@ -334,8 +334,6 @@ def _package_version() -> str:
 
 
 def _training_metrics(task: TaskType, model: Any, x: pd.DataFrame, y: pd.Series) -> dict[str, float]:
-    from mlops_tasks.evaluation import compute_metrics
-
     return {f"train_{k}": v for k, v in compute_metrics(task, model, x, y).items()}
 
 

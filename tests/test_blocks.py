@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from importlib.metadata import entry_points
+from inspect import signature
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,15 +17,21 @@ from pydantic import SecretStr
 
 from flows.deployment import DeploymentPipelineParams, resolve_target
 from flows.monitoring import DriftCheckParams, drift_check
-from mlops_tasks.blocks import DeployTarget, MlflowServer, resolve_mlflow_block
+from mlops_tasks.blocks import (
+    DeployTarget,
+    MlflowServer,
+    resolve_config_blocks,
+    resolve_mlflow_block,
+    resolve_s3_block,
+)
 from mlops_tasks.data import DatasetSpec, load_dataset, write_dataset
 from mlops_tasks.demo import make_churn_data
 from mlops_tasks.deploy.models import EndpointSpec
-from mlops_tasks.errors import BlockNotFoundError, StorageError
+from mlops_tasks.errors import BlockNotFoundError, ConfigurationError, StorageError
 from mlops_tasks.mlflow_auth import authorization_for
 from mlops_tasks.monitoring import DriftSettings
 from mlops_tasks.settings import MlflowConfig, S3Config, resolve_mlflow_config
-from mlops_tasks.tracking import mlflow_session
+from mlops_tasks.tracking import get_client
 
 
 class _Suite(BlockStandardTestSuite):
@@ -126,17 +133,21 @@ def test_mlflow_precedence_argument_block_environment_default(prefect_harness, m
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
     # environment beats the default
     assert resolve_mlflow_config(MlflowConfig()).tracking_uri == "http://env.invalid:5000"
+    # core code refuses a block name: blocks are resolved at the edge
+    with pytest.raises(ConfigurationError, match="resolved at the flow/task edge"):
+        resolve_mlflow_config(MlflowConfig(block=name))
     # the block beats the environment
-    resolved = resolve_mlflow_config(MlflowConfig(block=name))
+    resolved = resolve_mlflow_config(resolve_mlflow_block(MlflowConfig(block=name)))
     assert resolved.tracking_uri == "http://block.invalid:5000" and resolved.experiment_name == "from-block"
     # the argument beats the block, field by field
-    resolved = resolve_mlflow_config(MlflowConfig(block=name, experiment_name="from-arg"))
+    plain = resolve_mlflow_block(MlflowConfig(block=name, experiment_name="from-arg"))
+    resolved = resolve_mlflow_config(plain)
     assert resolved.tracking_uri == "http://block.invalid:5000" and resolved.experiment_name == "from-arg"
     # the token never enters the environment: the request-auth provider sends it to that server
     monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_AUTH", raising=False)
-    with mlflow_session(resolved):
-        assert "MLFLOW_TRACKING_TOKEN" not in os.environ
+    get_client(resolved)
+    assert "MLFLOW_TRACKING_TOKEN" not in os.environ
     assert authorization_for("http://block.invalid:5000/api/2.0/mlflow/runs/get") == "Bearer blocktoken"
     assert "MLFLOW_TRACKING_TOKEN" not in os.environ
     # the edge resolves the block into plain settings that name none
@@ -144,7 +155,29 @@ def test_mlflow_precedence_argument_block_environment_default(prefect_harness, m
     assert plain.block is None and plain.tracking_uri == "http://block.invalid:5000"
     assert resolve_mlflow_config(plain) == resolved
     with pytest.raises(BlockNotFoundError, match="MlflowServer block named"):
-        resolve_mlflow_config(MlflowConfig(block=unique("missing")))
+        resolve_mlflow_block(MlflowConfig(block=unique("missing")))
+
+
+def test_tasks_resolve_blocks_in_their_arguments_before_core_code_runs(prefect_harness):
+    from mlops_tasks.tasks._prefect import resolves_blocks
+
+    name = unique("mlflow")
+    MlflowServer(tracking_uri="http://block.invalid:5000", experiment_name="from-block").save(name)
+    seen = {}
+
+    @resolves_blocks
+    def core(spec: DatasetSpec, *, mlflow_config: MlflowConfig | None = None, rows: int = 1) -> int:
+        """A stand-in core function."""
+        seen.update(spec=spec, mlflow_config=mlflow_config)
+        return rows
+
+    assert core.__doc__ == "A stand-in core function." and "mlflow_config" in str(signature(core))
+    spec = DatasetSpec(uri="data.csv", s3=S3Config(region_name="eu-west-1"))
+    assert core(spec, mlflow_config=MlflowConfig(block=name, experiment_name="arg"), rows=3) == 3
+    assert seen["spec"] is spec  # nothing named a block: passed as it is
+    plain = seen["mlflow_config"]
+    assert plain.block is None and plain.tracking_uri == "http://block.invalid:5000"
+    assert plain.experiment_name == "arg"
 
 
 def aws_block(endpoint: str, key: str = "testing", secret: str = "testing") -> str:
@@ -163,9 +196,14 @@ def test_s3_config_from_aws_credentials_block(prefect_harness, s3_bucket, monkey
     # no endpoint anywhere but in the block: the read can only work through it
     monkeypatch.delenv("MLOPS_S3_ENDPOINT_URL", raising=False)
     uri = f"s3://{bucket}/blocks/churn.parquet"
-    write_dataset(churn.head(50), uri, s3=S3Config(block=name))
-    assert load_dataset(DatasetSpec(uri=uri, s3=S3Config(block=name))).info.rows == 50
-    kwargs = S3Config(block=name, region_name="eu-west-1").client_kwargs()
+    plain = resolve_s3_block(S3Config(block=name))
+    assert plain.block is None and plain.keys_from_block == name
+    write_dataset(churn.head(50), uri, s3=plain)
+    spec = resolve_config_blocks(DatasetSpec(uri=uri, s3=S3Config(block=name)))  # nested, as tasks do
+    assert load_dataset(spec).info.rows == 50
+    with pytest.raises(ConfigurationError, match="resolved at the flow/task edge"):
+        load_dataset(DatasetSpec(uri=uri, s3=S3Config(block=name)))  # the core alone refuses
+    kwargs = resolve_s3_block(S3Config(block=name, region_name="eu-west-1")).client_kwargs()
     assert kwargs["region_name"] == "eu-west-1" and kwargs["endpoint_url"] == config.endpoint_url
     # an S3Bucket block contributes its credentials
     from prefect_aws import AwsCredentials, S3Bucket
@@ -173,7 +211,7 @@ def test_s3_config_from_aws_credentials_block(prefect_harness, s3_bucket, monkey
     from_bucket = S3Config.from_block(S3Bucket(bucket_name=bucket, credentials=AwsCredentials.load(name)))
     assert from_bucket.endpoint_url == config.endpoint_url and from_bucket.aws_access_key_id == "testing"
     with pytest.raises(BlockNotFoundError, match="AwsCredentials block named"):
-        load_dataset(DatasetSpec(uri=uri, s3=S3Config(block=unique("missing"))))
+        resolve_s3_block(S3Config(block=unique("missing")))
 
 
 def test_s3_block_with_wrong_keys_names_the_block(prefect_harness, s3_bucket):
@@ -182,7 +220,7 @@ def test_s3_block_with_wrong_keys_names_the_block(prefect_harness, s3_bucket):
     with s3_auth_enforced(config.endpoint_url), pytest.raises(
         StorageError, match=rf"InvalidAccessKeyId.*AwsCredentials block '{name}'"
     ):
-        load_dataset(DatasetSpec(uri=f"s3://{bucket}/any.csv", s3=S3Config(block=name)))
+        load_dataset(DatasetSpec(uri=f"s3://{bucket}/any.csv", s3=resolve_s3_block(S3Config(block=name))))
 
 
 def test_drift_check_flow_uses_saved_blocks_by_name(prefect_harness, s3_bucket, tmp_path):
@@ -192,9 +230,9 @@ def test_drift_check_flow_uses_saved_blocks_by_name(prefect_harness, s3_bucket, 
     MlflowServer(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment_name="blocks").save(server)
     s3 = S3Config(block=aws)
     reference = write_dataset(make_churn_data(600, seed=1).drop(columns=["churned"]),
-                              f"s3://{bucket}/ref.parquet", s3=s3)
+                              f"s3://{bucket}/ref.parquet", s3=resolve_s3_block(s3))
     current = write_dataset(make_churn_data(600, seed=2, drift=0.9).drop(columns=["churned"]),
-                            f"s3://{bucket}/cur.parquet", s3=s3)
+                            f"s3://{bucket}/cur.parquet", s3=resolve_s3_block(s3))
     report = drift_check(DriftCheckParams(
         model_name="blocks-model", reference=DatasetSpec(uri=reference, s3=s3),
         current=DatasetSpec(uri=current, s3=s3), settings=DriftSettings(min_rows=100, check_prediction=False),

@@ -40,11 +40,11 @@ from mlops_tasks.demo import make_churn_data
 from mlops_tasks.errors import (
     BaseImageNotFoundError,
     ConfigurationError,
+    ContainerRegistryAuthError,
+    ContainerRegistryUnreachableError,
     DockerUnavailableError,
     ImageVerificationError,
     ModelNotFoundError,
-    RegistryAuthError,
-    RegistryUnreachableError,
     WheelhouseError,
 )
 from mlops_tasks.evaluation import MetricThreshold, QualityGate, evaluate_model
@@ -368,11 +368,11 @@ def test_push_to_registry_and_pull_back_by_digest(built, registry, docker):
 
 
 def test_registry_refusing_credentials(built, auth_registry, docker):
-    with pytest.raises(RegistryAuthError, match="refused"):
+    with pytest.raises(ContainerRegistryAuthError, match="refused"):
         push_model_image(
             built, auth_registry.host, credentials=RegistryCredentials(username="ci", password="wrong")
         )
-    with pytest.raises(RegistryAuthError):
+    with pytest.raises(ContainerRegistryAuthError):
         push_model_image(built, auth_registry.host)
     assert not [t for t in docker.images.get(built.image_id).tags if t.startswith(auth_registry.host)]
 
@@ -427,9 +427,9 @@ def test_prefect_task_loads_saved_registry_credentials_by_name(built, auth_regis
 
 
 def test_registry_unreachable_or_unknown(built):
-    with pytest.raises(RegistryUnreachableError, match="does not answer"):
+    with pytest.raises(ContainerRegistryUnreachableError, match="does not answer"):
         push_model_image(built, f"127.0.0.1:{free_port()}")
-    with pytest.raises(RegistryUnreachableError, match="unknown"):
+    with pytest.raises(ContainerRegistryUnreachableError, match="unknown"):
         push_model_image(built, "registry.invalid")
 
 

@@ -95,14 +95,15 @@ def registry(mlflow_config, churn):
     """One registered model with three good versions."""
     from mlops_tasks.demo import TARGET
     from mlops_tasks.settings import resolve_mlflow_config
-    from mlops_tasks.tracking import ensure_experiment, mlflow_session
+    from mlops_tasks.tracking import ensure_experiment
+    from tests.mlflow_support import fluent_mlflow
 
     patch = pytest.MonkeyPatch()
     patch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")  # the cloudpickled bad models
     name = f"bg-{os.getpid()}"
     x, y = features(churn), churn[TARGET]
     resolved = resolve_mlflow_config(mlflow_config)
-    with mlflow_session(resolved) as client:
+    with fluent_mlflow(resolved) as client:
         exp = ensure_experiment(client, resolved)
         v = {
             "v1": register_version(client, exp, name, make_pipeline(1.0).fit(x, y), x),
@@ -434,10 +435,12 @@ def _docker_reload_then_port_move(target, registry, endpoint, moved):
 
 
 def test_alias_only_rollback_refused_while_deployed(registry, endpoint):
+    from mlops_tasks.deploy.state import endpoints_serving
     from mlops_tasks.registry import rollback_model
 
     with pytest.raises(PromotionRefusedError, match="rollback_deployment"):
-        rollback_model(registry["name"], mlflow_config=registry["config"])
+        rollback_model(registry["name"], mlflow_config=registry["config"],
+                       serving_endpoints=endpoints_serving)
 
 
 def test_crashed_router_and_live_slot_come_back_on_rerun(target_kind, registry, endpoint):

@@ -22,11 +22,12 @@ def test_deployment_pipeline_rollback_and_stop_flows(prefect_harness, mlflow_con
     from mlops_tasks.demo import TARGET
     from mlops_tasks.deploy.targets.base import http_post_json
     from mlops_tasks.settings import resolve_mlflow_config
-    from mlops_tasks.tracking import ensure_experiment, mlflow_session
+    from mlops_tasks.tracking import ensure_experiment
+    from tests.mlflow_support import fluent_mlflow
 
     x, y = features(churn), churn[TARGET]
     resolved = resolve_mlflow_config(mlflow_config)
-    with mlflow_session(resolved) as client:
+    with fluent_mlflow(resolved) as client:
         exp = ensure_experiment(client, resolved)
         v1 = register_version(client, exp, model_name, make_pipeline(1.0).fit(x, y), x)
         v2 = register_version(client, exp, model_name, make_pipeline(0.1).fit(x, y), x)
@@ -36,6 +37,7 @@ def test_deployment_pipeline_rollback_and_stop_flows(prefect_harness, mlflow_con
     endpoint = EndpointSpec(name="flowtest", port=free_port(), preview_port=free_port())
     params = DeploymentPipelineParams(
         model_name=model_name, endpoint=endpoint, smoke_dataset=DatasetSpec(uri=str(data)),
+        target_column=TARGET,  # versions logged here record no mlops.target tag
         rollout=RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0),
         mlflow=mlflow_config,
     )

@@ -174,12 +174,12 @@ def test_model_without_reference_data_fails_with_a_typed_error(prefect_harness, 
     import mlflow.sklearn
     from sklearn.linear_model import LogisticRegression
 
-    from mlops_tasks.tracking import mlflow_session
+    from tests.mlflow_support import fluent_mlflow
 
     name = f"foreign-{uuid.uuid4().hex[:8]}"
     frame = features(300, seed=3)[["age", "tenure_months"]]
     model = LogisticRegression().fit(frame, (frame["age"] > 40).astype(int))
-    with mlflow_session(resolve_mlflow_config(mlflow_config)) as client:
+    with fluent_mlflow(resolve_mlflow_config(mlflow_config)) as client:
         with mlflow.start_run():
             info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
                                             serialization_format="cloudpickle")

@@ -217,11 +217,10 @@ def test_claim_is_atomic_across_processes(prefect_harness, mlflow_config):
 
     from mlops_tasks.registry import check_model_name
     from mlops_tasks.settings import resolve_mlflow_config
-    from mlops_tasks.tracking import mlflow_session
+    from mlops_tasks.tracking import get_client
 
     name = check_model_name(f"claim-{uuid.uuid4().hex[:8]}")
-    with mlflow_session(resolve_mlflow_config(mlflow_config)) as client:
-        client.create_registered_model(name)
+    get_client(resolve_mlflow_config(mlflow_config)).create_registered_model(name)
     code = (
         "import json, sys\n"
         "from mlops_tasks.retrain import claim_retrain\n"
@@ -309,7 +308,7 @@ def test_bad_inputs_fail_with_typed_errors_and_release_the_claim(live_model, mlf
     from sklearn.linear_model import LogisticRegression
 
     from mlops_tasks.settings import resolve_mlflow_config
-    from mlops_tasks.tracking import mlflow_session
+    from tests.mlflow_support import fluent_mlflow
 
     fresh = fresh_csv(tmp_path)
     unknown = retrain_pipeline(RetrainParams(model_name=f"nobody-{uuid.uuid4().hex[:6]}", dataset=fresh,
@@ -320,7 +319,7 @@ def test_bad_inputs_fail_with_typed_errors_and_release_the_claim(live_model, mlf
 
     foreign = f"foreign-{uuid.uuid4().hex[:8]}"
     frame = make_churn_data(300, seed=3)[["age", "tenure_months"]]
-    with mlflow_session(resolve_mlflow_config(mlflow_config)) as client:
+    with fluent_mlflow(resolve_mlflow_config(mlflow_config)) as client:
         with mlflow.start_run():
             info = mlflow.sklearn.log_model(LogisticRegression().fit(frame, frame["age"] > 40), name="model",
                                             registered_model_name=foreign, serialization_format="cloudpickle")

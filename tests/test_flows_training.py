@@ -134,5 +134,5 @@ def test_training_deployment_has_a_typed_form():
     # the schema Prefect's UI renders as the "Run" form
     definitions = parameter_schema(training_pipeline).model_dump()["definitions"]
     form = definitions["TrainingPipelineParams"]["properties"]
-    assert form["model_name"]["description"] == "Registered model name in MLflow."
+    assert form["model_name"]["description"].startswith("Registered model name in MLflow (required")
     assert {"dataset", "demo", "training", "gate", "mlflow"} <= set(form)

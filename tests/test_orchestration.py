@@ -63,12 +63,11 @@ def serving(prefect_api: str, orchestration_state: Path) -> Iterator[subprocess.
         env.pop(name, None)
     # Create the MLflow SQLite store once, before several flow runs would race to migrate it.
     from mlops_tasks.settings import resolve_mlflow_config
-    from mlops_tasks.tracking import mlflow_session
+    from mlops_tasks.tracking import get_client
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLOPS_STATE_DIR", str(orchestration_state))
-        with mlflow_session(resolve_mlflow_config()) as mlflow_client:
-            mlflow_client.search_experiments()
+        get_client(resolve_mlflow_config()).search_experiments()
     log = orchestration_state / "serve.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(

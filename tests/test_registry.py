@@ -77,6 +77,25 @@ def test_promote_records_previous_and_rollback_is_one_step(mlflow_config, model_
         rollback_model(model_name, mlflow_config=mlflow_config)
 
 
+def test_alias_only_rollback_is_refused_while_the_caller_says_the_model_serves(mlflow_config, model_name):
+    # The registry imports nothing of the deploy layer: the caller says which endpoints serve.
+    v1 = register_model(*candidate(7, mlflow_config), model_name, mlflow_config=mlflow_config)
+    v2 = register_model(*candidate(8, mlflow_config), model_name, mlflow_config=mlflow_config)
+    promote_model(model_name, v1.version, mlflow_config=mlflow_config)
+    promote_model(model_name, v2.version, mlflow_config=mlflow_config)
+    asked = []
+
+    def serving(name):
+        asked.append(name)
+        return ["churn"]
+
+    with pytest.raises(PromotionRefusedError, match=r"live on endpoint\(s\) churn.*rollback_deployment"):
+        rollback_model(model_name, mlflow_config=mlflow_config, serving_endpoints=serving)
+    assert asked == [model_name] and aliases(mlflow_config, model_name)["champion"] == v2.version
+    back = rollback_model(model_name, mlflow_config=mlflow_config, serving_endpoints=lambda name: [])
+    assert back.version == v1.version
+
+
 def test_rollback_to_deleted_version_moves_nothing(mlflow_config, model_name):
 
     v1 = register_model(*candidate(5, mlflow_config), model_name, mlflow_config=mlflow_config)

@@ -18,7 +18,7 @@ from test_serving import Server, call, split_body
 
 from flows.monitoring import DriftCheckParams, drift_check
 from flows.training import TrainingPipelineParams, training_pipeline
-from mlops_tasks.blocks import MlflowServer
+from mlops_tasks.blocks import MlflowServer, resolve_mlflow_block
 from mlops_tasks.data import DatasetSpec, write_dataset
 from mlops_tasks.demo import make_churn_data
 from mlops_tasks.errors import ServiceUnavailableError, StorageError
@@ -153,5 +153,5 @@ def test_mlflow_server_down_is_a_clear_transient_error(prefect_harness):
     MlflowServer(tracking_uri=url, request_timeout_s=2).save(name)
     started = time.monotonic()
     with pytest.raises(ServiceUnavailableError, match=rf"MLflow tracking server {url} did not answer"):
-        resolve_and_check(MlflowConfig(block=name))
+        resolve_and_check(resolve_mlflow_block(MlflowConfig(block=name)))
     assert time.monotonic() - started < 10

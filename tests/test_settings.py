@@ -125,3 +125,60 @@ def test_base_and_stage_cores_import_without_prefect():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_core_refuses_a_config_that_names_a_block():
+    from mlops_tasks.errors import ConfigurationError
+    from mlops_tasks.settings import MlflowConfig, S3Config, require_no_block
+
+    with pytest.raises(ConfigurationError, match="resolve_s3_block"):
+        S3Config(block="minio").client_kwargs()
+    with pytest.raises(ConfigurationError, match="resolve_mlflow_block"):
+        require_no_block("mlflow", MlflowConfig(block="prod").block)
+    require_no_block("s3", None)  # nothing named: nothing to refuse
+    import mlops_tasks.settings as settings
+
+    assert not hasattr(settings, "register_block_loader") and not hasattr(settings, "load_named_block")
+
+
+def test_renamed_container_registry_errors_keep_their_old_names_with_a_warning():
+    import mlops_tasks.errors as errors
+
+    renamed = {
+        "RegistryPushError": errors.ContainerRegistryError,
+        "RegistryUnreachableError": errors.ContainerRegistryUnreachableError,
+        "RegistryAuthError": errors.ContainerRegistryAuthError,
+        "RepositoryNotFoundError": errors.ContainerRepositoryNotFoundError,
+    }
+    for old_name, new in renamed.items():
+        with pytest.warns(DeprecationWarning, match=f"{old_name} is deprecated.*{new.__name__}"):
+            old = getattr(errors, old_name)
+        assert issubclass(new, old)  # an old ``except`` clause still catches the new error
+        assert not issubclass(new, errors.RegistryError)  # not the MLflow model registry's
+        assert old_name not in errors.__all__ and new.__name__ in errors.__all__
+    assert issubclass(errors.ContainerRegistryUnreachableError, errors.ServiceUnavailableError)
+    with pytest.raises(AttributeError):
+        errors.NoSuchError  # noqa: B018
+
+
+def test_reusable_flows_have_no_churn_defaults_but_the_demo_entry_points_do():
+    from deployments.definitions import DEPLOYMENTS
+    from flows.batch import BatchPredictParams
+    from flows.deployment import DeploymentPipelineParams
+    from flows.monitoring import DriftCheckParams
+    from flows.parameters import require_model_name
+    from flows.retrain import RetrainParams
+    from flows.training import TrainingPipelineParams
+    from mlops_tasks.errors import ConfigurationError
+
+    for model in (TrainingPipelineParams, DeploymentPipelineParams, DriftCheckParams, RetrainParams):
+        assert model().model_name is None, model
+    assert DeploymentPipelineParams().target_column is None
+    assert BatchPredictParams.model_fields["model_name"].is_required()
+    with pytest.raises(ConfigurationError, match="give model_name"):
+        require_model_name(None, "training-pipeline")
+    served = {spec.name: spec.parameters() for spec in DEPLOYMENTS}
+    for name in ("train", "deploy", "daily", "retrain"):
+        assert served[name]["params"]["model_name"] == "churn-classifier", name
+    assert served["deploy"]["params"]["target_column"] == "churned"
+

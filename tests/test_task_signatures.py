@@ -58,7 +58,10 @@ TASKS: dict[str, Wraps] = {
     "evaluate_model": Wraps(("mlops_tasks.evaluation:evaluate_model",)),
     "register_model": Wraps(("mlops_tasks.registry:register_model",)),
     "promote_model": Wraps(("mlops_tasks.registry:promote_model",)),
-    "rollback_model": Wraps(("mlops_tasks.registry:rollback_model",)),
+    "rollback_model": Wraps(
+        ("mlops_tasks.registry:rollback_model",),
+        filled={"serving_endpoints": "the task asks the deploy layer (deploy.state.endpoints_serving)"},
+    ),
     "build_model_image": Wraps(("mlops_tasks.containerize:build_model_image",)),
     "push_model_image": Wraps(("mlops_tasks.containerize:push_model_image",)),
     "verify_model_image": Wraps(("mlops_tasks.containerize:verify_model_image",)),

@@ -127,19 +127,23 @@ def test_tracking_server_down_fails_fast(churn):
     assert time.monotonic() - started < 30  # not MLflow's minutes of retries
 
 
-def test_mlflow_session_leaves_global_state_as_it_found_it(mlflow_config):
-    import mlflow
+def test_no_process_wide_mlflow_state_in_the_package():
+    """The package reaches MLflow through explicit clients only: no fluent API, no global URIs."""
+    import re
+    from pathlib import Path
 
-    from mlops_tasks.settings import resolve_mlflow_config
-    from mlops_tasks.tracking import mlflow_session
+    import mlops_tasks.tracking
 
-    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    with mlflow_session(resolve_mlflow_config(mlflow_config)):
-        assert mlflow.get_registry_uri() == mlflow_config.tracking_uri
-    assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == before
-    # nothing pinned: a tracking URI set afterwards is followed by the registry again
-    mlflow.set_tracking_uri("sqlite:////tmp/elsewhere.db")
-    try:
-        assert mlflow.get_registry_uri() == "sqlite:////tmp/elsewhere.db"
-    finally:
-        mlflow.set_tracking_uri(None)
+    assert not hasattr(mlops_tasks.tracking, "mlflow_session")  # the deprecated shim is gone
+    fluent = re.compile(
+        r"mlflow\.(set_tracking_uri|set_registry_uri|start_run|set_experiment|sklearn\.load_model"
+        r"|pyfunc\.load_model|artifacts\.download_artifacts|sklearn\.log_model)\b|_tracking_uri\b"
+    )
+    root = Path(mlops_tasks.tracking.__file__).parent
+    found = []
+    for path in [*root.rglob("*.py"), *root.parent.joinpath("flows").glob("*.py"),
+                 *root.parent.joinpath("deployments").glob("*.py")]:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if fluent.search(line) and path.name != "tracking.py" and path.parent.name != "serving":
+                found.append(f"{path}:{number}: {line.strip()}")
+    assert not found, found

@@ -1,13 +1,12 @@
 """Container (Docker/OCI) registries: address, reachability, log-in credentials, refusals.
 
 Not MLflow's model registry (:mod:`mlops_tasks.registry`): the errors raised here are
-the ``RegistryPushError`` family of :mod:`mlops_tasks.errors`, not ``RegistryError``.
+the ``ContainerRegistryError`` family of :mod:`mlops_tasks.errors`, not ``RegistryError``.
 """
 
 from __future__ import annotations
 
 import base64
-import os
 import re
 import socket
 from typing import Any
@@ -17,11 +16,12 @@ from pydantic import SecretStr
 from mlops_tasks.containerize.models import RegistryCredentials
 from mlops_tasks.errors import (
     ConfigurationError,
-    RegistryAuthError,
-    RegistryPushError,
-    RegistryUnreachableError,
-    RepositoryNotFoundError,
+    ContainerRegistryAuthError,
+    ContainerRegistryError,
+    ContainerRegistryUnreachableError,
+    ContainerRepositoryNotFoundError,
 )
+from mlops_tasks.settings import first_set, get_settings
 
 __all__ = [
     "check_registry_reachable",
@@ -105,7 +105,7 @@ def ecr_credentials(
 
     Raises:
         ConfigurationError: The host is not an ECR host.
-        RegistryAuthError: AWS refused the token request.
+        ContainerRegistryAuthError: AWS refused the token request.
 
     Example:
         ```python
@@ -119,12 +119,12 @@ def ecr_credentials(
     if not match:
         raise ConfigurationError(f"{registry_host!r} is not an Amazon ECR registry host.")
     account, host_region = match.groups()
-    endpoint = endpoint_url or os.environ.get("MLOPS_ECR_ENDPOINT_URL") or None
+    endpoint = first_set(endpoint_url, get_settings().ecr_endpoint_url)
     ecr = boto3.client("ecr", region_name=region or host_region, endpoint_url=endpoint)
     try:
         answer = ecr.get_authorization_token(registryIds=[account])
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        raise RegistryAuthError(
+        raise ContainerRegistryAuthError(
             f"Amazon ECR refused an authorization token for {registry_host}: {exc}"
         ) from exc
     data = answer["authorizationData"][0]
@@ -178,7 +178,7 @@ def check_registry_reachable(host: str, timeout: float) -> None:
         timeout: Seconds allowed for the TCP connection.
 
     Raises:
-        RegistryUnreachableError: Unknown host, or no address answers.
+        ContainerRegistryUnreachableError: Unknown host, or no address answers.
         ConfigurationError: The port is not a number.
 
     Example:
@@ -191,7 +191,7 @@ def check_registry_reachable(host: str, timeout: float) -> None:
     try:
         infos = socket.getaddrinfo(name, int(port or 443), type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise RegistryUnreachableError(
+        raise ContainerRegistryUnreachableError(
             f"Registry host {name!r} is unknown (DNS: {exc}); check the name."
         ) from exc
     except ValueError as exc:
@@ -205,10 +205,10 @@ def check_registry_reachable(host: str, timeout: float) -> None:
                 return
             except OSError as exc:
                 errors.append(f"{address[0]}: {exc}")
-    raise RegistryUnreachableError(f"Registry {host} does not answer ({'; '.join(errors)}).")
+    raise ContainerRegistryUnreachableError(f"Registry {host} does not answer ({'; '.join(errors)}).")
 
 
-def registry_refusal(ref: str, message: str) -> RegistryPushError:
+def registry_refusal(ref: str, message: str) -> ContainerRegistryError:
     """The error for a container registry's refusal message (log-in or push).
 
     Args:
@@ -216,22 +216,22 @@ def registry_refusal(ref: str, message: str) -> RegistryPushError:
         message: The engine's or registry's message.
 
     Returns:
-        ``RegistryAuthError``, ``RepositoryNotFoundError``, ``RegistryUnreachableError``
-        or, for anything else, ``RegistryPushError``.
+        ``ContainerRegistryAuthError``, ``ContainerRepositoryNotFoundError``,
+        ``ContainerRegistryUnreachableError`` or, for anything else, ``ContainerRegistryError``.
 
     Example:
         ```python
-        assert isinstance(registry_refusal("r/m:v1", "401 Unauthorized"), RegistryAuthError)
+        assert isinstance(registry_refusal("r/m:v1", "401 Unauthorized"), ContainerRegistryAuthError)
         ```
     """
     low = message.lower()
     if any(s in low for s in _AUTH_HINTS):
-        return RegistryAuthError(f"Registry refused the credentials for {ref}: {message}")
+        return ContainerRegistryAuthError(f"Registry refused the credentials for {ref}: {message}")
     if any(s in low for s in _MISSING_REPOSITORY_HINTS):
-        return RepositoryNotFoundError(
+        return ContainerRepositoryNotFoundError(
             f"Repository of {ref} does not exist in the registry: {message}. Create it "
             "first (e.g. aws ecr create-repository)."
         )
     if any(s in low for s in _UNREACHABLE_HINTS):
-        return RegistryUnreachableError(f"Registry of {ref} does not answer: {message}")
-    return RegistryPushError(f"Pushing {ref} failed: {message}")
+        return ContainerRegistryUnreachableError(f"Registry of {ref} does not answer: {message}")
+    return ContainerRegistryError(f"Pushing {ref} failed: {message}")

@@ -6,12 +6,12 @@ Engine precedence: explicit ``DockerEngine(base_url=...)`` (or a prefect-docker
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_tasks.errors import ConfigurationError, DockerUnavailableError
+from mlops_tasks.settings import first_set, get_settings
 
 __all__ = ["DockerEngine", "engine_client", "find_image"]
 
@@ -43,7 +43,7 @@ class DockerEngine(BaseModel):
         """
         import docker
 
-        url = self.base_url or os.environ.get("DOCKER_HOST")
+        url = first_set(self.base_url, get_settings().docker_host)
         try:
             client = (
                 docker.DockerClient(base_url=url, timeout=self.timeout_s)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -15,7 +14,7 @@ from mlops_tasks.containerize.models import ModelSource
 from mlops_tasks.errors import ConfigurationError, ModelNotFoundError, RegistryError
 from mlops_tasks.registry import check_model_name, get_alias_version, get_model_version
 from mlops_tasks.settings import MlflowConfig
-from mlops_tasks.tracking import mlflow_session, resolve_and_check
+from mlops_tasks.tracking import fetch_model, get_client, resolve_and_check
 
 __all__ = ["download_model", "resolve_model_source"]
 
@@ -56,8 +55,7 @@ def resolve_model_source(
     """
     check_model_name(model_name)
     resolved = resolve_and_check(mlflow_config)
-    with mlflow_session(resolved) as client:
-        mv = _find_version(client, model_name, version)
+    mv = _find_version(get_client(resolved), model_name, version)
     created = None
     if getattr(mv, "creation_timestamp", None):
         created = datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(timespec="seconds")
@@ -89,18 +87,11 @@ def download_model(source: ModelSource, resolved: Any, dst: Path) -> None:
         download_model(source, resolved, Path("/tmp/ctx/model"))
         ```
     """
-    import mlflow.artifacts
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if dst.exists():
         shutil.rmtree(dst)
-    with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp, mlflow_session(resolved):
+    with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
         try:
-            local = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"models:/{source.name}/{source.version}", dst_path=tmp
-                )
-            )
+            local = Path(fetch_model(resolved, f"models:/{source.name}/{source.version}", tmp))
         except Exception as exc:
             raise RegistryError(
                 f"Downloading {source.name!r} version {source.version} failed: {exc}"

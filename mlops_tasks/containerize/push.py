@@ -16,7 +16,7 @@ from mlops_tasks.containerize.container_registry import (
 from mlops_tasks.containerize.engine import DockerEngine, engine_client, find_image
 from mlops_tasks.containerize.models import ImageRef, RegistryCredentials
 from mlops_tasks.containerize.progress import LogFn, emit_progress
-from mlops_tasks.errors import ConfigurationError, DockerUnavailableError, RegistryPushError
+from mlops_tasks.errors import ConfigurationError, ContainerRegistryError, DockerUnavailableError
 
 __all__ = ["push_model_image"]
 
@@ -68,7 +68,7 @@ def _push_tag(
     except docker.errors.APIError as exc:
         _untag(client, ref)
         raise registry_refusal(ref, str(exc.explanation or exc)) from None
-    except RegistryPushError:
+    except ContainerRegistryError:
         _untag(client, ref)
         raise
     except (docker.errors.DockerException, OSError) as exc:
@@ -108,10 +108,10 @@ def push_model_image(
         The image reference with ``repo_digest`` and ``pushed`` filled in.
 
     Raises:
-        RegistryUnreachableError: Unknown host or nothing answers.
-        RegistryAuthError: Credentials refused or missing.
-        RepositoryNotFoundError: The registry has no such repository.
-        RegistryPushError: Any other refusal.
+        ContainerRegistryUnreachableError: Unknown host or nothing answers.
+        ContainerRegistryAuthError: Credentials refused or missing.
+        ContainerRepositoryNotFoundError: The registry has no such repository.
+        ContainerRegistryError: Any other refusal.
         ConfigurationError: The image is not on the engine, or the credentials are unusable.
 
     Example:

@@ -33,7 +33,7 @@ from mlops_tasks.containerize.progress import LogFn, emit_progress
 from mlops_tasks.errors import ConfigurationError, ImageVerificationError
 from mlops_tasks.registry import get_model_version
 from mlops_tasks.settings import MlflowConfig
-from mlops_tasks.tracking import mlflow_session, resolve_and_check
+from mlops_tasks.tracking import get_client, load_sklearn_model, resolve_and_check
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,10 +107,7 @@ def _holdout_rows(holdout: pd.DataFrame, target: str | None, max_rows: int) -> p
 
 def _expected_predictions(resolved: Any, name: str, version: int, frame: pd.DataFrame) -> Any:
     """Predictions of the registered model loaded in-process with ``mlflow.sklearn``."""
-    import mlflow.sklearn
-
-    with mlflow_session(resolved):
-        return mlflow.sklearn.load_model(f"models:/{name}/{version}").predict(frame)
+    return load_sklearn_model(resolved, f"models:/{name}/{version}").predict(frame)
 
 
 def _start_container(client: Any, local: Any, name: str, port: int, log: LogFn | None) -> Any:
@@ -221,12 +218,12 @@ def _probe_image(
 
 def _record_verdict(resolved: Any, name: str, version: int, image_id: str) -> None:
     """Write ``mlops.image.verified`` (and ``..._at``) on the model version in the MLflow registry."""
-    with mlflow_session(resolved) as mlclient:
-        get_model_version(mlclient, name, version)
-        mlclient.set_model_version_tag(name, str(version), TAG_IMAGE_VERIFIED, image_id)
-        mlclient.set_model_version_tag(
-            name, str(version), TAG_IMAGE_VERIFIED_AT, datetime.now(UTC).isoformat(timespec="seconds")
-        )
+    mlclient = get_client(resolved)
+    get_model_version(mlclient, name, version)
+    mlclient.set_model_version_tag(name, str(version), TAG_IMAGE_VERIFIED, image_id)
+    mlclient.set_model_version_tag(
+        name, str(version), TAG_IMAGE_VERIFIED_AT, datetime.now(UTC).isoformat(timespec="seconds")
+    )
 
 
 # --- public -----------------------------------------------------------------------------
@@ -254,7 +251,7 @@ def verify_model_image(
     ``/health`` with 200 within ``load_timeout_s`` (polled at most ``tries``
     times), and must return for up to ``max_rows`` holdout rows the same
     predictions as the registered model loaded in-process with
-    ``mlflow.sklearn.load_model``. The container is removed in every case. A pass
+    :func:`mlops_tasks.tracking.load_sklearn_model`. The container is removed in every case. A pass
     is recorded as the version tag ``mlops.image.verified=<image id>``.
 
     Args:
@@ -341,6 +338,5 @@ def image_verified(
         ```
     """
     image_id = image.image_id if isinstance(image, ImageRef) else image
-    with mlflow_session(resolve_and_check(mlflow_config)) as client:
-        mv = get_model_version(client, model_name, version)
+    mv = get_model_version(get_client(resolve_and_check(mlflow_config)), model_name, version)
     return mv.tags.get(TAG_IMAGE_VERIFIED) == image_id

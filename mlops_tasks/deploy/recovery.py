@@ -31,7 +31,10 @@ def abort_rollout(
     record.live_color = live
     moved = live is None
     # A candidate that still answers finishes its requests; a dead or hung one is not waited for.
-    answering = runner.answers_health(runner.slot_status(candidate).addresses, 1.0)
+    try:
+        answering = runner.answers_health(runner.slot_status(candidate).addresses, 1.0)
+    except MLOpsError:  # the runner cannot even say (e.g. the Docker engine is gone)
+        answering = False
     try:
         if live is not None:
             router_call(target, run, lambda: traffic.set_weights({live: 100, candidate: 0}))

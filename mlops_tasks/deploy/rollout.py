@@ -229,11 +229,17 @@ class _Rollout:
         model_name, version = record.model_name, record.version
         run.event("green-starting", f"slot {candidate}")
         handle = self.runner.prepare(model_name, version, self.mlflow_config)
-        self.runner.start_slot(candidate, model_name, version, handle)
+        started = self.runner.start_slot(candidate, model_name, version, handle)
+        early = len(started.addresses) == self.target.endpoint.replicas
+        if early:
+            # Attached at once with weight 0 and health-checked by the router: should the live
+            # slot die from here on, the candidate's backup twins answer instead of nobody.
+            self.traffic.attach(candidate, started.addresses)
         self.runner.wait_healthy(candidate, spec.load_timeout_s, spec.health_tries, self.target.clock)
         addresses = self.runner.slot_status(candidate).addresses
+        if not early or addresses != started.addresses:
+            self.traffic.attach(candidate, addresses)
         run.event("green-healthy", f"slot {candidate} at {', '.join(addresses)}")
-        self.traffic.attach(candidate, addresses)
         self.traffic.set_preview(candidate)
         if not self.traffic.wait_up(candidate, max(5.0, spec.load_timeout_s), self.target.clock):
             raise SlotStartError(f"The router's health checks never saw slot {candidate} UP.")

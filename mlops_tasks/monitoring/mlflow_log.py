@@ -51,27 +51,27 @@ def log_drift_run(
 
     from mlflow.entities import Metric
 
-    from mlops_tasks.tracking import ensure_experiment, mlflow_session, resolve_and_check
+    from mlops_tasks.tracking import ensure_experiment, get_client, resolve_and_check
 
     resolved = monitoring_experiment(resolve_and_check(mlflow_config))
     now = int(time.time() * 1000)
     values = _run_metrics(report)
-    with mlflow_session(resolved) as client:
-        experiment_id = ensure_experiment(client, resolved)
-        run = client.create_run(experiment_id, tags=_run_tags(report), run_name=_run_name(report))
-        run_id = run.info.run_id
-        try:
-            client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()
-                                              if math.isfinite(float(v))])
-            client.log_text(run_id, json.dumps(report.model_dump(mode="json"), indent=2), "drift/report.json")
-            if html_path and not html_path.startswith("s3://") and Path(html_path).is_file():
-                client.log_artifact(run_id, html_path, artifact_path="drift")
-            elif report.html_uri:
-                client.set_tag(run_id, "mlops.drift.html_uri", report.html_uri)
-        except Exception:
-            client.set_terminated(run_id, status="FAILED")
-            raise
-        client.set_terminated(run_id)
+    client = get_client(resolved)
+    experiment_id = ensure_experiment(client, resolved)
+    run = client.create_run(experiment_id, tags=_run_tags(report), run_name=_run_name(report))
+    run_id = run.info.run_id
+    try:
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()
+                                          if math.isfinite(float(v))])
+        client.log_text(run_id, json.dumps(report.model_dump(mode="json"), indent=2), "drift/report.json")
+        if html_path and not html_path.startswith("s3://") and Path(html_path).is_file():
+            client.log_artifact(run_id, html_path, artifact_path="drift")
+        elif report.html_uri:
+            client.set_tag(run_id, "mlops.drift.html_uri", report.html_uri)
+    except Exception:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id)
     return run_id
 
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mlops_tasks.metrics import TaskType
+
 __all__ = [
     "MONITORING_EXPERIMENT_SUFFIX",
     "NUMERICAL_ONLY_TESTS",
@@ -44,7 +46,6 @@ __all__ = [
 StatTestName = Literal["wasserstein", "jensenshannon", "ks", "chisquare", "z"]
 ColumnType = Literal["numerical", "categorical", "text", "datetime", "unknown"]
 DriftStatus = Literal["ok", "drift", "not_enough_data", "error"]
-TaskType = Literal["classification", "regression"]
 
 UTILITY_COLUMNS = ("request_id", "timestamp", "model_name", "model_version", "served_by")
 """Prediction-log columns that are not features (never checked for drift)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from mlops_tasks.monitoring.column_types import infer_column_type
@@ -94,7 +92,7 @@ def _compare(
     metrics: dict[str, float], training_metrics: dict[str, float], tolerance: float
 ) -> list[PerformanceCheck]:
     """One check per metric: degraded when worse than ``holdout_<metric>`` by more than ``tolerance``."""
-    from mlops_tasks.evaluation import GREATER_IS_BETTER
+    from mlops_tasks.metrics import GREATER_IS_BETTER
 
     checks = []
     for metric, value in metrics.items():
@@ -121,15 +119,10 @@ def _prediction_metrics(task: TaskType, truth: pd.Series, pred: pd.Series) -> di
     """Metrics computable from predictions alone (no probabilities in the log)."""
     from sklearn import metrics as skm
 
+    from mlops_tasks.metrics import regression_metrics
+
     if task == "regression":
-        t, p = truth.to_numpy(dtype=float), pred.to_numpy(dtype=float)
-        out = {
-            "rmse": float(math.sqrt(skm.mean_squared_error(t, p))),
-            "mae": float(skm.mean_absolute_error(t, p)),
-        }
-        if len(t) > 1:
-            out["r2"] = float(skm.r2_score(t, p))
-        return out
+        return regression_metrics(truth.to_numpy(dtype=float), pred.to_numpy(dtype=float))
     classes = sorted(set(truth.tolist()) | set(pred.tolist()), key=str)
     if len(classes) == 2:
         f1 = skm.f1_score(truth, pred, average="binary", pos_label=classes[-1])

@@ -11,7 +11,7 @@ import pandas as pd
 
 from mlops_tasks.errors import ModelNotFoundError, ReferenceDataNotFoundError, RegistryError
 from mlops_tasks.monitoring.models import PREDICTION_COLUMN, REFERENCE_ARTIFACT, ReferenceData
-from mlops_tasks.settings import MlflowConfig
+from mlops_tasks.settings import MlflowConfig, ResolvedMlflowConfig
 
 __all__ = ["download_reference", "load_reference"]
 
@@ -52,35 +52,34 @@ def load_reference(
         ```
     """
     from mlops_tasks.registry import check_model_name
-    from mlops_tasks.tracking import mlflow_session, resolve_and_check
+    from mlops_tasks.tracking import connect
     from mlops_tasks.training import TAG_TARGET, TAG_TASK
 
     check_model_name(model_name)
-    resolved = resolve_and_check(mlflow_config)
-    with mlflow_session(resolved) as client:
-        mv = _model_version(client, model_name, version, alias)
-        label = f"model {model_name!r} version {mv.version}"
-        if not mv.run_id:
-            raise ReferenceDataNotFoundError(
-                f"{label} has no MLflow run, so no reference data was recorded; pass a reference "
-                "dataset to the drift check (reference=DatasetSpec(...))."
-            )
-        try:
-            run = client.get_run(mv.run_id)
-        except Exception as exc:
-            raise RegistryError(f"Reading run {mv.run_id} of {label} failed: {exc}") from exc
-        reference = download_reference(client, mv.run_id, label)
-        model_uri = f"models:/{model_name}/{mv.version}"
-        params = run.data.params
-        features = [
-            f for key in ("numeric_features", "categorical_features")
-            for f in params.get(key, "").split(",") if f
-        ]
-        target = run.data.tags.get(TAG_TARGET)
-        task = run.data.tags.get(TAG_TASK)
-        predictions = None
-        if with_predictions:
-            predictions = _predict(model_uri, reference, features, label)
+    resolved, client = connect(mlflow_config)
+    mv = _model_version(client, model_name, version, alias)
+    label = f"model {model_name!r} version {mv.version}"
+    if not mv.run_id:
+        raise ReferenceDataNotFoundError(
+            f"{label} has no MLflow run, so no reference data was recorded; pass a reference "
+            "dataset to the drift check (reference=DatasetSpec(...))."
+        )
+    try:
+        run = client.get_run(mv.run_id)
+    except Exception as exc:
+        raise RegistryError(f"Reading run {mv.run_id} of {label} failed: {exc}") from exc
+    reference = download_reference(client, mv.run_id, label)
+    model_uri = f"models:/{model_name}/{mv.version}"
+    params = run.data.params
+    features = [
+        f for key in ("numeric_features", "categorical_features")
+        for f in params.get(key, "").split(",") if f
+    ]
+    target = run.data.tags.get(TAG_TARGET)
+    task = run.data.tags.get(TAG_TASK)
+    predictions = None
+    if with_predictions:
+        predictions = _predict(resolved, model_uri, reference, features, label)
     frame = reference[[c for c in features if c in reference.columns]] if features else reference.drop(
         columns=[target] if target in reference.columns else []
     )
@@ -141,11 +140,13 @@ def download_reference(client: Any, run_id: str, label: str) -> pd.DataFrame:
         return pd.read_parquet(path)
 
 
-def _predict(model_uri: str, frame: pd.DataFrame, features: list[str], label: str) -> pd.Series | None:
-    import mlflow.sklearn
+def _predict(
+    resolved: ResolvedMlflowConfig, model_uri: str, frame: pd.DataFrame, features: list[str], label: str
+) -> pd.Series | None:
+    from mlops_tasks.tracking import load_sklearn_model
 
     try:
-        model = mlflow.sklearn.load_model(model_uri)
+        model = load_sklearn_model(resolved, model_uri)
         x = frame[features] if features else frame
         return pd.Series(np.asarray(model.predict(x)), name=PREDICTION_COLUMN)
     except Exception as exc:  # prediction drift is optional: the data checks still run

@@ -1,12 +1,48 @@
-"""What every task module shares: the retry policy for transient failures and artifact keys."""
+"""What every task module shares: block resolution, the retry policy for transient failures, artifact keys."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.errors import is_transient
 
-__all__ = ["IO_RETRIES", "artifact_key", "retry_transient"]
+__all__ = ["IO_RETRIES", "artifact_key", "resolves_blocks", "retry_transient"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def resolves_blocks(fn: _F) -> _F:
+    """Resolve the blocks named in a task's arguments before its body runs (the edge's job).
+
+    Every ``MlflowConfig`` / ``S3Config`` among the arguments (also inside models such as a
+    ``DatasetSpec``) is replaced by plain settings with
+    :func:`mlops_tasks.blocks.resolve_config_blocks`, so core code never loads a block.
+    The signature and docstring stay the function's (``functools.wraps``).
+
+    Args:
+        fn: The task body; put this decorator below ``@task``.
+
+    Returns:
+        The wrapped function.
+
+    Example:
+        ```python
+        @task(name="load-dataset")
+        @resolves_blocks
+        def load_dataset(spec: DatasetSpec) -> LoadedDataset: ...
+        ```
+    """
+
+    @functools.wraps(fn)
+    def with_resolved_blocks(*args: Any, **kwargs: Any) -> Any:
+        args = tuple(resolve_config_blocks(value) for value in args)
+        kwargs = {name: resolve_config_blocks(value) for name, value in kwargs.items()}
+        return fn(*args, **kwargs)
+
+    return with_resolved_blocks  # type: ignore[return-value]  # same signature through wraps
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:

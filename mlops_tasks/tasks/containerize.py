@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from mlops_tasks import containerize as _containerize
 from mlops_tasks.errors import ImageVerificationError
 from mlops_tasks.settings import MlflowConfig
-from mlops_tasks.tasks._prefect import IO_RETRIES, artifact_key
+from mlops_tasks.tasks._prefect import IO_RETRIES, artifact_key, resolves_blocks
 
 __all__ = [
     "build_model_image",
@@ -23,6 +23,7 @@ __all__ = [
 
 
 @task(name="build-model-image", timeout_seconds=3600, **IO_RETRIES)
+@resolves_blocks
 def build_model_image(
     model_name: str,
     version: int | str,
@@ -58,6 +59,7 @@ def build_model_image(
 
 
 @task(name="push-model-image", timeout_seconds=3600, **IO_RETRIES)
+@resolves_blocks
 def push_model_image(
     image: _containerize.ImageRef,
     registry: str,
@@ -99,6 +101,7 @@ def push_model_image(
 
 
 @task(name="verify-model-image", timeout_seconds=1800)
+@resolves_blocks
 def verify_model_image(
     image: _containerize.ImageRef | str,
     holdout: pd.DataFrame,

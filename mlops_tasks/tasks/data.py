@@ -6,12 +6,13 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from mlops_tasks import data as _data
-from mlops_tasks.tasks._prefect import IO_RETRIES
+from mlops_tasks.tasks._prefect import IO_RETRIES, resolves_blocks
 
 __all__ = ["load_dataset", "split_dataset"]
 
 
 @task(name="load-dataset", timeout_seconds=1800, **IO_RETRIES)
+@resolves_blocks
 def load_dataset(spec: _data.DatasetSpec) -> _data.LoadedDataset:
     """Read a CSV or Parquet dataset with its fingerprint.
 
@@ -38,6 +39,7 @@ def load_dataset(spec: _data.DatasetSpec) -> _data.LoadedDataset:
 
 
 @task(name="split-dataset")
+@resolves_blocks
 def split_dataset(
     frame: pd.DataFrame,
     *,

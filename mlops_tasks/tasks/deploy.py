@@ -15,7 +15,7 @@ from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.registry_access import RegistryAccess
 from mlops_tasks.errors import DeploymentError
 from mlops_tasks.settings import MlflowConfig
-from mlops_tasks.tasks._prefect import artifact_key
+from mlops_tasks.tasks._prefect import artifact_key, resolves_blocks
 
 __all__ = [
     "deploy_blue_green",
@@ -27,6 +27,7 @@ __all__ = [
 
 
 @task(name="deploy-blue-green", timeout_seconds=3600)
+@resolves_blocks
 def deploy_blue_green(
     model_name: str,
     version: int,
@@ -76,6 +77,7 @@ def deploy_blue_green(
 
 
 @task(name="rollback-deployment", timeout_seconds=1800)
+@resolves_blocks
 def rollback_deployment(
     endpoint_name: str = "default",
     *,
@@ -114,6 +116,7 @@ def rollback_deployment(
 
 
 @task(name="describe-deployment")
+@resolves_blocks
 def describe_deployment(endpoint_name: str = "default") -> _deploy_models.EndpointDescription:
     """What serves where right now.
 
@@ -132,6 +135,7 @@ def describe_deployment(endpoint_name: str = "default") -> _deploy_models.Endpoi
 
 
 @task(name="stop-endpoint", timeout_seconds=300)
+@resolves_blocks
 def stop_endpoint(endpoint_name: str = "default", *, lock_timeout_s: float = 10.0) -> bool:
     """Stop the endpoint's router and slots.
 

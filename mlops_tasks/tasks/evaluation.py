@@ -10,12 +10,13 @@ from mlops_tasks import evaluation as _evaluation
 from mlops_tasks import training as _training
 from mlops_tasks.errors import QualityGateError
 from mlops_tasks.settings import MlflowConfig
-from mlops_tasks.tasks._prefect import IO_RETRIES, artifact_key
+from mlops_tasks.tasks._prefect import IO_RETRIES, artifact_key, resolves_blocks
 
 __all__ = ["evaluate_model", "publish_evaluation"]
 
 
 @task(name="evaluate-model", timeout_seconds=3600, **IO_RETRIES)
+@resolves_blocks
 def evaluate_model(
     trained: _training.TrainedModel,
     holdout: pd.DataFrame,

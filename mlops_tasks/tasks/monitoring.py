@@ -12,7 +12,7 @@ from mlops_tasks import monitoring as _monitoring
 from mlops_tasks import training as _training
 from mlops_tasks.drift_events import emit_drift_event
 from mlops_tasks.settings import MlflowConfig, S3Config
-from mlops_tasks.tasks._prefect import IO_RETRIES, artifact_key
+from mlops_tasks.tasks._prefect import IO_RETRIES, artifact_key, resolves_blocks
 
 __all__ = [
     "check_drift_and_report",
@@ -23,6 +23,7 @@ __all__ = [
 
 
 @task(name="load-drift-reference", timeout_seconds=1800, **IO_RETRIES)
+@resolves_blocks
 def load_drift_reference(
     model_name: str,
     *,
@@ -61,6 +62,7 @@ def load_drift_reference(
 
 
 @task(name="load-prediction-window", timeout_seconds=1800, **IO_RETRIES)
+@resolves_blocks
 def load_prediction_window(
     sink: str,
     window: _monitoring.DriftWindow | None = None,
@@ -93,6 +95,7 @@ def load_prediction_window(
 
 
 @task(name="check-drift-and-report", timeout_seconds=3600, **IO_RETRIES)
+@resolves_blocks
 def check_drift_and_report(
     reference: _monitoring.ReferenceData | pd.DataFrame,
     current: pd.DataFrame,

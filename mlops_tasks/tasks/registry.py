@@ -7,13 +7,15 @@ from prefect import get_run_logger, task
 from mlops_tasks import evaluation as _evaluation
 from mlops_tasks import registry as _registry
 from mlops_tasks import training as _training
+from mlops_tasks.deploy.state import endpoints_serving
 from mlops_tasks.settings import MlflowConfig
-from mlops_tasks.tasks._prefect import IO_RETRIES
+from mlops_tasks.tasks._prefect import IO_RETRIES, resolves_blocks
 
 __all__ = ["promote_model", "register_model", "rollback_model"]
 
 
 @task(name="register-model", timeout_seconds=600, **IO_RETRIES)
+@resolves_blocks
 def register_model(
     trained: _training.TrainedModel,
     report: _evaluation.EvaluationReport,
@@ -44,6 +46,7 @@ def register_model(
 
 
 @task(name="promote-model", timeout_seconds=300, **IO_RETRIES)
+@resolves_blocks
 def promote_model(
     model_name: str,
     version: int,
@@ -74,12 +77,14 @@ def promote_model(
 
 
 @task(name="rollback-model", timeout_seconds=300, **IO_RETRIES)
+@resolves_blocks
 def rollback_model(
     model_name: str, *, mlflow_config: MlflowConfig | None = None
 ) -> _registry.PromotionResult:
     """Move ``champion`` back to the previous champion.
 
-    Task form of :func:`mlops_tasks.registry.rollback_model`.
+    Task form of :func:`mlops_tasks.registry.rollback_model`; refused while an endpoint of
+    :mod:`mlops_tasks.deploy` serves the model.
 
     Retried on transient failures.
 
@@ -88,7 +93,9 @@ def rollback_model(
         rollback_model("churn-classifier")
         ```
     """
-    result = _registry.rollback_model(model_name, mlflow_config=mlflow_config)
+    result = _registry.rollback_model(
+        model_name, mlflow_config=mlflow_config, serving_endpoints=endpoints_serving
+    )
     get_run_logger().info(
         "Rolled back %s: champion %s -> %s", model_name, result.previous_version, result.version
     )

@@ -14,7 +14,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from mlops_tasks import retrain as _retrain
 from mlops_tasks.settings import MlflowConfig
-from mlops_tasks.tasks._prefect import IO_RETRIES
+from mlops_tasks.tasks._prefect import IO_RETRIES, resolves_blocks
 
 __all__ = [
     "claim_retrain",
@@ -64,6 +64,7 @@ def prefect_claim_lock(name: str, timeout_s: float) -> AbstractContextManager[ob
 
 
 @task(name="claim-retrain", timeout_seconds=300, **IO_RETRIES)
+@resolves_blocks
 def claim_retrain(
     model_name: str,
     *,
@@ -99,6 +100,7 @@ def claim_retrain(
 
 
 @task(name="release-retrain-claim", timeout_seconds=300)
+@resolves_blocks
 def release_retrain_claim(
     claim: _retrain.RetrainClaim, claimant: str, *, mlflow_config: MlflowConfig | None = None
 ) -> bool:
@@ -121,6 +123,7 @@ def release_retrain_claim(
 
 
 @task(name="load-training-reference", timeout_seconds=1800, **IO_RETRIES)
+@resolves_blocks
 def load_training_reference(
     model_name: str, *, alias: str = "champion", mlflow_config: MlflowConfig | None = None
 ) -> _retrain.TrainingReference:
@@ -143,6 +146,7 @@ def load_training_reference(
 
 
 @task(name="prepare-training-data", timeout_seconds=1800)
+@resolves_blocks
 def prepare_training_data(
     parts: list[tuple[str, pd.DataFrame]],
     *,

@@ -7,12 +7,13 @@ from prefect import get_run_logger, task
 
 from mlops_tasks import scoring as _scoring
 from mlops_tasks.settings import MlflowConfig, S3Config
-from mlops_tasks.tasks._prefect import IO_RETRIES
+from mlops_tasks.tasks._prefect import IO_RETRIES, resolves_blocks
 
 __all__ = ["score_batch"]
 
 
 @task(name="score-batch", timeout_seconds=3600, **IO_RETRIES)
+@resolves_blocks
 def score_batch(
     frame: pd.DataFrame,
     model_name: str,

@@ -8,12 +8,13 @@ from prefect import get_run_logger, task
 from mlops_tasks import data as _data
 from mlops_tasks import training as _training
 from mlops_tasks.settings import MlflowConfig
-from mlops_tasks.tasks._prefect import IO_RETRIES
+from mlops_tasks.tasks._prefect import IO_RETRIES, resolves_blocks
 
 __all__ = ["train_model"]
 
 
 @task(name="train-model", **IO_RETRIES)
+@resolves_blocks
 def train_model(
     train: pd.DataFrame,
     spec: _training.TrainingSpec,

@@ -12,12 +12,13 @@ from prefect.artifacts import create_markdown_artifact
 
 from mlops_tasks import validation as _validation
 from mlops_tasks.errors import DataValidationError
-from mlops_tasks.tasks._prefect import artifact_key
+from mlops_tasks.tasks._prefect import artifact_key, resolves_blocks
 
 __all__ = ["publish_validation", "suggest_expectations", "validate_data"]
 
 
 @task(name="suggest-expectations")
+@resolves_blocks
 def suggest_expectations(
     reference: pd.DataFrame,
     suite_path: str | os.PathLike[str],
@@ -56,6 +57,7 @@ def suggest_expectations(
 
 
 @task(name="validate-data", timeout_seconds=3600)
+@resolves_blocks
 def validate_data(
     frame: pd.DataFrame,
     suite_path: str | os.PathLike[str],

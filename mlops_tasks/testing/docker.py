@@ -31,6 +31,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "BASE_LABEL",
+    "BASE_RECIPES",
+    "DEBIAN_MIRROR",
+    "HOW_TO_START",
+    "LocalRegistry",
+    "TEST_LABEL",
+    "TEST_NAMESPACE",
+    "base_image_tag",
+    "docker_client",
+    "ensure_base_image",
+    "local_registry",
+    "recipe_hash",
+    "remove_labelled",
+]
+
 TEST_LABEL = "org.mlops-tasks.test"
 #: Label of the kept base images (not inherited under TEST_LABEL, so cleaning a test run keeps them).
 BASE_LABEL = "org.mlops-tasks.test-base"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from typing import Any
@@ -119,9 +118,8 @@ def validate_dataframe(
 
 def _ephemeral_context() -> Any:
     """A fresh in-memory Data Context: no files, no analytics, no progress bars."""
-    # GX 1.24 sends no analytics, but older 1.x releases read this variable; the context
-    # below also sets analytics_enabled=False explicitly.
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # analytics_enabled=False is GX's documented per-context switch (GX_ANALYTICS_ENABLED is
+    # read only when it is None), so no process-wide variable is written.
     config = DataContextConfig(
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
