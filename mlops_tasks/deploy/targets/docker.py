@@ -54,6 +54,7 @@ from typing import Any
 from mlops_tasks.deploy.haproxy.binary import write_checked
 from mlops_tasks.deploy.haproxy.config import (
     BACKENDS,
+    BACKUP_SUFFIX,
     LIVE,
     MIRROR_LUA,
     RouterConfig,
@@ -351,19 +352,22 @@ class DockerTarget(Target):
         return None if container is None else self._supervision_view(container)
 
     def repoint(self, color: Color, replica: int, address: str) -> bool:
-        """Point server ``<color>_<replica>`` at ``address`` in every backend where it differs.
+        """Point server ``<color>_<replica>`` (and its backup twin) at ``address`` where it differs.
 
         A server in maintenance in backend ``live`` (a detached slot) is left alone.
         Returns True when something changed (the router's state is saved then).
         """
         name = f"{color}_{replica}"
-        states = [s for s in self.router.servers() if s.name == name]
-        live = next((s for s in states if s.backend == LIVE), None)
+        twin = f"{name}{BACKUP_SUFFIX}"
+        states = [s for s in self.router.servers() if s.name in (name, twin)]
+        live = next((s for s in states if s.backend == LIVE and s.name == name), None)
         if live is None or live.status.startswith("MAINT") or all(s.address == address for s in states):
             return False
         host, port = address.rsplit(":", 1)
         for backend in BACKENDS:
             self.router.set_addr(backend, name, host, int(port))
+        if any(s.name == twin for s in states):  # the backup twin in backend live follows it
+            self.router.set_addr(LIVE, twin, host, int(port))
         self.router.save_state()
         logger.info("Endpoint %s: server %s re-pointed to %s", self.endpoint.name, name, address)
         return True
