@@ -49,6 +49,7 @@ from mlops_tasks.errors import (
 from tests.conftest import client_for, free_port
 from tests.deploy_support import (
     LoadClient,
+    SpikeModel,
     body_for,
     features,
     make_pipeline,
@@ -92,7 +93,7 @@ def target_kind(request) -> str:
 
 @pytest.fixture(scope="module")
 def registry(mlflow_config, churn):
-    """One registered model with three good versions."""
+    """One registered model with three good versions and one that answers 500 on small batches."""
     from mlops_tasks.demo import TARGET
     from mlops_tasks.settings import resolve_mlflow_config
     from mlops_tasks.tracking import ensure_experiment
@@ -109,6 +110,9 @@ def registry(mlflow_config, churn):
             "v1": register_version(client, exp, name, make_pipeline(1.0).fit(x, y), x),
             "v2": register_version(client, exp, name, make_pipeline(0.05).fit(x, y), x),
             "v3": register_version(client, exp, name, make_pipeline(0.3).fit(x, y), x),
+            # answers 500 on small batches (tests/test_rollout_faults.py shares this fixture)
+            "spike": register_version(client, exp, name, SpikeModel(make_pipeline(1.0).fit(x, y)), x,
+                                      pickled=True),
         }
     yield {"name": name, "v": v, "x": x, "config": mlflow_config,
            "bodies": [body_for(x.iloc[[i]]) for i in range(200)], "smoke": x.tail(50)}
