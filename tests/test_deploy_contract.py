@@ -1,4 +1,9 @@
-"""The blue-green contract, run on every target in ``TARGETS`` (``docker`` and ``local``).
+"""The blue-green contract, run on the real targets (``docker`` and ``local``).
+
+One end-to-end path per strategy runs here on each real target, plus what only a real
+slot runner or router can show (processes that crash, ports, HAProxy reloads, the Docker
+engine). The strategy's logic on every path, and the fault x phase matrix, run in seconds
+on the in-memory target in ``tests/test_deploy_strategy_fakes.py``.
 
 Every scenario keeps a steady keep-alive load on the endpoint (8 connections, no
 retries) and checks that no request fails: no connection error, no reset, no router
@@ -15,9 +20,7 @@ scenarios run with ``MLOPS_DOCKER_ALLOW_UNVERIFIED=1``.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -33,25 +36,19 @@ from mlops_tasks.deploy import (
     rollback_deployment,
     stop_endpoint,
 )
-from mlops_tasks.deploy.guard import GuardLimits
 from mlops_tasks.deploy.router import haproxy_version
-from mlops_tasks.deploy.state import EndpointLock, read_records
-from mlops_tasks.deploy.targets import TARGETS, get_target
+from mlops_tasks.deploy.targets import get_target
 from mlops_tasks.errors import (
     DeploymentError,
-    EndpointBusyError,
     EndpointPortError,
-    GuardBreachError,
     PromotionRefusedError,
     RouterConfigError,
     SlotStartError,
-    SmokeTestError,
     UnverifiedImageError,
 )
 from tests.conftest import client_for, free_port
 from tests.deploy_support import (
     LoadClient,
-    SleepyModel,
     SpikeModel,
     body_for,
     features,
@@ -87,7 +84,7 @@ def docker_env():
     assert not client.networks.list(filters=selector)
 
 
-@pytest.fixture(scope="module", params=sorted(TARGETS))
+@pytest.fixture(scope="module", params=["docker", "local"])
 def target_kind(request) -> str:
     if request.param == "docker":
         request.getfixturevalue("docker_env")
@@ -96,7 +93,7 @@ def target_kind(request) -> str:
 
 @pytest.fixture(scope="module")
 def registry(mlflow_config, churn):
-    """One registered model with good, bad and impostor versions."""
+    """One registered model with three good versions and one that answers 500 on small batches."""
     from mlops_tasks.demo import TARGET
     from mlops_tasks.settings import resolve_mlflow_config
     from mlops_tasks.tracking import ensure_experiment
@@ -113,13 +110,10 @@ def registry(mlflow_config, churn):
             "v1": register_version(client, exp, name, make_pipeline(1.0).fit(x, y), x),
             "v2": register_version(client, exp, name, make_pipeline(0.05).fit(x, y), x),
             "v3": register_version(client, exp, name, make_pipeline(0.3).fit(x, y), x),
+            # answers 500 on small batches (tests/test_rollout_faults.py shares this fixture)
             "spike": register_version(client, exp, name, SpikeModel(make_pipeline(1.0).fit(x, y)), x,
                                       pickled=True),
-            "sleepy": register_version(client, exp, name, SleepyModel(make_pipeline(1.0).fit(x, y)), x,
-                                       pickled=True),
-            "impostor": register_version(client, exp, name, make_pipeline(1.0).fit(x, 1 - y), x),
         }
-    patch.setenv("MLOPS_TEST_SLEEPY", "1")  # slots started from now on inherit it
     yield {"name": name, "v": v, "x": x, "config": mlflow_config,
            "bodies": [body_for(x.iloc[[i]]) for i in range(200)], "smoke": x.tail(50)}
     patch.undo()
@@ -177,7 +171,7 @@ def _assert_one_live(endpoint: EndpointSpec, reg) -> int:
 
 
 def test_zero_failed_requests_through_deploys_and_rollbacks(target_kind, registry):
-    """All-at-once, canary, automatic rollback and manual rollback (warm and cold) under load."""
+    """All-at-once then canary under load (guard rollbacks and cold rollback: the fakes' tests)."""
     v = registry["v"]
     spec = EndpointSpec(name=f"load-{target_kind}", port=free_port(), preview_port=free_port())
     try:
@@ -212,39 +206,16 @@ def test_zero_failed_requests_through_deploys_and_rollbacks(target_kind, registr
             assert _champion(registry) == v["v3"]
             load.wait_answers(len(load.result.answers) + 40)
 
-            # 3. automatic rollback: green answers 5xx during the bake, the guard sends traffic back
-            spiky = RolloutSpec(strategy="canary", canary_percent=30, bake_seconds=30, termination_wait_s=0,
-                                guard=GuardLimits(max_error_share=0.05, interval_s=0.3, min_requests=5))
-            with pytest.raises(GuardBreachError, match="5xx share") as err:
-                _deploy(registry, v["spike"], spec, spiky, kind=target_kind)
-            after_auto = time.monotonic()
-            assert err.value.record.outcome == "rolled_back"
-            assert _champion(registry) == v["v3"]
-            assert _live(spec)[1] == v["v3"]
-            load.wait_answers(len(load.result.answers) + 40)
-
-            # 4. manual rollback, previous slot not warm: v2 is deployed again
-            rec = rollback_deployment(spec.name, mlflow_config=registry["config"],
-                                      smoke_rows=registry["smoke"])
-            after_manual = time.monotonic()
-            assert rec.kind == "rollback" and rec.version == v["v2"] and rec.outcome == "succeeded"
-            assert _champion(registry) == v["v2"]
-            load.wait_answers(len(load.result.answers) + 40)
         result = load.result
     finally:
         stop_endpoint(spec.name)
 
     assert result.failed == 0, (result.failures[:5], result.router_errors[:5])
-    assert result.total >= 500
+    assert result.total >= 200
     assert result.versions_after(after_aao) <= {str(v["v2"]), str(v["v3"])}
     assert result.versions_between(after_aao, after_canary) <= {str(v["v2"]), str(v["v3"])}
-    assert result.versions_between(after_canary, after_auto) <= {str(v["v3"]), str(v["spike"])}
-    assert result.versions_between(after_auto, after_manual) <= {str(v["v3"]), str(v["v2"])}
-    assert result.versions_after(after_manual) == {str(v["v2"])}
-    # Bad answers came only from the spiking green, and only while it baked.
-    assert result.slot_errors, "the injected error spike never reached a client"
-    assert {a.version for a in result.slot_errors} == {str(v["spike"])}
-    assert all(after_canary <= a.sent < after_auto for a in result.slot_errors)
+    assert result.versions_after(after_canary) == {str(v["v3"])}
+    assert not result.slot_errors
 
 
 def test_linear_deploy_then_warm_manual_rollback_switches_weights_only(target_kind, registry):
@@ -387,37 +358,6 @@ def test_fault_green_crashes_on_start(target_kind, registry, endpoint):
         shutil.rmtree(folder)
 
 
-def test_fault_green_never_healthy(target_kind, registry, endpoint):
-    slow = FAST.model_copy(update={"load_timeout_s": 3})
-
-    def act():
-        with pytest.raises(SlotStartError, match="not healthy within 3 s"):
-            _deploy(registry, registry["v"]["sleepy"], endpoint, slow, kind=target_kind)
-    _fault(endpoint, registry, act)
-    _idle_stopped(target_kind, endpoint)
-
-
-def test_fault_smoke_predictions_differ(target_kind, registry, endpoint):
-    """The slot runs an impostor (a stale cache) under the deployed version's number."""
-    target = get_target(target_kind, endpoint)
-    version = registry["v"]["v3"]
-    impostor = target.prepare(registry["name"], registry["v"]["impostor"], registry["config"])
-    folder = target.folder / "models" / f"{registry['name']}-v{version}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / _marker(target_kind)).write_text(impostor)
-    try:
-        def act():
-            with pytest.raises(SmokeTestError, match="differ from the registered model"):
-                _deploy(registry, version, endpoint, kind=target_kind)
-        _fault(endpoint, registry, act)
-        _idle_stopped(target_kind, endpoint)
-        assert read_records(endpoint.name)[-1].outcome == "rolled_back"
-    finally:
-        import shutil
-
-        shutil.rmtree(folder)
-
-
 def test_fault_rendered_config_rejected_then_valid_reload_is_seamless(target_kind, registry, endpoint,
                                                                       monkeypatch):
     target = get_target(target_kind, endpoint)
@@ -496,63 +436,6 @@ def _docker_reload_then_port_move(target, registry, endpoint, moved):
     assert _live(moved) == live
     _deploy(registry, live[1], endpoint, kind="docker")
     assert _live(endpoint) == live
-
-
-def test_fault_flow_killed_mid_rollout_then_rerun_reconciles(target_kind, registry, endpoint):
-    live_color, live_version = _live(endpoint)
-    new = registry["v"]["v3"] if live_version != registry["v"]["v3"] else registry["v"]["v2"]
-    cfg = registry["config"]
-    script = (
-        "import sys\n"
-        "from mlops_tasks.deploy import EndpointSpec, RolloutSpec, deploy_blue_green\n"
-        "from mlops_tasks.settings import MlflowConfig\n"
-        f"ep = EndpointSpec.model_validate_json({endpoint.model_dump_json()!r})\n"
-        f"cfg = MlflowConfig.model_validate_json({cfg.model_dump_json()!r})\n"
-        "deploy_blue_green(sys.argv[1], int(sys.argv[2]), endpoint=ep, target=sys.argv[3],\n"
-        "    rollout=RolloutSpec(strategy='canary', canary_percent=20, bake_seconds=600),\n"
-        "    mlflow_config=cfg)\n"
-    )
-    target = get_target(target_kind, endpoint)
-    out = target.folder / "killed-run.log"
-    with open(out, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-c", script, registry["name"], str(new), target_kind],
-                                cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        with _load(endpoint, registry) as load:
-            deadline = time.monotonic() + 120
-            while target.router.slot_weights(endpoint.replicas).get(
-                    "green" if live_color == "blue" else "blue", 0) == 0:
-                assert proc.poll() is None, out.read_text()[-3000:]
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-            load.wait_answers(len(load.result.answers) + 40)
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-            # Both versions serve now (20 % canary), and the killed run's lock is gone.
-            probe = EndpointLock(endpoint.name)
-            probe.acquire(0)
-            probe.release()
-            rec = _deploy(registry, new, endpoint, kind=target_kind)
-            load.wait_answers(len(load.result.answers) + 40)
-        assert rec.outcome == "succeeded"
-        assert any(e.step == "reconciled" for e in rec.timeline)
-        assert load.result.failed == 0
-        assert _assert_one_live(endpoint, registry) == new
-        assert {a.version for a in load.result.answers} <= {str(live_version), str(new)}
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-def test_redeploying_the_live_version_is_a_noop_and_busy_endpoint_refuses(target_kind, registry, endpoint):
-    _, live_version = _live(endpoint)
-    pids = _pids(target_kind, endpoint)
-    assert _deploy(registry, live_version, endpoint, kind=target_kind).outcome == "noop"
-    assert _pids(target_kind, endpoint) == pids
-    with EndpointLock(endpoint.name).hold(0):
-        with pytest.raises(EndpointBusyError, match="being deployed"):
-            _deploy(registry, registry["v"]["v1"], endpoint, kind=target_kind)
 
 
 def test_alias_only_rollback_refused_while_deployed(registry, endpoint):

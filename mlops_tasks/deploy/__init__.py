@@ -4,7 +4,11 @@ The public API (loaded lazily, so importing :mod:`mlops_tasks.deploy.state` from
 registry stays cheap):
 
 - :func:`deploy_blue_green`, :func:`rollback_deployment`, :func:`describe_deployment`,
-  :func:`stop_endpoint` (in :mod:`mlops_tasks.deploy.strategy`);
+  :func:`stop_endpoint` (in :mod:`mlops_tasks.deploy.strategy`, from
+  :mod:`mlops_tasks.deploy.rollout` and :mod:`mlops_tasks.deploy.endpoint_ops`);
+- :class:`SlotRunner`, :class:`TrafficRouter` (:mod:`mlops_tasks.deploy.interfaces`),
+  :class:`RegistryAccess` (:mod:`mlops_tasks.deploy.registry_access`); in-memory ones in
+  :mod:`mlops_tasks.deploy.memory`;
 - :class:`EndpointSpec`, :class:`RolloutSpec`, :class:`GuardLimits`,
   :class:`DeploymentRecord`, :class:`EndpointDescription`, :class:`SlotStatus`
   (in :mod:`mlops_tasks.deploy.models`).
@@ -26,7 +30,10 @@ _EXPORTS = {
     "rollback_deployment": "strategy",
     "describe_deployment": "strategy",
     "stop_endpoint": "strategy",
-    "smoke_test": "strategy",
+    "smoke_test": "smoke",
+    "SlotRunner": "interfaces",
+    "TrafficRouter": "interfaces",
+    "RegistryAccess": "registry_access",
     "EndpointSpec": "models",
     "RolloutSpec": "models",
     "GuardLimits": "models",

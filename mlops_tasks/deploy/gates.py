@@ -16,19 +16,18 @@ sends all traffic back to the old slot, which it kept running for exactly this.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 from mlops_tasks.deploy.guard import GuardVerdict, judge_evidence, read_evidence
+from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.models import Color, GuardLimits
-from mlops_tasks.deploy.targets.base import Target, http_post_json
 from mlops_tasks.errors import CandidateUnhealthyError, GuardBreachError
 
-__all__ = ["bake", "confirm_serving", "gate_candidate", "instance_names"]
+__all__ = ["PROBE_ID", "bake", "confirm_serving", "gate_candidate", "instance_names",
+           "split_doc_first_row"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ logger = logging.getLogger(__name__)
 PROBE_ID = "mlops-guard-probe"
 
 
-def instance_names(target: Target, color: Color) -> set[str]:
+def instance_names(target: DeployTarget, color: Color) -> set[str]:
     """``X-Served-By`` values of the slot's servers (``<endpoint>-<color>-<i>``).
 
     Example:
@@ -47,7 +46,7 @@ def instance_names(target: Target, color: Color) -> set[str]:
     return {f"{target.endpoint.name}-{color}-{i}" for i in range(1, target.endpoint.replicas + 1)}
 
 
-def gate_candidate(target: Target, color: Color, addresses: list[str], before: str) -> None:
+def gate_candidate(target: DeployTarget, color: Color, addresses: list[str], before: str) -> None:
     """Require every server of the candidate to answer and to be UP in the router.
 
     Args:
@@ -66,7 +65,7 @@ def gate_candidate(target: Target, color: Color, addresses: list[str], before: s
         ```
     """
     replicas = target.endpoint.replicas
-    ev = read_evidence(addresses, target.router, color, replicas)
+    ev = read_evidence(target.runner, target.traffic, color, addresses)
     problems = []
     if len(addresses) < replicas:
         problems.append(f"only {len(addresses)} of {replicas} servers have an address")
@@ -77,7 +76,7 @@ def gate_candidate(target: Target, color: Color, addresses: list[str], before: s
     if ev.router_error:
         problems.append(f"the router's view is unknown ({ev.router_error})")
     if ev.router_down:
-        problems.append(f"HAProxy does not see {', '.join(ev.router_down)} UP")
+        problems.append(f"the router does not see {', '.join(ev.router_down)} UP")
     if problems:
         raise CandidateUnhealthyError(
             f"Before {before}: candidate slot {color} of endpoint {target.endpoint.name!r} is not "
@@ -85,17 +84,18 @@ def gate_candidate(target: Target, color: Color, addresses: list[str], before: s
         )
 
 
-def _probe(address: str, doc: dict[str, Any] | None, n: int) -> int:
+def _probe(target: DeployTarget, doc: dict[str, Any] | None, n: int) -> int:
     """POST one probe row to the candidate through the preview port; the HTTP status (0: none)."""
     if doc is None:
         return 200
-    status, _ = http_post_json(address, "/invocations", doc, timeout_s=3.0,
-                               headers={"X-Request-Id": f"{PROBE_ID}-{n}"})
-    return status
+    reply = target.traffic.send("preview", "POST", "/invocations", json.dumps(doc).encode(),
+                                {"Content-Type": "application/json",
+                                 "X-Request-Id": f"{PROBE_ID}-{n}"}, timeout_s=3.0)
+    return reply.status
 
 
 def bake(
-    target: Target,
+    target: DeployTarget,
     color: Color,
     addresses: list[str],
     limits: GuardLimits,
@@ -137,18 +137,17 @@ def bake(
     """
     if seconds <= 0:
         return None
-    replicas = target.endpoint.replicas
-    start = read_evidence(addresses, target.router, color, replicas)
-    deadline = time.monotonic() + seconds
+    clock = target.clock
+    start = read_evidence(target.runner, target.traffic, color, addresses)
+    deadline = clock.monotonic() + seconds
     extended = False
     n = 0
-    preview = target.preview_address()
     while True:
-        time.sleep(max(0.0, min(limits.interval_s, deadline - time.monotonic())))
+        clock.sleep(max(0.0, min(limits.interval_s, deadline - clock.monotonic())))
         n += 1
-        verdict = judge_evidence(start, read_evidence(addresses, target.router, color, replicas),
+        verdict = judge_evidence(start, read_evidence(target.runner, target.traffic, color, addresses),
                                  limits, share)
-        probe_status = _probe(preview, probe_doc, n) if limits.probe and not verdict.breach else 200
+        probe_status = _probe(target, probe_doc, n) if limits.probe and not verdict.breach else 200
         if probe_status != 200:
             verdict.unhealthy = True
             note = f"a probe through the preview port was answered {probe_status or 'with nothing'}"
@@ -162,13 +161,13 @@ def bake(
                 f"(guard saw {verdict.requests} answers, 5xx share {verdict.error_share:.1%}, "
                 f"p95 {verdict.p95_ms:g} ms)."
             )
-        if time.monotonic() < deadline:
+        if clock.monotonic() < deadline:
             continue
         if verdict.sufficient:
             return verdict
         if not extended and limits.extend_s > 0:
             extended = True
-            deadline = time.monotonic() + limits.extend_s
+            deadline = clock.monotonic() + limits.extend_s
             message = (f"{verdict.requests} candidate answers in {seconds:g} s, fewer than "
                        f"{limits.min_requests}: bake extended by {limits.extend_s:g} s")
             logger.info("%s", message)
@@ -182,11 +181,11 @@ def bake(
         )
 
 
-def confirm_serving(target: Target, color: Color, version: int, timeout_s: float = 10.0) -> int:
-    """Require real requests through the live port to be answered by the candidate.
+def confirm_serving(target: DeployTarget, color: Color, version: int, timeout_s: float = 10.0) -> int:
+    """Require real requests through the live entry point to be answered by the candidate.
 
-    Sends ``GET /version`` through the router's endpoint port (``2 x replicas`` requests,
-    at least 3) and checks each answer's ``X-Served-By`` and ``X-Model-Version``.
+    Sends ``GET /version`` through the router's live entry point (``2 x replicas``
+    requests, at least 3) and checks each answer's ``X-Served-By`` and ``X-Model-Version``.
 
     Returns:
         The number of answers checked.
@@ -200,30 +199,23 @@ def confirm_serving(target: Target, color: Color, version: int, timeout_s: float
         confirm_serving(target, "green", 4)
         ```
     """
-    url = target.base_url().removeprefix("http://")
-    host, port = url.rsplit(":", 1)
     wanted = instance_names(target, color)
     need = max(3, 2 * target.endpoint.replicas)
     for _ in range(need):
-        conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
-        try:
-            conn.request("GET", "/version", headers={"X-Request-Id": f"{PROBE_ID}-confirm"})
-            resp = conn.getresponse()
-            body = resp.read()
-            served_by = resp.getheader("X-Served-By") or ""
-            got = resp.getheader("X-Model-Version") or ""
-        except (OSError, http.client.HTTPException) as exc:
+        reply = target.traffic.send("live", "GET", "/version",
+                                    headers={"X-Request-Id": f"{PROBE_ID}-confirm"}, timeout_s=timeout_s)
+        if reply.status == 0:
             raise CandidateUnhealthyError(
-                f"Confirmation: the live port {url} did not answer ({exc}); the candidate slot "
-                f"{color} is not serving it."
-            ) from exc
-        finally:
-            conn.close()
-        if resp.status != 200 or served_by not in wanted or got != str(version):
-            detail = body[:200].decode(errors="replace") if resp.status != 200 else ""
+                f"Confirmation: the live entry point did not answer ({reply.error}); the candidate "
+                f"slot {color} is not serving it."
+            )
+        served_by = reply.header("X-Served-By")
+        got = reply.header("X-Model-Version")
+        if reply.status != 200 or served_by not in wanted or got != str(version):
+            detail = reply.body[:200].decode(errors="replace") if reply.status != 200 else ""
             raise CandidateUnhealthyError(
-                f"Confirmation: a request through the live port {url} was answered HTTP "
-                f"{resp.status} by {served_by or 'the router itself'} (version {got or '?'}), not by "
+                f"Confirmation: a request through the live entry point was answered HTTP "
+                f"{reply.status} by {served_by or 'the router itself'} (version {got or '?'}), not by "
                 f"candidate slot {color} (version {version}). {detail}".rstrip()
             )
     return need

@@ -19,10 +19,21 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from mlops_tasks.deploy.interfaces import SlotRunner, TrafficRouter
 from mlops_tasks.deploy.models import Color, GuardLimits
-from mlops_tasks.deploy.router import RouterClient, server_names
-from mlops_tasks.deploy.targets.base import http_get
 from mlops_tasks.errors import RouterError
+
+__all__ = [
+    "Evidence",
+    "GuardLimits",
+    "GuardVerdict",
+    "MetricsSnapshot",
+    "judge",
+    "judge_evidence",
+    "parse_metrics",
+    "read_evidence",
+    "read_snapshot",
+]
 
 _LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -105,11 +116,11 @@ def parse_metrics(text: str) -> MetricsSnapshot:
     return snap
 
 
-def read_snapshot(addresses: list[str]) -> MetricsSnapshot:
+def read_snapshot(runner: SlotRunner, addresses: list[str]) -> MetricsSnapshot:
     """The summed snapshot of every server in ``addresses`` (unreachable ones count 0)."""
     total = MetricsSnapshot()
     for address in addresses:
-        status, body = http_get(address, "/metrics")
+        status, body = runner.read_server(address, "/metrics")
         if status == 200:
             total = total + parse_metrics(body.decode(errors="replace"))
     return total
@@ -145,7 +156,7 @@ class Evidence:
 
     Example:
         ```python
-        ev = read_evidence(["127.0.0.1:9001"], router, "green", replicas=1)
+        ev = read_evidence(target.runner, target.traffic, "green", ["127.0.0.1:9001"])
         print(ev.unreachable, ev.router_down, ev.total.total)
         ```
     """
@@ -173,42 +184,38 @@ class Evidence:
 
 
 def read_evidence(
-    addresses: list[str], router: RouterClient | None, color: Color, replicas: int,
+    runner: SlotRunner, traffic: TrafficRouter | None, color: Color, addresses: list[str],
     timeout_s: float = 2.0,
 ) -> Evidence:
     """Read ``/metrics`` and ``/health`` of each server and the router's view of the slot.
 
     Example:
         ```python
-        ev = read_evidence(slot.addresses, target.router, "green", replicas=1)
+        ev = read_evidence(target.runner, target.traffic, "green", slot.addresses)
         ```
     """
     ev = Evidence()
     for address in addresses:
-        status, body = http_get(address, "/metrics", timeout_s)
+        status, body = runner.read_server(address, "/metrics", timeout_s)
         if status == 200:
             ev.per_server[address] = parse_metrics(body.decode(errors="replace"))
         else:
             ev.unreachable.append(address)
             continue  # no need to wait for /health too
-        if http_get(address, "/health", timeout_s)[0] != 200:
+        if runner.read_server(address, "/health", timeout_s)[0] != 200:
             ev.unhealthy.append(address)
-    if router is not None:
+    if traffic is not None:
         try:
-            states = {s.name: s for s in router.servers("live")}
+            views = traffic.servers()
         except RouterError as exc:
             ev.router_error = str(exc)
             return ev
-        for name in server_names(color, replicas):
-            state = states.get(name)
-            if state is None or not state.up:
-                ev.router_down.append(f"{name} ({state.status if state else 'missing'})")
-            if state is not None:
-                ev.routed += state.responses
-            twin = states.get(f"{name}_b")
-            if twin is not None:
-                ev.routed += twin.responses
-        ev.routed_total = sum(s.responses for s in states.values())
+        own = [v for v in views if v.color == color and not v.backup]
+        if len(own) < runner.endpoint.replicas:
+            ev.router_down.append(f"{runner.endpoint.replicas - len(own)} {color} server(s) (missing)")
+        ev.router_down.extend(f"{v.name} ({v.status})" for v in own if not v.up)
+        ev.routed = sum(v.responses for v in views if v.color == color)
+        ev.routed_total = sum(v.responses for v in views)
     return ev
 
 
@@ -226,7 +233,7 @@ def judge_evidence(
 
     Example:
         ```python
-        verdict = judge_evidence(start, read_evidence(addrs, router, "green", 1), limits, 0.1)
+        verdict = judge_evidence(start, read_evidence(runner, traffic, "green", addrs), limits, 0.1)
         if verdict.breach: ...
         ```
     """
@@ -266,7 +273,7 @@ def judge_evidence(
 
 
 def judge(delta: MetricsSnapshot, limits: GuardLimits) -> GuardVerdict:
-    """Compare what green answered since the bake started with the limits.
+    """Compare what the candidate answered since the bake started with the limits.
 
     Example:
         ```python

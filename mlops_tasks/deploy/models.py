@@ -14,6 +14,23 @@ Color = Literal["blue", "green"]
 Strategy = Literal["all_at_once", "canary", "linear", "shadow"]
 Outcome = Literal["running", "succeeded", "rolled_back", "failed", "noop"]
 
+__all__ = [
+    "COLORS",
+    "Color",
+    "DeploymentRecord",
+    "EndpointDescription",
+    "EndpointSpec",
+    "GuardLimits",
+    "Outcome",
+    "RolloutSpec",
+    "SlotStatus",
+    "Strategy",
+    "TimelineEvent",
+    "now_iso",
+    "other",
+    "whoami",
+]
+
 COLORS: tuple[Color, Color] = ("blue", "green")
 
 
@@ -43,7 +60,7 @@ def whoami() -> str:
 
 
 class GuardLimits(BaseModel):
-    """Limits the bake guard checks on green's own ``/metrics`` during every bake period.
+    """Limits the bake guard checks on the candidate's own ``/metrics`` during every bake period.
 
     Example:
         ```python
@@ -54,10 +71,10 @@ class GuardLimits(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     max_error_share: float = Field(
-        0.01, ge=0, le=1, description="Highest share of green's /invocations answers that may be 5xx."
+        0.01, ge=0, le=1, description="Highest share of the candidate's /invocations answers that may be 5xx."
     )
     max_p95_latency_ms: float = Field(
-        500.0, gt=0, description="Highest p95 latency (ms) of green's /invocations requests."
+        500.0, gt=0, description="Highest p95 latency (ms) of the candidate's /invocations requests."
     )
     min_requests: int = Field(
         5, ge=1, description="Candidate answers needed before a share or latency is judged; a "
@@ -76,7 +93,7 @@ class GuardLimits(BaseModel):
 
 
 class RolloutSpec(BaseModel):
-    """How traffic moves from blue to green (SageMaker-style guardrails).
+    """How traffic moves from the live slot to the candidate (SageMaker-style guardrails).
 
     Example:
         ```python
@@ -89,27 +106,32 @@ class RolloutSpec(BaseModel):
 
     strategy: Strategy = Field("canary", description="all_at_once, canary, linear or shadow.")
     canary_percent: int = Field(
-        10, ge=1, le=99, description="Share of traffic green gets while a canary bakes."
+        10, ge=1, le=99, description="Share of traffic the candidate gets while a canary bakes."
     )
     linear_step_percent: int = Field(25, ge=1, le=99, description="Step of the linear shift, in percent.")
     bake_seconds: float = Field(60.0, ge=0, description="Bake period after each shift step (0 = none).")
     guard: GuardLimits = Field(default_factory=GuardLimits, description="Bake guard limits.")
     termination_wait_s: float = Field(
-        30.0, ge=0, description="How long blue stays warm after success before it is stopped."
+        30.0, ge=0, description="How long the old live slot stays warm after success before it is stopped."
     )
-    load_timeout_s: float = Field(120.0, gt=0, description="Longest wait for green's /health to answer 200.")
+    load_timeout_s: float = Field(
+        120.0, gt=0, description="Longest wait for the candidate's /health to answer 200."
+    )
     health_tries: int = Field(
-        2, ge=1, description="Consecutive 200 answers of /health needed before green counts as healthy."
+        2, ge=1,
+        description="Consecutive 200 answers of /health needed before the candidate counts as healthy.",
     )
     smoke_rows: int = Field(50, ge=1, description="Holdout rows sent through the preview port.")
     smoke_tolerance: float = Field(
         1e-6, ge=0, description="Largest absolute difference allowed between numeric predictions."
     )
     shadow_min_agreement: float = Field(
-        0.95, ge=0, le=1, description="Shadow: least share of live rows where green agrees with blue."
+        0.95, ge=0, le=1,
+        description="Shadow: least share of live rows where the candidate agrees with the live slot.",
     )
     promote_after_shadow: bool = Field(
-        True, description="Shadow: shift all traffic to green when the comparison passes (else stop it)."
+        True,
+        description="Shadow: shift all traffic to the candidate when the comparison passes (else stop it).",
     )
 
     def steps(self) -> list[int]:

@@ -29,6 +29,20 @@ from mlops_tasks.deploy.models import DeploymentRecord, EndpointSpec
 from mlops_tasks.errors import EndpointBusyError
 from mlops_tasks.settings import state_dir
 
+__all__ = [
+    "EndpointLock",
+    "append_record",
+    "endpoint_dir",
+    "endpoints_serving",
+    "forget_endpoint",
+    "last_record",
+    "live_endpoints",
+    "load_endpoint",
+    "read_records",
+    "save_endpoint",
+    "supervise_lock",
+]
+
 
 def endpoint_dir(name: str) -> Path:
     """``<state_dir()>/endpoints/<name>`` (created, mode 700).

@@ -11,6 +11,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from mlops_tasks.deploy import models as _deploy_models
 from mlops_tasks.deploy import strategy as _deploy
+from mlops_tasks.deploy.interfaces import DeployTarget
+from mlops_tasks.deploy.registry_access import RegistryAccess
 from mlops_tasks.errors import DeploymentError
 from mlops_tasks.settings import MlflowConfig
 from mlops_tasks.tasks._prefect import artifact_key, resolves_blocks
@@ -32,11 +34,12 @@ def deploy_blue_green(
     *,
     endpoint: _deploy_models.EndpointSpec | None = None,
     rollout: _deploy_models.RolloutSpec | None = None,
-    target: str = "local",
+    target: str | DeployTarget = "local",
     smoke_rows: pd.DataFrame | None = None,
     mlflow_config: MlflowConfig | None = None,
     force: bool = False,
     lock_timeout_s: float = 0.0,
+    registry: RegistryAccess | None = None,
 ) -> _deploy_models.DeploymentRecord:
     """Deploy a registered version blue-green.
 
@@ -66,6 +69,7 @@ def deploy_blue_green(
             force=force,
             lock_timeout_s=lock_timeout_s,
             listener=_step_logger(logger),
+            registry=registry,
         )
     )
     logger.info("%s version %s on %s: %s", model_name, version, record.endpoint, record.outcome)
@@ -81,6 +85,7 @@ def rollback_deployment(
     smoke_rows: pd.DataFrame | None = None,
     mlflow_config: MlflowConfig | None = None,
     lock_timeout_s: float = 0.0,
+    registry: RegistryAccess | None = None,
 ) -> _deploy_models.DeploymentRecord:
     """Put the previous version back at 100 %.
 
@@ -103,6 +108,7 @@ def rollback_deployment(
             mlflow_config=mlflow_config,
             lock_timeout_s=lock_timeout_s,
             listener=_step_logger(logger),
+            registry=registry,
         )
     )
     logger.info("Endpoint %s rolled back to version %s", endpoint_name, record.version)

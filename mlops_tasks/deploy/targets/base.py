@@ -1,27 +1,30 @@
-"""The target interface the blue-green strategy is written against.
+"""The base of the real targets: a slot runner that also hosts an HAProxy router.
 
-A target runs two slots (``blue`` and ``green``, each of ``replicas`` model servers)
-and one HAProxy router (see :mod:`mlops_tasks.deploy.router`) for one endpoint. The
-strategy only asks it to prepare a model version, start a slot, say what runs, stop a
-slot and hand out the router's runtime client; everything else (weights, preview,
-shadow, guard) goes through the router and the servers' own HTTP endpoints, so a new
-target (e.g. Docker) implements only the methods marked abstract here.
+A real target runs two slots (``blue`` and ``green``, each of ``replicas`` model
+servers) as a :class:`~mlops_tasks.deploy.interfaces.SlotRunner`, and hosts the
+endpoint's HAProxy (a process or a container, see
+:class:`~mlops_tasks.deploy.haproxy.router.HAProxyHost`), which the strategy reaches as
+a :class:`~mlops_tasks.deploy.interfaces.TrafficRouter` through :attr:`Target.traffic`.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mlops_tasks.deploy.haproxy.config import server_names
+from mlops_tasks.deploy.haproxy.router import HAProxyRouter
+from mlops_tasks.deploy.haproxy.runtime import RouterClient
+from mlops_tasks.deploy.interfaces import Clock, SlotRunner, SystemClock, TrafficRouter
 from mlops_tasks.deploy.models import COLORS, Color, EndpointSpec, SlotStatus
-from mlops_tasks.deploy.router import RouterClient, server_names
 from mlops_tasks.deploy.state import endpoint_dir
-from mlops_tasks.errors import RouterError, SlotStartError
-from mlops_tasks.settings import MlflowConfig
+from mlops_tasks.errors import RouterError
+
+__all__ = ["Target", "http_get", "http_post_json", "probe_version"]
 
 
 def http_get(address: str, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
@@ -78,8 +81,8 @@ def probe_version(address: str) -> tuple[str | None, int | None]:
         return None, None
 
 
-class Target(ABC):
-    """Runs the slots and the router of one endpoint.
+class Target(SlotRunner):
+    """Runs the slots and hosts the HAProxy router of one endpoint (a deploy target).
 
     Example:
         ```python
@@ -98,30 +101,28 @@ class Target(ABC):
         #: otherwise insist on (the docker target's image verification).
         self.force = False
 
-    # -- what each target implements ----------------------------------------------------
+    # -- the deploy-target view: this runner, its HAProxy router, the real clock ---------
 
-    @abstractmethod
-    def prepare(self, model_name: str, version: int, mlflow_config: MlflowConfig | None) -> str:
-        """Make ``version`` runnable (download it, build or pull an image); return its handle."""
+    @property
+    def runner(self) -> SlotRunner:
+        """The target itself runs the slots."""
+        return self
 
-    @abstractmethod
-    def start_slot(self, color: Color, model_name: str, version: int, handle: str) -> SlotStatus:
-        """Start ``replicas`` servers of ``version`` in ``color`` (stopping what ran there).
+    @cached_property
+    def traffic(self) -> TrafficRouter:
+        """The endpoint's HAProxy as a traffic router."""
+        return HAProxyRouter(self)
 
-        Returns at once with the slot's addresses; :meth:`wait_healthy` waits for them.
+    @property
+    def clock(self) -> Clock:
+        """The real clock."""
+        return SystemClock()
 
-        Raises:
-            EndpointPortError: No port could be bound.
-            SlotStartError: The servers could not be started.
-        """
+    def read_server(self, address: str, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
+        """``GET <path>`` on one server over HTTP (:func:`http_get`)."""
+        return http_get(address, path, timeout_s)
 
-    @abstractmethod
-    def slot_status(self, color: Color) -> SlotStatus:
-        """What runs in ``color`` now, read from the processes/containers and their ``/version``."""
-
-    @abstractmethod
-    def stop_slot(self, color: Color, grace_s: float = 10.0) -> None:
-        """Stop the slot's servers gracefully (requests in flight finish) and forget them."""
+    # -- the HAProxy host ----------------------------------------------------------------
 
     @abstractmethod
     def ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> RouterClient:
@@ -140,30 +141,10 @@ class Target(ABC):
     def stop_router(self) -> None:
         """Stop the router (the endpoint stops answering)."""
 
-    @abstractmethod
-    def slot_log_tail(self, color: Color, lines: int = 20) -> str:
-        """The last lines the slot's servers wrote (for error messages)."""
-
     @property
     @abstractmethod
     def router(self) -> RouterClient:
         """The runtime API client of the router."""
-
-    # Not abstract on purpose: a target without supervision (an in-memory test double) keeps it.
-    def set_supervised(self, color: Color, supervised: bool) -> None:  # noqa: B027
-        """Have the slot restarted when it dies outside a rollout (``True``), or not.
-
-        New slots start unsupervised, so a candidate that dies during a bake stays dead
-        for the guard to see; the strategy supervises a slot once it is confirmed live and
-        unsupervises it before retiring it. The local target's watchdog restarts a
-        supervised slot's processes; the docker target gives its containers a restart
-        policy. Targets without supervision keep this no-op.
-
-        Example:
-            ```python
-            target.set_supervised("green", True)
-            ```
-        """
 
     # -- shared behaviour --------------------------------------------------------------
 
@@ -225,34 +206,6 @@ class Target(ABC):
         weights = {c: (100 if c == live else 0) for c in COLORS}
         idle = next((c for c in COLORS if c != live and c in slots and slots[c].running), None)
         return servers, weights, idle
-
-    def wait_healthy(self, color: Color, timeout_s: float, tries: int) -> SlotStatus:
-        """Wait until every server of the slot answers ``/health`` 200 ``tries`` times in a row.
-
-        Raises:
-            SlotStartError: A server process exited (crashed on start), or the slot was
-                not healthy within ``timeout_s``.
-        """
-        deadline = time.monotonic() + timeout_s
-        streak = 0
-        while True:
-            status = self.slot_status(color)
-            if status.running < self.endpoint.replicas:
-                raise SlotStartError(
-                    f"Slot {color} of endpoint {self.endpoint.name!r} exited while starting "
-                    f"({status.running}/{self.endpoint.replicas} running). Server output:\n"
-                    + self.slot_log_tail(color)
-                )
-            ok = all(http_get(a, "/health")[0] == 200 for a in status.addresses)
-            streak = streak + 1 if ok else 0
-            if streak >= tries:
-                return self.slot_status(color)
-            if time.monotonic() >= deadline:
-                raise SlotStartError(
-                    f"Slot {color} of endpoint {self.endpoint.name!r} was not healthy within "
-                    f"{timeout_s:g} s (GET /health). Server output:\n" + self.slot_log_tail(color)
-                )
-            time.sleep(0.1)
 
     def base_url(self) -> str:
         """The endpoint's URL as clients on this machine reach it."""

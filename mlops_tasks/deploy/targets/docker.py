@@ -48,30 +48,41 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
-from mlops_tasks.deploy.models import Color, SlotStatus
-from mlops_tasks.deploy.router import (
+from mlops_tasks.deploy.haproxy.binary import write_checked
+from mlops_tasks.deploy.haproxy.config import (
     BACKENDS,
+    BACKUP_SUFFIX,
     LIVE,
     MIRROR_LUA,
-    RouterClient,
     RouterConfig,
     render_config,
     with_server_state,
-    write_checked,
 )
+from mlops_tasks.deploy.haproxy.runtime import RouterClient
+from mlops_tasks.deploy.models import Color, SlotStatus
 from mlops_tasks.deploy.state import supervise_lock
 from mlops_tasks.deploy.targets.base import Target
+from mlops_tasks.deploy.targets.docker_options import (
+    ENDPOINT_LABEL,
+    REPLICA_LABEL,
+    ROLE_LABEL,
+    ROUTER_LIVE_PORT,
+    ROUTER_MOUNT,
+    ROUTER_PREVIEW_PORT,
+    SLOT_COMMAND,
+    SLOT_LABEL,
+    SLOT_LOG_MOUNT,
+    SLOT_PORT,
+    STATE_LABEL,
+    DockerTargetOptions,
+    engine_errors,
+)
 from mlops_tasks.deploy.targets.local import port_free
 from mlops_tasks.errors import (
     DeploymentError,
-    DockerUnavailableError,
     EndpointPortError,
     RouterConfigError,
     RouterError,
@@ -80,119 +91,9 @@ from mlops_tasks.errors import (
 )
 from mlops_tasks.settings import MlflowConfig
 
+__all__ = ["ENDPOINT_LABEL", "DockerTarget", "DockerTargetOptions"]
+
 logger = logging.getLogger(__name__)
-
-ENDPOINT_LABEL = "org.mlops-tasks.endpoint"
-STATE_LABEL = "org.mlops-tasks.endpoint-state"
-ROLE_LABEL = "org.mlops-tasks.role"
-SLOT_LABEL = "org.mlops-tasks.slot"
-REPLICA_LABEL = "org.mlops-tasks.replica"
-DEFAULT_ROUTER_IMAGE = "haproxy:lts"
-#: Where the router's state folder is mounted inside the router container.
-ROUTER_MOUNT = "/run/mlops-router"
-#: Ports HAProxy binds inside the router container (published on the endpoint's ports).
-ROUTER_LIVE_PORT, ROUTER_PREVIEW_PORT = 8080, 8081
-#: Port of the model server inside a slot container (containerize.SERVER_PORT).
-SLOT_PORT = 8080
-SLOT_LOG_MOUNT = "/var/lib/mlops/prediction-log"
-SLOT_COMMAND = ["/opt/venv/bin/python", "-m", "mlops_tasks.serving.cli"]
-
-
-def _env_pairs(variable: str) -> dict[str, str]:
-    raw = os.environ.get(variable, "")
-    pairs = [p.split("=", 1) for p in raw.split(",") if "=" in p]
-    return {k.strip(): v.strip() for k, v in pairs if k.strip()}
-
-
-class DockerTargetOptions(BaseModel):
-    """Settings of the docker target; each has an environment variable.
-
-    Options are read from the environment when an endpoint is first started and kept in
-    its ``docker.json``, so later runs (rollback, stop, describe) use the same ones; a
-    variable set later wins over the kept value.
-
-    Example:
-        ```python
-        opts = DockerTargetOptions(router_image="haproxy:3.0", base_image="python:3.11-slim")
-        ```
-    """
-
-    router_image: str = Field(
-        DEFAULT_ROUTER_IMAGE, description="HAProxy image of the router [MLOPS_DOCKER_ROUTER_IMAGE]."
-    )
-    base_image: str | None = Field(
-        None, description="FROM image of model images; default python:3.11-slim [MLOPS_DOCKER_BASE_IMAGE]."
-    )
-    engine_url: str | None = Field(None, description="Docker engine URL [DOCKER_HOST].")
-    labels: dict[str, str] = Field(
-        default_factory=dict, description="Extra labels on containers, network and images "
-        "[MLOPS_DOCKER_LABELS=k=v,k2=v2]."
-    )
-    allow_unverified: bool = Field(
-        False,
-        description="Run images that did not pass verify_model_image [MLOPS_DOCKER_ALLOW_UNVERIFIED=1].",
-    )
-    slot_env: dict[str, str] = Field(
-        default_factory=dict, description="Extra environment of the model-server containers "
-        "[MLOPS_DOCKER_SLOT_ENV=K=v,K2=v2]."
-    )
-    pull: bool = Field(True, description="Pull a missing router image (needs a registry).")
-
-    repository: str | None = Field(
-        None, description="Repository of the model images; default mlops-tasks/<model name>."
-    )
-    pinned: list[str] = Field(
-        default_factory=list, description="Fields set by a Deploy Target block: the environment does not "
-        "override them (argument > block > environment > default)."
-    )
-
-    @classmethod
-    def resolve(cls, saved: dict[str, Any] | None = None) -> DockerTargetOptions:
-        """Kept options overridden by the environment (except the fields a block pinned)."""
-        doc = dict(saved or {})
-        pinned = set(doc.get("pinned") or [])
-        env = os.environ
-        values: dict[str, Any] = {
-            "router_image": env.get("MLOPS_DOCKER_ROUTER_IMAGE"),
-            "base_image": env.get("MLOPS_DOCKER_BASE_IMAGE"),
-            "engine_url": env.get("DOCKER_HOST"),
-            "labels": _env_pairs("MLOPS_DOCKER_LABELS") if env.get("MLOPS_DOCKER_LABELS") else None,
-            "slot_env": _env_pairs("MLOPS_DOCKER_SLOT_ENV") if env.get("MLOPS_DOCKER_SLOT_ENV") else None,
-            "allow_unverified": (env["MLOPS_DOCKER_ALLOW_UNVERIFIED"].lower() in ("1", "true", "yes")
-                                 if env.get("MLOPS_DOCKER_ALLOW_UNVERIFIED") else None),
-        }
-        doc.update({k: v for k, v in values.items() if v is not None and k not in pinned})
-        return cls.model_validate(doc)
-
-    def pin(self, **values: Any) -> DockerTargetOptions:
-        """These options with ``values`` set and kept over the environment (a block's settings).
-
-        Example:
-            ```python
-            opts = DockerTargetOptions().pin(router_image="haproxy:3.0")
-            ```
-        """
-        given = {k: v for k, v in values.items() if v is not None}
-        return self.model_copy(update={**given, "pinned": sorted(set(self.pinned) | set(given))})
-
-
-@contextmanager
-def _engine(what: str, error: type[DeploymentError] = SlotStartError) -> Iterator[None]:
-    """Translate Docker SDK and connection errors into a typed deployment error."""
-    import docker
-    import requests
-
-    try:
-        yield
-    except DeploymentError:
-        raise
-    except (docker.errors.DockerException, requests.RequestException, ConnectionError,
-            DockerUnavailableError) as exc:
-        detail = getattr(exc, "explanation", None) or str(exc)
-        raise error(
-            f"The Docker engine failed to {what}: {detail}. Check that the engine runs (docker info), "
-            "then run the deployment again; blue keeps serving."
-        ) from exc
 
 
 class DockerTarget(Target):
@@ -287,11 +188,11 @@ class DockerTarget(Target):
         self.options_path.write_text(self.options.model_dump_json(indent=2), encoding="utf-8")
 
     def _containers(self, **labels: str) -> list[Any]:
-        with _engine("list the endpoint's containers", DeploymentError):
+        with engine_errors("list the endpoint's containers", DeploymentError):
             return self.client.containers.list(all=True, filters=self._filters(**labels))
 
     def _ensure_network(self) -> Any:
-        with _engine(f"create network {self.network_name}"):
+        with engine_errors(f"create network {self.network_name}"):
             found = [n for n in self.client.networks.list(names=[self.network_name])
                      if n.name == self.network_name]
             if found:
@@ -303,7 +204,7 @@ class DockerTarget(Target):
     def _remove_network_if_unused(self) -> None:
         if self._containers():
             return
-        with _engine(f"remove network {self.network_name}", DeploymentError):
+        with engine_errors(f"remove network {self.network_name}", DeploymentError):
             for net in self.client.networks.list(filters=self._filters()):
                 net.remove()
 
@@ -348,12 +249,12 @@ class DockerTarget(Target):
         image_id = None
         if marker.exists():
             try:
-                with _engine(f"look up image of {model_name} v{version}"):
+                with engine_errors(f"look up image of {model_name} v{version}"):
                     image_id = self.client.images.get(marker.read_text().strip()).id
             except (SlotStartError, docker.errors.ImageNotFound):
                 image_id = None
         if image_id is None:
-            with _engine(f"build the image of {model_name} v{version}"):
+            with engine_errors(f"build the image of {model_name} v{version}"):
                 ref = build_model_image(model_name, version, spec=self.image_spec(), engine=self.client,
                                         mlflow_config=mlflow_config)
             image_id = ref.image_id
@@ -395,7 +296,7 @@ class DockerTarget(Target):
         log_dir = self._log_dir()
         for i in range(1, self.endpoint.replicas + 1):
             name = self._name(f"{color}-{i}")
-            with _engine(f"start container {name} of slot {color}"):
+            with engine_errors(f"start container {name} of slot {color}"):
                 # No restart policy: a candidate that dies stays dead (see set_supervised).
                 self.client.containers.run(
                     handle,
@@ -417,7 +318,7 @@ class DockerTarget(Target):
         policy = self._restart_policy() if supervised else {"Name": "no", "MaximumRetryCount": 0}
         with supervise_lock(self.folder):
             for container in self._slot_containers(color):
-                with _engine(f"set the restart policy of {container.name}", DeploymentError):
+                with engine_errors(f"set the restart policy of {container.name}", DeploymentError):
                     container.update(restart_policy=policy)
 
     @staticmethod
@@ -451,19 +352,22 @@ class DockerTarget(Target):
         return None if container is None else self._supervision_view(container)
 
     def repoint(self, color: Color, replica: int, address: str) -> bool:
-        """Point server ``<color>_<replica>`` at ``address`` in every backend where it differs.
+        """Point server ``<color>_<replica>`` (and its backup twin) at ``address`` where it differs.
 
         A server in maintenance in backend ``live`` (a detached slot) is left alone.
         Returns True when something changed (the router's state is saved then).
         """
         name = f"{color}_{replica}"
-        states = [s for s in self.router.servers() if s.name == name]
-        live = next((s for s in states if s.backend == LIVE), None)
+        twin = f"{name}{BACKUP_SUFFIX}"
+        states = [s for s in self.router.servers() if s.name in (name, twin)]
+        live = next((s for s in states if s.backend == LIVE and s.name == name), None)
         if live is None or live.status.startswith("MAINT") or all(s.address == address for s in states):
             return False
         host, port = address.rsplit(":", 1)
         for backend in BACKENDS:
             self.router.set_addr(backend, name, host, int(port))
+        if any(s.name == twin for s in states):  # the backup twin in backend live follows it
+            self.router.set_addr(LIVE, twin, host, int(port))
         self.router.save_state()
         logger.info("Endpoint %s: server %s re-pointed to %s", self.endpoint.name, name, address)
         return True
@@ -499,7 +403,7 @@ class DockerTarget(Target):
 
     def _stop_slot(self, color: Color, grace_s: float) -> None:
         for container in self._slot_containers(color):
-            with _engine(f"stop container {container.name}", DeploymentError):
+            with engine_errors(f"stop container {container.name}", DeploymentError):
                 try:
                     if container.status == "running":
                         container.stop(timeout=max(1, int(grace_s)))
@@ -515,7 +419,7 @@ class DockerTarget(Target):
         out = []
         try:
             for container in self._slot_containers(color):
-                with _engine(f"read the log of {container.name}"):
+                with engine_errors(f"read the log of {container.name}"):
                     text = container.logs(tail=lines).decode(errors="replace")
                 out.append(f"[{container.name}, {container.status}]\n{text.rstrip()}")
         except DeploymentError as exc:
@@ -538,7 +442,7 @@ class DockerTarget(Target):
 
     def _run_router_image(self, args: list[str], what: str) -> tuple[int, str]:
         """Run the router image once with ``args`` (router folder mounted); exit code and output."""
-        with _engine(what, RouterError):
+        with engine_errors(what, RouterError):
             container = self.client.containers.run(
                 self._router_image(), entrypoint=["haproxy"], command=args, detach=True,
                 user=f"{os.getuid()}:{os.getgid()}", network_mode="none",
@@ -555,7 +459,7 @@ class DockerTarget(Target):
         import docker
 
         image = self.options.router_image
-        with _engine(f"find router image {image}", RouterError):
+        with engine_errors(f"find router image {image}", RouterError):
             try:
                 self.client.images.get(image)
                 return image
@@ -694,7 +598,7 @@ class DockerTarget(Target):
         name = self._name("router")
         container = None
         try:
-            with _engine(f"start router container {name}", RouterError):
+            with engine_errors(f"start router container {name}", RouterError):
                 container = self.client.containers.create(
                     image, entrypoint=["haproxy"],
                     command=["-W", "-db", "-f", f"{ROUTER_MOUNT}/haproxy.cfg"],
@@ -718,7 +622,7 @@ class DockerTarget(Target):
                     raise
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                with _engine(f"watch router container {name}", RouterError):
+                with engine_errors(f"watch router container {name}", RouterError):
                     container.reload()
                 if container.status in ("exited", "dead", "restarting"):
                     tail = container.logs(tail=10).decode(errors="replace")
@@ -746,7 +650,7 @@ class DockerTarget(Target):
         if container is None or container.status != "running":
             raise RouterError("The router does not run; nothing to reload.")
         before = self.router.info().get("Pid")
-        with _engine("signal the router to reload", RouterError):
+        with engine_errors("signal the router to reload", RouterError):
             container.kill(signal="SIGUSR2")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -754,7 +658,7 @@ class DockerTarget(Target):
                 if self.router.info().get("Pid") not in (None, before):
                     stop_by = time.monotonic() + 35  # hard-stop-after 30 s
                     while time.monotonic() < stop_by:
-                        with _engine("list the router's processes", RouterError):
+                        with engine_errors("list the router's processes", RouterError):
                             procs = container.top().get("Processes") or []
                         if len(procs) <= 2:  # the master and the new worker
                             return
@@ -767,7 +671,7 @@ class DockerTarget(Target):
 
     def _remove_router(self) -> None:
         for container in self._containers(**{ROLE_LABEL: "router"}):
-            with _engine(f"remove router container {container.name}", RouterError):
+            with engine_errors(f"remove router container {container.name}", RouterError):
                 container.remove(force=True)
 
     def stop_router(self) -> None:

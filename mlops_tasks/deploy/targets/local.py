@@ -34,21 +34,24 @@ import sys
 import time
 from pathlib import Path
 
+from mlops_tasks.deploy.haproxy.binary import haproxy_binary, haproxy_version, write_checked
+from mlops_tasks.deploy.haproxy.config import MIRROR_LUA, RouterConfig, render_config, with_server_state
+from mlops_tasks.deploy.haproxy.runtime import RouterClient
 from mlops_tasks.deploy.models import Color, SlotStatus
-from mlops_tasks.deploy.router import (
-    MIRROR_LUA,
-    RouterClient,
-    RouterConfig,
-    haproxy_binary,
-    haproxy_version,
-    render_config,
-    with_server_state,
-    write_checked,
-)
 from mlops_tasks.deploy.state import supervise_lock
 from mlops_tasks.deploy.targets.base import Target
 from mlops_tasks.errors import EndpointPortError, ModelLoadError, RouterError, SlotStartError
 from mlops_tasks.settings import MlflowConfig
+
+__all__ = [
+    "LocalTarget",
+    "cmdline",
+    "pick_port",
+    "pid_alive",
+    "port_free",
+    "terminate",
+    "write_json_atomic",
+]
 
 
 def pid_alive(pid: int) -> bool:
