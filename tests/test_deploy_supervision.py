@@ -273,7 +273,9 @@ def test_events_reach_prefect_when_its_api_url_is_set(prefect_harness, tmp_path)
     code = (
         "import sys; from pathlib import Path\n"
         "from mlops_tasks.deploy.watchdog import UNHEALTHY, emit_endpoint_event\n"
-        f"emit_endpoint_event(Path(sys.argv[1]), UNHEALTHY, {name!r}, 'router', 'test', 2, True)\n"
+        "from mlops_tasks.endpoint_events import emit_prefect_endpoint_event\n"
+        f"emit_endpoint_event(Path(sys.argv[1]), UNHEALTHY, {name!r}, 'router', 'test', 2, True,\n"
+        "                    emitter=emit_prefect_endpoint_event)\n"
         "from prefect.events.worker import EventsWorker\n"
         "EventsWorker.drain_all(timeout=30)\n"
     )

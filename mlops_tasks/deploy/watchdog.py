@@ -1,8 +1,9 @@
 """The per-endpoint watchdog: live slots and the router come back by themselves.
 
-One small process per endpoint (``python -m mlops_tasks.deploy.watchdog --endpoint
-NAME``), started detached by the target whenever the router is ensured and stopped
-first by ``stop_router`` (so it never fights a deliberate stop). Every
+One small process per endpoint (``python -m mlops_tasks.endpoint_events --endpoint
+NAME``, the edge entry point that adds the Prefect emitter), started detached by the
+target whenever the router is ensured and stopped first by ``stop_router`` (so it never
+fights a deliberate stop). Every
 :attr:`SupervisionPolicy.interval_s` it takes the endpoint's ``supervise.lock``
 (:func:`~mlops_tasks.deploy.state.supervise_lock`, the same lock the target holds
 while it starts or stops a slot or the router) and checks:
@@ -25,8 +26,10 @@ Restarts back off (``backoff_s``, doubled for each restart within ``window_s``) 
 after ``max_restarts`` within the window; the next deployment (which starts a fresh
 watchdog) tries again. Every down and up is an event (:func:`emit_endpoint_event`):
 ``mlops.endpoint.unhealthy`` / ``mlops.endpoint.recovered``, appended to
-``<endpoint folder>/events.jsonl``, logged, and sent to Prefect when ``PREFECT_API_URL``
-is set.
+``<endpoint folder>/events.jsonl``, logged, and passed to the watchdog's emitter (the
+process sends them to Prefect when ``PREFECT_API_URL`` is set; this module never imports
+Prefect). Policy, events and starting/stopping live in :mod:`mlops_tasks.deploy.supervision`
+(re-exported here).
 """
 
 from __future__ import annotations
@@ -36,178 +39,30 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from mlops_tasks.deploy.models import COLORS, EndpointSpec
+from mlops_tasks.deploy.processes import cmdline, pid_alive
 from mlops_tasks.deploy.state import endpoint_dir, supervise_lock
-from mlops_tasks.deploy.targets.local import cmdline, pid_alive, terminate
+from mlops_tasks.deploy.supervision import (
+    CONFIG_FILE,
+    PID_FILE,
+    RECOVERED,
+    UNHEALTHY,
+    EndpointEventEmitter,
+    SupervisionPolicy,
+    emit_endpoint_event,
+    read_events,
+    start_watchdog,
+    stop_watchdog,
+    watchdog_pid,
+)
 from mlops_tasks.errors import DeploymentError, EndpointBusyError
 
 logger = logging.getLogger(__name__)
-
-UNHEALTHY = "mlops.endpoint.unhealthy"
-RECOVERED = "mlops.endpoint.recovered"
-WATCHDOG_MODULE = "mlops_tasks.deploy.watchdog"
-PID_FILE = "watchdog.pid"
-CONFIG_FILE = "supervisor.json"
-EVENTS_FILE = "events.jsonl"
-
-
-class SupervisionPolicy(BaseModel):
-    """How often the watchdog looks and how hard it tries; each field has an environment variable.
-
-    Example:
-        ```python
-        policy = SupervisionPolicy(max_restarts=3, window_s=60)
-        assert policy.delay(2) == 2.0
-        ```
-    """
-
-    interval_s: float = Field(0.5, gt=0, description="Check period [MLOPS_WATCHDOG_INTERVAL_S].")
-    backoff_s: float = Field(
-        0.5, ge=0,
-        description="Wait before the first restart, doubled per restart [MLOPS_WATCHDOG_BACKOFF_S].",
-    )
-    max_restarts: int = Field(
-        5, ge=1, description="Restarts within window_s before giving up; also Docker's "
-        "MaximumRetryCount [MLOPS_WATCHDOG_MAX_RESTARTS]."
-    )
-    window_s: float = Field(300.0, gt=0, description="Window of max_restarts [MLOPS_WATCHDOG_WINDOW_S].")
-
-    @classmethod
-    def from_env(cls) -> SupervisionPolicy:
-        """Defaults overridden by ``MLOPS_WATCHDOG_*`` variables."""
-        from mlops_tasks.settings import get_settings
-
-        settings = get_settings()
-        values = {name: getattr(settings, f"watchdog_{name}") for name in cls.model_fields}
-        return cls.model_validate({k: v for k, v in values.items() if v is not None})
-
-    def delay(self, restarts: int) -> float:
-        """Back-off before restart number ``restarts + 1`` (0.5, 1, 2, 4 ... s by default)."""
-        return self.backoff_s * (2 ** restarts)
-
-
-# -- events -----------------------------------------------------------------------------------
-
-
-def emit_endpoint_event(
-    folder: Path, event: str, endpoint: str, what: str, reason: str, restarts: int = 0,
-    gave_up: bool = False,
-) -> dict[str, Any]:
-    """Record one supervision event: ``events.jsonl``, the log, and Prefect when configured.
-
-    Prefect is imported only when ``PREFECT_API_URL`` is set (the watchdog runs without
-    it); the event's resource is ``mlops.endpoint.<endpoint>`` with the labels
-    ``mlops.endpoint.what`` and ``mlops.endpoint.gave-up``, so an automation can page
-    someone on ``mlops.endpoint.unhealthy`` (or only when it gave up).
-
-    Returns:
-        The event document written.
-
-    Example:
-        ```python
-        emit_endpoint_event(endpoint_dir("churn"), UNHEALTHY, "churn", "slot blue replica 1",
-                            "process 4242 exited")
-        ```
-    """
-    doc = {"event": event, "time": datetime.now(UTC).isoformat(), "endpoint": endpoint,
-           "what": what, "reason": reason, "restarts": restarts, "gave_up": gave_up}
-    with open(folder / EVENTS_FILE, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(doc) + "\n")
-    level = logging.WARNING if event == UNHEALTHY else logging.INFO
-    logger.log(level, "%s endpoint=%s what=%s reason=%s restarts=%d gave_up=%s",
-               event, endpoint, what, reason, restarts, gave_up)
-    if os.environ.get("PREFECT_API_URL"):
-        try:
-            from prefect.events import emit_event
-
-            emit_event(
-                event=event,
-                resource={"prefect.resource.id": f"mlops.endpoint.{endpoint}",
-                          "prefect.resource.name": endpoint, "mlops.endpoint.what": what,
-                          "mlops.endpoint.gave-up": str(gave_up).lower()},
-                payload={k: doc[k] for k in ("endpoint", "what", "reason", "restarts", "gave_up")},
-            )
-        except Exception as exc:  # the file and the log have it; Prefect is best effort
-            logger.warning("Event %s not sent to Prefect: %s", event, exc)
-    return doc
-
-
-def read_events(name: str) -> list[dict[str, Any]]:
-    """Supervision events of an endpoint, oldest first.
-
-    Example:
-        ```python
-        unhealthy = [e for e in read_events("churn") if e["event"] == UNHEALTHY]
-        ```
-    """
-    path = endpoint_dir(name) / EVENTS_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-# -- starting and stopping the watchdog -------------------------------------------------------
-
-
-def watchdog_pid(folder: Path) -> int | None:
-    """Pid of the endpoint's running watchdog, or ``None``."""
-    try:
-        pid = int((folder / PID_FILE).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if pid_alive(pid) and WATCHDOG_MODULE in cmdline(pid) else None
-
-
-def start_watchdog(folder: Path, kind: str, spec: EndpointSpec) -> int:
-    """(Re)start the endpoint's watchdog, detached in its own session; return its pid.
-
-    A running one is stopped first, so each deployment starts with fresh back-off
-    counters. The caller holds :func:`~mlops_tasks.deploy.state.supervise_lock`.
-
-    Example:
-        ```python
-        start_watchdog(target.folder, target.kind, target.endpoint)
-        ```
-    """
-    stop_watchdog(folder)
-    (folder / CONFIG_FILE).write_text(
-        json.dumps({"kind": kind, "spec": spec.model_dump()}), encoding="utf-8"
-    )
-    log = folder / "logs" / "watchdog.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", WATCHDOG_MODULE, "--endpoint", spec.name],
-            stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=folder,
-        )
-    (folder / PID_FILE).write_text(str(proc.pid), encoding="utf-8")
-    return proc.pid
-
-
-def stop_watchdog(folder: Path) -> None:
-    """Stop the endpoint's watchdog (by its pid file) and forget it.
-
-    Example:
-        ```python
-        stop_watchdog(target.folder)
-        ```
-    """
-    pid = watchdog_pid(folder)
-    if pid is not None:
-        terminate([pid], 5)
-    (folder / PID_FILE).unlink(missing_ok=True)
-
 
 # -- the checks -------------------------------------------------------------------------------
 
@@ -234,7 +89,8 @@ class Watchdog:
         ```
     """
 
-    def __init__(self, name: str, policy: SupervisionPolicy | None = None) -> None:
+    def __init__(self, name: str, policy: SupervisionPolicy | None = None,
+                 emitter: EndpointEventEmitter | None = None) -> None:
         from mlops_tasks.deploy.targets import get_target
 
         self.folder = endpoint_dir(name)
@@ -242,6 +98,7 @@ class Watchdog:
         self.target = get_target(doc["kind"], EndpointSpec.model_validate(doc["spec"]))
         self.name = name
         self.policy = policy or SupervisionPolicy.from_env()
+        self.emitter = emitter
         self.memory: dict[str, _Watch] = {}
 
     def _watch(self, what: str, token: str) -> _Watch:
@@ -251,7 +108,8 @@ class Watchdog:
         return state
 
     def _event(self, event: str, what: str, reason: str, state: _Watch) -> None:
-        emit_endpoint_event(self.folder, event, self.name, what, reason, len(state.restarts), state.gave_up)
+        emit_endpoint_event(self.folder, event, self.name, what, reason, len(state.restarts), state.gave_up,
+                            emitter=self.emitter)
 
     def run(self) -> None:
         """Check every ``interval_s`` until the pid file names another process."""
@@ -391,26 +249,32 @@ def _http_ok(address: str) -> bool:
     return http_get(address, "/health", timeout_s=1.0)[0] == 200
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, emitter: EndpointEventEmitter | None = None,
+         prog: str = "python -m mlops_tasks.deploy.watchdog") -> int:
     """``python -m mlops_tasks.deploy.watchdog --endpoint NAME``: run until stopped.
+
+    Without ``emitter`` (as ``python -m mlops_tasks.deploy.watchdog``) events go to
+    ``events.jsonl`` and the log only; the process the targets start
+    (:func:`mlops_tasks.endpoint_events.main`) passes the Prefect emitter.
 
     Example:
         ```python
         main(["--endpoint", "churn"])  # blocks; the target starts it detached
         ```
     """
-    parser = argparse.ArgumentParser(prog="python -m mlops_tasks.deploy.watchdog")
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--endpoint", required=True, help="Endpoint name.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    Watchdog(args.endpoint).run()
+    Watchdog(args.endpoint, emitter=emitter).run()
     return 0
 
 
 __all__ = [
     "RECOVERED",
     "UNHEALTHY",
+    "EndpointEventEmitter",
     "SupervisionPolicy",
     "Watchdog",
     "emit_endpoint_event",

@@ -150,13 +150,13 @@ class Target(SlotRunner):
 
     def start_watchdog(self) -> int:
         """(Re)start the endpoint's watchdog (:mod:`mlops_tasks.deploy.watchdog`); its pid."""
-        from mlops_tasks.deploy.watchdog import start_watchdog
+        from mlops_tasks.deploy.supervision import start_watchdog
 
         return start_watchdog(self.folder, self.kind, self.endpoint)
 
     def stop_watchdog(self) -> None:
         """Stop the endpoint's watchdog; ``stop_router`` calls it first."""
-        from mlops_tasks.deploy.watchdog import stop_watchdog
+        from mlops_tasks.deploy.supervision import stop_watchdog
 
         stop_watchdog(self.folder)
 

@@ -28,7 +28,7 @@ owner only. The host reaches the slots on their network addresses (health checks
 the bake guard's ``/metrics``); clients use the published ports.
 
 Supervision: the router container has the restart policy ``on-failure`` (at most
-:attr:`~mlops_tasks.deploy.watchdog.SupervisionPolicy.max_restarts` restarts); a slot's
+:attr:`~mlops_tasks.deploy.supervision.SupervisionPolicy.max_restarts` restarts); a slot's
 containers get it when the slot is supervised (:meth:`DockerTarget.set_supervised`,
 through ``container.update``) and lose it before it is retired, so a candidate that
 dies stays dead. The endpoint's watchdog (:mod:`mlops_tasks.deploy.watchdog`) reports
@@ -323,7 +323,7 @@ class DockerTarget(Target):
 
     @staticmethod
     def _restart_policy() -> dict[str, Any]:
-        from mlops_tasks.deploy.watchdog import SupervisionPolicy
+        from mlops_tasks.deploy.supervision import SupervisionPolicy
 
         return {"Name": "on-failure", "MaximumRetryCount": SupervisionPolicy.from_env().max_restarts}
 

@@ -38,6 +38,7 @@ from mlops_tasks.deploy.haproxy.binary import haproxy_binary, haproxy_version, w
 from mlops_tasks.deploy.haproxy.config import MIRROR_LUA, RouterConfig, render_config, with_server_state
 from mlops_tasks.deploy.haproxy.runtime import RouterClient
 from mlops_tasks.deploy.models import Color, SlotStatus
+from mlops_tasks.deploy.processes import cmdline, pid_alive, session_members, terminate
 from mlops_tasks.deploy.state import supervise_lock
 from mlops_tasks.deploy.targets.base import Target
 from mlops_tasks.errors import EndpointPortError, ModelLoadError, RouterError, SlotStartError
@@ -52,30 +53,6 @@ __all__ = [
     "terminate",
     "write_json_atomic",
 ]
-
-
-def pid_alive(pid: int) -> bool:
-    """The process exists and is not a zombie (reaps it when it is our exited child)."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (FileNotFoundError, IndexError, ProcessLookupError):
-        return False
-
-
-def cmdline(pid: int) -> str:
-    """The process's command line, arguments joined by spaces (``""`` when it is gone)."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def port_free(host: str, port: int) -> bool:
@@ -102,40 +79,6 @@ def write_json_atomic(path: Path, doc: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc), encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _session_members(sid: int) -> list[int]:
-    """Pids of the processes in session ``sid`` (HAProxy's workers share their master's)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text(errors="replace").rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 3 and fields[3] == str(sid) and fields[0] not in ("Z", "X"):
-            out.append(int(entry.name))
-    return out
-
-
-def _signal_and_wait(pids: list[int], sig: signal.Signals, wait_s: float) -> None:
-    """Send ``sig`` to each live pid, then wait up to ``wait_s`` for all of them to exit."""
-    for pid in pids:
-        if pid_alive(pid):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + wait_s
-    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def terminate(pids: list[int], grace_s: float) -> None:
-    """SIGTERM, wait up to ``grace_s``, then SIGKILL what is left (by pid only)."""
-    _signal_and_wait(pids, signal.SIGTERM, grace_s)
-    _signal_and_wait(pids, signal.SIGKILL, 5)
 
 
 class LocalTarget(Target):
@@ -426,7 +369,7 @@ class LocalTarget(Target):
         """
         old = self.router_master_pid()
         if old is not None:
-            terminate([p for p in _session_members(old) if "haproxy" in cmdline(p)], 2)
+            terminate([p for p in session_members(old) if "haproxy" in cmdline(p)], 2)
         deadline = time.monotonic() + 5
         while not all(port_free(self.endpoint.host, p) for p in (self.endpoint.port, self.endpoint.preview)):
             if time.monotonic() > deadline:
