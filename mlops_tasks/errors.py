@@ -284,6 +284,8 @@ class ImageVerificationError(ContainerizeError):
     def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
         self.report = report
+
+
 # --- added by drift ---
 
 
@@ -297,6 +299,8 @@ class ReferenceDataNotFoundError(DriftError, DataError):
 
 class NoCommonColumnsError(DriftError, SchemaError):
     """Reference and current data share no feature column, so nothing can be compared."""
+
+
 # --- added by deploy ---
 
 

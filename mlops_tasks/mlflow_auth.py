@@ -111,8 +111,7 @@ def authorization_for(url: str) -> str | None:
     if target is None:
         return None
     with _lock:
-        matches = [server for server in _headers
-                   if target == server or target.startswith(server + "/")]
+        matches = [server for server in _headers if target == server or target.startswith(server + "/")]
         return _headers[max(matches, key=len)] if matches else None
 
 

@@ -73,12 +73,15 @@ class SupervisionPolicy(BaseModel):
 
     interval_s: float = Field(0.5, gt=0, description="Check period [MLOPS_WATCHDOG_INTERVAL_S].")
     backoff_s: float = Field(
-        0.5, ge=0,
+        0.5,
+        ge=0,
         description="Wait before the first restart, doubled per restart [MLOPS_WATCHDOG_BACKOFF_S].",
     )
     max_restarts: int = Field(
-        5, ge=1, description="Restarts within window_s before giving up; also Docker's "
-        "MaximumRetryCount [MLOPS_WATCHDOG_MAX_RESTARTS]."
+        5,
+        ge=1,
+        description="Restarts within window_s before giving up; also Docker's "
+        "MaximumRetryCount [MLOPS_WATCHDOG_MAX_RESTARTS].",
     )
     window_s: float = Field(300.0, gt=0, description="Window of max_restarts [MLOPS_WATCHDOG_WINDOW_S].")
 
@@ -93,14 +96,19 @@ class SupervisionPolicy(BaseModel):
 
     def delay(self, restarts: int) -> float:
         """Back-off before restart number ``restarts + 1`` (0.5, 1, 2, 4 ... s by default)."""
-        return self.backoff_s * (2 ** restarts)
+        return self.backoff_s * (2**restarts)
 
 
 # -- events -----------------------------------------------------------------------------------
 
 
 def emit_endpoint_event(
-    folder: Path, event: str, endpoint: str, what: str, reason: str, restarts: int = 0,
+    folder: Path,
+    event: str,
+    endpoint: str,
+    what: str,
+    reason: str,
+    restarts: int = 0,
     gave_up: bool = False,
 ) -> dict[str, Any]:
     """Record one supervision event: ``events.jsonl``, the log, and Prefect when configured.
@@ -119,22 +127,40 @@ def emit_endpoint_event(
                             "process 4242 exited")
         ```
     """
-    doc = {"event": event, "time": datetime.now(UTC).isoformat(), "endpoint": endpoint,
-           "what": what, "reason": reason, "restarts": restarts, "gave_up": gave_up}
+    doc = {
+        "event": event,
+        "time": datetime.now(UTC).isoformat(),
+        "endpoint": endpoint,
+        "what": what,
+        "reason": reason,
+        "restarts": restarts,
+        "gave_up": gave_up,
+    }
     with open(folder / EVENTS_FILE, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(doc) + "\n")
     level = logging.WARNING if event == UNHEALTHY else logging.INFO
-    logger.log(level, "%s endpoint=%s what=%s reason=%s restarts=%d gave_up=%s",
-               event, endpoint, what, reason, restarts, gave_up)
+    logger.log(
+        level,
+        "%s endpoint=%s what=%s reason=%s restarts=%d gave_up=%s",
+        event,
+        endpoint,
+        what,
+        reason,
+        restarts,
+        gave_up,
+    )
     if os.environ.get("PREFECT_API_URL"):
         try:
             from prefect.events import emit_event
 
             emit_event(
                 event=event,
-                resource={"prefect.resource.id": f"mlops.endpoint.{endpoint}",
-                          "prefect.resource.name": endpoint, "mlops.endpoint.what": what,
-                          "mlops.endpoint.gave-up": str(gave_up).lower()},
+                resource={
+                    "prefect.resource.id": f"mlops.endpoint.{endpoint}",
+                    "prefect.resource.name": endpoint,
+                    "mlops.endpoint.what": what,
+                    "mlops.endpoint.gave-up": str(gave_up).lower(),
+                },
                 payload={k: doc[k] for k in ("endpoint", "what", "reason", "restarts", "gave_up")},
             )
         except Exception as exc:  # the file and the log have it; Prefect is best effort
@@ -180,16 +206,17 @@ def start_watchdog(folder: Path, kind: str, spec: EndpointSpec) -> int:
         ```
     """
     stop_watchdog(folder)
-    (folder / CONFIG_FILE).write_text(
-        json.dumps({"kind": kind, "spec": spec.model_dump()}), encoding="utf-8"
-    )
+    (folder / CONFIG_FILE).write_text(json.dumps({"kind": kind, "spec": spec.model_dump()}), encoding="utf-8")
     log = folder / "logs" / "watchdog.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", WATCHDOG_MODULE, "--endpoint", spec.name],
-            stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=folder,
         )
     (folder / PID_FILE).write_text(str(proc.pid), encoding="utf-8")
     return proc.pid
@@ -281,8 +308,7 @@ class Watchdog:
 
     # -- local: the watchdog restarts -----------------------------------------------------------
 
-    def _step(self, what: str, state: _Watch, alive: bool, healthy: bool, reason: str,
-              revive: Any) -> None:
+    def _step(self, what: str, state: _Watch, alive: bool, healthy: bool, reason: str, revive: Any) -> None:
         """Advance one thing's state: report down/up, restart with back-off, give up."""
         now = time.monotonic()
         if alive:
@@ -299,8 +325,12 @@ class Watchdog:
         recent = [t for t in state.restarts if now - t < self.policy.window_s]
         if len(recent) >= self.policy.max_restarts:
             state.gave_up = True
-            self._event(UNHEALTHY, what, f"gave up after {len(recent)} restarts within "
-                                         f"{self.policy.window_s:g} s ({reason})", state)
+            self._event(
+                UNHEALTHY,
+                what,
+                f"gave up after {len(recent)} restarts within {self.policy.window_s:g} s ({reason})",
+                state,
+            )
             return
         if state.next_try is None:
             state.next_try = now + self.policy.delay(len(recent))
@@ -322,8 +352,14 @@ class Watchdog:
         if master is not None:  # no pid file: the router was stopped on purpose (or never ran)
             state = self._watch("router", "router")
             alive = pid_alive(master) and "haproxy" in cmdline(master)
-            self._step("router", state, alive, alive and target.router.alive(),
-                       f"HAProxy master {master} is not running", target.revive_router)
+            self._step(
+                "router",
+                state,
+                alive,
+                alive and target.router.alive(),
+                f"HAProxy master {master} is not running",
+                target.revive_router,
+            )
         for color in COLORS:
             doc = target.read_slot(color)
             if doc is None or not doc.get("supervised"):
@@ -334,13 +370,27 @@ class Watchdog:
                 state = self._watch(what, token)
                 alive = pid_alive(pid) and "mlops_tasks.serving" in cmdline(pid)
                 healthy = alive and _http_ok(f"127.0.0.1:{port}")
-                self._step(what, state, alive, healthy, f"model server {pid} on port {port} is not running",
-                           lambda c=color, n=i: target.revive_replica(c, n))
+                self._step(
+                    what,
+                    state,
+                    alive,
+                    healthy,
+                    f"model server {pid} on port {port} is not running",
+                    lambda c=color, n=i: target.revive_replica(c, n),
+                )
 
     # -- docker: Docker restarts, the watchdog watches and re-points ------------------------
 
-    def _observe(self, what: str, state: _Watch, running: bool, healthy: bool, restart_count: int,
-                 exhausted: bool, exit_code: Any) -> None:
+    def _observe(
+        self,
+        what: str,
+        state: _Watch,
+        running: bool,
+        healthy: bool,
+        restart_count: int,
+        exhausted: bool,
+        exit_code: Any,
+    ) -> None:
         if state.seen_restart_count is None:
             state.seen_restart_count = restart_count
         if restart_count > state.seen_restart_count or not running:
@@ -348,12 +398,17 @@ class Watchdog:
             state.seen_restart_count = restart_count
             if state.down_since is None:
                 state.down_since = time.monotonic()
-                self._event(UNHEALTHY, what, f"container exited (code {exit_code}); Docker restarts it",
-                            state)
+                self._event(
+                    UNHEALTHY, what, f"container exited (code {exit_code}); Docker restarts it", state
+                )
         if not running and exhausted and not state.gave_up:
             state.gave_up = True
-            self._event(UNHEALTHY, what, f"Docker gave up after {restart_count} restarts "
-                                         f"(exit code {exit_code})", state)
+            self._event(
+                UNHEALTHY,
+                what,
+                f"Docker gave up after {restart_count} restarts (exit code {exit_code})",
+                state,
+            )
         if running and healthy and state.down_since is not None:
             self._event(RECOVERED, what, f"back after {time.monotonic() - state.down_since:.1f} s", state)
             state.down_since = None
@@ -368,8 +423,15 @@ class Watchdog:
         if router is not None:
             state = self._watch("router", router["id"])
             running = router["status"] == "running"
-            self._observe("router", state, running, running and target.router.alive(),
-                          router["restart_count"], router["exhausted"], router["exit_code"])
+            self._observe(
+                "router",
+                state,
+                running,
+                running and target.router.alive(),
+                router["restart_count"],
+                router["exhausted"],
+                router["exit_code"],
+            )
         router_up = target.router_running()
         for color in COLORS:
             for replica in target.slot_container_states(color):
@@ -381,8 +443,15 @@ class Watchdog:
                     target.repoint(color, replica["replica"], replica["address"])
                 if replica["supervised"]:
                     what = f"slot {color} replica {replica['replica']}"
-                    self._observe(what, self._watch(what, replica["id"]), running, healthy,
-                                  replica["restart_count"], replica["exhausted"], replica["exit_code"])
+                    self._observe(
+                        what,
+                        self._watch(what, replica["id"]),
+                        running,
+                        healthy,
+                        replica["restart_count"],
+                        replica["exhausted"],
+                        replica["exit_code"],
+                    )
 
 
 def _http_ok(address: str) -> bool:
