@@ -119,6 +119,7 @@ class SettingsAuth(AuthBase):
     """``requests`` auth that sets the recorded credentials of the request's server."""
 
     def __call__(self, request: Any) -> Any:
+        """Set the ``Authorization`` header when credentials are recorded for the URL's server."""
         header = authorization_for(request.url or "")
         if header is not None:
             request.headers["Authorization"] = header

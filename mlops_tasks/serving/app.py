@@ -411,6 +411,7 @@ class ModelServerApp:
     # -- ASGI adapter -----------------------------------------------------------------
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Serve one ASGI connection (``http`` and ``lifespan`` scopes)."""
         kind = scope["type"]
         if kind == "http":
             await self._asgi_http(scope, receive, send)

@@ -1,8 +1,8 @@
-"""``mlops-serve``: run the model server as one process.
+r"""``mlops-serve``: run the model server as one process.
 
 Every flag has an environment variable (the flag wins)::
 
-    mlops-serve --model-uri models:/churn@champion --port 8080 \\
+    mlops-serve --model-uri models:/churn@champion --port 8080 \
         --instance-name blue --log-sink s3://ml-logs/churn
 """
 
