@@ -19,7 +19,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: install demo stop serve prefect-deploy docker-pool test docs lint lock clean
+.PHONY: install demo stop serve prefect-deploy docker-pool test check docs lint lock clean
 
 install: $(STAMP)
 
@@ -65,16 +65,25 @@ docker-pool: install
 		$(PY) -m prefect work-pool create mlops-docker --type docker
 	$(PY) -m deployments.docker_pool deploy --base-image $(BASE_IMAGE)
 
-## make test: the whole test suite (installs and starts Docker, HAProxy and friends when missing)
-test: install
+## make test: the code checks (`make check`), then the whole test suite (installs and starts Docker,
+## HAProxy and friends when missing)
+test: install check
 	bash scripts/ensure-system.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## make check: ruff lint (incl. Google-style docstrings on the public API), ruff format check
+CHECK_PATHS := mlops_tasks flows deployments tests bench
+check: install
+	$(VENV)/bin/ruff check $(CHECK_PATHS)
+	$(VENV)/bin/ruff format --check $(CHECK_PATHS)
+#	Import-layer contracts: enable once mlops_tasks.deploy keeps them (today cores-without-prefect
+#	and no-cycles fail on deploy.watchdog -> prefect and deploy.targets <-> deploy.watchdog).
+#	$(VENV)/bin/lint-imports
 
 docs: install
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
-lint: install
-	$(VENV)/bin/ruff check mlops_tasks flows deployments tests bench
+lint: check
 
 ## make lock: re-resolve dependencies and rewrite constraints.txt (run the tests after)
 lock:

@@ -64,8 +64,11 @@ def run(kind: str, rate: float, settle: float) -> dict[str, float]:
 
     root = Path(tempfile.mkdtemp(prefix="bench-bluegreen-"))
     os.environ["MLOPS_STATE_DIR"] = str(root / "state")
-    cfg = MlflowConfig(tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-                       artifact_location=(root / "artifacts").as_uri(), experiment_name="bench")
+    cfg = MlflowConfig(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_location=(root / "artifacts").as_uri(),
+        experiment_name="bench",
+    )
     frame = make_churn_data(2000, seed=5)
     x, y = features(frame), frame[TARGET]
     resolved = resolve_mlflow_config(cfg)
@@ -77,8 +80,9 @@ def run(kind: str, rate: float, settle: float) -> dict[str, float]:
     fast = RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0)
     smoke = x.tail(50)
     t0 = time.monotonic()
-    deploy_blue_green("bench-churn", v1, endpoint=endpoint, rollout=fast, target=kind,
-                      smoke_rows=smoke, mlflow_config=cfg)
+    deploy_blue_green(
+        "bench-churn", v1, endpoint=endpoint, rollout=fast, target=kind, smoke_rows=smoke, mlflow_config=cfg
+    )
     first_deploy_s = time.monotonic() - t0
     bodies = [body_for(x.iloc[[i]]) for i in range(300)]
     marks: dict[str, float] = {}
@@ -93,9 +97,18 @@ def run(kind: str, rate: float, settle: float) -> dict[str, float]:
                 marks.setdefault(step, time.monotonic())
 
             warm = RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=120)
-            deployer = threading.Thread(target=lambda: deploy_blue_green(
-                "bench-churn", v2, endpoint=endpoint, rollout=warm, target=kind, smoke_rows=smoke,
-                mlflow_config=cfg, listener=listen))
+            deployer = threading.Thread(
+                target=lambda: deploy_blue_green(
+                    "bench-churn",
+                    v2,
+                    endpoint=endpoint,
+                    rollout=warm,
+                    target=kind,
+                    smoke_rows=smoke,
+                    mlflow_config=cfg,
+                    listener=listen,
+                )
+            )
             deployer.start()
             while "started" not in marks:
                 time.sleep(0.005)
@@ -175,12 +188,16 @@ def main(argv: list[str] | None = None) -> int:
                 from mlops_tasks.testing.docker import TEST_LABEL, remove_labelled
 
                 remove_labelled(cleanup[0], TEST_LABEL, cleanup[1])
-        print(f"{kind}: " + " ".join(f"{k}={v:.1f}" if k.endswith("_s") else f"{k}={v:.0f}"
-                                     for k, v in figures.items()))
+        print(
+            f"{kind}: "
+            + " ".join(f"{k}={v:.1f}" if k.endswith("_s") else f"{k}={v:.0f}" for k, v in figures.items())
+        )
     local = results["local"]
-    print(f"bluegreen: failed_requests={local['failed_requests']:.0f} "
-          f"total_requests={local['total_requests']:.0f} switch_ms={local['switch_ms']:.0f} "
-          f"rollback_ms={local['rollback_ms']:.0f}")
+    print(
+        f"bluegreen: failed_requests={local['failed_requests']:.0f} "
+        f"total_requests={local['total_requests']:.0f} switch_ms={local['switch_ms']:.0f} "
+        f"rollback_ms={local['rollback_ms']:.0f}"
+    )
     return 0 if all(r["failed_requests"] == 0 for r in results.values()) else 1
 
 

@@ -29,15 +29,34 @@ from mlops_tasks.monitoring import DriftSettings, check_drift
 # Wasserstein distance of a shifted normal is about the shift); categorical shifts move
 # probability mass from the first categories to the last ones.
 NUMERICAL = [
-    ("num_00", 0.0), ("num_01", 0.0), ("num_02", 0.0), ("num_03", 0.085), ("num_04", 0.092),
-    ("num_05", 0.108), ("num_06", 0.115), ("num_07", 0.30), ("num_08", 0.0), ("num_09", 0.0),
-    ("num_10", 0.5), ("num_11", 0.0), ("num_12", 0.0), ("num_13", 0.0), ("num_14", 0.0),
+    ("num_00", 0.0),
+    ("num_01", 0.0),
+    ("num_02", 0.0),
+    ("num_03", 0.085),
+    ("num_04", 0.092),
+    ("num_05", 0.108),
+    ("num_06", 0.115),
+    ("num_07", 0.30),
+    ("num_08", 0.0),
+    ("num_09", 0.0),
+    ("num_10", 0.5),
+    ("num_11", 0.0),
+    ("num_12", 0.0),
+    ("num_13", 0.0),
+    ("num_14", 0.0),
     ("num_15", 0.0),
 ]
 INTEGER = [("int_00", 0.0), ("int_01", 0.35), ("int_02", 0.095), ("int_03", 0.0)]
 CATEGORICAL = [
-    ("cat_00", 0.0), ("cat_01", 0.0), ("cat_02", 0.0), ("cat_03", 0.30), ("cat_04", 0.0),
-    ("cat_05", 0.0), ("cat_06", 0.0), ("cat_07", 0.25), ("cat_08", 0.0),
+    ("cat_00", 0.0),
+    ("cat_01", 0.0),
+    ("cat_02", 0.0),
+    ("cat_03", 0.30),
+    ("cat_04", 0.0),
+    ("cat_05", 0.0),
+    ("cat_06", 0.0),
+    ("cat_07", 0.25),
+    ("cat_08", 0.0),
 ]
 
 
@@ -65,7 +84,7 @@ def make_frames(rows: int, current_rows: int, seed: int = 11) -> tuple[pd.DataFr
         p = p / p.sum()
         q = p.copy()
         q[: k // 2] -= shift * p[: k // 2]
-        q[k // 2:] += shift * p[: k // 2].sum() / (k - k // 2)
+        q[k // 2 :] += shift * p[: k // 2].sum() / (k - k // 2)
         ref[name] = rng.choice(cats, rows, p=p)
         cur[name] = rng.choice(cats, current_rows, p=q / q.sum())
     reference, current = pd.DataFrame(ref), pd.DataFrame(cur)
@@ -109,23 +128,35 @@ def main(argv: list[str] | None = None) -> int:
     reference, current = make_frames(args.rows, args.current_rows)
     print(f"frames: reference {reference.shape}, current {current.shape}", flush=True)
     # Warm the imports (scipy, Evidently) so the timing is the check, not Python's import system.
-    check_drift(reference.head(2000), current.head(2000),
-                report_location=tempfile.mkdtemp(), settings=DriftSettings(html_sample_rows=200))
+    check_drift(
+        reference.head(2000),
+        current.head(2000),
+        report_location=tempfile.mkdtemp(),
+        settings=DriftSettings(html_sample_rows=200),
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         report = check_drift(reference, current, report_location=tmp)
         ours_s = time.perf_counter() - start
-    print(f"check_drift: {ours_s:.2f} s, status {report.status}, {report.drifted_columns}/"
-          f"{len(report.columns)} drifted, html sample {report.html_sample_rows} rows, "
-          f"warnings {report.warnings}", flush=True)
+    print(
+        f"check_drift: {ours_s:.2f} s, status {report.status}, {report.drifted_columns}/"
+        f"{len(report.columns)} drifted, html sample {report.html_sample_rows} rows, "
+        f"warnings {report.warnings}",
+        flush=True,
+    )
     near = [c for c in report.columns if abs(c.value - c.threshold) <= 0.2 * c.threshold]
-    print(f"columns within ±20% of their threshold: {len(near)} "
-          f"({', '.join(f'{c.column}={c.value:.4f}' for c in near)})", flush=True)
+    print(
+        f"columns within ±20% of their threshold: {len(near)} "
+        f"({', '.join(f'{c.column}={c.value:.4f}' for c in near)})",
+        flush=True,
+    )
 
     if args.skip_evidently:
-        print(f"drift: rows={args.rows} ours_s={ours_s:.2f} evidently_full_s=nan speedup=nan "
-              f"verdicts_agree=nan/{len(report.columns)}")
+        print(
+            f"drift: rows={args.rows} ours_s={ours_s:.2f} evidently_full_s=nan speedup=nan "
+            f"verdicts_agree=nan/{len(report.columns)}"
+        )
         return 0
 
     start = time.perf_counter()
@@ -140,15 +171,19 @@ def main(argv: list[str] | None = None) -> int:
         same = drifted == column.drifted and method == column.test_display_name and rel <= 1e-6
         agree += same
         flag = "" if same else "   <-- DIFFERS"
-        print(f"  {column.column:11s} {column.stattest:13s} ours={column.value:.10g} "
-              f"evidently={value:.10g} ({method}) drift ours={column.drifted} evidently={drifted}{flag}")
+        print(
+            f"  {column.column:11s} {column.stattest:13s} ours={column.value:.10g} "
+            f"evidently={value:.10g} ({method}) drift ours={column.drifted} evidently={drifted}{flag}"
+        )
     missing = sorted(set(theirs) - {c.column for c in report.columns})
     if missing:
         print(f"  columns Evidently checked that we did not: {missing}")
     print(f"largest relative difference of a statistic: {worst:.2e}")
     total = len(theirs)
-    print(f"drift: rows={args.rows} ours_s={ours_s:.2f} evidently_full_s={evidently_s:.2f} "
-          f"speedup={evidently_s / ours_s:.1f} verdicts_agree={agree}/{total}")
+    print(
+        f"drift: rows={args.rows} ours_s={ours_s:.2f} evidently_full_s={evidently_s:.2f} "
+        f"speedup={evidently_s / ours_s:.1f} verdicts_agree={agree}/{total}"
+    )
     return 0 if agree == total and not missing else 1
 
 

@@ -139,12 +139,14 @@ class Result:
 
     def line(self, index: int) -> str:
         """One line for the scenario."""
-        text = (f"[{self.kind}] {index:02d} {self.scenario.label}: outcome={self.outcome} "
-                f"error={self.error or '-'} fired={'yes' if self.fired else 'no'} "
-                f"down_ms={self.down_ms:.0f} router_down_ms={self.router_down_ms:.0f} "
-                f"nothing_ms={self.nothing_ms:.0f} failed={self.failed} allowance={self.allowance} "
-                f"beyond={self.beyond} slot_errors={self.slot_errors} requests={self.requests} "
-                f"s={self.seconds:.1f} wrong={len(self.wrong)}")
+        text = (
+            f"[{self.kind}] {index:02d} {self.scenario.label}: outcome={self.outcome} "
+            f"error={self.error or '-'} fired={'yes' if self.fired else 'no'} "
+            f"down_ms={self.down_ms:.0f} router_down_ms={self.router_down_ms:.0f} "
+            f"nothing_ms={self.nothing_ms:.0f} failed={self.failed} allowance={self.allowance} "
+            f"beyond={self.beyond} slot_errors={self.slot_errors} requests={self.requests} "
+            f"s={self.seconds:.1f} wrong={len(self.wrong)}"
+        )
         return text + "".join(f"\n    wrong: {w}" for w in self.wrong)
 
 
@@ -162,8 +164,11 @@ class Bench:
         from tests.mlflow_support import fluent_mlflow
 
         self.kind, self.rate, self.bake = kind, rate, bake
-        self.config = MlflowConfig(tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-                                   artifact_location=(root / "artifacts").as_uri(), experiment_name="bench")
+        self.config = MlflowConfig(
+            tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+            artifact_location=(root / "artifacts").as_uri(),
+            experiment_name="bench",
+        )
         self.name = f"faults-{kind}"
         frame = make_churn_data(2000, seed=5)
         x, y = features(frame), frame[TARGET]
@@ -173,10 +178,12 @@ class Bench:
             self.v = {
                 "v1": register_version(client, exp, self.name, make_pipeline(1.0).fit(x, y), x),
                 "v2": register_version(client, exp, self.name, make_pipeline(0.1).fit(x, y), x),
-                "spike": register_version(client, exp, self.name, SpikeModel(make_pipeline(1.0).fit(x, y)),
-                                          x, pickled=True),
-                "slow": register_version(client, exp, self.name, SlowModel(make_pipeline(1.0).fit(x, y)),
-                                         x, pickled=True),
+                "spike": register_version(
+                    client, exp, self.name, SpikeModel(make_pipeline(1.0).fit(x, y)), x, pickled=True
+                ),
+                "slow": register_version(
+                    client, exp, self.name, SlowModel(make_pipeline(1.0).fit(x, y)), x, pickled=True
+                ),
             }
         self.smoke = x.tail(50)
         self.bodies = [body_for(x.iloc[[i]]) for i in range(300)]
@@ -186,20 +193,32 @@ class Bench:
         """The scenario's rollout: short bakes, a guard that reacts within 0.3 s."""
         from mlops_tasks.deploy import GuardLimits, RolloutSpec
 
-        return RolloutSpec(strategy=strategy, canary_percent=10, linear_step_percent=50,
-                           bake_seconds=self.bake, termination_wait_s=0, load_timeout_s=120,
-                           shadow_min_agreement=0.5,
-                           guard=GuardLimits(max_error_share=0.05, interval_s=0.3, min_requests=5))
+        return RolloutSpec(
+            strategy=strategy,
+            canary_percent=10,
+            linear_step_percent=50,
+            bake_seconds=self.bake,
+            termination_wait_s=0,
+            load_timeout_s=120,
+            shadow_min_agreement=0.5,
+            guard=GuardLimits(max_error_share=0.05, interval_s=0.3, min_requests=5),
+        )
 
     def deploy(self, version: int, endpoint: Any = None, rollout: Any = None, listener: Any = None) -> Any:
         """Deploy ``version`` (all at once, no bake unless ``rollout``)."""
         from mlops_tasks.deploy import RolloutSpec, deploy_blue_green
 
         return deploy_blue_green(
-            self.name, version, endpoint=endpoint or self.endpoint, target=self.kind,
-            rollout=rollout or RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0,
-                                           load_timeout_s=120),
-            smoke_rows=self.smoke, mlflow_config=self.config, listener=listener, lock_timeout_s=30,
+            self.name,
+            version,
+            endpoint=endpoint or self.endpoint,
+            target=self.kind,
+            rollout=rollout
+            or RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0, load_timeout_s=120),
+            smoke_rows=self.smoke,
+            mlflow_config=self.config,
+            listener=listener,
+            lock_timeout_s=30,
         )
 
     def champion(self) -> int | None:
@@ -232,20 +251,30 @@ class Bench:
             raise RuntimeError(f"{self.name} serves nothing before {sc.label}: {info}")
         previous = self.champion() or info.live_version
         bad = {"slow-candidate": "slow", "spike-candidate": "spike"}.get(sc.fault)
-        candidate = self.v[bad] if bad else (self.v["v2"] if info.live_version == self.v["v1"]
-                                             else self.v["v1"])
+        candidate = (
+            self.v[bad] if bad else (self.v["v2"] if info.live_version == self.v["v1"] else self.v["v1"])
+        )
         endpoint = self.endpoint.model_copy(update={"replicas": sc.replicas})
         with injected(FAULTS[sc.fault](FaultContext(self.kind, self.endpoint, info.live_color))) as fault:
             run = run_faulted_rollout(
                 lambda listener: self.deploy(candidate, endpoint, self.rollout(sc.strategy), listener),
-                fault=fault, phase=sc.phase, endpoint=self.endpoint,
-                router=get_target(self.kind, self.endpoint).router, bodies=self.bodies,
-                candidate=candidate, rate=self.rate,
+                fault=fault,
+                phase=sc.phase,
+                endpoint=self.endpoint,
+                router=get_target(self.kind, self.endpoint).router,
+                bodies=self.bodies,
+                candidate=candidate,
+                rate=self.rate,
             )
-            expect = Expectation(previous=previous, candidate=candidate, candidate_bad=bad is not None,
-                                 candidate_faulted=run.candidate_faulted)
-            result.wrong = judge_scenario(expect, Outcome(run.outcome, run.error, self.champion(),
-                                                          run.live_ok))
+            expect = Expectation(
+                previous=previous,
+                candidate=candidate,
+                candidate_bad=bad is not None,
+                candidate_faulted=run.candidate_faulted,
+            )
+            result.wrong = judge_scenario(
+                expect, Outcome(run.outcome, run.error, self.champion(), run.live_ok)
+            )
             if run.trigger.error is not None:
                 result.wrong.append(f"harness: injecting failed: {run.trigger.error!r}")
             # The rerun: deploy what should be live now, while the fault still holds (a hung
@@ -253,8 +282,9 @@ class Bench:
             expected = candidate if run.outcome == "succeeded" else previous
             try:
                 self.deploy(expected)
-                result.wrong += [f"rerun: {p}" for p in reconcile_problems(self.name, self.champion(),
-                                                                           expected)]
+                result.wrong += [
+                    f"rerun: {p}" for p in reconcile_problems(self.name, self.champion(), expected)
+                ]
             except Exception as exc:
                 result.wrong.append(f"rerun of v{expected} raised {type(exc).__name__}: {exc}")
         # A slow candidate is stopped by the rollout while requests wait on it.
@@ -297,8 +327,13 @@ def run_target(kind: str, scenarios: list[Scenario], rate: float, bake: float) -
             try:
                 result = bench.run(sc)
             except Exception as exc:  # the harness itself: report, recover, go on
-                result = Result(kind, sc, outcome="harness-error", error=type(exc).__name__,
-                                wrong=[f"harness: {type(exc).__name__}: {exc}"])
+                result = Result(
+                    kind,
+                    sc,
+                    outcome="harness-error",
+                    error=type(exc).__name__,
+                    wrong=[f"harness: {type(exc).__name__}: {exc}"],
+                )
             results.append(result)
             print(result.line(i), flush=True)
             # A promoted bad candidate or a failed rerun: serve a good version again, so the
@@ -357,15 +392,19 @@ def main(argv: list[str] | None = None) -> int:
     others = [r for r in results if r.scenario.fault != "kill-router"]
     not_fired = [r for r in results if not r.fired]
     wrong = sum(len(r.wrong) for r in results)
-    print(f"router_kill: scenarios={len(router)} "
-          f"router_down_ms={max((r.router_down_ms for r in router), default=0):.0f} "
-          f"down_ms={max((r.down_ms for r in router), default=0):.0f} "
-          f"failed={sum(r.failed for r in router)}")
+    print(
+        f"router_kill: scenarios={len(router)} "
+        f"router_down_ms={max((r.router_down_ms for r in router), default=0):.0f} "
+        f"down_ms={max((r.down_ms for r in router), default=0):.0f} "
+        f"failed={sum(r.failed for r in router)}"
+    )
     print(f"not_fired: {len(not_fired)} " + " ".join(f"{r.kind}:{r.scenario.label}" for r in not_fired))
     print(f"slot_errors: {sum(r.slot_errors for r in results)} (5xx answered by a bad candidate's model)")
-    print(f"rollout_faults: scenarios={len(results)} "
-          f"endpoint_down_ms={max((r.down_ms for r in others), default=0):.0f} "
-          f"failed_beyond_inflight={sum(r.beyond for r in others)} wrong_outcomes={wrong}")
+    print(
+        f"rollout_faults: scenarios={len(results)} "
+        f"endpoint_down_ms={max((r.down_ms for r in others), default=0):.0f} "
+        f"failed_beyond_inflight={sum(r.beyond for r in others)} wrong_outcomes={wrong}"
+    )
     return 1 if wrong else 0
 
 

@@ -45,9 +45,7 @@ N_FEATURES = 30
 N_ROWS = 1000
 CONNECTIONS = 8
 MODEL_NAME = "bench-serving"
-MLSERVER_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / (
-    "mlops-tasks/mlserver-1.7"
-)
+MLSERVER_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / ("mlops-tasks/mlserver-1.7")
 
 
 def log(msg: str) -> None:
@@ -105,8 +103,9 @@ def train_and_register(root: Path) -> tuple[str, Path, pd.DataFrame]:
         )
     client = mlflow.MlflowClient()
     client.set_registered_model_alias(MODEL_NAME, "bench", info.registered_model_version)
-    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@bench",
-                                                      dst_path=str(root / "model")))
+    folder = Path(
+        mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@bench", dst_path=str(root / "model"))
+    )
     return f"models:/{MODEL_NAME}@bench", folder, holdout
 
 
@@ -124,9 +123,7 @@ def write_wrk_script(path: Path, bodies: list[str], headers: dict[str, str], ids
             hdrs["X-Request-Id"] = f"bench-{i}"
         lua_headers = ", ".join(f'["{k}"] = "{v}"' for k, v in hdrs.items())
         lua_body = body.replace("\\", "\\\\").replace('"', '\\"')
-        lines.append(
-            f'reqs[{i + 1}] = wrk.format("POST", nil, {{{lua_headers}}}, "{lua_body}")'
-        )
+        lines.append(f'reqs[{i + 1}] = wrk.format("POST", nil, {{{lua_headers}}}, "{lua_body}")')
     lines += [
         f"local total = {len(bodies)}",
         "local counter = 0",
@@ -153,6 +150,7 @@ def json_headers(port: int) -> dict[str, str]:
 
 def busy_cpus(seconds: float = 1.0) -> float:
     """How many CPUs other processes kept busy over ``seconds`` (from /proc/stat)."""
+
     def sample() -> tuple[int, int]:
         with open("/proc/stat") as fh:
             values = [int(v) for v in fh.readline().split()[1:]]
@@ -169,12 +167,24 @@ def busy_cpus(seconds: float = 1.0) -> float:
 
 
 def run_wrk(wrk: str, url: str, script: Path, seconds: float) -> dict:
-    cmd = [wrk, "-t", "1", "-c", str(CONNECTIONS), "-d", f"{seconds:g}s", "--timeout", "10s",
-           "-s", str(script), url]
+    cmd = [
+        wrk,
+        "-t",
+        "1",
+        "-c",
+        str(CONNECTIONS),
+        "-d",
+        f"{seconds:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     for line in out.stdout.splitlines():
         if line.startswith("WRKJSON "):
-            result = json.loads(line[len("WRKJSON "):])
+            result = json.loads(line[len("WRKJSON ") :])
             result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
             return result
     raise RuntimeError(f"wrk printed no summary: {out.stdout}\n{out.stderr}")
@@ -207,8 +217,9 @@ def stop(proc: subprocess.Popen, timeout: float = 60.0) -> int:
 
 
 def post_json(url: str, doc: dict) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(doc).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps(doc).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read())
 
@@ -216,15 +227,19 @@ def post_json(url: str, doc: dict) -> dict:
 def measure(name: str, wrk: str, url: str, script: Path, warmup: float, duration: float) -> dict:
     busy = busy_cpus()
     if busy > 0.3:
-        log(f"WARNING: {busy:.1f} CPUs busy with other work before measuring {name}; "
-            "the numbers will be low and noisy")
+        log(
+            f"WARNING: {busy:.1f} CPUs busy with other work before measuring {name}; "
+            "the numbers will be low and noisy"
+        )
     log(f"{name}: warm-up {warmup:g}s")
     warm = run_wrk(wrk, url, script, warmup)
     time.sleep(1.0)
     log(f"{name}: measuring {duration:g}s with {CONNECTIONS} connections")
     result = run_wrk(wrk, url, script, duration)
-    log(f"{name}: {result['rps']:.0f} req/s, p50 {result['p50_us'] / 1000:.2f} ms, "
-        f"p99 {result['p99_us'] / 1000:.2f} ms, requests {result['requests']}")
+    log(
+        f"{name}: {result['rps']:.0f} req/s, p50 {result['p50_us'] / 1000:.2f} ms, "
+        f"p99 {result['p99_us'] / 1000:.2f} ms, requests {result['requests']}"
+    )
     errors = sum(v for r in (warm, result) for k, v in r.items() if k.startswith("errors_"))
     if errors:
         raise SystemExit(f"{name}: wrk saw errors: warm-up {warm}, run {result}")
@@ -249,21 +264,28 @@ def ensure_mlserver() -> Path:
         MLSERVER_VENV.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(MLSERVER_VENV)], check=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "mlserver==1.7.*",
-             "mlserver-sklearn==1.7.*", f"scikit-learn=={sklearn.__version__}", "uvloop<0.22"],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "mlserver==1.7.*",
+                "mlserver-sklearn==1.7.*",
+                f"scikit-learn=={sklearn.__version__}",
+                "uvloop<0.22",
+            ],
             check=True,
         )
     if subprocess.run([str(python), "-c", UVLOOP_CHECK], capture_output=True).returncode:
         # MLServer 1.7's inference workers call asyncio.get_event_loop() with no loop set,
         # which uvloop >= 0.22 turns into an error: every worker dies at start.
         log("pinning uvloop<0.22 in the MLServer virtualenv (MLServer 1.7 workers need it)")
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "uvloop<0.22"],
-                       check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "uvloop<0.22"], check=True)
     return mlserver
 
 
-def check_log(sink: Path, holdout: pd.DataFrame, reference: np.ndarray, answered: int,
-              served: int) -> None:
+def check_log(sink: Path, holdout: pd.DataFrame, reference: np.ndarray, answered: int, served: int) -> None:
     """Our log must hold exactly the requests answered, with the right rows and predictions."""
     from mlops_tasks.serving import read_prediction_log
 
@@ -274,7 +296,7 @@ def check_log(sink: Path, holdout: pd.DataFrame, reference: np.ndarray, answered
             f"prediction log holds {len(bench)} bench rows; wrk got {answered} answers and "
             f"the server answered {served} requests"
         )
-    idx = bench["request_id"].str[len("bench-"):].astype(int).to_numpy()
+    idx = bench["request_id"].str[len("bench-") :].astype(int).to_numpy()
     logged = bench[list(holdout.columns)].to_numpy()
     if not np.array_equal(logged, holdout.to_numpy()[idx]):
         raise SystemExit("prediction log rows differ from the request bodies sent")
@@ -313,9 +335,7 @@ def main() -> int:
         reference = np.asarray(mlflow.pyfunc.load_model(uri).predict(holdout))
         columns = list(holdout.columns)
         rows = holdout.to_numpy().tolist()
-        split_bodies = [
-            json.dumps({"dataframe_split": {"columns": columns, "data": [row]}}) for row in rows
-        ]
+        split_bodies = [json.dumps({"dataframe_split": {"columns": columns, "data": [row]}}) for row in rows]
         results: dict[str, dict] = {}
 
         # -- ours ----------------------------------------------------------------------
@@ -323,19 +343,31 @@ def main() -> int:
         ours_script = root / "ours.lua"
         write_wrk_script(ours_script, split_bodies, json_headers(port), ids=True)
         sink = root / "prediction-log"
-        cmd = [sys.executable, "-m", "mlops_tasks.serving.cli", "--model-uri", uri,
-               "--port", str(port), "--log-sink", str(sink), "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlops_tasks.serving.cli",
+            "--model-uri",
+            uri,
+            "--port",
+            str(port),
+            "--log-sink",
+            str(sink),
+            "--log-level",
+            "warning",
+        ]
         proc = subprocess.Popen(cmd, start_new_session=True)
         procs.append(proc)
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/health", proc)
-        results["ours"] = measure("ours", wrk, f"{base}/invocations", ours_script,
-                                  args.warmup, args.duration)
+        results["ours"] = measure("ours", wrk, f"{base}/invocations", ours_script, args.warmup, args.duration)
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
             served = served_requests(resp.read().decode())
-        ours_all = np.asarray(post_json(
-            f"{base}/invocations",
-            {"dataframe_split": {"columns": columns, "data": rows}})["predictions"])
+        ours_all = np.asarray(
+            post_json(f"{base}/invocations", {"dataframe_split": {"columns": columns, "data": rows}})[
+                "predictions"
+            ]
+        )
         code = stop(proc)
         if code != 0:
             raise SystemExit(f"our server exited with {code} on SIGTERM")
@@ -346,20 +378,37 @@ def main() -> int:
         # -- mlflow ----------------------------------------------------------------------
         port = free_port()
         mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-        cmd = [mlflow_bin, "models", "serve", "-m", uri, "--env-manager", "local",
-               "-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
-        proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        cmd = [
+            mlflow_bin,
+            "models",
+            "serve",
+            "-m",
+            uri,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--workers",
+            "1",
+        ]
+        proc = subprocess.Popen(
+            cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         procs.append(proc)
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/health", proc)
         mlflow_script = root / "mlflow.lua"
         write_wrk_script(mlflow_script, split_bodies, json_headers(port), ids=True)
-        results["mlflow"] = measure("mlflow", wrk, f"{base}/invocations", mlflow_script,
-                                    args.warmup, args.duration)
-        mlflow_all = np.asarray(post_json(
-            f"{base}/invocations",
-            {"dataframe_split": {"columns": columns, "data": rows}})["predictions"])
+        results["mlflow"] = measure(
+            "mlflow", wrk, f"{base}/invocations", mlflow_script, args.warmup, args.duration
+        )
+        mlflow_all = np.asarray(
+            post_json(f"{base}/invocations", {"dataframe_split": {"columns": columns, "data": rows}})[
+                "predictions"
+            ]
+        )
         stop(proc)
         if not (np.array_equal(ours_all, mlflow_all) and np.array_equal(ours_all, reference)):
             raise SystemExit("our predictions differ from MLflow's on the holdout rows")
@@ -377,8 +426,9 @@ def main() -> int:
                 mlserver = None
             if mlserver is not None:
                 try:
-                    results["mlserver"] = run_mlserver(mlserver, wrk, root, folder, holdout,
-                                                       reference, args, procs)
+                    results["mlserver"] = run_mlserver(
+                        mlserver, wrk, root, folder, holdout, reference, args, procs
+                    )
                 except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                     log(f"MLServer not measured: it did not serve the model: {exc}")
     finally:
@@ -398,39 +448,75 @@ def main() -> int:
     return 0
 
 
-def run_mlserver(mlserver: Path, wrk: str, root: Path, folder: Path, holdout: pd.DataFrame,
-                 reference: np.ndarray, args: argparse.Namespace,
-                 procs: list[subprocess.Popen]) -> dict:
+def run_mlserver(
+    mlserver: Path,
+    wrk: str,
+    root: Path,
+    folder: Path,
+    holdout: pd.DataFrame,
+    reference: np.ndarray,
+    args: argparse.Namespace,
+    procs: list[subprocess.Popen],
+) -> dict:
     model_dir = root / "mlserver" / "bench"
     model_dir.mkdir(parents=True)
     shutil.copy(folder / "model.pkl", model_dir / "model.pkl")
-    (model_dir / "model-settings.json").write_text(json.dumps({
-        "name": "bench",
-        "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": "./model.pkl"},
-    }))
+    (model_dir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "bench",
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.pkl"},
+            }
+        )
+    )
     port, grpc_port, metrics_port = free_port(), free_port(), free_port()
-    (root / "mlserver" / "settings.json").write_text(json.dumps({
-        "http_port": port, "grpc_port": grpc_port, "metrics_port": metrics_port,
-        "host": "127.0.0.1", "parallel_workers": 1,
-    }))
+    (root / "mlserver" / "settings.json").write_text(
+        json.dumps(
+            {
+                "http_port": port,
+                "grpc_port": grpc_port,
+                "metrics_port": metrics_port,
+                "host": "127.0.0.1",
+                "parallel_workers": 1,
+            }
+        )
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
-    proc = subprocess.Popen([str(mlserver), "start", str(root / "mlserver")],
-                            start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env, cwd=str(root / "mlserver"))
+    proc = subprocess.Popen(
+        [str(mlserver), "start", str(root / "mlserver")],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=str(root / "mlserver"),
+    )
     procs.append(proc)
     base = f"http://127.0.0.1:{port}"
     wait_ready(f"{base}/v2/models/bench/ready", proc)
     rows = holdout.to_numpy().tolist()
-    bodies = [json.dumps({"inputs": [{"name": "predict", "shape": [1, N_FEATURES],
-                                      "datatype": "FP64", "data": row}]}) for row in rows]
+    bodies = [
+        json.dumps(
+            {"inputs": [{"name": "predict", "shape": [1, N_FEATURES], "datatype": "FP64", "data": row}]}
+        )
+        for row in rows
+    ]
     script = root / "mlserver.lua"
     write_wrk_script(script, bodies, json_headers(port), ids=False)
-    result = measure("mlserver", wrk, f"{base}/v2/models/bench/infer", script,
-                     args.warmup, args.duration)
-    answer = post_json(f"{base}/v2/models/bench/infer", {"inputs": [{
-        "name": "predict", "shape": [len(rows), N_FEATURES], "datatype": "FP64",
-        "data": [v for row in rows for v in row]}]})
+    result = measure("mlserver", wrk, f"{base}/v2/models/bench/infer", script, args.warmup, args.duration)
+    answer = post_json(
+        f"{base}/v2/models/bench/infer",
+        {
+            "inputs": [
+                {
+                    "name": "predict",
+                    "shape": [len(rows), N_FEATURES],
+                    "datatype": "FP64",
+                    "data": [v for row in rows for v in row],
+                }
+            ]
+        },
+    )
     stop(proc)
     theirs = np.asarray(answer["outputs"][0]["data"])
     if not np.array_equal(theirs, reference):

@@ -130,11 +130,13 @@ def _retrain_on_drift(resolved: Resolved) -> AutomationCore:
             threshold=1,
             within=timedelta(0),
         ),
-        actions=[RunDeployment(
-            source="selected",
-            deployment_id=resolved.deployment_ids[spec.full_name],
-            parameters=retrain_parameters(spec, resolved.deployment_parameters.get(spec.full_name)),
-        )],
+        actions=[
+            RunDeployment(
+                source="selected",
+                deployment_id=resolved.deployment_ids[spec.full_name],
+                parameters=retrain_parameters(spec, resolved.deployment_parameters.get(spec.full_name)),
+            )
+        ],
     )
 
 
@@ -152,11 +154,13 @@ def _notify_deployment_failed(resolved: Resolved) -> AutomationCore:
             threshold=1,
             within=timedelta(0),
         ),
-        actions=[SendNotification(
-            block_document_id=resolved.notify_block_id,
-            subject="mlops: {{ flow.name }} run {{ flow_run.name }} {{ flow_run.state.name }}",
-            body=FAILURE_BODY,
-        )],
+        actions=[
+            SendNotification(
+                block_document_id=resolved.notify_block_id,
+                subject="mlops: {{ flow.name }} run {{ flow_run.name }} {{ flow_run.state.name }}",
+                body=FAILURE_BODY,
+            )
+        ],
     )
 
 
@@ -352,8 +356,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["apply", "check", "show"])
-    parser.add_argument("--notify", default=DEFAULT_NOTIFY,
-                        help=f"notification block <type slug>/<name> (default {DEFAULT_NOTIFY})")
+    parser.add_argument(
+        "--notify",
+        default=DEFAULT_NOTIFY,
+        help=f"notification block <type slug>/<name> (default {DEFAULT_NOTIFY})",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "apply":

@@ -187,8 +187,9 @@ def build_flow_image(
     (context / "requirements.txt").write_text("\n".join(requirements) + "\n")
     shutil.copyfile(root / "constraints.txt", context / "constraints.txt")
     spec = ImageSpec(wheel_cache_dir=wheel_cache_dir)
-    wheels = cached_wheelhouse(requirements, context / "requirements.txt", spec,
-                               constraints=[root / "constraints.txt"])
+    wheels = cached_wheelhouse(
+        requirements, context / "requirements.txt", spec, constraints=[root / "constraints.txt"]
+    )
     for wheel in wheels.glob("*.whl"):
         try:
             os.link(wheel, context / "wheels" / wheel.name)
@@ -202,8 +203,9 @@ def build_flow_image(
         DOCKERFILE.format(base=base_image, code=CODE_DIR, label=IMAGE_LABEL, content=digest[:12])
     )
     try:
-        client.images.build(path=str(context), tag=tag, labels=labels or {}, rm=True, forcerm=True,
-                            pull=False)
+        client.images.build(
+            path=str(context), tag=tag, labels=labels or {}, rm=True, forcerm=True, pull=False
+        )
     except docker.errors.BuildError as exc:
         output = "".join(str(line.get("stream") or line.get("error") or "") for line in exc.build_log)
         raise ImageBuildError(f"Building flow image {tag} failed: {exc.msg}\n{output[-3000:]}") from exc
@@ -222,8 +224,9 @@ def prune_flow_images(client: Any, keep: int = 3) -> list[str]:
     """
     import docker
 
-    images = sorted(client.images.list(name=REPOSITORY), key=lambda image: image.attrs["Created"],
-                    reverse=True)
+    images = sorted(
+        client.images.list(name=REPOSITORY), key=lambda image: image.attrs["Created"], reverse=True
+    )
     removed = []
     for image in images[keep:]:
         for tag in image.tags:
@@ -300,7 +303,9 @@ def deploy_to_docker_pool(
     variables = job_variables(state, extra_job_variables)
     for spec in specs:
         deployment = spec.load_flow().to_deployment(
-            name=spec.name, description=spec.description, tags=list(spec.tags),
+            name=spec.name,
+            description=spec.description,
+            tags=list(spec.tags),
             parameters=spec.parameters(),
             schedules=[spec.schedule.to_prefect()] if spec.schedule else None,
             job_variables=variables,

@@ -94,14 +94,16 @@ def server_environment(home: Path, host: str, port: int) -> dict[str, str]:
     """Environment of a local ``prefect server start``: own ``PREFECT_HOME`` and SQLite file."""
     env = dict(os.environ)
     env.pop("PREFECT_API_URL", None)
-    env.update({
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-        "PREFECT_SERVER_API_HOST": host,
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-    })
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+            "PREFECT_SERVER_API_HOST": host,
+            "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+        }
+    )
     return env
 
 
@@ -138,9 +140,22 @@ def start_server(
     url = f"http://{host}:{port}/api"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port),
-             "--ui" if ui else "--no-ui"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--ui" if ui else "--no-ui",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             # Its own session: Ctrl-C on `make serve` reaches the serving process only, which
             # pauses its schedules on the server and then stops the server (PrefectApi.stop).
             start_new_session=True,
@@ -184,5 +199,10 @@ def ensure_prefect_api(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> Pr
 
 
 __all__ = [
-    "PrefectApi", "api_is_healthy", "check_api", "configured_api_url", "ensure_prefect_api", "start_server",
+    "PrefectApi",
+    "api_is_healthy",
+    "check_api",
+    "configured_api_url",
+    "ensure_prefect_api",
+    "start_server",
 ]

@@ -88,13 +88,24 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--only", action="append", help="serve only this deployment (repeatable)")
-    parser.add_argument("--interval", action="append", type=_parse_interval, default=[],
-                        metavar="NAME=SECONDS", help="replace a schedule with an active interval")
-    parser.add_argument("--automations", action="store_true",
-                        help="apply deployments.automations once the deployments exist")
+    parser.add_argument(
+        "--interval",
+        action="append",
+        type=_parse_interval,
+        default=[],
+        metavar="NAME=SECONDS",
+        help="replace a schedule with an active interval",
+    )
+    parser.add_argument(
+        "--automations", action="store_true", help="apply deployments.automations once the deployments exist"
+    )
     parser.add_argument("--limit", type=int, default=None, help="at most this many runs at once")
-    parser.add_argument("--server-port", type=int, default=4200,
-                        help="port of the local Prefect server started when PREFECT_API_URL is unset")
+    parser.add_argument(
+        "--server-port",
+        type=int,
+        default=4200,
+        help="port of the local Prefect server started when PREFECT_API_URL is unset",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -110,8 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with temporary_settings({PREFECT_API_URL: api.url}):
-            print(f"Prefect UI: {api.ui_url}  (deployments: "
-                  f"{', '.join(f'{d.flow_name}/{d.name}' for d in deployments)})", flush=True)
+            print(
+                f"Prefect UI: {api.ui_url}  (deployments: "
+                f"{', '.join(f'{d.flow_name}/{d.name}' for d in deployments)})",
+                flush=True,
+            )
             if args.automations:
                 from deployments import automations
 

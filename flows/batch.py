@@ -63,7 +63,7 @@ def default_output(uri: str) -> str:
         ```
     """
     if uri.startswith("s3://"):
-        path = PurePosixPath(uri[len("s3://"):])
+        path = PurePosixPath(uri[len("s3://") :])
         return f"s3://{path.parent / (path.stem + '-predictions')}"
     path = PurePosixPath(uri)
     return str(path.parent / f"{path.stem}-predictions")
@@ -96,12 +96,23 @@ def batch_predict(params: BatchPredictParams) -> BatchPredictions:
     loaded = tasks.load_dataset(params.dataset)
     output = params.output or default_output(params.dataset.uri)
     result = tasks.score_batch(
-        loaded.frame, params.model_name, output=output, alias=params.alias, version=params.version,
-        id_column=params.id_column, mlflow_config=params.mlflow, s3=params.dataset.s3,
+        loaded.frame,
+        params.model_name,
+        output=output,
+        alias=params.alias,
+        version=params.version,
+        id_column=params.id_column,
+        mlflow_config=params.mlflow,
+        s3=params.dataset.s3,
         served_by=f"batch:{loaded.info.name}",
     )
-    get_run_logger().info("Predictions of %s v%s for %d rows: %s", params.model_name,
-                          result.model_version, result.rows, result.output_uri)
+    get_run_logger().info(
+        "Predictions of %s v%s for %d rows: %s",
+        params.model_name,
+        result.model_version,
+        result.rows,
+        result.output_uri,
+    )
     return result
 
 
@@ -112,9 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-name", default="churn-classifier")
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
-    result = batch_predict(BatchPredictParams(
-        model_name=args.model_name, dataset=DatasetSpec(uri=args.dataset), output=args.output,
-    ))
+    result = batch_predict(
+        BatchPredictParams(
+            model_name=args.model_name,
+            dataset=DatasetSpec(uri=args.dataset),
+            output=args.output,
+        )
+    )
     print(f"scored {result.rows} rows with version {result.model_version}: {result.output_uri}")
     return 0
 

@@ -69,12 +69,16 @@ def send_window(
     try:
         for i, start in enumerate(range(0, len(frame), batch)):
             requests += 1
-            chunk = frame.iloc[start:start + batch]
+            chunk = frame.iloc[start : start + batch]
             request_id = f"{prefix}-{i}"
             features = chunk.drop(columns=[TARGET], errors="ignore")
             body = {"dataframe_split": json.loads(features.to_json(orient="split", index=False))}
-            conn.request("POST", "/invocations", body=json.dumps(body),
-                         headers={"Content-Type": "application/json", "X-Request-ID": request_id})
+            conn.request(
+                "POST",
+                "/invocations",
+                body=json.dumps(body),
+                headers={"Content-Type": "application/json", "X-Request-ID": request_id},
+            )
             response = conn.getresponse()
             text = response.read()
             if response.status != 200:
@@ -82,11 +86,20 @@ def send_window(
                     f"http://{host}:{port}/invocations answered {response.status}: {text[:300]!r}"
                 )
             if TARGET in chunk.columns:
-                labels.append(pd.DataFrame({"request_id": request_id, "row": range(len(chunk)),
-                                            "label": chunk[TARGET].to_numpy()}))
+                labels.append(
+                    pd.DataFrame(
+                        {
+                            "request_id": request_id,
+                            "row": range(len(chunk)),
+                            "label": chunk[TARGET].to_numpy(),
+                        }
+                    )
+                )
     except OSError as exc:
-        raise ServiceUnavailableError(f"Cannot reach the endpoint http://{host}:{port}: {exc}; is it running "
-                         "(make demo / python -m flows.deployment)?") from exc
+        raise ServiceUnavailableError(
+            f"Cannot reach the endpoint http://{host}:{port}: {exc}; is it running "
+            "(make demo / python -m flows.deployment)?"
+        ) from exc
     finally:
         conn.close()
     return requests, pd.concat(labels, ignore_index=True) if labels else pd.DataFrame()
@@ -105,16 +118,24 @@ def send_demo_traffic(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     windows = []
-    for name, frame in (("undrifted", make_churn_data(rows, seed=seed + 101)),
-                        ("drifted", make_churn_data(rows, seed=seed + 202, drift=drift))):
+    for name, frame in (
+        ("undrifted", make_churn_data(rows, seed=seed + 101)),
+        ("drifted", make_churn_data(rows, seed=seed + 202, drift=drift)),
+    ):
         start = datetime.now(UTC)
         requests, labels = send_window(host, port, frame, prefix=f"demo-{name}-{int(start.timestamp())}")
         # The log's timestamp is when an answer was computed: a pause keeps each phase in its window.
         time.sleep(settle_s)
         path = out_dir / f"labels-{name}.csv"
         labels.to_csv(path, index=False)
-        windows.append(TrafficWindow(window=DriftWindow(start=start, end=datetime.now(UTC)), rows=len(frame),
-                                     requests=requests, labels_uri=str(path)))
+        windows.append(
+            TrafficWindow(
+                window=DriftWindow(start=start, end=datetime.now(UTC)),
+                rows=len(frame),
+                requests=requests,
+                labels_uri=str(path),
+            )
+        )
     return windows
 
 
@@ -148,28 +169,46 @@ def main(argv: list[str] | None = None) -> int:
     prefect_up = threading.Thread(target=_connect_prefect, name="connect-prefect", daemon=True)
     prefect_up.start()
     try:
-        windows = send_demo_traffic(args.host, args.port, rows=args.rows, seed=args.seed, drift=args.drift,
-                                    out_dir=state_dir() / "demo")
+        windows = send_demo_traffic(
+            args.host,
+            args.port,
+            rows=args.rows,
+            seed=args.seed,
+            drift=args.drift,
+            out_dir=state_dir() / "demo",
+        )
         time.sleep(args.flush_wait)
         prefect_up.join()
         reports: list[DriftReport] = []
         for w in windows:
-            reports.append(drift_check(DriftCheckParams(
-                model_name=args.model_name, prediction_log=log, start=w.window.start, end=w.window.end,
-                settings=DriftSettings(min_rows=min(100, args.rows)),
-            )))
+            reports.append(
+                drift_check(
+                    DriftCheckParams(
+                        model_name=args.model_name,
+                        prediction_log=log,
+                        start=w.window.start,
+                        end=w.window.end,
+                        settings=DriftSettings(min_rows=min(100, args.rows)),
+                    )
+                )
+            )
     except MLOpsError as exc:
         print(f"demo traffic failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    for label, w, report in zip(("undrifted", f"drifted (drift={args.drift:g})"), windows, reports,
-                                strict=True):
-        print(f"drift check, {label} window {w.window.describe()}: {report.status} "
-              f"({report.current_rows} rows): {report.reason}")
+    for label, w, report in zip(
+        ("undrifted", f"drifted (drift={args.drift:g})"), windows, reports, strict=True
+    ):
+        print(
+            f"drift check, {label} window {w.window.describe()}: {report.status} "
+            f"({report.current_rows} rows): {report.reason}"
+        )
         print(f"  Evidently report: {report.html_uri or '(none)'}")
     if reports[-1].status == "drift":
         print("mlops.drift.detected was emitted for the drifted window; retrain on it with:")
-        print(f"  python -m flows.retrain --model-name {args.model_name} --labels {windows[-1].labels_uri} "
-              f"--prediction-log {log} --endpoint {args.endpoint} --port {args.port}")
+        print(
+            f"  python -m flows.retrain --model-name {args.model_name} --labels {windows[-1].labels_uri} "
+            f"--prediction-log {log} --endpoint {args.endpoint} --port {args.port}"
+        )
     return 0
 
 

@@ -77,7 +77,8 @@ class DeploymentPipelineParams(BaseModel):
     )
     smoke_rows: int = Field(50, ge=1, description="Holdout rows sent through the preview port.")
     target_column: str | None = Field(
-        None, description="Label column dropped from the smoke rows. Empty: the target the version was "
+        None,
+        description="Label column dropped from the smoke rows. Empty: the target the version was "
         "trained on (its run's mlops.target tag); the demo data's label for the demo data.",
     )
     force: bool = Field(False, description="Deploy a version whose quality gate did not pass.")
@@ -165,13 +166,17 @@ def _build_and_verify(params: DeploymentPipelineParams, endpoint: EndpointSpec, 
         from mlops_tasks.blocks import DeployTarget, load_block
 
         given = load_block(DeployTarget, params.target_block).docker_options()
-        target.use_options(target.options.pin(
-            engine_url=given.get("docker_host"), router_image=given.get("router_image"),
-            repository=given.get("server_image"),
-        ))
+        target.use_options(
+            target.options.pin(
+                engine_url=given.get("docker_host"),
+                router_image=given.get("router_image"),
+                repository=given.get("server_image"),
+            )
+        )
     engine = DockerEngine(base_url=target.options.engine_url)
-    ref = tasks.build_model_image(params.model_name, version, spec=target.image_spec(), engine=engine,
-                                  mlflow_config=params.mlflow)
+    ref = tasks.build_model_image(
+        params.model_name, version, spec=target.image_spec(), engine=engine, mlflow_config=params.mlflow
+    )
     if not image_verified(ref, params.model_name, version, mlflow_config=params.mlflow):
         tasks.verify_model_image(ref, rows, engine=engine, mlflow_config=params.mlflow)
 
@@ -207,14 +212,26 @@ def deployment_pipeline(
     logger = get_run_logger()
     kind, endpoint = resolve_target(params)
     version = _pick_version(params)
-    logger.info("Deploying %s version %s to endpoint %s (%s, %s)", params.model_name, version,
-                endpoint.name, kind, params.rollout.strategy)
+    logger.info(
+        "Deploying %s version %s to endpoint %s (%s, %s)",
+        params.model_name,
+        version,
+        endpoint.name,
+        kind,
+        params.rollout.strategy,
+    )
     rows = _smoke_rows(params, version)
     if kind == "docker":
         _build_and_verify(params, endpoint, version, rows)
     record = tasks.deploy_blue_green(
-        params.model_name, version, endpoint=endpoint, rollout=params.rollout,
-        target=kind, smoke_rows=rows, mlflow_config=params.mlflow, force=params.force,
+        params.model_name,
+        version,
+        endpoint=endpoint,
+        rollout=params.rollout,
+        target=kind,
+        smoke_rows=rows,
+        mlflow_config=params.mlflow,
+        force=params.force,
     )
     tasks.describe_deployment(endpoint.name)
     return record
@@ -260,8 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", type=int)
     parser.add_argument("--endpoint", default="churn")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--strategy", default="canary",
-                        choices=["all_at_once", "canary", "linear", "shadow"])
+    parser.add_argument("--strategy", default="canary", choices=["all_at_once", "canary", "linear", "shadow"])
     parser.add_argument("--bake", type=float, default=10.0, help="bake seconds per step")
     parser.add_argument("--termination-wait", type=float, default=10.0)
     action = parser.add_mutually_exclusive_group()
@@ -283,12 +299,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.rollback:
             record = rollback_deployment_flow(RollbackParams(endpoint_name=args.endpoint))
         else:
-            record = deployment_pipeline(DeploymentPipelineParams(
-                model_name=args.model_name, version=args.version,
-                endpoint=EndpointSpec(name=args.endpoint, port=args.port),
-                rollout=RolloutSpec(strategy=args.strategy, bake_seconds=args.bake,
-                                    termination_wait_s=args.termination_wait),
-            ))
+            record = deployment_pipeline(
+                DeploymentPipelineParams(
+                    model_name=args.model_name,
+                    version=args.version,
+                    endpoint=EndpointSpec(name=args.endpoint, port=args.port),
+                    rollout=RolloutSpec(
+                        strategy=args.strategy,
+                        bake_seconds=args.bake,
+                        termination_wait_s=args.termination_wait,
+                    ),
+                )
+            )
     except MLOpsError as exc:
         print(f"deployment failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -296,19 +318,38 @@ def main(argv: list[str] | None = None) -> int:
 
     info = describe_deployment(args.endpoint)
     if info.live_version is None:
-        print(f"{record.kind} {record.outcome} for {record.model_name} version {record.version}, but "
-              f"endpoint {args.endpoint!r} serves nothing now (router running: "
-              f"{info.router_running}); see --describe", file=sys.stderr)
+        print(
+            f"{record.kind} {record.outcome} for {record.model_name} version {record.version}, but "
+            f"endpoint {args.endpoint!r} serves nothing now (router running: "
+            f"{info.router_running}); see --describe",
+            file=sys.stderr,
+        )
         return 1
-    print(f"{record.kind} {record.outcome}: {info.model_name} version {info.live_version} "
-          f"live in slot {info.live_color} at {info.url}")
-    example = {"dataframe_split": {"columns": ["age", "tenure_months", "monthly_charges", "support_calls",
-                                               "data_usage_gb", "num_products", "plan", "contract",
-                                               "payment_method", "country"],
-                                   "data": [[42, 12, 70.5, 1, 3.2, 2, "basic", "month-to-month",
-                                             "card", "US"]]}}
-    print(f"curl -s -X POST {info.url}/invocations -H 'Content-Type: application/json' "
-          f"-d '{json.dumps(example)}'")
+    print(
+        f"{record.kind} {record.outcome}: {info.model_name} version {info.live_version} "
+        f"live in slot {info.live_color} at {info.url}"
+    )
+    example = {
+        "dataframe_split": {
+            "columns": [
+                "age",
+                "tenure_months",
+                "monthly_charges",
+                "support_calls",
+                "data_usage_gb",
+                "num_products",
+                "plan",
+                "contract",
+                "payment_method",
+                "country",
+            ],
+            "data": [[42, 12, 70.5, 1, 3.2, 2, "basic", "month-to-month", "card", "US"]],
+        }
+    }
+    print(
+        f"curl -s -X POST {info.url}/invocations -H 'Content-Type: application/json' "
+        f"-d '{json.dumps(example)}'"
+    )
     return 0
 
 

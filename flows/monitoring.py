@@ -73,7 +73,9 @@ class DriftCheckParams(BaseModel):
     start: datetime | None = Field(None, description="Window start (inclusive, UTC if naive).")
     end: datetime | None = Field(None, description="Window end (exclusive, UTC if naive); default now.")
     last_hours: float | None = Field(
-        None, gt=0, description="Window of the last N hours up to `end` (default 24 when no start).",
+        None,
+        gt=0,
+        description="Window of the last N hours up to `end` (default 24 when no start).",
     )
     labels: DatasetSpec | None = Field(
         None, description="Ground truth (request_id + label column) for performance drift."
@@ -141,18 +143,26 @@ def drift_check(
         if params.reference is not None:
             loaded = tasks.load_dataset(params.reference)
             reference: ReferenceData = ReferenceData(
-                frame=loaded.frame, source=params.reference.uri, model_name=params.model_name,
+                frame=loaded.frame,
+                source=params.reference.uri,
+                model_name=params.model_name,
                 model_version=version,
             )
         else:
             reference = tasks.load_drift_reference(
-                params.model_name, version=params.version, alias=params.alias,
-                mlflow_config=params.mlflow, with_predictions=params.settings.check_prediction,
+                params.model_name,
+                version=params.version,
+                alias=params.alias,
+                mlflow_config=params.mlflow,
+                with_predictions=params.settings.check_prediction,
             )
             version = reference.model_version
         if params.prediction_log is not None:
             current = tasks.load_prediction_window(
-                params.prediction_log, window, model_name=params.model_name, s3=params.s3,
+                params.prediction_log,
+                window,
+                model_name=params.model_name,
+                s3=params.s3,
             )
             source = params.prediction_log
         else:
@@ -161,10 +171,20 @@ def drift_check(
             source = params.current.uri
         labels = tasks.load_dataset(params.labels).frame if params.labels is not None else None
         report = tasks.check_drift_and_report(
-            reference, current, settings=params.settings, model_name=params.model_name,
-            model_version=version, window=window, current_source=source, labels=labels,
-            label_column=params.label_column, report_location=params.report_location, s3=params.s3,
-            mlflow_config=params.mlflow, log_to_mlflow=params.log_to_mlflow, emit_event=params.emit_event,
+            reference,
+            current,
+            settings=params.settings,
+            model_name=params.model_name,
+            model_version=version,
+            window=window,
+            current_source=source,
+            labels=labels,
+            label_column=params.label_column,
+            report_location=params.report_location,
+            s3=params.s3,
+            mlflow_config=params.mlflow,
+            log_to_mlflow=params.log_to_mlflow,
+            emit_event=params.emit_event,
         )
     except MLOpsError as exc:
         failed = error_report(exc, model_name=params.model_name, model_version=version, window=window)
@@ -189,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         model_name=args.model_name,
         prediction_log=args.prediction_log if args.current is None else None,
         current=DatasetSpec(uri=args.current) if args.current else None,
-        last_hours=args.last_hours, start=args.start, end=args.end,
+        last_hours=args.last_hours,
+        start=args.start,
+        end=args.end,
         settings=DriftSettings(min_rows=args.min_rows),
     )
     try:

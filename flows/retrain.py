@@ -83,20 +83,24 @@ class RetrainParams(BaseModel):
     """
 
     model_name: str | None = Field(
-        None, title="Model name",
+        None,
+        title="Model name",
         description="Registered model to retrain (required; the drift automation fills it from the event).",
     )
     dataset: DatasetSpec | None = Field(
-        None, title="Fresh labelled dataset",
+        None,
+        title="Fresh labelled dataset",
         description="Fresh rows with features and the target column (CSV/Parquet, local or s3://).",
     )
     prediction_log: str | None = Field(
-        None, title="Prediction log",
+        None,
+        title="Prediction log",
         description="Prediction log (folder or s3://prefix) whose window is joined with `labels`. Empty "
         "with labels given: the endpoint's log, <state dir>/endpoints/<endpoint>/prediction-log.",
     )
     labels: DatasetSpec | None = Field(
-        None, title="Labels for the prediction log",
+        None,
+        title="Labels for the prediction log",
         description="Ground truth: request_id (+ optional row) and the label column.",
     )
     label_column: str = Field("label", title="Label column", description="Label column of `labels`.")
@@ -106,7 +110,8 @@ class RetrainParams(BaseModel):
         None, gt=0, title="Last hours", description="Window of the last N hours (default 24 when no start)."
     )
     include_reference: bool = Field(
-        True, title="Include the live version's training data",
+        True,
+        title="Include the live version's training data",
         description="Prepend the training split recorded with the live (reference_alias) version.",
     )
     reference_alias: str = Field("champion", title="Live alias", description="Alias of the live version.")
@@ -114,30 +119,36 @@ class RetrainParams(BaseModel):
         50, ge=1, title="Minimum fresh rows", description="Fewest fresh labelled rows worth a retrain."
     )
     data_location: str | None = Field(
-        None, title="Where to write the training data",
+        None,
+        title="Where to write the training data",
         description="Parquet file for the combined data. Empty: <state dir>/retrain/<model>/<time>.parquet.",
     )
     training: TrainingSpec | None = Field(
-        None, title="Training spec",
+        None,
+        title="Training spec",
         description="Estimator and params. Empty: logistic regression on the live version's target.",
     )
     segment_column: str | None = Field(SEGMENT, title="Segment column", description="Evaluation slices.")
     expectation_suite: str | None = Field(
-        None, title="Expectation suite",
+        None,
+        title="Expectation suite",
         description="Great Expectations suite JSON. Empty: <state dir>/expectations/<model_name>.json.",
     )
     check_value_ranges: bool = Field(
-        False, title="Check numeric value ranges",
+        False,
+        title="Check numeric value ranges",
         description="Keep the suite's range expectations. Off: drifted data may leave the ranges learnt "
         "from the old data; columns, types, nulls and category sets are still checked.",
     )
     holdout_fraction: float = Field(0.2, gt=0, lt=1, title="Holdout fraction")
     gate: QualityGate = Field(
-        default_factory=lambda: DEFAULT_GATE, title="Quality gate",
+        default_factory=lambda: DEFAULT_GATE,
+        title="Quality gate",
         description="Thresholds the new version must meet (also against the champion).",
     )
     fail_on_gate: bool = Field(
-        True, title="Fail the run when the gate fails",
+        True,
+        title="Fail the run when the gate fails",
         description="Off: a failed gate ends the run Completed with state name GateFailed.",
     )
     deploy: bool = Field(True, title="Deploy", description="Deploy blue-green when the gate passes.")
@@ -148,16 +159,20 @@ class RetrainParams(BaseModel):
         3600, ge=1, title="Approval timeout (s)", description="No answer by then: not deployed."
     )
     endpoint: EndpointSpec = Field(
-        default_factory=lambda: EndpointSpec(name="churn", port=8000), title="Endpoint",
+        default_factory=lambda: EndpointSpec(name="churn", port=8000),
+        title="Endpoint",
         description="Endpoint to deploy to (name keys ports, state and lock).",
     )
     rollout: RolloutSpec = Field(
         default_factory=lambda: RolloutSpec(strategy="canary", bake_seconds=10, termination_wait_s=10),
-        title="Rollout", description="Blue-green strategy, bake periods, guard.",
+        title="Rollout",
+        description="Blue-green strategy, bake periods, guard.",
     )
     target: str = Field("local", title="Deploy target", description="Where slots and router run.")
     cooldown_minutes: float = Field(
-        24 * 60, ge=0, title="Cool-down (minutes)",
+        24 * 60,
+        ge=0,
+        title="Cool-down (minutes)",
         description="A model is retrained at most once per this period, however many runs start (0 = off).",
     )
     s3: S3Config | None = Field(None, title="S3", description="S3 endpoint for an s3:// prediction log.")
@@ -215,8 +230,9 @@ def _fresh_parts(params: RetrainParams, target: str) -> list[tuple[str, object]]
         hours = params.last_hours if params.last_hours is not None or params.start else 24.0
         window = resolve_window(params.start, params.end, hours)
         endpoint_url = (params.s3 or S3Config()).client_kwargs().get("endpoint_url")
-        log = tasks.load_prediction_window(sink, window, model_name=params.model_name,
-                                           s3_endpoint_url=endpoint_url)
+        log = tasks.load_prediction_window(
+            sink, window, model_name=params.model_name, s3_endpoint_url=endpoint_url
+        )
         labels = tasks.load_dataset(params.labels).frame
         rows = label_prediction_log(log, labels, label_column=params.label_column, target=target)
         parts.append((f"{sink} {window.describe()} + {params.labels.uri}", rows))
@@ -224,16 +240,26 @@ def _fresh_parts(params: RetrainParams, target: str) -> list[tuple[str, object]]
 
 
 def _markdown(result: RetrainResult) -> str:
-    lines = [f"# Retrain of {result.model_name}: {result.outcome}", "", result.reason, "",
-             "| | |", "|---|---|"]
+    lines = [
+        f"# Retrain of {result.model_name}: {result.outcome}",
+        "",
+        result.reason,
+        "",
+        "| | |",
+        "|---|---|",
+    ]
     rows = {
-        "version trained": result.version, "gate": {True: "passed", False: "failed"}.get(result.gate_passed),
-        "deployed": "yes" if result.deployed else "no", "champion before": result.previous_champion,
-        "champion now": result.champion_version, "cool-down until": result.cooldown_until,
+        "version trained": result.version,
+        "gate": {True: "passed", False: "failed"}.get(result.gate_passed),
+        "deployed": "yes" if result.deployed else "no",
+        "champion before": result.previous_champion,
+        "champion now": result.champion_version,
+        "cool-down until": result.cooldown_until,
     }
     if result.data is not None:
-        rows["training rows"] = (f"{result.data.rows} ({result.data.reference_rows} reference, "
-                                 f"{result.data.fresh_rows} fresh)")
+        rows["training rows"] = (
+            f"{result.data.rows} ({result.data.reference_rows} reference, {result.data.fresh_rows} fresh)"
+        )
         rows["training data"] = f"`{result.data.uri}`"
     if result.approval is not None:
         rows["approval"] = f"{result.approval.get('approve')}: {result.approval.get('reason') or ''}"
@@ -245,8 +271,11 @@ def _markdown(result: RetrainResult) -> str:
 
 def _publish(result: RetrainResult) -> None:
     key = "".join(c if c.isalnum() else "-" for c in f"retrain-{result.model_name}".lower())[:100]
-    create_markdown_artifact(markdown=_markdown(result), key=key.strip("-"),
-                             description=f"Retrain of {result.model_name}: {result.outcome}")
+    create_markdown_artifact(
+        markdown=_markdown(result),
+        key=key.strip("-"),
+        description=f"Retrain of {result.model_name}: {result.outcome}",
+    )
 
 
 def _resume_after_timeout() -> None:
@@ -266,10 +295,15 @@ def _ask_approval(params: RetrainParams, version: int, summary: str) -> tuple[st
     from prefect.flow_runs import pause_flow_run
 
     logger = get_run_logger()
-    description = (f"Deploy **{params.model_name} version {version}** to endpoint "
-                   f"`{params.endpoint.name}`?\n\n{summary}")
-    logger.info("Waiting up to %ss for approval to deploy %s version %s", params.approval_timeout_s,
-                params.model_name, version)
+    description = (
+        f"Deploy **{params.model_name} version {version}** to endpoint `{params.endpoint.name}`?\n\n{summary}"
+    )
+    logger.info(
+        "Waiting up to %ss for approval to deploy %s version %s",
+        params.approval_timeout_s,
+        params.model_name,
+        version,
+    )
     try:
         answer = pause_flow_run(
             wait_for_input=ApprovalInput.with_initial_data(description=description, approve=False),
@@ -279,7 +313,8 @@ def _ask_approval(params: RetrainParams, version: int, summary: str) -> tuple[st
     except FlowPauseTimeout:
         _resume_after_timeout()
         return "approval_timed_out", {
-            "approve": False, "reason": f"no answer within {params.approval_timeout_s}s"
+            "approve": False,
+            "reason": f"no answer within {params.approval_timeout_s}s",
         }
     decision = {"approve": bool(answer.approve), "reason": answer.reason}
     return (None if answer.approve else "rejected"), decision
@@ -331,26 +366,39 @@ def retrain_pipeline(
         )
     live_version = None
     if params.include_reference:
-        live_version, _ = check_retrainable(params.model_name, alias=params.reference_alias,
-                                            mlflow_config=params.mlflow)
+        live_version, _ = check_retrainable(
+            params.model_name, alias=params.reference_alias, mlflow_config=params.mlflow
+        )
 
     claim: RetrainClaim = tasks.claim_retrain(
-        params.model_name, cooldown_minutes=params.cooldown_minutes, claimant=run_id,
+        params.model_name,
+        cooldown_minutes=params.cooldown_minutes,
+        claimant=run_id,
         mlflow_config=params.mlflow,
     )
     if not claim.claimed:
-        result = RetrainResult(model_name=params.model_name, outcome="skipped", reason=claim.reason,
-                               previous_champion=live_version, champion_version=live_version,
-                               cooldown_until=claim.next_allowed_at)
+        result = RetrainResult(
+            model_name=params.model_name,
+            outcome="skipped",
+            reason=claim.reason,
+            previous_champion=live_version,
+            champion_version=live_version,
+            cooldown_until=claim.next_allowed_at,
+        )
         _publish(result)
         return Completed(name="Skipped", message=claim.reason, data=result)  # type: ignore[return-value]
 
     data, target = _assemble_data(params, claim, run_id)
     trained = _train(params, data, target)
     common = dict(
-        model_name=params.model_name, version=trained.version, created=trained.created,
-        gate_passed=trained.gate_passed, gate_reasons=trained.gate_reasons, data=data,
-        previous_champion=trained.champion_version, champion_version=trained.champion_version,
+        model_name=params.model_name,
+        version=trained.version,
+        created=trained.created,
+        gate_passed=trained.gate_passed,
+        gate_reasons=trained.gate_reasons,
+        data=data,
+        previous_champion=trained.champion_version,
+        champion_version=trained.champion_version,
         cooldown_until=claim.next_allowed_at,
     )
     stopped = _stop_before_deploying(params, trained, common)
@@ -371,14 +419,18 @@ def _assemble_data(params: RetrainParams, claim: RetrainClaim, run_id: str) -> t
         target = params.training.target if params.training else TARGET
         features = None
         if params.include_reference:
-            reference = tasks.load_training_reference(params.model_name, alias=params.reference_alias,
-                                                      mlflow_config=params.mlflow)
+            reference = tasks.load_training_reference(
+                params.model_name, alias=params.reference_alias, mlflow_config=params.mlflow
+            )
             target = params.training.target if params.training else reference.target
             features = [*reference.features, target] if reference.features else None
             parts.append(("reference", reference.frame))
         parts += _fresh_parts(params, target)
         data = tasks.prepare_training_data(
-            parts, target=target, location=_location(params, run_id), features=features,
+            parts,
+            target=target,
+            location=_location(params, run_id),
+            features=features,
             min_fresh_rows=params.min_fresh_rows,
         )
     except MLOpsError:
@@ -394,12 +446,21 @@ def _train(params: RetrainParams, data: RetrainData, target: str) -> TrainingPip
     if not params.check_value_ranges:
         model_suite = suite or str(state_dir() / "expectations" / f"{params.model_name}.json")
         suite = suite_without_ranges(model_suite, data.uri.rsplit(".", 1)[0] + "-suite.json") or suite
-    return training_pipeline(TrainingPipelineParams(
-        model_name=params.model_name, dataset=DatasetSpec(uri=data.uri, name=f"{params.model_name}-retrain"),
-        training=spec, segment_column=params.segment_column, expectation_suite=suite,
-        holdout_fraction=params.holdout_fraction, gate=params.gate, compare_to_champion=True,
-        promote_on_pass=False, fail_on_gate=False, mlflow=params.mlflow,
-    ))
+    return training_pipeline(
+        TrainingPipelineParams(
+            model_name=params.model_name,
+            dataset=DatasetSpec(uri=data.uri, name=f"{params.model_name}-retrain"),
+            training=spec,
+            segment_column=params.segment_column,
+            expectation_suite=suite,
+            holdout_fraction=params.holdout_fraction,
+            gate=params.gate,
+            compare_to_champion=True,
+            promote_on_pass=False,
+            fail_on_gate=False,
+            mlflow=params.mlflow,
+        )
+    )
 
 
 def _stop_before_deploying(
@@ -407,8 +468,10 @@ def _stop_before_deploying(
 ) -> State | None:
     """The final state when the gate failed or deploying is off; ``None`` to go on."""
     if not trained.gate_passed:
-        reason = (f"{params.model_name} version {trained.version} failed its quality gate; production "
-                  f"untouched (champion {trained.champion_version}): " + "; ".join(trained.gate_reasons))
+        reason = (
+            f"{params.model_name} version {trained.version} failed its quality gate; production "
+            f"untouched (champion {trained.champion_version}): " + "; ".join(trained.gate_reasons)
+        )
         result = RetrainResult(outcome="gate_failed", reason=reason, **common)
         _publish(result)
         get_run_logger().warning(reason)
@@ -416,8 +479,10 @@ def _stop_before_deploying(
             return Failed(message=reason[:1000], data=result)
         return Completed(name="GateFailed", message=reason[:1000], data=result)
     if not params.deploy:
-        reason = (f"{params.model_name} version {trained.version} passed its gate and holds alias "
-                  "challenger; not deployed (deploy=False)")
+        reason = (
+            f"{params.model_name} version {trained.version} passed its gate and holds alias "
+            "challenger; not deployed (deploy=False)"
+        )
         result = RetrainResult(outcome="trained", reason=reason, **common)
         _publish(result)
         return Completed(message=reason, data=result)
@@ -429,14 +494,20 @@ def _approval(
 ) -> tuple[State | None, dict]:
     """Ask the reviewer; the final state when not approved (else ``None``) and the answer."""
     refused, approval = _ask_approval(
-        params, trained.version, f"Gate passed; trained on {data.rows} rows ({data.fresh_rows} fresh).")
+        params, trained.version, f"Gate passed; trained on {data.rows} rows ({data.fresh_rows} fresh)."
+    )
     if refused is None:
         return None, approval
-    why = ("rejected by the reviewer" if refused == "rejected" else
-           f"not approved within {params.approval_timeout_s}s")
-    reason = (f"{params.model_name} version {trained.version} passed its gate but was {why}"
-              f"{': ' + str(approval['reason']) if approval.get('reason') else ''}; not deployed, "
-              f"champion stays {trained.champion_version}")
+    why = (
+        "rejected by the reviewer"
+        if refused == "rejected"
+        else f"not approved within {params.approval_timeout_s}s"
+    )
+    reason = (
+        f"{params.model_name} version {trained.version} passed its gate but was {why}"
+        f"{': ' + str(approval['reason']) if approval.get('reason') else ''}; not deployed, "
+        f"champion stays {trained.champion_version}"
+    )
     result = RetrainResult(outcome=refused, reason=reason, approval=approval, **common)
     _publish(result)
     name = "Rejected" if refused == "rejected" else "ApprovalTimedOut"
@@ -444,31 +515,55 @@ def _approval(
 
 
 def _deploy(
-    params: RetrainParams, trained: TrainingPipelineResult, data: RetrainData, target: str,
-    approval: dict | None, common: dict[str, Any],
+    params: RetrainParams,
+    trained: TrainingPipelineResult,
+    data: RetrainData,
+    target: str,
+    approval: dict | None,
+    common: dict[str, Any],
 ) -> State:
     """Deploy the new version blue-green (it becomes champion when live); the final state."""
     try:
-        record = deployment_pipeline(DeploymentPipelineParams(
-            model_name=params.model_name, version=trained.version, endpoint=params.endpoint,
-            rollout=params.rollout, target=params.target, smoke_dataset=DatasetSpec(uri=data.uri),
-            target_column=target, mlflow=params.mlflow,
-        ))
+        record = deployment_pipeline(
+            DeploymentPipelineParams(
+                model_name=params.model_name,
+                version=trained.version,
+                endpoint=params.endpoint,
+                rollout=params.rollout,
+                target=params.target,
+                smoke_dataset=DatasetSpec(uri=data.uri),
+                target_column=target,
+                mlflow=params.mlflow,
+            )
+        )
     except MLOpsError as exc:
-        _publish(RetrainResult(
-            outcome="deploy_failed", approval=approval, **common,
-            reason=f"{params.model_name} version {trained.version} passed its gate but its deployment "
-            f"failed ({type(exc).__name__}: {exc}); the previous version keeps serving",
-        ))
+        _publish(
+            RetrainResult(
+                outcome="deploy_failed",
+                approval=approval,
+                **common,
+                reason=f"{params.model_name} version {trained.version} passed its gate but its deployment "
+                f"failed ({type(exc).__name__}: {exc}); the previous version keeps serving",
+            )
+        )
         raise
-    reason = (f"{params.model_name} version {trained.version} passed its gate and is live on endpoint "
-              f"{params.endpoint.name} ({record.outcome}); champion {trained.champion_version} -> "
-              f"{trained.version}")
-    result = RetrainResult(outcome="deployed", reason=reason, deployed=True, approval=approval,
-                           deployment_id=record.id, **{**common, "champion_version": trained.version})
+    reason = (
+        f"{params.model_name} version {trained.version} passed its gate and is live on endpoint "
+        f"{params.endpoint.name} ({record.outcome}); champion {trained.champion_version} -> "
+        f"{trained.version}"
+    )
+    result = RetrainResult(
+        outcome="deployed",
+        reason=reason,
+        deployed=True,
+        approval=approval,
+        deployment_id=record.id,
+        **{**common, "champion_version": trained.version},
+    )
     _publish(result)
     get_run_logger().info(reason)
     return Completed(message=reason, data=result)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: retrain on a labelled dataset (and/or logged predictions + labels)."""
@@ -487,11 +582,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         params = RetrainParams(
-            model_name=args.model_name, dataset=DatasetSpec(uri=args.dataset) if args.dataset else None,
-            labels=DatasetSpec(uri=args.labels) if args.labels else None, prediction_log=args.prediction_log,
-            last_hours=args.last_hours, endpoint=EndpointSpec(name=args.endpoint, port=args.port),
+            model_name=args.model_name,
+            dataset=DatasetSpec(uri=args.dataset) if args.dataset else None,
+            labels=DatasetSpec(uri=args.labels) if args.labels else None,
+            prediction_log=args.prediction_log,
+            last_hours=args.last_hours,
+            endpoint=EndpointSpec(name=args.endpoint, port=args.port),
             rollout=RolloutSpec(strategy=args.strategy, bake_seconds=args.bake, termination_wait_s=0),
-            cooldown_minutes=args.cooldown_minutes, deploy=not args.no_deploy,
+            cooldown_minutes=args.cooldown_minutes,
+            deploy=not args.no_deploy,
         )
         state = retrain_pipeline(params, return_state=True)
         result = state.result(raise_on_failure=False)

@@ -155,9 +155,7 @@ def training_pipeline(
     spec = params.dataset or demo_dataset(params.demo)
     dataset = tasks.load_dataset(spec)
 
-    suite_path = Path(
-        params.expectation_suite or state_dir() / "expectations" / f"{params.model_name}.json"
-    )
+    suite_path = Path(params.expectation_suite or state_dir() / "expectations" / f"{params.model_name}.json")
     if not suite_path.exists():
         if not params.suggest_suite_if_missing:
             from mlops_tasks.errors import ConfigurationError
@@ -167,9 +165,7 @@ def training_pipeline(
                 "suggest-expectations task or set suggest_suite_if_missing."
             )
         logger.info("No suite at %s yet: suggesting one from %s", suite_path, spec.uri)
-        tasks.suggest_expectations(
-            dataset.frame, suite_path, range_margin=params.suite_range_margin
-        )
+        tasks.suggest_expectations(dataset.frame, suite_path, range_margin=params.suite_range_margin)
     tasks.validate_data(dataset.frame, suite_path, dataset_name=dataset.info.name)
 
     train, holdout = tasks.split_dataset(
@@ -180,13 +176,21 @@ def training_pipeline(
         stratify=params.training.task == "classification",
     )
     trained = tasks.train_model(
-        train, params.training, data=dataset.info, segment_column=params.segment_column,
+        train,
+        params.training,
+        data=dataset.info,
+        segment_column=params.segment_column,
         mlflow_config=params.mlflow,
     )
     report = tasks.evaluate_model(
-        trained, holdout, params.gate, model_name=params.model_name,
-        segment_column=params.segment_column, compare_to_champion=params.compare_to_champion,
-        fail_on_error=False, mlflow_config=params.mlflow,
+        trained,
+        holdout,
+        params.gate,
+        model_name=params.model_name,
+        segment_column=params.segment_column,
+        compare_to_champion=params.compare_to_champion,
+        fail_on_error=False,
+        mlflow_config=params.mlflow,
     )
     version = tasks.register_model(trained, report, params.model_name, mlflow_config=params.mlflow)
     champion = report.champion.version if report.champion else None
@@ -207,8 +211,11 @@ def training_pipeline(
         tracking_uri=resolve_mlflow_config(params.mlflow).tracking_uri,
     )
     logger.info(
-        "%s version %s: gate %s, champion %s", params.model_name, version.version,
-        "passed" if report.passed else "failed", champion,
+        "%s version %s: gate %s, champion %s",
+        params.model_name,
+        version.version,
+        "passed" if report.passed else "failed",
+        champion,
     )
     if not report.passed and params.fail_on_gate:
         raise QualityGateError(

@@ -138,9 +138,7 @@ class MlflowServer(Block):
     tracking_uri: str = Field(
         ..., description="Tracking server URI, e.g. https://mlflow.example.com or sqlite:///mlflow.db."
     )
-    registry_uri: str | None = Field(
-        None, description="Model registry URI; empty: the tracking URI."
-    )
+    registry_uri: str | None = Field(None, description="Model registry URI; empty: the tracking URI.")
     experiment_name: str | None = Field(
         None, description="Experiment for training runs; empty: environment or mlops-tasks."
     )
@@ -151,9 +149,7 @@ class MlflowServer(Block):
         None, description="Bearer token sent to the server (MLFLOW_TRACKING_TOKEN)."
     )
     username: str | None = Field(None, description="Basic-auth user (MLFLOW_TRACKING_USERNAME).")
-    password: SecretStr | None = Field(
-        None, description="Basic-auth password (MLFLOW_TRACKING_PASSWORD)."
-    )
+    password: SecretStr | None = Field(None, description="Basic-auth password (MLFLOW_TRACKING_PASSWORD).")
     request_timeout_s: float = Field(
         10.0, gt=0, description="Timeout in seconds of the reachability check of the server."
     )
@@ -252,14 +248,20 @@ class DeployTarget(Block):
             ```
         """
         return EndpointSpec(
-            name=self.endpoint_name, host=self.host, port=self.port,
-            preview_port=self.preview_port, replicas=self.replicas,
+            name=self.endpoint_name,
+            host=self.host,
+            port=self.port,
+            preview_port=self.preview_port,
+            replicas=self.replicas,
         )
 
     def docker_options(self) -> dict[str, Any]:
         """The docker kind's settings that are set (``docker_host``, ``router_image``, ``server_image``)."""
-        values = {"docker_host": self.docker_host, "router_image": self.router_image,
-                  "server_image": self.server_image}
+        values = {
+            "docker_host": self.docker_host,
+            "router_image": self.router_image,
+            "server_image": self.server_image,
+        }
         return {key: value for key, value in values.items() if value is not None}
 
 

@@ -161,14 +161,16 @@ def translate_s3_error(exc: Exception, uri: str, s3: S3Config | None = None) -> 
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         if code in {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}:
-            return DatasetNotFoundError(
-                f"{uri!r} does not exist (S3 said {code}); check the bucket and key."
-            )
+            return DatasetNotFoundError(f"{uri!r} does not exist (S3 said {code}); check the bucket and key.")
         if code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}:
             source = (s3 or S3Config()).describe_source()
-            what = ("the access key id is unknown" if code == "InvalidAccessKeyId" else
-                    "the secret key does not match" if code == "SignatureDoesNotMatch" else
-                    "the credentials lack permission")
+            what = (
+                "the access key id is unknown"
+                if code == "InvalidAccessKeyId"
+                else "the secret key does not match"
+                if code == "SignatureDoesNotMatch"
+                else "the credentials lack permission"
+            )
             return StorageError(
                 f"S3 refused access to {uri!r} ({code}: {what}); the credentials came from {source}: "
                 "fix them there (rotate the AwsCredentials block, or AWS_ACCESS_KEY_ID / "
@@ -251,9 +253,7 @@ def load_dataset(spec: DatasetSpec) -> LoadedDataset:
             f"Dataset {spec.uri!r} could not be parsed as {fmt} ({exc}); check the file or its format."
         ) from exc
     if frame.empty:
-        raise EmptyDatasetError(
-            f"Dataset {spec.uri!r} has a header but no rows; point at a file with data."
-        )
+        raise EmptyDatasetError(f"Dataset {spec.uri!r} has a header but no rows; point at a file with data.")
     info = DatasetInfo(
         uri=spec.uri,
         name=spec.display_name,
@@ -356,9 +356,7 @@ def split_dataset(
                 "stratified splitting needs at least 2 per class: add data or set stratify=False."
             )
         labels = frame[target]
-    train, holdout = train_test_split(
-        frame, test_size=holdout_fraction, random_state=seed, stratify=labels
-    )
+    train, holdout = train_test_split(frame, test_size=holdout_fraction, random_state=seed, stratify=labels)
     return train.reset_index(drop=True), holdout.reset_index(drop=True)
 
 

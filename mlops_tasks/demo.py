@@ -89,12 +89,12 @@ def make_churn_data(rows: int = 5000, *, seed: int = 7, drift: float = 0.0) -> p
     usage = np.round(rng.lognormal(2.3 + 0.4 * drift, 0.6, rows), 3)
     products = np.clip(rng.poisson(1.5, rows) + 1, 1, 6).astype("int64")
 
-    contract_effect = pd.Series(contract).map(
-        {"month-to-month": 1.0, "one-year": -0.4, "two-year": -1.3}
-    ).to_numpy()
-    country_effect = pd.Series(country).map(
-        {"US": 0.0, "DE": -0.3, "IN": 0.35, "BR": 0.25, "FR": -0.1}
-    ).to_numpy()
+    contract_effect = (
+        pd.Series(contract).map({"month-to-month": 1.0, "one-year": -0.4, "two-year": -1.3}).to_numpy()
+    )
+    country_effect = (
+        pd.Series(country).map({"US": 0.0, "DE": -0.3, "IN": 0.35, "BR": 0.25, "FR": -0.1}).to_numpy()
+    )
     concept = max(0.0, drift - 0.5) * 2  # 0 until drift 0.5, then up to 1
     logit = (
         -0.9

@@ -262,8 +262,10 @@ class RepositoryNotFoundError(RegistryPushError):
 
 
 class ContainerRegistryError(RegistryPushError):
-    """A container (Docker/OCI) registry refused a push; not the MLflow model registry
-    (:class:`RegistryError`)."""
+    """A container (Docker/OCI) registry refused a push.
+
+    Not the MLflow model registry (:class:`RegistryError`).
+    """
 
 
 class ContainerRegistryUnreachableError(ContainerRegistryError, RegistryUnreachableError):
@@ -284,6 +286,8 @@ class ImageVerificationError(ContainerizeError):
     def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
         self.report = report
+
+
 # --- added by drift ---
 
 
@@ -297,6 +301,8 @@ class ReferenceDataNotFoundError(DriftError, DataError):
 
 class NoCommonColumnsError(DriftError, SchemaError):
     """Reference and current data share no feature column, so nothing can be compared."""
+
+
 # --- added by deploy ---
 
 
@@ -349,8 +355,10 @@ class GuardBreachError(RolloutError):
 
 
 class CandidateUnhealthyError(GuardBreachError):
-    """The candidate slot died, hung, was marked DOWN by the router or was not found serving
-    the live port; all traffic went back to the old slot, which stayed warm for this."""
+    """The candidate slot died, hung, was marked DOWN by the router or was not found serving the live port.
+
+    All traffic went back to the old slot, which stayed warm for this.
+    """
 
 
 class RollbackError(DeploymentError):

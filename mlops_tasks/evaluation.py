@@ -54,6 +54,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
 def _check_metric(name: str) -> str:
     if name not in GREATER_IS_BETTER:
         raise ValueError(f"unknown metric {name!r}; choose from {sorted(GREATER_IS_BETTER)}")
@@ -217,16 +218,28 @@ def _bound_checks(
         if bound is None:
             continue
         if value is None:
-            checks.append(GateCheck(
-                check=f"{metric} {op} {bound}", scope=scope, observed=None, bound=bound, passed=False,
-                reason=f"{metric} could not be computed for {scope} (e.g. a single class)",
-            ))
+            checks.append(
+                GateCheck(
+                    check=f"{metric} {op} {bound}",
+                    scope=scope,
+                    observed=None,
+                    bound=bound,
+                    passed=False,
+                    reason=f"{metric} could not be computed for {scope} (e.g. a single class)",
+                )
+            )
             continue
         ok = value >= bound if op == ">=" else value <= bound
-        checks.append(GateCheck(
-            check=f"{metric} {op} {bound}", scope=scope, observed=value, bound=bound, passed=ok,
-            reason=f"{scope} {metric} {value:.4f} {'meets' if ok else 'misses'} {op} {bound}",
-        ))
+        checks.append(
+            GateCheck(
+                check=f"{metric} {op} {bound}",
+                scope=scope,
+                observed=value,
+                bound=bound,
+                passed=ok,
+                reason=f"{scope} {metric} {value:.4f} {'meets' if ok else 'misses'} {op} {bound}",
+            )
+        )
     return checks
 
 
@@ -238,22 +251,34 @@ def _change_checks(t: MetricThreshold, value: float | None, champion: float | No
             continue
         name = f"{t.metric} {kind} change vs champion >= {bound}"
         if value is None or champion is None:
-            checks.append(GateCheck(
-                check=name, scope="champion", observed=None, bound=bound, passed=False,
-                reason=f"{t.metric} missing for candidate or champion; cannot compare",
-            ))
+            checks.append(
+                GateCheck(
+                    check=name,
+                    scope="champion",
+                    observed=None,
+                    bound=bound,
+                    passed=False,
+                    reason=f"{t.metric} missing for candidate or champion; cannot compare",
+                )
+            )
             continue
         change = sign * (value - champion)
         if kind == "relative":
             change = change / abs(champion) if champion != 0 else (math.inf if change > 0 else 0.0)
         ok = change >= bound
-        checks.append(GateCheck(
-            check=name, scope="champion", observed=change, bound=bound, passed=ok,
-            reason=(
-                f"{t.metric} {kind} change vs champion {change:+.4f} "
-                f"({value:.4f} vs {champion:.4f}) {'meets' if ok else 'misses'} >= {bound}"
-            ),
-        ))
+        checks.append(
+            GateCheck(
+                check=name,
+                scope="champion",
+                observed=change,
+                bound=bound,
+                passed=ok,
+                reason=(
+                    f"{t.metric} {kind} change vs champion {change:+.4f} "
+                    f"({value:.4f} vs {champion:.4f}) {'meets' if ok else 'misses'} >= {bound}"
+                ),
+            )
+        )
     return checks
 
 
@@ -369,9 +394,7 @@ def evaluate_model(
     elif compare_to_champion and model_name:
         note = "no champion yet: only absolute thresholds apply"
 
-    checks = apply_gate(
-        gate, metrics, slice_metrics, slice_rows, champion.metrics if champion else None
-    )
+    checks = apply_gate(gate, metrics, slice_metrics, slice_rows, champion.metrics if champion else None)
     report = EvaluationReport(
         run_id=trained.run_id,
         model_name=model_name,

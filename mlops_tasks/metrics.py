@@ -27,8 +27,13 @@ TaskType = Literal["classification", "regression"]
 CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 GREATER_IS_BETTER = {
-    "accuracy": True, "f1": True, "roc_auc": True, "log_loss": False,
-    "rmse": False, "mae": False, "r2": True,
+    "accuracy": True,
+    "f1": True,
+    "roc_auc": True,
+    "log_loss": False,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
 }
 
 
@@ -64,9 +69,7 @@ def compute_metrics(task: TaskType, model: Any, x: pd.DataFrame, y: pd.Series) -
             if binary:
                 out["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]))
             else:
-                out["roc_auc"] = float(
-                    skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
-                )
+                out["roc_auc"] = float(skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
     return out
 
 
@@ -95,4 +98,3 @@ def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     if len(truth) > 1:
         out["r2"] = float(skm.r2_score(truth, pred))
     return out
-

@@ -111,8 +111,7 @@ def authorization_for(url: str) -> str | None:
     if target is None:
         return None
     with _lock:
-        matches = [server for server in _headers
-                   if target == server or target.startswith(server + "/")]
+        matches = [server for server in _headers if target == server or target.startswith(server + "/")]
         return _headers[max(matches, key=len)] if matches else None
 
 
@@ -120,6 +119,7 @@ class SettingsAuth(AuthBase):
     """``requests`` auth that sets the recorded credentials of the request's server."""
 
     def __call__(self, request: Any) -> Any:
+        """Set the ``Authorization`` header when credentials are recorded for the URL's server."""
         header = authorization_for(request.url or "")
         if header is not None:
             request.headers["Authorization"] = header

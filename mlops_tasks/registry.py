@@ -163,7 +163,10 @@ def register_model(
 
 
 def _register(
-    client: MlflowClient, trained: TrainedModel, report: EvaluationReport, model_name: str,
+    client: MlflowClient,
+    trained: TrainedModel,
+    report: EvaluationReport,
+    model_name: str,
     tags: dict[str, str],
 ) -> RegisteredVersion:
     from mlflow.exceptions import MlflowException
@@ -175,9 +178,7 @@ def _register(
             if not is_not_found(exc):
                 raise
             client.create_registered_model(model_name, description="Registered by mlops-tasks.")
-        existing = client.search_model_versions(
-            f"name = '{model_name}' and run_id = '{trained.run_id}'"
-        )
+        existing = client.search_model_versions(f"name = '{model_name}' and run_id = '{trained.run_id}'")
         if existing:
             mv = max(existing, key=lambda v: int(v.version))
             created = False
@@ -402,5 +403,3 @@ def _rollback(client: MlflowClient, model_name: str) -> PromotionResult:
         previous_version=int(current.version),
         changed=True,
     )
-
-

@@ -219,21 +219,30 @@ def claim_retrain(
             )
             logger.info("Skipping retrain of %s: %s", model_name, reason)
             return RetrainClaim(
-                model_name=model_name, claimed=False, last_started_at=last, last_claimed_by=by,
-                cooldown_minutes=cooldown_minutes, next_allowed_at=until, reason=reason,
+                model_name=model_name,
+                claimed=False,
+                last_started_at=last,
+                last_claimed_by=by,
+                cooldown_minutes=cooldown_minutes,
+                next_allowed_at=until,
+                reason=reason,
             )
         client.set_registered_model_tag(model_name, TAG_RETRAIN_STARTED_AT, moment.isoformat())
         client.set_registered_model_tag(model_name, TAG_RETRAIN_CLAIMED_BY, claimant)
     until = moment + period if cooldown_minutes > 0 else None
-    reason = (
-        f"claimed at {moment.isoformat(timespec='seconds')}"
-        + (f"; next retrain allowed after {until.isoformat(timespec='seconds')}" if until else
-           " (cool-down off)")
+    reason = f"claimed at {moment.isoformat(timespec='seconds')}" + (
+        f"; next retrain allowed after {until.isoformat(timespec='seconds')}" if until else " (cool-down off)"
     )
     logger.info("Retrain of %s claimed by %s: %s", model_name, claimant, reason)
     return RetrainClaim(
-        model_name=model_name, claimed=True, claimed_at=moment, last_started_at=last, last_claimed_by=by,
-        cooldown_minutes=cooldown_minutes, next_allowed_at=until, reason=reason,
+        model_name=model_name,
+        claimed=True,
+        claimed_at=moment,
+        last_started_at=last,
+        last_claimed_by=by,
+        cooldown_minutes=cooldown_minutes,
+        next_allowed_at=until,
+        reason=reason,
     )
 
 
@@ -369,12 +378,19 @@ def load_training_reference(
             "labelled dataset instead (dataset=..., include_reference=False)."
         )
     features = [
-        f for key in ("numeric_features", "categorical_features")
-        for f in run.data.params.get(key, "").split(",") if f
+        f
+        for key in ("numeric_features", "categorical_features")
+        for f in run.data.params.get(key, "").split(",")
+        if f
     ]
     return TrainingReference(
-        frame=frame, model_name=model_name, version=version, run_id=run_id, target=target,
-        features=features, source=f"models:/{model_name}/{version} (run {run_id}, {REFERENCE_ARTIFACT})",
+        frame=frame,
+        model_name=model_name,
+        version=version,
+        run_id=run_id,
+        target=target,
+        features=features,
+        source=f"models:/{model_name}/{version} (run {run_id}, {REFERENCE_ARTIFACT})",
     )
 
 
@@ -417,10 +433,15 @@ def label_prediction_log(
             f"(label_column={label_column!r})."
         )
     left = log.assign(_row=log.groupby("request_id", sort=False).cumcount())
-    right = labels[["request_id", label_column]].assign(
-        _row=labels["row"].to_numpy() if "row" in labels.columns
-        else labels.groupby("request_id", sort=False).cumcount()
-    ).drop_duplicates(["request_id", "_row"], keep="last")
+    right = (
+        labels[["request_id", label_column]]
+        .assign(
+            _row=labels["row"].to_numpy()
+            if "row" in labels.columns
+            else labels.groupby("request_id", sort=False).cumcount()
+        )
+        .drop_duplicates(["request_id", "_row"], keep="last")
+    )
     joined = left.merge(right, on=["request_id", "_row"], how="inner")
     joined = joined[joined[label_column].notna()]
     drop = [c for c in (*UTILITY_COLUMNS, PREDICTION_COLUMN, "_row") if c in joined.columns]
@@ -526,19 +547,25 @@ def prepare_training_data(
     uri = write_dataset(combined, location)
     reference_rows = sum(len(f) for label, f in parts if label == reference_label)
     return RetrainData(
-        uri=uri, target=target, rows=len(combined), reference_rows=reference_rows, fresh_rows=fresh,
+        uri=uri,
+        target=target,
+        rows=len(combined),
+        reference_rows=reference_rows,
+        fresh_rows=fresh,
         sources=[label for label, f in parts if len(f)],
     )
 
 
-RANGE_EXPECTATIONS = frozenset({
-    "expect_column_values_to_be_between",
-    "expect_column_min_to_be_between",
-    "expect_column_max_to_be_between",
-    "expect_column_mean_to_be_between",
-    "expect_column_median_to_be_between",
-    "expect_column_stdev_to_be_between",
-})
+RANGE_EXPECTATIONS = frozenset(
+    {
+        "expect_column_values_to_be_between",
+        "expect_column_min_to_be_between",
+        "expect_column_max_to_be_between",
+        "expect_column_mean_to_be_between",
+        "expect_column_median_to_be_between",
+        "expect_column_stdev_to_be_between",
+    }
+)
 
 
 def suite_without_ranges(source: str, destination: str) -> str | None:

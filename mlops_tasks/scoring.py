@@ -97,8 +97,11 @@ def score_batch(
     if frame.empty:
         raise EmptyDatasetError("The dataset to score has no rows.")
     resolved, client = connect(mlflow_config)
-    mv = get_model_version(client, model_name, version) if version is not None else \
-        get_alias_version(client, model_name, alias)
+    mv = (
+        get_model_version(client, model_name, version)
+        if version is not None
+        else get_alias_version(client, model_name, alias)
+    )
     if mv is None:
         raise ModelNotFoundError(
             f"Model {model_name!r} has no version with alias {alias!r}; promote one or pass a version."
@@ -106,22 +109,28 @@ def score_batch(
     run = client.get_run(mv.run_id) if mv.run_id else None
     model = load_sklearn_model(resolved, f"models:/{model_name}/{mv.version}")
     params = run.data.params if run else {}
-    features = [f for key in ("numeric_features", "categorical_features")
-                for f in params.get(key, "").split(",") if f]
+    features = [
+        f for key in ("numeric_features", "categorical_features") for f in params.get(key, "").split(",") if f
+    ]
     if not features:
         features = [str(c) for c in getattr(model, "feature_names_in_", frame.columns)]
     require_columns(frame, features, what=f"Scoring with {model_name} v{mv.version}")
     predictions = np.asarray(model.predict(frame[features]))
     now = datetime.now(UTC)
-    ids = (frame[id_column].astype(str).to_numpy() if id_column else
-           np.array([f"batch-{now:%Y%m%dT%H%M%S}-{i}" for i in range(len(frame))], dtype=object))
-    out = pd.DataFrame({
-        "request_id": ids,
-        "timestamp": pd.Series([pd.Timestamp(now)] * len(frame), dtype="datetime64[us, UTC]"),
-        "model_name": model_name,
-        "model_version": str(mv.version),
-        "served_by": served_by,
-    })
+    ids = (
+        frame[id_column].astype(str).to_numpy()
+        if id_column
+        else np.array([f"batch-{now:%Y%m%dT%H%M%S}-{i}" for i in range(len(frame))], dtype=object)
+    )
+    out = pd.DataFrame(
+        {
+            "request_id": ids,
+            "timestamp": pd.Series([pd.Timestamp(now)] * len(frame), dtype="datetime64[us, UTC]"),
+            "model_name": model_name,
+            "model_version": str(mv.version),
+            "served_by": served_by,
+        }
+    )
     for name in features:
         column = f"feature_{name}" if name in (*RESERVED_COLUMNS, PREDICTION_COLUMN) else name
         out[column] = frame[name].to_numpy()
@@ -129,13 +138,25 @@ def score_batch(
     suffix = Path(output.split("?")[0]).suffix.lower()
     if suffix in (".parquet", ".pq", ".csv"):
         uri = write_dataset(out, output, s3=s3)
-        return BatchPredictions(model_name=model_name, model_version=str(mv.version), rows=len(out),
-                                output_uri=uri, sink=None, timestamp=now)
+        return BatchPredictions(
+            model_name=model_name,
+            model_version=str(mv.version),
+            rows=len(out),
+            output_uri=uri,
+            sink=None,
+            timestamp=now,
+        )
     buffer = io.BytesIO()
     out.to_parquet(buffer, index=False)
     rel = f"date={now:%Y-%m-%d}/hour={now:%H}/{now:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:8]}.parquet"
     sink = Sink(output, s3_client_kwargs=(s3 or S3Config()).client_kwargs())
     sink.write(rel, buffer.getvalue())
     uri = f"{output.rstrip('/')}/{rel}"
-    return BatchPredictions(model_name=model_name, model_version=str(mv.version), rows=len(out),
-                            output_uri=uri, sink=output, timestamp=now)
+    return BatchPredictions(
+        model_name=model_name,
+        model_version=str(mv.version),
+        rows=len(out),
+        output_uri=uri,
+        sink=output,
+        timestamp=now,
+    )

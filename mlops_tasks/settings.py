@@ -76,44 +76,57 @@ class MlopsSettings(BaseSettings):
         ```
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="MLOPS_", extra="ignore", populate_by_name=True, frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore", populate_by_name=True, frozen=True)
 
     # local state and code version
     state_dir: Path = Field(Path(DEFAULT_STATE_DIR), description="Local state folder.")
     git_sha: str | None = Field(None, description="Code version tagged on runs; else `git rev-parse`.")
     # MLflow (standard names first, the MLOPS_ form also works)
     mlflow_tracking: str | None = Field(
-        None, validation_alias=_env("MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_TRACKING_URI"),
-        description="MLflow tracking server or store; else the SQLite store in the state folder.")
+        None,
+        validation_alias=_env("MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_TRACKING_URI"),
+        description="MLflow tracking server or store; else the SQLite store in the state folder.",
+    )
     mlflow_registry: str | None = Field(
-        None, validation_alias=_env("MLFLOW_REGISTRY_URI", "MLOPS_MLFLOW_REGISTRY_URI"),
-        description="MLflow model registry, when not the tracking store.")
+        None,
+        validation_alias=_env("MLFLOW_REGISTRY_URI", "MLOPS_MLFLOW_REGISTRY_URI"),
+        description="MLflow model registry, when not the tracking store.",
+    )
     mlflow_experiment: str | None = Field(
-        None, validation_alias=_env("MLFLOW_EXPERIMENT_NAME", "MLOPS_MLFLOW_EXPERIMENT_NAME"),
-        description=f"Experiment for training runs; else {DEFAULT_EXPERIMENT!r}.")
+        None,
+        validation_alias=_env("MLFLOW_EXPERIMENT_NAME", "MLOPS_MLFLOW_EXPERIMENT_NAME"),
+        description=f"Experiment for training runs; else {DEFAULT_EXPERIMENT!r}.",
+    )
     # S3 and other AWS endpoints (boto3's own names are aliases)
     s3_endpoint_url: str | None = Field(
-        None, validation_alias=_env("MLOPS_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
-        description="S3-compatible endpoint for datasets, prediction logs and reports.")
+        None,
+        validation_alias=_env("MLOPS_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+        description="S3-compatible endpoint for datasets, prediction logs and reports.",
+    )
     ecr_endpoint_url: str | None = Field(None, description="ECR API endpoint for registry logins.")
     aws_access_key_id: str | None = Field(
-        None, validation_alias=_env("AWS_ACCESS_KEY_ID", "MLOPS_AWS_ACCESS_KEY_ID"),
-        description="AWS key id.")
+        None, validation_alias=_env("AWS_ACCESS_KEY_ID", "MLOPS_AWS_ACCESS_KEY_ID"), description="AWS key id."
+    )
     aws_secret_access_key: SecretStr | None = Field(
-        None, validation_alias=_env("AWS_SECRET_ACCESS_KEY", "MLOPS_AWS_SECRET_ACCESS_KEY"),
-        description="AWS secret key.")
+        None,
+        validation_alias=_env("AWS_SECRET_ACCESS_KEY", "MLOPS_AWS_SECRET_ACCESS_KEY"),
+        description="AWS secret key.",
+    )
     aws_session_token: SecretStr | None = Field(
-        None, validation_alias=_env("AWS_SESSION_TOKEN", "MLOPS_AWS_SESSION_TOKEN"),
-        description="AWS session token.")
+        None,
+        validation_alias=_env("AWS_SESSION_TOKEN", "MLOPS_AWS_SESSION_TOKEN"),
+        description="AWS session token.",
+    )
     aws_region: str | None = Field(
-        None, validation_alias=_env("AWS_DEFAULT_REGION", "AWS_REGION", "MLOPS_AWS_REGION"),
-        description="AWS region.")
+        None,
+        validation_alias=_env("AWS_DEFAULT_REGION", "AWS_REGION", "MLOPS_AWS_REGION"),
+        description="AWS region.",
+    )
     # deploy targets
     haproxy_bin: str | None = Field(None, description="Path of the haproxy executable; else the PATH.")
     docker_host: str | None = Field(
-        None, validation_alias=_env("MLOPS_DOCKER_HOST", "DOCKER_HOST"), description="Docker daemon URL.")
+        None, validation_alias=_env("MLOPS_DOCKER_HOST", "DOCKER_HOST"), description="Docker daemon URL."
+    )
     docker_router_image: str | None = Field(None, description="HAProxy image of the docker target.")
     docker_base_image: str | None = Field(None, description="FROM image of model images.")
     docker_labels: str | None = Field(None, description="Extra container labels, `k=v,k2=v2`.")
@@ -122,9 +135,11 @@ class MlopsSettings(BaseSettings):
     # endpoint watchdog (mlops_tasks.deploy.watchdog.SupervisionPolicy)
     watchdog_interval_s: float | None = Field(None, gt=0, description="Watchdog check period (s).")
     watchdog_backoff_s: float | None = Field(
-        None, ge=0, description="Wait before a watchdog's first restart, doubled per restart (s).")
+        None, ge=0, description="Wait before a watchdog's first restart, doubled per restart (s)."
+    )
     watchdog_max_restarts: int | None = Field(
-        None, ge=1, description="Restarts within the window before the watchdog gives up.")
+        None, ge=1, description="Restarts within the window before the watchdog gives up."
+    )
     watchdog_window_s: float | None = Field(None, gt=0, description="Window of the restart count (s).")
     # model server (read by mlops_tasks.serving itself, see the class docstring)
     model_uri: str | None = Field(None, description="Model the server loads (models:/..., a folder).")
@@ -239,9 +254,7 @@ class MlflowConfig(BaseModel):
     tracking_uri: str | None = Field(
         None, description="MLflow tracking URI, e.g. http://mlflow:5000 or sqlite:///mlflow.db."
     )
-    registry_uri: str | None = Field(
-        None, description="Model registry URI; defaults to the tracking URI."
-    )
+    registry_uri: str | None = Field(None, description="Model registry URI; defaults to the tracking URI.")
     experiment_name: str | None = Field(None, description="Experiment for training runs.")
     artifact_location: str | None = Field(
         None,
@@ -259,8 +272,11 @@ class MlflowConfig(BaseModel):
 
     def explicit_values(self) -> dict[str, Any]:
         """The fields set on this object (not ``block``), for layering over a block's values."""
-        return {name: value for name, value in self.model_dump(exclude={"block"}).items()
-                if value is not None and name in self.model_fields_set}
+        return {
+            name: value
+            for name, value in self.model_dump(exclude={"block"}).items()
+            if value is not None and name in self.model_fields_set
+        }
 
 
 class ResolvedMlflowConfig(BaseModel):
@@ -312,7 +328,8 @@ class S3Config(BaseModel):
     aws_secret_access_key: SecretStr | None = Field(None, description="Secret access key.")
     aws_session_token: SecretStr | None = Field(None, description="Session token, if any.")
     keys_from_block: str | None = Field(
-        None, description="Set by the edge when it filled the keys from this block: named in error "
+        None,
+        description="Set by the edge when it filled the keys from this block: named in error "
         "messages only, never loaded.",
     )
 
@@ -338,9 +355,11 @@ class S3Config(BaseModel):
         credentials = getattr(block, "credentials", block)  # S3Bucket -> its credentials
         params = getattr(credentials, "aws_client_parameters", None)
         key_id = getattr(credentials, "aws_access_key_id", None) or getattr(
-            credentials, "minio_root_user", None)
+            credentials, "minio_root_user", None
+        )
         secret = getattr(credentials, "aws_secret_access_key", None) or getattr(
-            credentials, "minio_root_password", None)
+            credentials, "minio_root_password", None
+        )
         token = getattr(credentials, "aws_session_token", None)
         values: dict[str, Any] = {
             "endpoint_url": getattr(params, "endpoint_url", None),

@@ -40,6 +40,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
 def check_tracking_server(config: ResolvedMlflowConfig) -> None:
     """Fail fast with a clear error when an HTTP tracking server does not answer.
 
@@ -138,11 +139,11 @@ def artifact_location(client: MlflowClient, model_uri: str) -> str:
     uri = model_uri
     for _ in range(3):  # a version's location may itself be a logged model's models:/ URI
         if uri.startswith("runs:/"):
-            run_id, _, path = uri[len("runs:/"):].partition("/")
+            run_id, _, path = uri[len("runs:/") :].partition("/")
             return client.get_run(run_id).info.artifact_uri.rstrip("/") + (f"/{path}" if path else "")
         if not uri.startswith("models:/"):
             return uri
-        rest = uri[len("models:/"):].strip("/")
+        rest = uri[len("models:/") :].strip("/")
         version: str | None
         if "@" in rest:
             name, alias = rest.split("@", 1)
@@ -178,8 +179,10 @@ def fetch_model(config: ResolvedMlflowConfig, model_uri: str, dst_path: str) -> 
     # changes no URI, only whether tqdm bars are drawn in task logs.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return mlflow.artifacts.download_artifacts(
-        artifact_uri=location, dst_path=dst_path,
-        tracking_uri=config.tracking_uri, registry_uri=config.registry_uri,
+        artifact_uri=location,
+        dst_path=dst_path,
+        tracking_uri=config.tracking_uri,
+        registry_uri=config.registry_uri,
     )
 
 
@@ -221,9 +224,7 @@ def ensure_experiment(client: MlflowClient, config: ResolvedMlflowConfig) -> str
             )
         return experiment.experiment_id
     logger.info("Creating MLflow experiment %s", config.experiment_name)
-    return client.create_experiment(
-        config.experiment_name, artifact_location=config.artifact_location
-    )
+    return client.create_experiment(config.experiment_name, artifact_location=config.artifact_location)
 
 
 def log_sklearn_model(
@@ -258,13 +259,21 @@ def log_sklearn_model(
     logged = client.create_logged_model(experiment_id=experiment_id, name=name, source_run_id=run_id)
     try:
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
-        description = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id,
-                            run_id=run_id, model_id=logged.model_id)
+        description = Model(
+            artifact_path=logged.artifact_location,
+            model_uuid=logged.model_id,
+            run_id=run_id,
+            model_id=logged.model_id,
+        )
         with tempfile.TemporaryDirectory(prefix="mlops-log-") as tmp:
             local = os.path.join(tmp, name)
             mlflow.sklearn.save_model(
-                model, local, mlflow_model=description, signature=signature,
-                input_example=input_example, skops_trusted_types=skops_trusted_types,
+                model,
+                local,
+                mlflow_model=description,
+                signature=signature,
+                input_example=input_example,
+                skops_trusted_types=skops_trusted_types,
             )
             client.log_model_artifacts(logged.model_id, local)
     except Exception:

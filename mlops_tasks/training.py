@@ -175,9 +175,7 @@ def import_estimator(path: str) -> type:
         ) from exc
     estimator = getattr(module, class_name, None)
     if estimator is None or not isinstance(estimator, type) or not hasattr(estimator, "fit"):
-        raise EstimatorError(
-            f"{path!r} is not an estimator class with a fit method; check the class name."
-        )
+        raise EstimatorError(f"{path!r} is not an estimator class with a fit method; check the class name.")
     return estimator
 
 
@@ -217,8 +215,10 @@ def resolve_features(frame: pd.DataFrame, spec: TrainingSpec) -> tuple[list[str]
         numeric = list(spec.numeric_features)
     else:
         numeric = [
-            c for c in frame.columns
-            if c not in excluded and pd.api.types.is_numeric_dtype(frame[c])
+            c
+            for c in frame.columns
+            if c not in excluded
+            and pd.api.types.is_numeric_dtype(frame[c])
             and not pd.api.types.is_bool_dtype(frame[c])
         ]
     if spec.categorical_features is not None:
@@ -473,8 +473,9 @@ def _run_params(spec: TrainingSpec, best_params: dict, common: dict[str, Any], r
     }
 
 
-def _log_training_data(client: Any, run_id: str, train: pd.DataFrame, spec: TrainingSpec,
-                       data: DatasetInfo) -> None:
+def _log_training_data(
+    client: Any, run_id: str, train: pd.DataFrame, spec: TrainingSpec, data: DatasetInfo
+) -> None:
     """The training data as the run's dataset input (lineage) and as the drift reference."""
     import mlflow.data
     from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -482,8 +483,10 @@ def _log_training_data(client: Any, run_id: str, train: pd.DataFrame, spec: Trai
     dataset = mlflow.data.from_pandas(
         train, source=data.uri, targets=spec.target, name=data.name, digest=data.fingerprint[:32]
     )
-    client.log_inputs(run_id, [DatasetInput(Dataset(**dataset.to_dict()),
-                                            tags=[InputTag("mlflow.data.context", "training")])])
+    client.log_inputs(
+        run_id,
+        [DatasetInput(Dataset(**dataset.to_dict()), tags=[InputTag("mlflow.data.context", "training")])],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
         train.to_parquet(path, index=False)
@@ -513,8 +516,12 @@ def _fit_and_log(
         metrics = {**_training_metrics(spec.task, model, x, y), **search_metrics}
         example = x.head(5)
         model_id = log_sklearn_model(
-            client, model, experiment_id=common["experiment_id"], run_id=run_id,
-            signature=infer_signature(example, model.predict(example)), input_example=example,
+            client,
+            model,
+            experiment_id=common["experiment_id"],
+            run_id=run_id,
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
             skops_trusted_types=skops_trusted_types(model),
         )
         now = int(time.time() * 1000)
@@ -566,8 +573,12 @@ def _fit(pipeline: Any, spec: TrainingSpec, x: pd.DataFrame, y: pd.Series) -> tu
             search = GridSearchCV(pipeline, grid, cv=spec.search.cv, scoring=spec.search.scoring)
         else:
             search = RandomizedSearchCV(
-                pipeline, grid, n_iter=spec.search.n_iter, cv=spec.search.cv,
-                scoring=spec.search.scoring, random_state=spec.seed,
+                pipeline,
+                grid,
+                n_iter=spec.search.n_iter,
+                cv=spec.search.cv,
+                scoring=spec.search.scoring,
+                random_state=spec.seed,
             )
         search.fit(x, y)
         best = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}

@@ -80,8 +80,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def start_mlflow_server(root: Path, *, artifacts_destination: str, env: dict[str, str] | None = None
-                        ) -> Iterator[str]:
+def start_mlflow_server(
+    root: Path, *, artifacts_destination: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """A real ``mlflow server`` on a loopback port (SQLite store in ``root``); yields its URL.
 
     Args:
@@ -95,11 +96,22 @@ def start_mlflow_server(root: Path, *, artifacts_destination: str, env: dict[str
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [
-                str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-                "--artifacts-destination", artifacts_destination,
+                str(mlflow_bin),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{root / 'server.db'}",
+                "--artifacts-destination",
+                artifacts_destination,
             ],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})},
         )
         url = f"http://127.0.0.1:{port}"
@@ -137,8 +149,11 @@ def s3_server() -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                            ("AWS_DEFAULT_REGION", "us-east-1")):
+        for name, value in (
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+        ):
             patch.setenv(name, value)
         yield f"http://{host}:{port}"
     server.stop()
@@ -154,8 +169,9 @@ def s3_auth_enforced(endpoint: str) -> Iterator[None]:
 
     def reset_auth(count: str) -> None:
         url = f"{endpoint}/moto-api/reset-auth"
-        request = urllib.request.Request(url, data=count.encode(), method="POST",
-                                         headers={"Content-Type": "text/plain"})
+        request = urllib.request.Request(
+            url, data=count.encode(), method="POST", headers={"Content-Type": "text/plain"}
+        )
         with urllib.request.urlopen(request, timeout=10):
             pass
 

@@ -33,14 +33,33 @@ def make_pipeline(c: float = 1.0):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    return Pipeline([
-        ("prep", ColumnTransformer([
-            ("num", Pipeline([("fill", SimpleImputer()), ("scale", StandardScaler())]), NUMERIC_FEATURES),
-            ("cat", Pipeline([("fill", SimpleImputer(strategy="most_frequent")),
-                              ("hot", OneHotEncoder(handle_unknown="ignore"))]), CATEGORICAL_FEATURES),
-        ])),
-        ("clf", LogisticRegression(C=c, max_iter=500)),
-    ])
+    return Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        (
+                            "num",
+                            Pipeline([("fill", SimpleImputer()), ("scale", StandardScaler())]),
+                            NUMERIC_FEATURES,
+                        ),
+                        (
+                            "cat",
+                            Pipeline(
+                                [
+                                    ("fill", SimpleImputer(strategy="most_frequent")),
+                                    ("hot", OneHotEncoder(handle_unknown="ignore")),
+                                ]
+                            ),
+                            CATEGORICAL_FEATURES,
+                        ),
+                    ]
+                ),
+            ),
+            ("clf", LogisticRegression(C=c, max_iter=500)),
+        ]
+    )
 
 
 class SpikeModel:
@@ -95,12 +114,17 @@ def register_version(
     with mlflow.start_run(experiment_id=experiment_id):
         real = model.inner if hasattr(model, "inner") else model
         kwargs: dict[str, Any] = (
-            {"serialization_format": "cloudpickle"} if pickled
+            {"serialization_format": "cloudpickle"}
+            if pickled
             else {"skops_trusted_types": _skops_types(model)}
         )
         info = mlflow.sklearn.log_model(
-            model, name="model", signature=infer_signature(example, real.predict(example)),
-            input_example=example, registered_model_name=name, **kwargs,
+            model,
+            name="model",
+            signature=infer_signature(example, real.predict(example)),
+            input_example=example,
+            registered_model_name=name,
+            **kwargs,
         )
     version = int(info.registered_model_version)
     client.set_model_version_tag(name, str(version), "mlops.gate.passed", "true")
@@ -161,8 +185,15 @@ class LoadClient:
         ```
     """
 
-    def __init__(self, host: str, port: int, bodies: list[bytes], connections: int = 8,
-                 rate: float = 40.0, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        bodies: list[bytes],
+        connections: int = 8,
+        rate: float = 40.0,
+        timeout_s: float = 30.0,
+    ) -> None:
         self.host, self.port, self.bodies = host, port, bodies
         self.connections, self.rate, self.timeout_s = connections, rate, timeout_s
         self.result = LoadResult()
@@ -205,12 +236,16 @@ class LoadClient:
             if conn is None:
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
             try:
-                conn.request("POST", "/invocations", body=body,
-                             headers={"Content-Type": "application/json"})
+                conn.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
                 resp = conn.getresponse()
                 resp.read()
-                answer = Answer(started, time.monotonic(), resp.status,
-                                resp.getheader("X-Served-By") or "", resp.getheader("X-Model-Version") or "")
+                answer = Answer(
+                    started,
+                    time.monotonic(),
+                    resp.status,
+                    resp.getheader("X-Served-By") or "",
+                    resp.getheader("X-Model-Version") or "",
+                )
                 with self._lock:
                     if resp.status >= 500 and not answer.served_by:
                         self.result.router_errors.append(resp.status)

@@ -226,8 +226,9 @@ class HangCandidate(Fault):
     hits_candidate = True
 
     def _inject(self) -> None:
-        self.processes = signal_pids(slot_host_pids(self.ctx.target, self.ctx.candidate_color),
-                                     signal.SIGSTOP)
+        self.processes = signal_pids(
+            slot_host_pids(self.ctx.target, self.ctx.candidate_color), signal.SIGSTOP
+        )
 
     def cleanup(self) -> None:
         signal_pids(self.processes, signal.SIGCONT)
@@ -288,8 +289,10 @@ class FailingReload(Fault):
 
             def failing_check(target: Any, path: Path) -> None:
                 if flag.exists():
-                    raise RouterConfigError(f"HAProxy rejected the configuration {path}: "
-                                            "[ALERT] injected fault: configuration check fails")
+                    raise RouterConfigError(
+                        f"HAProxy rejected the configuration {path}: "
+                        "[ALERT] injected fault: configuration check fails"
+                    )
                 original(target, path)
 
             cls.check_config = failing_check  # type: ignore[attr-defined]
@@ -382,8 +385,12 @@ class Trigger:
         ```
     """
 
-    def __init__(self, phase: Phase | None, action: Callable[[], None],
-                 also: Callable[[DeploymentRecord], None] | None = None) -> None:
+    def __init__(
+        self,
+        phase: Phase | None,
+        action: Callable[[], None],
+        also: Callable[[DeploymentRecord], None] | None = None,
+    ) -> None:
         self.phase = phase
         self.action = action
         self.also = also
@@ -520,8 +527,7 @@ class EndpointMonitor:
     def _healthy_somewhere(self, servers: list[Any]) -> bool:
         if any(s.up for s in servers):
             return True
-        addresses = {s.address for s in servers
-                     if s.address and s.address != f"{PARKED[0]}:{PARKED[1]}"}
+        addresses = {s.address for s in servers if s.address and s.address != f"{PARKED[0]}:{PARKED[1]}"}
         return any(http_get(a, "/health", timeout_s=0.3)[0] == 200 for a in sorted(addresses))
 
     def _run(self) -> None:
@@ -625,8 +631,10 @@ def judge_scenario(expect: Expectation, got: Outcome) -> list[str]:
         elif not isinstance(got.error, DeploymentError) or getattr(got.error, "record", None) is None:
             wrong.append(f"raised {type(got.error).__name__}, not a DeploymentError with its record")
     elif got.outcome != "succeeded":
-        wrong.append(f"run ended with outcome {got.outcome}"
-                     + (f" and {type(got.error).__name__}: {got.error}" if got.error else ""))
+        wrong.append(
+            f"run ended with outcome {got.outcome}"
+            + (f" and {type(got.error).__name__}: {got.error}" if got.error else "")
+        )
     return wrong
 
 
@@ -640,12 +648,16 @@ def reconcile_problems(endpoint_name: str, champion: int | None, expected: int) 
     if not info.router_running:
         problems.append("router not running after the rerun")
     if len(weighted) != 1:
-        problems.append(f"{len(weighted)} weighted slots after the rerun: "
-                        f"{ {c: (s.version, s.weight) for c, s in info.slots.items()} }")
+        problems.append(
+            f"{len(weighted)} weighted slots after the rerun: "
+            f"{ {c: (s.version, s.weight) for c, s in info.slots.items()} }"
+        )
     versions = {s.version for s in weighted.values()}
     if versions != {champion} or champion != expected:
-        problems.append(f"after the rerun the weighted slot serves {sorted(map(str, versions))}, champion "
-                        f"v{champion}, expected v{expected}")
+        problems.append(
+            f"after the rerun the weighted slot serves {sorted(map(str, versions))}, champion "
+            f"v{champion}, expected v{expected}"
+        )
     return problems
 
 
@@ -683,9 +695,17 @@ class FaultRun:
 
 
 def run_faulted_rollout(
-    deploy: Callable[[Callable[[DeploymentRecord], None]], DeploymentRecord], *, fault: Fault,
-    phase: Phase | None, endpoint: EndpointSpec, router: RouterClient, bodies: list[bytes],
-    candidate: int, connections: int = 8, rate: float = 40.0, warmup_answers: int = 40,
+    deploy: Callable[[Callable[[DeploymentRecord], None]], DeploymentRecord],
+    *,
+    fault: Fault,
+    phase: Phase | None,
+    endpoint: EndpointSpec,
+    router: RouterClient,
+    bodies: list[bytes],
+    candidate: int,
+    connections: int = 8,
+    rate: float = 40.0,
+    warmup_answers: int = 40,
 ) -> FaultRun:
     """Run ``deploy(listener)`` under keep-alive load with ``fault`` injected at ``phase``.
 
@@ -701,8 +721,9 @@ def run_faulted_rollout(
     monitor = EndpointMonitor(router)
     error: BaseException | None = None
     record: DeploymentRecord | None = None
-    with LoadClient("127.0.0.1", endpoint.port, bodies, connections=connections, rate=rate,
-                    timeout_s=30) as load:
+    with LoadClient(
+        "127.0.0.1", endpoint.port, bodies, connections=connections, rate=rate, timeout_s=30
+    ) as load:
         load.wait_answers(warmup_answers, timeout_s=20)
         monitor.start()
         started = time.monotonic()
@@ -721,8 +742,9 @@ def run_faulted_rollout(
             live_ok = live_port_serves(endpoint.port, candidate, bodies[0])
         load.wait_answers(len(load.result.answers) + warmup_answers, timeout_s=5)
     monitor.stop()
-    return FaultRun(record, error, trigger, fault, monitor, load.result, connections, live_ok,
-                    started, finished)
+    return FaultRun(
+        record, error, trigger, fault, monitor, load.result, connections, live_ok, started, finished
+    )
 
 
 @contextmanager

@@ -76,6 +76,7 @@ def all_deployed(names) -> bool:
 
 def wait_final(flow_run_id: UUID, timeout: float = 180):
     """The flow run once its state is final."""
+
     def final():
         with client() as api:
             run = api.read_flow_run(flow_run_id)

@@ -77,8 +77,13 @@ def test_server_lists_the_block_types_and_cli_registers_them(prefect_harness):
 
     # `prefect block register -m mlops_tasks.blocks`, as docs/operations.md says
     env = {**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url)}
-    done = subprocess.run([sys.executable, "-m", "prefect", "block", "register", "-m", "mlops_tasks.blocks"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", "block", "register", "-m", "mlops_tasks.blocks"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Successfully registered 2 blocks" in done.stdout
     with get_client(sync_client=True) as client:
@@ -89,8 +94,13 @@ def test_server_lists_the_block_types_and_cli_registers_them(prefect_harness):
 
 def test_mlflow_server_round_trip_keeps_the_secret(prefect_harness):
     name = unique("mlflow")
-    MlflowServer(tracking_uri="http://127.0.0.1:5999", experiment_name="exp",
-                 token=SecretStr("t0ken"), username="ann", password=SecretStr("pw")).save(name)
+    MlflowServer(
+        tracking_uri="http://127.0.0.1:5999",
+        experiment_name="exp",
+        token=SecretStr("t0ken"),
+        username="ann",
+        password=SecretStr("pw"),
+    ).save(name)
     loaded = MlflowServer.load(name)
     assert loaded.token.get_secret_value() == "t0ken" and loaded.password.get_secret_value() == "pw"
     from prefect.blocks.core import Block
@@ -105,19 +115,30 @@ def test_mlflow_server_round_trip_keeps_the_secret(prefect_harness):
 
 def test_deploy_target_round_trip_and_endpoint(prefect_harness):
     name = unique("target")
-    DeployTarget(kind="docker", docker_host="unix:///var/run/docker.sock", endpoint_name="fraud",
-                 port=9100, preview_port=9200, replicas=2, router_image="haproxy:2.6",
-                 server_image="registry.local/fraud").save(name)
+    DeployTarget(
+        kind="docker",
+        docker_host="unix:///var/run/docker.sock",
+        endpoint_name="fraud",
+        port=9100,
+        preview_port=9200,
+        replicas=2,
+        router_image="haproxy:2.6",
+        server_image="registry.local/fraud",
+    ).save(name)
     loaded = DeployTarget.load(name)
     assert loaded.endpoint_spec() == EndpointSpec(name="fraud", port=9100, preview_port=9200, replicas=2)
-    assert loaded.docker_options() == {"docker_host": "unix:///var/run/docker.sock",
-                                       "router_image": "haproxy:2.6", "server_image": "registry.local/fraud"}
+    assert loaded.docker_options() == {
+        "docker_host": "unix:///var/run/docker.sock",
+        "router_image": "haproxy:2.6",
+        "server_image": "registry.local/fraud",
+    }
     # a block decides what the parameters leave unset; explicit parameters win
     kind, endpoint = resolve_target(DeploymentPipelineParams(target_block=name))
     assert (kind, endpoint.name, endpoint.port, endpoint.preview) == ("docker", "fraud", 9100, 9200)
     explicit = EndpointSpec(name="churn", port=8100)
-    kind, endpoint = resolve_target(DeploymentPipelineParams(target_block=name, target="local",
-                                                             endpoint=explicit))
+    kind, endpoint = resolve_target(
+        DeploymentPipelineParams(target_block=name, target="local", endpoint=explicit)
+    )
     assert (kind, endpoint) == ("local", explicit)
     with pytest.raises(BlockNotFoundError, match="Deploy Target|DeployTarget"):
         resolve_target(DeploymentPipelineParams(target_block=unique("missing")))
@@ -125,8 +146,9 @@ def test_deploy_target_round_trip_and_endpoint(prefect_harness):
 
 def test_mlflow_precedence_argument_block_environment_default(prefect_harness, monkeypatch):
     name = unique("mlflow")
-    MlflowServer(tracking_uri="http://block.invalid:5000", experiment_name="from-block",
-                 token=SecretStr("blocktoken")).save(name)
+    MlflowServer(
+        tracking_uri="http://block.invalid:5000", experiment_name="from-block", token=SecretStr("blocktoken")
+    ).save(name)
     # nothing set: the embedded default
     assert resolve_mlflow_config(MlflowConfig()).tracking_uri.startswith("sqlite:///")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env.invalid:5000")
@@ -185,8 +207,12 @@ def aws_block(endpoint: str, key: str = "testing", secret: str = "testing") -> s
     from prefect_aws.client_parameters import AwsClientParameters
 
     name = unique("aws")
-    AwsCredentials(aws_access_key_id=key, aws_secret_access_key=secret, region_name="us-east-1",
-                   aws_client_parameters=AwsClientParameters(endpoint_url=endpoint)).save(name)
+    AwsCredentials(
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
+    ).save(name)
     return name
 
 
@@ -217,8 +243,9 @@ def test_s3_config_from_aws_credentials_block(prefect_harness, s3_bucket, monkey
 def test_s3_block_with_wrong_keys_names_the_block(prefect_harness, s3_bucket):
     config, bucket = s3_bucket
     name = aws_block(config.endpoint_url, key="AKIAWRONGKEY0000", secret="nope")
-    with s3_auth_enforced(config.endpoint_url), pytest.raises(
-        StorageError, match=rf"InvalidAccessKeyId.*AwsCredentials block '{name}'"
+    with (
+        s3_auth_enforced(config.endpoint_url),
+        pytest.raises(StorageError, match=rf"InvalidAccessKeyId.*AwsCredentials block '{name}'"),
     ):
         load_dataset(DatasetSpec(uri=f"s3://{bucket}/any.csv", s3=resolve_s3_block(S3Config(block=name))))
 
@@ -229,16 +256,28 @@ def test_drift_check_flow_uses_saved_blocks_by_name(prefect_harness, s3_bucket, 
     server = unique("mlflow")
     MlflowServer(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment_name="blocks").save(server)
     s3 = S3Config(block=aws)
-    reference = write_dataset(make_churn_data(600, seed=1).drop(columns=["churned"]),
-                              f"s3://{bucket}/ref.parquet", s3=resolve_s3_block(s3))
-    current = write_dataset(make_churn_data(600, seed=2, drift=0.9).drop(columns=["churned"]),
-                            f"s3://{bucket}/cur.parquet", s3=resolve_s3_block(s3))
-    report = drift_check(DriftCheckParams(
-        model_name="blocks-model", reference=DatasetSpec(uri=reference, s3=s3),
-        current=DatasetSpec(uri=current, s3=s3), settings=DriftSettings(min_rows=100, check_prediction=False),
-        report_location=f"s3://{bucket}/reports", s3=s3, mlflow=MlflowConfig(block=server),
-        emit_event=False,
-    ))
+    reference = write_dataset(
+        make_churn_data(600, seed=1).drop(columns=["churned"]),
+        f"s3://{bucket}/ref.parquet",
+        s3=resolve_s3_block(s3),
+    )
+    current = write_dataset(
+        make_churn_data(600, seed=2, drift=0.9).drop(columns=["churned"]),
+        f"s3://{bucket}/cur.parquet",
+        s3=resolve_s3_block(s3),
+    )
+    report = drift_check(
+        DriftCheckParams(
+            model_name="blocks-model",
+            reference=DatasetSpec(uri=reference, s3=s3),
+            current=DatasetSpec(uri=current, s3=s3),
+            settings=DriftSettings(min_rows=100, check_prediction=False),
+            report_location=f"s3://{bucket}/reports",
+            s3=s3,
+            mlflow=MlflowConfig(block=server),
+            emit_event=False,
+        )
+    )
     assert report.status == "drift" and report.html_uri.startswith(f"s3://{bucket}/reports/")
     # the run was logged where the MLflow block points
     from mlflow import MlflowClient

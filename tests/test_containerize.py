@@ -155,8 +155,9 @@ def test_core_imports_and_reads_its_templates_without_prefect():
 
 
 def test_saved_block_name_is_loaded_by_the_task_not_by_the_core():
-    ref = ImageRef(repository="r/m", tags=["v1"], image_id="sha256:0", size_bytes=0, model_name="m",
-                   model_version=1)
+    ref = ImageRef(
+        repository="r/m", tags=["v1"], image_id="sha256:0", size_bytes=0, model_name="m", model_version=1
+    )
     with pytest.raises(ConfigurationError, match="saved Prefect block"):
         push_model_image(ref, f"127.0.0.1:{free_port()}", credentials="docker-registry-credentials/prod")
 
@@ -311,8 +312,11 @@ def wait_healthy(port: int, container) -> None:
 
 def post_rows(port: int, rows: pd.DataFrame) -> None:
     body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))})
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body.encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
     assert urllib.request.urlopen(request, timeout=30).status == 200
 
 
@@ -324,11 +328,17 @@ def test_prediction_log_to_s3_with_credentials_passed_at_run_time(built, model, 
     port = free_port()
     # host network: the container reaches the loopback S3 server; credentials only in the run's env
     container = docker.containers.run(
-        built.image_id, detach=True, labels={TEST_LABEL: RUN_ID}, network_mode="host",
+        built.image_id,
+        detach=True,
+        labels={TEST_LABEL: RUN_ID},
+        network_mode="host",
         environment={
-            "MLOPS_SERVE_HOST": "127.0.0.1", "MLOPS_SERVE_PORT": str(port),
-            "MLOPS_PREDICTION_LOG": f"s3://{bucket}/plog", "MLOPS_S3_ENDPOINT_URL": config.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "MLOPS_SERVE_HOST": "127.0.0.1",
+            "MLOPS_SERVE_PORT": str(port),
+            "MLOPS_PREDICTION_LOG": f"s3://{bucket}/plog",
+            "MLOPS_S3_ENDPOINT_URL": config.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
         },
     )
@@ -531,4 +541,3 @@ def test_prefect_tasks(model, spec, mlflow_config, prefect_harness, registry):
 
     ref, pushed = containerize(2)
     assert ref.reused and pushed.repo_digest
-

@@ -111,17 +111,32 @@ def registry(mlflow_config, churn):
             "v2": register_version(client, exp, name, make_pipeline(0.05).fit(x, y), x),
             "v3": register_version(client, exp, name, make_pipeline(0.3).fit(x, y), x),
             # answers 500 on small batches (tests/test_rollout_faults.py shares this fixture)
-            "spike": register_version(client, exp, name, SpikeModel(make_pipeline(1.0).fit(x, y)), x,
-                                      pickled=True),
+            "spike": register_version(
+                client, exp, name, SpikeModel(make_pipeline(1.0).fit(x, y)), x, pickled=True
+            ),
         }
-    yield {"name": name, "v": v, "x": x, "config": mlflow_config,
-           "bodies": [body_for(x.iloc[[i]]) for i in range(200)], "smoke": x.tail(50)}
+    yield {
+        "name": name,
+        "v": v,
+        "x": x,
+        "config": mlflow_config,
+        "bodies": [body_for(x.iloc[[i]]) for i in range(200)],
+        "smoke": x.tail(50),
+    }
     patch.undo()
 
 
 def _deploy(reg, version, endpoint, rollout=FAST, kind="local", **kw):
-    return deploy_blue_green(reg["name"], version, endpoint=endpoint, rollout=rollout, target=kind,
-                             smoke_rows=reg["smoke"], mlflow_config=reg["config"], **kw)
+    return deploy_blue_green(
+        reg["name"],
+        version,
+        endpoint=endpoint,
+        rollout=rollout,
+        target=kind,
+        smoke_rows=reg["smoke"],
+        mlflow_config=reg["config"],
+        **kw,
+    )
 
 
 def _champion(reg) -> int:
@@ -197,8 +212,7 @@ def test_zero_failed_requests_through_deploys_and_rollbacks(target_kind, registr
                     load.wait_answers(len(load.result.answers) + 120)
                     seen_in_bake.update(load.result.versions_between(t0, time.monotonic()))
 
-            canary = RolloutSpec(strategy="canary", canary_percent=10, bake_seconds=1.0,
-                                 termination_wait_s=0)
+            canary = RolloutSpec(strategy="canary", canary_percent=10, bake_seconds=1.0, termination_wait_s=0)
             rec = _deploy(registry, v["v3"], spec, canary, kind=target_kind, listener=during_bake)
             after_canary = time.monotonic()
             assert rec.outcome == "succeeded"
@@ -225,8 +239,9 @@ def test_linear_deploy_then_warm_manual_rollback_switches_weights_only(target_ki
         _deploy(registry, v["v1"], spec, kind=target_kind)
         with _load(spec, registry) as load:
             load.wait_answers(40)
-            keep_warm = RolloutSpec(strategy="linear", linear_step_percent=50, bake_seconds=0.5,
-                                    termination_wait_s=3600)
+            keep_warm = RolloutSpec(
+                strategy="linear", linear_step_percent=50, bake_seconds=0.5, termination_wait_s=3600
+            )
             rollback = {}
 
             def roll_back_while_warm(record):
@@ -236,16 +251,24 @@ def test_linear_deploy_then_warm_manual_rollback_switches_weights_only(target_ki
                     import threading
 
                     def go():
-                        rollback["record"] = rollback_deployment(spec.name, mlflow_config=registry["config"],
-                                                                 lock_timeout_s=30)
+                        rollback["record"] = rollback_deployment(
+                            spec.name, mlflow_config=registry["config"], lock_timeout_s=30
+                        )
                         rollback["at"] = time.monotonic()
+
                     rollback["thread"] = threading.Thread(target=go)
                     rollback["thread"].start()
 
             import threading
-            deployer = threading.Thread(target=lambda: rollback.setdefault(
-                "deploy", _deploy(registry, v["v2"], spec, keep_warm, kind=target_kind,
-                                  listener=roll_back_while_warm)))
+
+            deployer = threading.Thread(
+                target=lambda: rollback.setdefault(
+                    "deploy",
+                    _deploy(
+                        registry, v["v2"], spec, keep_warm, kind=target_kind, listener=roll_back_while_warm
+                    ),
+                )
+            )
             deployer.start()
             deadline = time.monotonic() + 120
             while "at" not in rollback:
@@ -279,8 +302,13 @@ def test_shadow_green_gets_copies_while_clients_see_blue(target_kind, registry):
         _deploy(registry, v["v1"], spec, kind=target_kind)
         with _load(spec, registry) as load:
             load.wait_answers(40)
-            shadow = RolloutSpec(strategy="shadow", bake_seconds=2, termination_wait_s=0,
-                                 shadow_min_agreement=0.5, promote_after_shadow=False)
+            shadow = RolloutSpec(
+                strategy="shadow",
+                bake_seconds=2,
+                termination_wait_s=0,
+                shadow_min_agreement=0.5,
+                promote_after_shadow=False,
+            )
             rec = _deploy(registry, v["v2"], spec, shadow, kind=target_kind)
         result = load.result
         assert rec.outcome == "succeeded"
@@ -289,8 +317,10 @@ def test_shadow_green_gets_copies_while_clients_see_blue(target_kind, registry):
         assert result.failed == 0
         assert {a.version for a in result.answers} == {str(v["v1"])}
         assert _assert_one_live(spec, registry) == v["v1"]
-        assert get_target(target_kind, spec).slot_status("green" if _live(spec)[0] == "blue"
-                                                         else "blue").running == 0
+        assert (
+            get_target(target_kind, spec).slot_status("green" if _live(spec)[0] == "blue" else "blue").running
+            == 0
+        )
     finally:
         stop_endpoint(spec.name)
 
@@ -324,10 +354,13 @@ def _crashing_image(target, registry, version) -> str:
     from mlops_tasks.testing.docker import TEST_LABEL
 
     good = target.prepare(registry["name"], version, registry["config"])
-    dockerfile = (f"FROM {good}\nUSER 0\nRUN echo 'flavors: {{sklearn: {{pickled_model: missing.pkl}}}}' "
-                  "> /opt/model/MLmodel\nUSER 10001:10001\n")
-    image, _ = target.client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True,
-                                          labels={TEST_LABEL: RUN_ID})
+    dockerfile = (
+        f"FROM {good}\nUSER 0\nRUN echo 'flavors: {{sklearn: {{pickled_model: missing.pkl}}}}' "
+        "> /opt/model/MLmodel\nUSER 10001:10001\n"
+    )
+    image, _ = target.client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()), rm=True, labels={TEST_LABEL: RUN_ID}
+    )
     return image.id
 
 
@@ -345,10 +378,12 @@ def test_fault_green_crashes_on_start(target_kind, registry, endpoint):
         (model_dir / "MLmodel").write_text("flavors: {sklearn: {pickled_model: missing.pkl}}\n")
         (folder / "folder.txt").write_text(str(model_dir))
     try:
+
         def act():
             with pytest.raises(SlotStartError, match="exited while starting") as err:
                 _deploy(registry, version, endpoint, kind=target_kind)
             return err.value
+
         err = _fault(endpoint, registry, act)
         assert err.record.outcome == "rolled_back"
         _idle_stopped(target_kind, endpoint)
@@ -358,8 +393,9 @@ def test_fault_green_crashes_on_start(target_kind, registry, endpoint):
         shutil.rmtree(folder)
 
 
-def test_fault_rendered_config_rejected_then_valid_reload_is_seamless(target_kind, registry, endpoint,
-                                                                      monkeypatch):
+def test_fault_rendered_config_rejected_then_valid_reload_is_seamless(
+    target_kind, registry, endpoint, monkeypatch
+):
     target = get_target(target_kind, endpoint)
     module = sys.modules[type(target).__module__]  # the target renders with its own import
     cfg_before = target.cfg_path.read_text()
@@ -370,6 +406,7 @@ def test_fault_rendered_config_rejected_then_valid_reload_is_seamless(target_kin
     def act():
         with pytest.raises(RouterConfigError, match="rejected"):
             _deploy(registry, registry["v"]["v2"], moved, kind=target_kind)
+
     _fault(endpoint, registry, act)
     assert target.cfg_path.read_text() == cfg_before
     if target_kind == "docker":
@@ -443,8 +480,9 @@ def test_alias_only_rollback_refused_while_deployed(registry, endpoint):
     from mlops_tasks.registry import rollback_model
 
     with pytest.raises(PromotionRefusedError, match="rollback_deployment"):
-        rollback_model(registry["name"], mlflow_config=registry["config"],
-                       serving_endpoints=endpoints_serving)
+        rollback_model(
+            registry["name"], mlflow_config=registry["config"], serving_endpoints=endpoints_serving
+        )
 
 
 def test_crashed_router_and_live_slot_come_back_on_rerun(target_kind, registry, endpoint):
@@ -561,14 +599,19 @@ def test_docker_engine_error_mid_rollout_keeps_blue(registry, docker_endpoint):
 
     def take_green_name(record):
         if record.timeline[-1].step == "green-starting" and not squatter:
-            squatter.append(target.client.containers.create(
-                os.environ["MLOPS_DOCKER_ROUTER_IMAGE"], name=target._name(f"{green}-1"),
-                labels={TEST_LABEL: RUN_ID}))
+            squatter.append(
+                target.client.containers.create(
+                    os.environ["MLOPS_DOCKER_ROUTER_IMAGE"],
+                    name=target._name(f"{green}-1"),
+                    labels={TEST_LABEL: RUN_ID},
+                )
+            )
 
     def act():
         with pytest.raises(SlotStartError, match="Docker engine failed to start container") as err:
             _deploy(registry, new, docker_endpoint, kind="docker", listener=take_green_name)
         return err.value
+
     try:
         err = _fault(docker_endpoint, registry, act)
     finally:
@@ -598,6 +641,7 @@ def test_docker_engine_gone_mid_rollout_keeps_blue(registry, docker_endpoint):
             with pytest.raises(SlotStartError, match="Docker engine failed") as err:
                 _deploy(registry, new, docker_endpoint, kind="docker", listener=cut)
         return err.value
+
     try:
         err = _fault(docker_endpoint, registry, act)
     finally:
@@ -673,10 +717,16 @@ def test_docker_unverified_image_refused_then_pipeline_builds_verifies_deploys(
         assert err.value.record.outcome == "failed"
         assert _pids("docker", spec) == []
 
-        record = deployment_pipeline(DeploymentPipelineParams(
-            model_name=registry["name"], version=v1, endpoint=spec, target="docker", rollout=FAST,
-            mlflow=registry["config"],
-        ))
+        record = deployment_pipeline(
+            DeploymentPipelineParams(
+                model_name=registry["name"],
+                version=v1,
+                endpoint=spec,
+                target="docker",
+                rollout=FAST,
+                mlflow=registry["config"],
+            )
+        )
         assert record.outcome == "succeeded" and record.target == "docker"
         target = get_target("docker", spec)
         image = target.client.containers.get(target.slot_status(record.live_color).containers[0]).image

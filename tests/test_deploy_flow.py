@@ -9,8 +9,9 @@ from tests.conftest import client_for, free_port
 from tests.deploy_support import features, make_pipeline, register_version
 
 
-def test_deployment_pipeline_rollback_and_stop_flows(prefect_harness, mlflow_config, churn, model_name,
-                                                     tmp_path):
+def test_deployment_pipeline_rollback_and_stop_flows(
+    prefect_harness, mlflow_config, churn, model_name, tmp_path
+):
     from flows.deployment import (
         DeploymentPipelineParams,
         RollbackParams,
@@ -36,7 +37,9 @@ def test_deployment_pipeline_rollback_and_stop_flows(prefect_harness, mlflow_con
     churn.to_csv(data, index=False)
     endpoint = EndpointSpec(name="flowtest", port=free_port(), preview_port=free_port())
     params = DeploymentPipelineParams(
-        model_name=model_name, endpoint=endpoint, smoke_dataset=DatasetSpec(uri=str(data)),
+        model_name=model_name,
+        endpoint=endpoint,
+        smoke_dataset=DatasetSpec(uri=str(data)),
         target_column=TARGET,  # versions logged here record no mlops.target tag
         rollout=RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0),
         mlflow=mlflow_config,

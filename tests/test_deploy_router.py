@@ -90,10 +90,16 @@ def haproxy(tmp_path):
     lua = tmp_path / "mirror.lua"
     lua.write_text(MIRROR_LUA)
     port, preview = free_port(), free_port()
-    cfg = RouterConfig(port=port, preview_port=preview, admin_socket=str(tmp_path / "admin.sock"),
-                       lua_path=str(lua), pidfile=str(tmp_path / "pid"),
-                       servers={"blue_1": ("127.0.0.1", backends["blue"].port)},
-                       weights={"blue": 100}, check_interval_ms=100)
+    cfg = RouterConfig(
+        port=port,
+        preview_port=preview,
+        admin_socket=str(tmp_path / "admin.sock"),
+        lua_path=str(lua),
+        pidfile=str(tmp_path / "pid"),
+        servers={"blue_1": ("127.0.0.1", backends["blue"].port)},
+        weights={"blue": 100},
+        check_interval_ms=100,
+    )
     path = tmp_path / "haproxy.cfg"
     write_checked(path, render_config(cfg))
     log = open(tmp_path / "haproxy.log", "wb")
@@ -104,8 +110,15 @@ def haproxy(tmp_path):
         assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "haproxy.log").read_text()
         time.sleep(0.05)
     client.wait_up("blue", 1, 10)
-    yield {"client": client, "port": port, "preview": preview, "backends": backends, "path": path,
-           "tmp": tmp_path, "proc": proc}
+    yield {
+        "client": client,
+        "port": port,
+        "preview": preview,
+        "backends": backends,
+        "path": path,
+        "tmp": tmp_path,
+        "proc": proc,
+    }
     proc.terminate()
     proc.wait(10)
     log.close()

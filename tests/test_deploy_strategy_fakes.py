@@ -49,8 +49,14 @@ class World:
         return self.target.endpoint.name
 
     def deploy(self, version: int, strategy: str = "canary", listener=None, **spec) -> DeploymentRecord:
-        return deploy_blue_green(MODEL, version, target=self.target, registry=self.registry,
-                                 rollout=rollout(strategy, **spec), listener=listener)
+        return deploy_blue_green(
+            MODEL,
+            version,
+            target=self.target,
+            registry=self.registry,
+            rollout=rollout(strategy, **spec),
+            listener=listener,
+        )
 
     def serving(self) -> int | None:
         return self.target.serving_version()
@@ -65,8 +71,13 @@ class World:
 
 
 def rollout(strategy: str, **overrides) -> RolloutSpec:
-    values = dict(strategy=strategy, bake_seconds=5, termination_wait_s=2, linear_step_percent=25,
-                  guard=GuardLimits(interval_s=0.5, extend_s=5))
+    values = dict(
+        strategy=strategy,
+        bake_seconds=5,
+        termination_wait_s=2,
+        linear_step_percent=25,
+        guard=GuardLimits(interval_s=0.5, extend_s=5),
+    )
     values.update(overrides)
     return RolloutSpec(**values)
 
@@ -140,7 +151,8 @@ def test_warm_manual_rollback(world: World) -> None:
     def roll_back_while_warm(record: DeploymentRecord) -> None:
         if record.timeline[-1].step == "retire-started":
             world.target.clock.call_later(
-                0.5, lambda: rollback_deployment(world.name, registry=world.registry))
+                0.5, lambda: rollback_deployment(world.name, registry=world.registry)
+            )
 
     record = world.deploy(2, "canary", listener=roll_back_while_warm, termination_wait_s=30)
     assert record.timeline[-1].step == "retire-skipped"

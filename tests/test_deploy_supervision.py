@@ -56,8 +56,12 @@ def _answers(port: int) -> bool:
     """One POST through the endpoint answered 200 by a slot."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        conn.request("POST", "/invocations", body=_answers.body,  # type: ignore[attr-defined]
-                     headers={"Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/invocations",
+            body=_answers.body,  # type: ignore[attr-defined]
+            headers={"Content-Type": "application/json"},
+        )
         resp = conn.getresponse()
         resp.read()
         return resp.status == 200 and bool(resp.getheader("X-Served-By"))
@@ -104,8 +108,10 @@ def _wait_events(name: str, what: str, since: int, want: list[tuple[str, bool]],
 
 def _router_view(target) -> list[tuple[str, str, bool, int, str]]:
     """What runtime changes set: per backend/server maintenance, weight and address."""
-    return sorted((s.backend, s.name, s.status.startswith("MAINT"), s.weight, s.address)
-                  for s in target.router.servers())
+    return sorted(
+        (s.backend, s.name, s.status.startswith("MAINT"), s.weight, s.address)
+        for s in target.router.servers()
+    )
 
 
 def _load(spec: EndpointSpec, reg) -> LoadClient:
@@ -216,8 +222,9 @@ def test_slot_crashing_on_every_start_gives_up(target_kind, registry, supervised
         _wait_events(supervised.name, what, seen, [(UNHEALTHY, False), (UNHEALTHY, True)], limit_s=90)
         took = time.monotonic() - started
         gave_up = [e for e in read_events(supervised.name)[seen:] if e["what"] == what and e["gave_up"]]
-        print(f"\n[{target_kind}] crash loop: gave up after {gave_up[0]['restarts']} restarts "
-              f"in {took:.1f} s")
+        print(
+            f"\n[{target_kind}] crash loop: gave up after {gave_up[0]['restarts']} restarts in {took:.1f} s"
+        )
         assert gave_up[0]["restarts"] == MAX_RESTARTS
         if target_kind == "local":
             assert took >= 0.5 + 1 + 2  # the back-off, not a tight loop
@@ -247,8 +254,12 @@ def test_stop_endpoint_leaves_nothing_running(target_kind, supervised):
         assert not target.client.containers.list(all=True, filters=selector)
         pids = [dog]
     else:
-        pids = [dog, target.router_master_pid(), *target.slot_status("blue").pids,
-                *target.slot_status("green").pids]
+        pids = [
+            dog,
+            target.router_master_pid(),
+            *target.slot_status("blue").pids,
+            *target.slot_status("green").pids,
+        ]
         assert stop_endpoint(supervised.name) is True
     time.sleep(1.5)  # a watchdog left behind would have restarted something by now
     assert not any(pid_alive(p) for p in pids if p)
@@ -285,10 +296,13 @@ def test_events_reach_prefect_when_its_api_url_is_set(prefect_harness, tmp_path)
 
     async def read():
         async with get_client() as client:
-            page = await client.read_events(filter=EventFilter(
-                event=EventNameFilter(name=[UNHEALTHY]),
-                resource=EventResourceFilter(id=[f"mlops.endpoint.{name}"]),
-            ), limit=10)
+            page = await client.read_events(
+                filter=EventFilter(
+                    event=EventNameFilter(name=[UNHEALTHY]),
+                    resource=EventResourceFilter(id=[f"mlops.endpoint.{name}"]),
+                ),
+                limit=10,
+            )
             return page.events
 
     deadline = time.monotonic() + 30
@@ -297,6 +311,11 @@ def test_events_reach_prefect_when_its_api_url_is_set(prefect_harness, tmp_path)
         time.sleep(0.5)
         events = asyncio.run(read())
     assert len(events) == 1
-    assert events[0].payload == {"endpoint": name, "what": "router", "reason": "test", "restarts": 2,
-                                 "gave_up": True}
+    assert events[0].payload == {
+        "endpoint": name,
+        "what": "router",
+        "reason": "test",
+        "restarts": 2,
+        "gave_up": True,
+    }
     assert events[0].resource["mlops.endpoint.gave-up"] == "true"

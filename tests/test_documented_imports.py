@@ -24,8 +24,11 @@ def documented_imports() -> list[tuple[str, str, str]]:
     found: set[tuple[str, str, str]] = set()
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]:
         for block in FENCE.findall(path.read_text(encoding="utf-8")):
-            lines = [line for line in block.splitlines() if line.lstrip().startswith(("from ", "import "))
-                     or line.startswith((" ", ")"))]
+            lines = [
+                line
+                for line in block.splitlines()
+                if line.lstrip().startswith(("from ", "import ")) or line.startswith((" ", ")"))
+            ]
             try:
                 tree = ast.parse(block)
             except SyntaxError:
@@ -52,8 +55,7 @@ def test_the_docs_show_imports() -> None:
     assert len(IMPORTS) >= 15, IMPORTS
 
 
-@pytest.mark.parametrize(("source", "module", "name"), IMPORTS,
-                         ids=[f"{m}:{n}" for _, m, n in IMPORTS])
+@pytest.mark.parametrize(("source", "module", "name"), IMPORTS, ids=[f"{m}:{n}" for _, m, n in IMPORTS])
 def test_documented_import_works(source: str, module: str, name: str) -> None:
     imported = importlib.import_module(module)
     if name:

@@ -28,23 +28,28 @@ GATE = QualityGate(
 
 
 def test_absolute_bounds_and_direction():
-    gate = QualityGate(thresholds=[
-        MetricThreshold(metric="accuracy", min_value=0.8),
-        MetricThreshold(metric="log_loss", max_value=0.5),
-    ])
+    gate = QualityGate(
+        thresholds=[
+            MetricThreshold(metric="accuracy", min_value=0.8),
+            MetricThreshold(metric="log_loss", max_value=0.5),
+        ]
+    )
     checks = apply_gate(gate, {"accuracy": 0.79, "log_loss": 0.4}, {}, {}, None)
     assert [c.passed for c in checks] == [False, True]
     assert "misses" in checks[0].reason and "0.7900" in checks[0].reason
 
 
 def test_change_against_champion_respects_metric_direction():
-    gate = QualityGate(thresholds=[
-        MetricThreshold(metric="roc_auc", min_absolute_change=-0.01),
-        MetricThreshold(metric="log_loss", min_relative_change=0.0),
-    ])
+    gate = QualityGate(
+        thresholds=[
+            MetricThreshold(metric="roc_auc", min_absolute_change=-0.01),
+            MetricThreshold(metric="log_loss", min_relative_change=0.0),
+        ]
+    )
     # candidate auc 0.015 worse (fails -0.01), log loss lower = better (passes)
-    checks = apply_gate(gate, {"roc_auc": 0.785, "log_loss": 0.40}, {}, {},
-                        {"roc_auc": 0.80, "log_loss": 0.42})
+    checks = apply_gate(
+        gate, {"roc_auc": 0.785, "log_loss": 0.40}, {}, {}, {"roc_auc": 0.80, "log_loss": 0.42}
+    )
     assert [c.passed for c in checks] == [False, True]
     assert checks[0].observed == pytest.approx(-0.015)
     assert checks[1].observed == pytest.approx(0.02 / 0.42)
@@ -55,8 +60,11 @@ def test_change_against_champion_respects_metric_direction():
 def test_slices_below_min_rows_are_not_gated():
     gate = QualityGate(slice_thresholds=[SliceThreshold(metric="accuracy", min_value=0.7)], min_slice_rows=50)
     checks = apply_gate(
-        gate, {}, {"country=US": {"accuracy": 0.9}, "country=FR": {"accuracy": 0.2}},
-        {"country=US": 100, "country=FR": 10}, None,
+        gate,
+        {},
+        {"country=US": {"accuracy": 0.9}, "country=FR": {"accuracy": 0.2}},
+        {"country=US": 100, "country=FR": 10},
+        None,
     )
     assert len(checks) == 1 and checks[0].scope == "slice country=US" and checks[0].passed
 
@@ -84,8 +92,9 @@ def candidate(churn, mlflow_config):
 def test_first_model_has_only_absolute_checks_and_logs_report(candidate, mlflow_config, model_name):
 
     trained, holdout = candidate
-    report = evaluate_model(trained, holdout, GATE, model_name=model_name, segment_column="country",
-                            mlflow_config=mlflow_config)
+    report = evaluate_model(
+        trained, holdout, GATE, model_name=model_name, segment_column="country", mlflow_config=mlflow_config
+    )
     assert report.passed and report.champion is None
     assert "no champion yet" in report.champion_note
     assert set(report.metrics) == {"accuracy", "f1", "roc_auc", "log_loss"}
@@ -105,9 +114,11 @@ def test_first_model_has_only_absolute_checks_and_logs_report(candidate, mlflow_
 def test_gate_against_champion_on_same_holdout(candidate, mlflow_config, model_name):
     trained, holdout = candidate
     first = evaluate_model(trained, holdout, GATE, model_name=model_name, mlflow_config=mlflow_config)
-    promote_model(model_name, register_model(trained, first, model_name,
-                                             mlflow_config=mlflow_config).version,
-                  mlflow_config=mlflow_config)
+    promote_model(
+        model_name,
+        register_model(trained, first, model_name, mlflow_config=mlflow_config).version,
+        mlflow_config=mlflow_config,
+    )
     drifted = make_churn_data(2000, seed=11, drift=0.6)
     train2, holdout2 = split_dataset(drifted, target="churned")
     second = train_model(train2, SPEC, data=info_for(drifted), mlflow_config=mlflow_config)

@@ -41,10 +41,12 @@ def champion(mlflow_config):
     name = f"drift-{uuid.uuid4().hex[:8]}"
     frame = make_churn_data(2500, seed=31)
     train, holdout = split_dataset(frame, target="churned")
-    trained = train_model(train, SPEC, data=info_for(frame), segment_column="country",
-                          mlflow_config=mlflow_config)
-    report = evaluate_model(trained, holdout, GATE, model_name=name, compare_to_champion=False,
-                            mlflow_config=mlflow_config)
+    trained = train_model(
+        train, SPEC, data=info_for(frame), segment_column="country", mlflow_config=mlflow_config
+    )
+    report = evaluate_model(
+        trained, holdout, GATE, model_name=name, compare_to_champion=False, mlflow_config=mlflow_config
+    )
     version = register_model(trained, report, name, mlflow_config=mlflow_config)
     promote_model(name, version.version, mlflow_config=mlflow_config)
     return name
@@ -60,10 +62,13 @@ def drift_events(model_name: str) -> list:
 
     async def read():
         async with get_client() as client:
-            page = await client.read_events(filter=EventFilter(
-                event=EventNameFilter(name=[EVENT_DRIFT_DETECTED]),
-                resource=EventResourceFilter(id=[f"mlops.model.{model_name}"]),
-            ), limit=50)  # the server refuses more than 50 per page (the client's default is 100)
+            page = await client.read_events(
+                filter=EventFilter(
+                    event=EventNameFilter(name=[EVENT_DRIFT_DETECTED]),
+                    resource=EventResourceFilter(id=[f"mlops.model.{model_name}"]),
+                ),
+                limit=50,
+            )  # the server refuses more than 50 per page (the client's default is 100)
             return page.events
 
     return asyncio.run(read())
@@ -93,18 +98,28 @@ def read_artifacts(key: str) -> list:
 
 def send(port: int, frame: pd.DataFrame, batch: int = 100) -> None:
     for start in range(0, len(frame), batch):
-        status, _, body = call(port, "POST", "/invocations",
-                               json.dumps(split_body(frame.iloc[start:start + batch])))
+        status, _, body = call(
+            port, "POST", "/invocations", json.dumps(split_body(frame.iloc[start : start + batch]))
+        )
         assert status == 200, body
 
 
-def test_served_traffic_no_drift_then_drift_emits_one_event(prefect_harness, champion, mlflow_config,
-                                                            tmp_path):
+def test_served_traffic_no_drift_then_drift_emits_one_event(
+    prefect_harness, champion, mlflow_config, tmp_path
+):
     cfg = resolve_mlflow_config(mlflow_config)
     sink = tmp_path / "predictions"
     server = Server(
-        ["--model-uri", f"models:/{champion}@champion", "--instance-name", "blue",
-         "--log-sink", str(sink), "--log-flush-interval", "0.2"],
+        [
+            "--model-uri",
+            f"models:/{champion}@champion",
+            "--instance-name",
+            "blue",
+            "--log-sink",
+            str(sink),
+            "--log-flush-interval",
+            "0.2",
+        ],
         env={"MLFLOW_TRACKING_URI": cfg.tracking_uri, "MLFLOW_REGISTRY_URI": cfg.registry_uri},
     )
     try:
@@ -121,8 +136,13 @@ def test_served_traffic_no_drift_then_drift_emits_one_event(prefect_harness, cha
     finally:
         assert server.stop() == 0, server.output
 
-    common = {"model_name": champion, "prediction_log": str(sink), "settings": SETTINGS,
-              "mlflow": mlflow_config, "report_location": str(tmp_path / "reports")}
+    common = {
+        "model_name": champion,
+        "prediction_log": str(sink),
+        "settings": SETTINGS,
+        "mlflow": mlflow_config,
+        "report_location": str(tmp_path / "reports"),
+    }
     calm = drift_check(DriftCheckParams(start=t0, end=t1, **common))
     assert calm.status == "ok", calm.reason
     assert calm.current_rows == 600 and calm.model_version == "1" and calm.served_versions == ["1"]
@@ -145,8 +165,9 @@ def test_served_traffic_no_drift_then_drift_emits_one_event(prefect_harness, cha
 
     client = client_for(mlflow_config)
     experiment = client.get_experiment_by_name(f"{cfg.experiment_name}-monitoring")
-    runs = client.search_runs([experiment.experiment_id],
-                              filter_string=f"tags.`mlops.model_name` = '{champion}'")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`mlops.model_name` = '{champion}'"
+    )
     assert {r.data.tags["mlops.drift.status"] for r in runs} == {"ok", "drift"}
     drift_run = client.get_run(moved.mlflow_run_id)
     assert drift_run.data.tags["mlops.model_version"] == "1"
@@ -160,10 +181,17 @@ def test_served_traffic_no_drift_then_drift_emits_one_event(prefect_harness, cha
 
 def test_empty_window_completes_with_not_enough_data(prefect_harness, champion, mlflow_config, tmp_path):
     (tmp_path / "log").mkdir()
-    state = drift_check(DriftCheckParams(
-        model_name=champion, prediction_log=str(tmp_path / "log"), start="2026-01-01T00:00",
-        end="2026-01-01T01:00", mlflow=mlflow_config, settings=SETTINGS,
-    ), return_state=True)
+    state = drift_check(
+        DriftCheckParams(
+            model_name=champion,
+            prediction_log=str(tmp_path / "log"),
+            start="2026-01-01T00:00",
+            end="2026-01-01T01:00",
+            mlflow=mlflow_config,
+            settings=SETTINGS,
+        ),
+        return_state=True,
+    )
     assert state.is_completed() and "No current rows" in state.message
     report = state.result()
     assert report.status == "not_enough_data" and report.mlflow_run_id is None
@@ -181,12 +209,14 @@ def test_model_without_reference_data_fails_with_a_typed_error(prefect_harness, 
     model = LogisticRegression().fit(frame, (frame["age"] > 40).astype(int))
     with fluent_mlflow(resolve_mlflow_config(mlflow_config)) as client:
         with mlflow.start_run():
-            info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name,
-                                            serialization_format="cloudpickle")
+            info = mlflow.sklearn.log_model(
+                model, name="model", registered_model_name=name, serialization_format="cloudpickle"
+            )
         client.set_registered_model_alias(name, "champion", info.registered_model_version)
     write_dataset(frame, str(tmp_path / "current.csv"))
-    params = DriftCheckParams(model_name=name, current=DatasetSpec(uri=str(tmp_path / "current.csv")),
-                              mlflow=mlflow_config)
+    params = DriftCheckParams(
+        model_name=name, current=DatasetSpec(uri=str(tmp_path / "current.csv")), mlflow=mlflow_config
+    )
     state = drift_check(params, return_state=True)
     assert state.is_failed()
     with pytest.raises(ReferenceDataNotFoundError, match="has no recorded reference data.*Pass a reference"):
@@ -194,28 +224,42 @@ def test_model_without_reference_data_fails_with_a_typed_error(prefect_harness, 
     assert read_artifacts(f"drift-{name}".lower())
 
 
-def test_batch_predict_on_s3_then_drift_check_with_s3_report(prefect_harness, champion, mlflow_config,
-                                                             s3_bucket):
+def test_batch_predict_on_s3_then_drift_check_with_s3_report(
+    prefect_harness, champion, mlflow_config, s3_bucket
+):
     import boto3
 
     s3, bucket = s3_bucket
     uri = f"s3://{bucket}/data/new.csv"
-    write_dataset(features(400, seed=51).assign(customer_id=lambda f: [f"c{i}" for i in range(len(f))]),
-                  uri, s3=s3)
-    out = batch_predict(BatchPredictParams(
-        model_name=champion, dataset=DatasetSpec(uri=uri, s3=s3), id_column="customer_id",
-        mlflow=mlflow_config,
-    ))
+    write_dataset(
+        features(400, seed=51).assign(customer_id=lambda f: [f"c{i}" for i in range(len(f))]), uri, s3=s3
+    )
+    out = batch_predict(
+        BatchPredictParams(
+            model_name=champion,
+            dataset=DatasetSpec(uri=uri, s3=s3),
+            id_column="customer_id",
+            mlflow=mlflow_config,
+        )
+    )
     assert out.sink == default_output(uri) == f"s3://{bucket}/data/new-predictions"
     assert out.rows == 400 and out.model_version == "1"
 
-    report = drift_check(DriftCheckParams(
-        model_name=champion, prediction_log=out.sink, last_hours=1, settings=SETTINGS,
-        mlflow=mlflow_config, s3=s3, report_location=f"s3://{bucket}/reports", emit_event=False,
-    ))
+    report = drift_check(
+        DriftCheckParams(
+            model_name=champion,
+            prediction_log=out.sink,
+            last_hours=1,
+            settings=SETTINGS,
+            mlflow=mlflow_config,
+            s3=s3,
+            report_location=f"s3://{bucket}/reports",
+            emit_event=False,
+        )
+    )
     assert report.current_rows == 400 and report.status in {"ok", "drift"}
     assert len(report.columns) == 10 and report.html_uri.startswith(f"s3://{bucket}/reports/")
-    key = report.html_uri[len(f"s3://{bucket}/"):]
+    key = report.html_uri[len(f"s3://{bucket}/") :]
     body = boto3.client("s3", **s3.client_kwargs()).get_object(Bucket=bucket, Key=key)["Body"].read()
     assert b"Verdicts below are computed on the full data" in body
 
@@ -225,14 +269,19 @@ def test_batch_predict_writes_the_prediction_log_columns(prefect_harness, champi
 
     path = tmp_path / "batch.csv"
     write_dataset(features(300, seed=61), str(path))
-    out = batch_predict(BatchPredictParams(model_name=champion, dataset=DatasetSpec(uri=str(path)),
-                                           mlflow=mlflow_config))
+    out = batch_predict(
+        BatchPredictParams(model_name=champion, dataset=DatasetSpec(uri=str(path)), mlflow=mlflow_config)
+    )
     frame = load_current(out.sink, model_name=champion)
     assert list(frame.columns[:5]) == ["request_id", "timestamp", "model_name", "model_version", "served_by"]
     assert frame.columns[-1] == "prediction" and len(frame) == 300
     assert set(frame["prediction"].unique()) <= {0, 1} and frame["request_id"].is_unique
-    file_out = batch_predict(BatchPredictParams(
-        model_name=champion, dataset=DatasetSpec(uri=str(path)), output=str(tmp_path / "scored.parquet"),
-        mlflow=mlflow_config,
-    ))
+    file_out = batch_predict(
+        BatchPredictParams(
+            model_name=champion,
+            dataset=DatasetSpec(uri=str(path)),
+            output=str(tmp_path / "scored.parquet"),
+            mlflow=mlflow_config,
+        )
+    )
     assert file_out.sink is None and len(pd.read_parquet(file_out.output_uri)) == 300

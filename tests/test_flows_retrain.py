@@ -37,9 +37,14 @@ IMPOSSIBLE_GATE = QualityGate(thresholds=[MetricThreshold(metric="accuracy", min
 def champion_model(mlflow_config, rows: int = 1500) -> str:
     """A model trained by the training pipeline (so it records its training split), promoted champion."""
     name = f"retrain-{uuid.uuid4().hex[:8]}"
-    result = training_pipeline(TrainingPipelineParams(
-        model_name=name, demo=DemoData(rows=rows, seed=11), promote_on_pass=True, mlflow=mlflow_config,
-    ))
+    result = training_pipeline(
+        TrainingPipelineParams(
+            model_name=name,
+            demo=DemoData(rows=rows, seed=11),
+            promote_on_pass=True,
+            mlflow=mlflow_config,
+        )
+    )
     assert result.gate_passed and result.champion_version == 1
     return name
 
@@ -71,8 +76,9 @@ def shared_model(prefect_harness, mlflow_config) -> str:
 def post(port: int, frame: pd.DataFrame, request_id: str) -> dict:
     from test_serving import call, split_body
 
-    status, headers, body = call(port, "POST", "/invocations", json.dumps(split_body(frame)),
-                                 headers={"X-Request-ID": request_id})
+    status, headers, body = call(
+        port, "POST", "/invocations", json.dumps(split_body(frame)), headers={"X-Request-ID": request_id}
+    )
     assert status == 200, body
     return headers
 
@@ -81,11 +87,12 @@ def send_window(port: int, frame: pd.DataFrame, prefix: str, batch: int = 50) ->
     """POST ``frame`` (without its target) in batches; return the labels keyed like the log."""
     labels = []
     for i, start in enumerate(range(0, len(frame), batch)):
-        chunk = frame.iloc[start:start + batch]
+        chunk = frame.iloc[start : start + batch]
         rid = f"{prefix}-{i}"
         post(port, chunk.drop(columns=[TARGET]), rid)
-        labels.append(pd.DataFrame({"request_id": rid, "row": range(len(chunk)),
-                                    "label": chunk[TARGET].to_numpy()}))
+        labels.append(
+            pd.DataFrame({"request_id": rid, "row": range(len(chunk)), "label": chunk[TARGET].to_numpy()})
+        )
     return pd.concat(labels, ignore_index=True)
 
 
@@ -103,10 +110,16 @@ def test_drift_then_retrain_deploys_new_version_and_failed_gate_leaves_productio
     rollout = RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0)
     smoke = fresh_csv(tmp_path, rows=200, seed=5, drift=0.0)
     try:
-        first = deployment_pipeline(DeploymentPipelineParams(
-            model_name=name, version=1, endpoint=endpoint, rollout=rollout, smoke_dataset=smoke,
-            mlflow=mlflow_config,
-        ))
+        first = deployment_pipeline(
+            DeploymentPipelineParams(
+                model_name=name,
+                version=1,
+                endpoint=endpoint,
+                rollout=rollout,
+                smoke_dataset=smoke,
+                mlflow=mlflow_config,
+            )
+        )
         assert first.outcome == "succeeded" and champion_of(mlflow_config, name) == 1
 
         t0 = datetime.now(UTC)
@@ -119,9 +132,13 @@ def test_drift_then_retrain_deploys_new_version_and_failed_gate_leaves_productio
         time.sleep(1.2)  # the servers flush their log every 0.5 s
 
         log = str(endpoint_dir(endpoint.name) / "prediction-log")
-        common = {"model_name": name, "prediction_log": log, "mlflow": mlflow_config,
-                  "settings": DriftSettings(min_rows=200, html_sample_rows=1000),
-                  "report_location": str(tmp_path / "reports")}
+        common = {
+            "model_name": name,
+            "prediction_log": log,
+            "mlflow": mlflow_config,
+            "settings": DriftSettings(min_rows=200, html_sample_rows=1000),
+            "report_location": str(tmp_path / "reports"),
+        }
         calm = drift_check(DriftCheckParams(start=t0, end=t1, **common))
         assert calm.status == "ok" and calm.current_rows == 600, calm.reason
         assert wait_for_events(name, 0, timeout=3) == []
@@ -135,8 +152,14 @@ def test_drift_then_retrain_deploys_new_version_and_failed_gate_leaves_productio
         labels = tmp_path / "drift-labels.csv"
         drift_labels.to_csv(labels, index=False)
         params = RetrainParams(
-            model_name=events[0].resource["mlops.model.name"], labels=DatasetSpec(uri=str(labels)),
-            prediction_log=log, start=t1, end=t2, endpoint=endpoint, rollout=rollout, cooldown_minutes=0,
+            model_name=events[0].resource["mlops.model.name"],
+            labels=DatasetSpec(uri=str(labels)),
+            prediction_log=log,
+            start=t1,
+            end=t2,
+            endpoint=endpoint,
+            rollout=rollout,
+            cooldown_minutes=0,
             mlflow=mlflow_config,
         )
         state = retrain_pipeline(params, return_state=True)
@@ -154,9 +177,17 @@ def test_drift_then_retrain_deploys_new_version_and_failed_gate_leaves_productio
         # A gate nothing can pass: version 3 is registered without alias, production stays on 2.
         calm_file = tmp_path / "calm-labels.csv"
         calm_labels.to_csv(calm_file, index=False)
-        failed = retrain_pipeline(params.model_copy(update={
-            "labels": DatasetSpec(uri=str(calm_file)), "start": t0, "end": t1, "gate": IMPOSSIBLE_GATE,
-        }), return_state=True)
+        failed = retrain_pipeline(
+            params.model_copy(
+                update={
+                    "labels": DatasetSpec(uri=str(calm_file)),
+                    "start": t0,
+                    "end": t1,
+                    "gate": IMPOSSIBLE_GATE,
+                }
+            ),
+            return_state=True,
+        )
         assert failed.is_failed() and "failed its quality gate" in failed.message
         assert "accuracy" in failed.message and "production untouched" in failed.message
         verdict = failed.result(raise_on_failure=False)
@@ -172,8 +203,13 @@ def test_drift_then_retrain_deploys_new_version_and_failed_gate_leaves_productio
 
 
 def test_concurrent_starts_train_once_and_later_runs_are_skipped(live_model, mlflow_config, tmp_path):
-    params = RetrainParams(model_name=live_model, dataset=fresh_csv(tmp_path), deploy=False,
-                           cooldown_minutes=60, mlflow=mlflow_config)
+    params = RetrainParams(
+        model_name=live_model,
+        dataset=fresh_csv(tmp_path),
+        deploy=False,
+        cooldown_minutes=60,
+        mlflow=mlflow_config,
+    )
     states: list = [None, None]
     barrier = threading.Barrier(2)
 
@@ -234,19 +270,28 @@ def test_claim_is_atomic_across_processes(prefect_harness, mlflow_config):
     import os
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    procs = [subprocess.Popen([sys.executable, "-c", code, name, mlflow_config.model_dump_json(), f"p{i}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, name, mlflow_config.model_dump_json(), f"p{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(4)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
     claimed = [json.loads(out.strip().splitlines()[-1])["claimed"] for out, _ in outs]
     assert claimed.count(True) == 1, claimed
-    later = claim_retrain(name, cooldown_minutes=30, claimant="late", mlflow_config=mlflow_config,
-                          lock=prefect_claim_lock)
+    later = claim_retrain(
+        name, cooldown_minutes=30, claimant="late", mlflow_config=mlflow_config, lock=prefect_claim_lock
+    )
     assert not later.claimed and "cool-down" in later.reason
     winner = f"p{claimed.index(True)}"  # a retry of the winner keeps its claim
-    assert claim_retrain(name, cooldown_minutes=30, claimant=winner, mlflow_config=mlflow_config,
-                         lock=prefect_claim_lock).claimed
+    assert claim_retrain(
+        name, cooldown_minutes=30, claimant=winner, mlflow_config=mlflow_config, lock=prefect_claim_lock
+    ).claimed
 
 
 # -- approval ------------------------------------------------------------------------------------------
@@ -257,8 +302,13 @@ def test_approval_timeout_and_rejection_do_not_deploy(shared_model, mlflow_confi
     from prefect.flow_runs import resume_flow_run
 
     params = RetrainParams(
-        model_name=live_model, dataset=fresh_csv(tmp_path), require_approval=True, approval_timeout_s=2,
-        cooldown_minutes=0, endpoint={"name": "never-started", "port": free_port()}, mlflow=mlflow_config,
+        model_name=live_model,
+        dataset=fresh_csv(tmp_path),
+        require_approval=True,
+        approval_timeout_s=2,
+        cooldown_minutes=0,
+        endpoint={"name": "never-started", "port": free_port()},
+        mlflow=mlflow_config,
         gate=LENIENT_GATE,  # the approval is under test here, not the gate
     )
     state = retrain_pipeline(params, return_state=True)
@@ -278,8 +328,13 @@ def test_approval_timeout_and_rejection_do_not_deploy(shared_model, mlflow_confi
         with get_client(sync_client=True) as client:
             while time.time() < deadline:
                 runs = client.read_flow_runs()
-                paused = [r for r in runs if r.state and r.state.is_paused()
-                          and r.parameters.get("params", {}).get("model_name") == live_model]
+                paused = [
+                    r
+                    for r in runs
+                    if r.state
+                    and r.state.is_paused()
+                    and r.parameters.get("params", {}).get("model_name") == live_model
+                ]
                 if paused:
                     answered["id"] = paused[0].id
                     resume_flow_run(paused[0].id, run_input={"approve": False, "reason": "too risky"})
@@ -288,9 +343,15 @@ def test_approval_timeout_and_rejection_do_not_deploy(shared_model, mlflow_confi
 
     thread = threading.Thread(target=reviewer)
     thread.start()
-    rejected = retrain_pipeline(params.model_copy(update={
-        "approval_timeout_s": 60, "dataset": fresh_csv(tmp_path, seed=78),
-    }), return_state=True)
+    rejected = retrain_pipeline(
+        params.model_copy(
+            update={
+                "approval_timeout_s": 60,
+                "dataset": fresh_csv(tmp_path, seed=78),
+            }
+        ),
+        return_state=True,
+    )
     thread.join(timeout=10)
     assert answered, "the reviewer never saw the paused run"
     assert rejected.name == "Rejected" and "too risky" in rejected.message, rejected.message
@@ -311,8 +372,10 @@ def test_bad_inputs_fail_with_typed_errors_and_release_the_claim(live_model, mlf
     from tests.mlflow_support import fluent_mlflow
 
     fresh = fresh_csv(tmp_path)
-    unknown = retrain_pipeline(RetrainParams(model_name=f"nobody-{uuid.uuid4().hex[:6]}", dataset=fresh,
-                                             mlflow=mlflow_config), return_state=True)
+    unknown = retrain_pipeline(
+        RetrainParams(model_name=f"nobody-{uuid.uuid4().hex[:6]}", dataset=fresh, mlflow=mlflow_config),
+        return_state=True,
+    )
     assert unknown.is_failed()
     with pytest.raises(ModelNotFoundError, match="no version with alias 'champion'"):
         unknown.result()
@@ -321,11 +384,16 @@ def test_bad_inputs_fail_with_typed_errors_and_release_the_claim(live_model, mlf
     frame = make_churn_data(300, seed=3)[["age", "tenure_months"]]
     with fluent_mlflow(resolve_mlflow_config(mlflow_config)) as client:
         with mlflow.start_run():
-            info = mlflow.sklearn.log_model(LogisticRegression().fit(frame, frame["age"] > 40), name="model",
-                                            registered_model_name=foreign, serialization_format="cloudpickle")
+            info = mlflow.sklearn.log_model(
+                LogisticRegression().fit(frame, frame["age"] > 40),
+                name="model",
+                registered_model_name=foreign,
+                serialization_format="cloudpickle",
+            )
         client.set_registered_model_alias(foreign, "champion", info.registered_model_version)
-    no_ref = retrain_pipeline(RetrainParams(model_name=foreign, dataset=fresh, mlflow=mlflow_config),
-                              return_state=True)
+    no_ref = retrain_pipeline(
+        RetrainParams(model_name=foreign, dataset=fresh, mlflow=mlflow_config), return_state=True
+    )
     assert no_ref.is_failed()
     with pytest.raises(ReferenceDataNotFoundError, match="no recorded training data"):
         no_ref.result()
@@ -338,10 +406,16 @@ def test_bad_inputs_fail_with_typed_errors_and_release_the_claim(live_model, mlf
     log.mkdir()
     labels = tmp_path / "labels.csv"
     pd.DataFrame({"request_id": ["x"], "label": [1]}).to_csv(labels, index=False)
-    nothing = retrain_pipeline(RetrainParams(
-        model_name=live_model, prediction_log=str(log), labels=DatasetSpec(uri=str(labels)), last_hours=1,
-        mlflow=mlflow_config,
-    ), return_state=True)
+    nothing = retrain_pipeline(
+        RetrainParams(
+            model_name=live_model,
+            prediction_log=str(log),
+            labels=DatasetSpec(uri=str(labels)),
+            last_hours=1,
+            mlflow=mlflow_config,
+        ),
+        return_state=True,
+    )
     assert nothing.is_failed()
     with pytest.raises(DataError, match="fresh labelled rows"):
         nothing.result()
@@ -363,12 +437,18 @@ def test_failed_deployment_fails_the_run_and_keeps_the_champion(shared_model, ml
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         try:
-            state = retrain_pipeline(RetrainParams(
-                model_name=live_model, dataset=fresh_csv(tmp_path), gate=LENIENT_GATE, cooldown_minutes=0,
-                endpoint={"name": endpoint, "port": squatter.getsockname()[1]},
-                rollout={"strategy": "all_at_once", "bake_seconds": 0, "termination_wait_s": 0},
-                mlflow=mlflow_config,
-            ), return_state=True)
+            state = retrain_pipeline(
+                RetrainParams(
+                    model_name=live_model,
+                    dataset=fresh_csv(tmp_path),
+                    gate=LENIENT_GATE,
+                    cooldown_minutes=0,
+                    endpoint={"name": endpoint, "port": squatter.getsockname()[1]},
+                    rollout={"strategy": "all_at_once", "bake_seconds": 0, "termination_wait_s": 0},
+                    mlflow=mlflow_config,
+                ),
+                return_state=True,
+            )
         finally:
             stop_endpoint(endpoint)
     assert state.is_failed()
@@ -385,16 +465,25 @@ def test_failed_deployment_fails_the_run_and_keeps_the_champion(shared_model, ml
 def test_label_prediction_log_joins_rows_of_a_request_in_order():
     from mlops_tasks.retrain import combine_training_data, label_prediction_log
 
-    log = pd.DataFrame({
-        "request_id": ["a", "a", "b", "c"], "timestamp": pd.Timestamp("2026-01-01", tz="UTC"),
-        "model_name": "m", "model_version": "1", "served_by": "blue",
-        "age": [30, 40, 50, 60], "plan": ["basic", "premium", "basic", "standard"],
-        "prediction": [0, 1, 0, 1],
-    })
+    log = pd.DataFrame(
+        {
+            "request_id": ["a", "a", "b", "c"],
+            "timestamp": pd.Timestamp("2026-01-01", tz="UTC"),
+            "model_name": "m",
+            "model_version": "1",
+            "served_by": "blue",
+            "age": [30, 40, 50, 60],
+            "plan": ["basic", "premium", "basic", "standard"],
+            "prediction": [0, 1, 0, 1],
+        }
+    )
     labels = pd.DataFrame({"request_id": ["a", "a", "b", "zzz"], "label": [1, 0, 1, 0]})
     rows = label_prediction_log(log, labels, label_column="label", target="churned")
-    assert rows.to_dict("list") == {"age": [30, 40, 50], "plan": ["basic", "premium", "basic"],
-                                    "churned": [1, 0, 1]}
+    assert rows.to_dict("list") == {
+        "age": [30, 40, 50],
+        "plan": ["basic", "premium", "basic"],
+        "churned": [1, 0, 1],
+    }
     assert label_prediction_log(log.iloc[:0], labels, label_column="label", target="churned").empty
 
     reference = pd.DataFrame({"age": [20], "plan": ["basic"], "extra": [1.0], "churned": [0]})
@@ -403,8 +492,12 @@ def test_label_prediction_log_joins_rows_of_a_request_in_order():
     with pytest.raises(DataError, match="min_fresh_rows=5"):
         from mlops_tasks.retrain import prepare_training_data
 
-        prepare_training_data([("reference", reference), ("log", rows)], target="churned",
-                              location="/nonexistent/never-written.parquet", min_fresh_rows=5)
+        prepare_training_data(
+            [("reference", reference), ("log", rows)],
+            target="churned",
+            location="/nonexistent/never-written.parquet",
+            min_fresh_rows=5,
+        )
 
 
 def test_suite_without_ranges_keeps_every_other_expectation(tmp_path):

@@ -37,8 +37,9 @@ def params(mlflow_config, model_name, tmp_path):
     )
 
 
-def test_pipeline_registers_then_reuses_then_gates_against_champion(prefect_harness, params, model_name,
-                                                                   mlflow_config):
+def test_pipeline_registers_then_reuses_then_gates_against_champion(
+    prefect_harness, params, model_name, mlflow_config
+):
     first = training_pipeline(params)
     assert first.version == 1 and first.created and first.gate_passed and first.promoted
     assert first.champion_version == 1
@@ -106,13 +107,22 @@ def test_user_flow_with_own_data_and_estimator(prefect_harness, mlflow_config, m
         tasks.suggest_expectations(ds.frame, tmp_path / "houses.json")
         tasks.validate_data(ds.frame, tmp_path / "houses.json", dataset_name="houses")
         train, holdout = tasks.split_dataset(ds.frame, target="price", stratify=False)
-        spec = TrainingSpec(target="price", task="regression",
-                            estimator="sklearn.ensemble.RandomForestRegressor",
-                            params={"n_estimators": 30})
+        spec = TrainingSpec(
+            target="price",
+            task="regression",
+            estimator="sklearn.ensemble.RandomForestRegressor",
+            params={"n_estimators": 30},
+        )
         trained = tasks.train_model(train, spec, data=ds.info, mlflow_config=mlflow_config)
         gate = QualityGate(thresholds=[MetricThreshold(metric="r2", min_value=0.5)])
-        report = tasks.evaluate_model(trained, holdout, gate, model_name=model_name,
-                                      segment_column="region", mlflow_config=mlflow_config)
+        report = tasks.evaluate_model(
+            trained,
+            holdout,
+            gate,
+            model_name=model_name,
+            segment_column="region",
+            mlflow_config=mlflow_config,
+        )
         version = tasks.register_model(trained, report, model_name, mlflow_config=mlflow_config)
         tasks.promote_model(model_name, version.version, mlflow_config=mlflow_config)
         return version.version

@@ -83,15 +83,22 @@ def mlflow_url(tmp_path_factory):
 def test_token_in_settings_reaches_the_server_and_never_the_environment(mlflow_url, churn, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_AUTH", raising=False)
-    info = DatasetInfo(uri="file:///data/churn.csv", name="churn", format="csv", rows=len(churn),
-                       columns=list(churn.columns), fingerprint=fingerprint_frame(churn))
+    info = DatasetInfo(
+        uri="file:///data/churn.csv",
+        name="churn",
+        format="csv",
+        rows=len(churn),
+        columns=list(churn.columns),
+        fingerprint=fingerprint_frame(churn),
+    )
     with token_gateway(mlflow_url) as (gateway, seen):
         # without credentials the gateway refuses
         with pytest.raises(Exception, match="401|Unauthorized|UNAUTHENTICATED|unauthenticated"):
             connect(MlflowConfig(tracking_uri=gateway))[1].search_experiments()
         config = MlflowConfig(tracking_uri=gateway, experiment_name="auth", token=SecretStr(TOKEN))
-        trained = train_model(churn, TrainingSpec(target="churned", params={"max_iter": 300}),
-                              data=info, mlflow_config=config)
+        trained = train_model(
+            churn, TrainingSpec(target="churned", params={"max_iter": 300}), data=info, mlflow_config=config
+        )
         resolved, client = connect(config)
         assert client.get_run(trained.run_id).info.status == "FINISHED"
         assert len(load_sklearn_model(resolved, trained.model_uri).predict(churn.head(3))) == 3
@@ -106,8 +113,13 @@ def test_credentials_are_sent_only_to_their_server():
     from mlops_tasks.mlflow_auth import register_credentials
     from mlops_tasks.settings import resolve_mlflow_config
 
-    register_credentials(resolve_mlflow_config(MlflowConfig(
-        tracking_uri="http://mlflow-a.invalid:5000/prefix", username="ann", password=SecretStr("pw"))))
+    register_credentials(
+        resolve_mlflow_config(
+            MlflowConfig(
+                tracking_uri="http://mlflow-a.invalid:5000/prefix", username="ann", password=SecretStr("pw")
+            )
+        )
+    )
     header = authorization_for("http://mlflow-a.invalid:5000/prefix/api/2.0/mlflow/runs/get")
     assert header is not None and header.startswith("Basic ")
     assert authorization_for("http://mlflow-a.invalid:5000/prefixed/api") is None

@@ -28,8 +28,9 @@ def test_train_evaluate_register_promote_over_http(mlflow_server, churn, model_n
     train, holdout = split_dataset(churn, target="churned")
     trained = train_model(train, SPEC, data=info_for(churn), segment_column="country", mlflow_config=config)
     gate = QualityGate(thresholds=[MetricThreshold(metric="roc_auc", min_value=0.6)])
-    report = evaluate_model(trained, holdout, gate, model_name=model_name, segment_column="country",
-                            mlflow_config=config)
+    report = evaluate_model(
+        trained, holdout, gate, model_name=model_name, segment_column="country", mlflow_config=config
+    )
     version = register_model(trained, report, model_name, mlflow_config=config)
     promoted = promote_model(model_name, version.version, mlflow_config=config)
     assert version.version == 1 and promoted.changed

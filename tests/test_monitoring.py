@@ -39,16 +39,20 @@ def evidently_columns(reference: pd.DataFrame, current: pd.DataFrame) -> dict[st
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = Report([DataDriftPreset()], include_tests=True).run(
-            Dataset.from_pandas(current), Dataset.from_pandas(reference)
-        ).dict()
+        data = (
+            Report([DataDriftPreset()], include_tests=True)
+            .run(Dataset.from_pandas(current), Dataset.from_pandas(reference))
+            .dict()
+        )
     values = {
         m["config"]["column"]: (m["config"]["method"], float(m["value"]))
-        for m in data["metrics"] if m["config"].get("type") == "evidently:metric_v2:ValueDrift"
+        for m in data["metrics"]
+        if m["config"].get("type") == "evidently:metric_v2:ValueDrift"
     }
     verdicts = {
         t["metric_config"]["params"]["column"]: t["status"] == "FAIL"
-        for t in data["tests"] if t["metric_config"]["params"].get("type") == "evidently:metric_v2:ValueDrift"
+        for t in data["tests"]
+        if t["metric_config"]["params"].get("type") == "evidently:metric_v2:ValueDrift"
     }
     return {c: (m, v, verdicts[c]) for c, (m, v) in values.items()}
 
@@ -118,8 +122,9 @@ def test_overridden_tests_match_evidentlys_implementations():
     assert ks.value == pytest.approx(_ks_stat_test(ref, cur, ColumnType.Numerical, 0.01)[0], rel=1e-9)
     assert ks.threshold == 0.01 and ks.drifted == (ks.value <= 0.01)
     with pytest.raises(ConfigurationError, match="needs a numerical column"):
-        column_drift("c", pd.Series(["a", "b"] * 900), pd.Series(["a"] * 900), "categorical",
-                     test="wasserstein")
+        column_drift(
+            "c", pd.Series(["a", "b"] * 900), pd.Series(["a"] * 900), "categorical", test="wasserstein"
+        )
 
 
 def test_per_column_thresholds_and_tests():
@@ -128,7 +133,8 @@ def test_per_column_thresholds_and_tests():
     value = next(c for c in base.columns if c.column == "age").value
     assert next(c for c in base.columns if c.column == "age").drifted
     relaxed = check_drift(
-        reference, current,
+        reference,
+        current,
         settings=DriftSettings(column_thresholds={"age": value * 1.5}, column_tests={"tenure_months": "ks"}),
     )
     age = next(c for c in relaxed.columns if c.column == "age")
@@ -241,8 +247,13 @@ def test_prediction_drift_is_checked_separately():
 
 def test_html_report_from_a_sample_says_so(tmp_path):
     settings = DriftSettings(html_sample_rows=500)
-    report = check_drift(churn(3000, 1), churn(1500, 2, 0.8), settings=settings, model_name="churn",
-                         report_location=str(tmp_path))
+    report = check_drift(
+        churn(3000, 1),
+        churn(1500, 2, 0.8),
+        settings=settings,
+        model_name="churn",
+        report_location=str(tmp_path),
+    )
     assert report.html_uri and report.html_uri.startswith(str(tmp_path))
     page = open(report.html_uri, encoding="utf-8").read()
     assert "Verdicts below are computed on the full data" in page

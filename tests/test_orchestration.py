@@ -53,12 +53,14 @@ def orchestration_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def serving(prefect_api: str, orchestration_state: Path) -> Iterator[subprocess.Popen]:
     """``python -m deployments.serve --automations`` with the drift check every few seconds."""
     env = dict(os.environ)
-    env.update({
-        "PREFECT_API_URL": prefect_api,
-        "MLOPS_STATE_DIR": str(orchestration_state),
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-        "PYTHONPATH": str(PROJECT),
-    })
+    env.update(
+        {
+            "PREFECT_API_URL": prefect_api,
+            "MLOPS_STATE_DIR": str(orchestration_state),
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+            "PYTHONPATH": str(PROJECT),
+        }
+    )
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         env.pop(name, None)
     # Create the MLflow SQLite store once, before several flow runs would race to migrate it.
@@ -72,14 +74,24 @@ def serving(prefect_api: str, orchestration_state: Path) -> Iterator[subprocess.
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "deployments.serve", "--automations"],
-            cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=PROJECT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         names = [spec.full_name for spec in DEPLOYMENTS]
         wait_for(lambda: all_deployed(names) or process.poll() is not None, 120, "deployments served")
         assert process.poll() is None, log.read_text()
-        wait_for(lambda: "created mlops-retrain-on-drift" in log.read_text()
-                  or "updated mlops-retrain-on-drift" in log.read_text(), 60, "automations applied")
+        wait_for(
+            lambda: (
+                "created mlops-retrain-on-drift" in log.read_text()
+                or "updated mlops-retrain-on-drift" in log.read_text()
+            ),
+            60,
+            "automations applied",
+        )
         yield process
     finally:
         stop_process_group(process)
@@ -171,15 +183,26 @@ def test_interval_schedule_produces_a_completed_run(
     with _client() as client:
         deployment = client.read_deployment_by_name(full_name)
         client.create_deployment_schedules(  # one scheduled run at a time, not three in parallel
-            deployment.id, [(IntervalSchedule(interval=timedelta(seconds=SCHEDULED_INTERVAL_S)), True)],
+            deployment.id,
+            [(IntervalSchedule(interval=timedelta(seconds=SCHEDULED_INTERVAL_S)), True)],
             max_scheduled_runs=1,
         )
     try:
         # The first scheduled run the serving process picked up; then pause at once (which
         # deletes the runs still Scheduled), so runs slower than the interval cannot pile up.
-        run = wait_for(lambda: next((r for r in _deployment_runs(full_name)
-                                     if r.auto_scheduled and r.state and not r.state.is_scheduled()), None),
-                       120, "the serving process to pick up a scheduled drift-check run", 0.5)
+        run = wait_for(
+            lambda: next(
+                (
+                    r
+                    for r in _deployment_runs(full_name)
+                    if r.auto_scheduled and r.state and not r.state.is_scheduled()
+                ),
+                None,
+            ),
+            120,
+            "the serving process to pick up a scheduled drift-check run",
+            0.5,
+        )
     finally:
         with _client() as client:
             client.pause_deployment(deployment.id)
@@ -214,8 +237,12 @@ def test_drift_event_starts_retrain_and_cooldown_skips_the_next(
         params = dict(deployment.parameters["params"])
         # What an operator sets on the deployment: where fresh labelled data is, no blue-green
         # deploy here (the deploy tests cover it), a model name only the event can override.
-        params.update(model_name="set-by-the-event", dataset={"uri": _fresh_dataset(orchestration_state)},
-                      deploy=False, fail_on_gate=False)
+        params.update(
+            model_name="set-by-the-event",
+            dataset={"uri": _fresh_dataset(orchestration_state)},
+            deploy=False,
+            fail_on_gate=False,
+        )
         client.update_deployment(deployment.id, DeploymentUpdate(parameters={"params": params}))
     applied = automations.apply()  # serve --automations created them: update in place, same ids
     assert applied == automations.apply() and all(line.startswith("updated ") for line in applied)
@@ -242,8 +269,11 @@ def test_drift_event_starts_retrain_and_cooldown_skips_the_next(
     assert first.state.name in ("Completed", "GateFailed")
 
     emit()
-    second = wait_for(lambda: next((r for r in _deployment_runs(spec.full_name) if r.id != first.id), None),
-                       60, "a second retrain run")
+    second = wait_for(
+        lambda: next((r for r in _deployment_runs(spec.full_name) if r.id != first.id), None),
+        60,
+        "a second retrain run",
+    )
     second = wait_final(second.id, 120)
     assert second.state.is_completed() and second.state.name == "Skipped", second.state
     assert "cool-down" in (second.state.message or "")
@@ -290,9 +320,21 @@ def test_prefect_server_down_is_a_clear_error(prefect_api: str, capsys: pytest.C
 def _prefect_deploy(prefect_file: Path, api_url: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_API_URL": api_url, "PYTHONPATH": str(PROJECT)}
     return subprocess.run(
-        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all",
-         "--prefect-file", str(prefect_file)],
-        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "--no-prompt",
+            "deploy",
+            "--all",
+            "--prefect-file",
+            str(prefect_file),
+        ],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
@@ -355,5 +397,6 @@ def test_prefect_deploy_creates_the_table_on_the_process_pool(prefect_api: str, 
             ]
     automations.apply()
     assert [line.split()[:2] for line in automations.check()] == [
-        ["ok", automations.RETRAIN_ON_DRIFT], ["ok", automations.NOTIFY_DEPLOYMENT_FAILED]
+        ["ok", automations.RETRAIN_ON_DRIFT],
+        ["ok", automations.NOTIFY_DEPLOYMENT_FAILED],
     ]

@@ -66,8 +66,11 @@ def test_flow_image_is_reused_while_its_inputs_are_unchanged(docker, flow_image)
     assert flow_image.tag.endswith(":" + flow_image.content_hash[:12])
     check = "import flows.training, prefect, mlflow; print(prefect.__version__)"
     output = docker.containers.run(
-        flow_image.tag, ["python", "-c", check],
-        remove=True, network_disabled=True, labels={"org.mlops-tasks.test": RUN_ID},
+        flow_image.tag,
+        ["python", "-c", check],
+        remove=True,
+        network_disabled=True,
+        labels={"org.mlops-tasks.test": RUN_ID},
     )
     import prefect
 
@@ -94,14 +97,20 @@ def test_docker_worker_runs_the_training_deployment_in_the_image(
     state = tmp_path / "state"
     state.mkdir()
     with _client() as client:
-        client.create_work_pool(WorkPoolCreate(
-            name=POOL, type="docker", base_job_template=DockerWorker.get_default_base_job_template()
-        ), overwrite=True)
+        client.create_work_pool(
+            WorkPoolCreate(
+                name=POOL, type="docker", base_job_template=DockerWorker.get_default_base_job_template()
+            ),
+            overwrite=True,
+        )
     spec = by_name("training-pipeline")
-    assert deploy_to_docker_pool(flow_image.tag, POOL, only=[spec.name], state=state,
-                                 extra_job_variables={"labels": {"org.mlops-tasks.test": RUN_ID}}) == [
-        spec.full_name
-    ]
+    assert deploy_to_docker_pool(
+        flow_image.tag,
+        POOL,
+        only=[spec.name],
+        state=state,
+        extra_job_variables={"labels": {"org.mlops-tasks.test": RUN_ID}},
+    ) == [spec.full_name]
     with _client() as client:
         deployment = client.read_deployment_by_name(spec.full_name)
         assert deployment.work_pool_name == POOL
@@ -111,13 +120,21 @@ def test_docker_worker_runs_the_training_deployment_in_the_image(
         params.update(model_name=MODEL, demo={"rows": 2000, "seed": 3, "drift": 0.0})
         flow_run = client.create_flow_run_from_deployment(deployment.id, parameters={"params": params})
 
-    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PYTHONPATH": str(PROJECT),
-           "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_api,
+        "PYTHONPATH": str(PROJECT),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+    }
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
         worker = subprocess.Popen(
             [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "docker"],
-            cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=PROJECT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         run = wait_final(flow_run.id, 400)

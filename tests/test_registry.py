@@ -25,8 +25,15 @@ def candidate(seed: int, mlflow_config, gate=PASS, model_name=None):
     frame = make_churn_data(800, seed=seed)
     train, holdout = split_dataset(frame, target="churned")
     trained = train_model(train, SPEC, data=info_for(frame), mlflow_config=mlflow_config)
-    report = evaluate_model(trained, holdout, gate, model_name=model_name, compare_to_champion=False,
-                            fail_on_error=False, mlflow_config=mlflow_config)
+    report = evaluate_model(
+        trained,
+        holdout,
+        gate,
+        model_name=model_name,
+        compare_to_champion=False,
+        fail_on_error=False,
+        mlflow_config=mlflow_config,
+    )
     return trained, report
 
 

@@ -68,15 +68,31 @@ local_only = pytest.mark.parametrize("target_kind", ["local"], indirect=True)
 
 
 def _rollout(strategy: str) -> RolloutSpec:
-    return RolloutSpec(strategy=strategy, canary_percent=10, linear_step_percent=50, bake_seconds=BAKE_S,
-                       termination_wait_s=0, load_timeout_s=120, guard=GUARD)
+    return RolloutSpec(
+        strategy=strategy,
+        canary_percent=10,
+        linear_step_percent=50,
+        bake_seconds=BAKE_S,
+        termination_wait_s=0,
+        load_timeout_s=120,
+        guard=GUARD,
+    )
 
 
-def _deploy(reg: dict, version: int, endpoint: EndpointSpec, kind: str, rollout: RolloutSpec = FAST,
-            listener=None) -> DeploymentRecord:
-    return deploy_blue_green(reg["name"], version, endpoint=endpoint, rollout=rollout, target=kind,
-                             smoke_rows=reg["smoke"], mlflow_config=reg["config"], listener=listener,
-                             lock_timeout_s=30)
+def _deploy(
+    reg: dict, version: int, endpoint: EndpointSpec, kind: str, rollout: RolloutSpec = FAST, listener=None
+) -> DeploymentRecord:
+    return deploy_blue_green(
+        reg["name"],
+        version,
+        endpoint=endpoint,
+        rollout=rollout,
+        target=kind,
+        smoke_rows=reg["smoke"],
+        mlflow_config=reg["config"],
+        listener=listener,
+        lock_timeout_s=30,
+    )
 
 
 def _champion(reg: dict) -> int:
@@ -92,9 +108,16 @@ def fault_endpoint(target_kind, registry):
     stop_endpoint(spec.name)
 
 
-def _faulted(kind: str, reg: dict, endpoint: EndpointSpec, make_fault, phase: Phase | None,
-             strategy: str, candidate: int | None = None, base: int | None = None,
-             ) -> tuple[FaultRun, int, int, str]:
+def _faulted(
+    kind: str,
+    reg: dict,
+    endpoint: EndpointSpec,
+    make_fault,
+    phase: Phase | None,
+    strategy: str,
+    candidate: int | None = None,
+    base: int | None = None,
+) -> tuple[FaultRun, int, int, str]:
     """Roll out ``candidate`` (default: the good version not live) with the fault at ``phase``.
 
     ``base``: the version to serve before the rollout (deployed first if another one serves).
@@ -116,8 +139,13 @@ def _faulted(kind: str, reg: dict, endpoint: EndpointSpec, make_fault, phase: Ph
     with injected(make_fault(FaultContext(kind, endpoint, live_color))) as fault:
         run = run_faulted_rollout(
             lambda listener: _deploy(reg, candidate, endpoint, kind, _rollout(strategy), listener),
-            fault=fault, phase=phase, endpoint=endpoint, router=router, bodies=reg["bodies"],
-            candidate=candidate, rate=40,
+            fault=fault,
+            phase=phase,
+            endpoint=endpoint,
+            router=router,
+            bodies=reg["bodies"],
+            candidate=candidate,
+            rate=40,
         )
     expected = candidate if run.outcome == "succeeded" else before
     _deploy(reg, expected, endpoint, kind)
@@ -125,17 +153,23 @@ def _faulted(kind: str, reg: dict, endpoint: EndpointSpec, make_fault, phase: Ph
     return run, before, candidate, live_color
 
 
-def _assert_rolled_back(run: FaultRun, before: int, candidate: int, live_color: str, reg: dict,
-                        *, candidate_bad: bool = False) -> None:
+def _assert_rolled_back(
+    run: FaultRun, before: int, candidate: int, live_color: str, reg: dict, *, candidate_bad: bool = False
+) -> None:
     """The rollout failed typed, moved nothing, and the old slot kept serving."""
     timeline = [e.step for e in run.record.timeline] if run.record else []
     assert isinstance(run.error, DeploymentError), (run.error, timeline)
     assert run.error.record is not None and run.error.record.outcome == "rolled_back", timeline
     assert run.record is not None and run.record.live_color == live_color
-    assert judge_scenario(
-        Expectation(before, candidate, candidate_bad=candidate_bad, candidate_faulted=run.candidate_faulted),
-        Outcome(run.outcome, run.error, _champion(reg), run.live_ok),
-    ) == []
+    assert (
+        judge_scenario(
+            Expectation(
+                before, candidate, candidate_bad=candidate_bad, candidate_faulted=run.candidate_faulted
+            ),
+            Outcome(run.outcome, run.error, _champion(reg), run.live_ok),
+        )
+        == []
+    )
     assert _champion(reg) == before
     # Clients: nothing failed beyond one request per open connection on each killed process,
     # and after the rollout every answer came from the old version.
@@ -148,8 +182,11 @@ def _assert_rolled_back(run: FaultRun, before: int, candidate: int, live_color: 
 
 def _longest_answer_gap_ms(run: FaultRun, version: int) -> float:
     """Longest time between two consecutive answers of ``version`` during the rollout."""
-    done = sorted(a.done for a in run.load.answers if a.version == str(version) and a.status == 200
-                  and run.started <= a.done <= run.finished)
+    done = sorted(
+        a.done
+        for a in run.load.answers
+        if a.version == str(version) and a.status == 200 and run.started <= a.done <= run.finished
+    )
     return max((b - a for a, b in zip(done, done[1:], strict=False)), default=float("inf")) * 1000
 
 
@@ -160,8 +197,13 @@ def _longest_answer_gap_ms(run: FaultRun, version: int) -> float:
 def test_issue_candidate_killed_in_canary_bake_rolls_back_to_blue(target_kind, registry, fault_endpoint):
     """Issue 11: SIGKILL of the canary during its 10 % bake must not promote the dead candidate."""
     run, before, candidate, live_color = _faulted(
-        target_kind, registry, fault_endpoint, lambda ctx: KillSlot(ctx, "candidate"),
-        Phase("shift", 1, "10 %", delay_s=0.5), "canary", base=registry["v"]["v1"],
+        target_kind,
+        registry,
+        fault_endpoint,
+        lambda ctx: KillSlot(ctx, "candidate"),
+        Phase("shift", 1, "10 %", delay_s=0.5),
+        "canary",
+        base=registry["v"]["v1"],
     )
     assert run.trigger.fired and len(run.fault.processes) == fault_endpoint.replicas
     assert before == registry["v"]["v1"]
@@ -178,7 +220,11 @@ def test_issue_candidate_killed_in_canary_bake_rolls_back_to_blue(target_kind, r
 @docker_too
 def test_candidate_hung_during_bake_rolls_back(target_kind, registry, fault_endpoint):
     run, before, candidate, live_color = _faulted(
-        target_kind, registry, fault_endpoint, HangCandidate, Phase("shift", 1, "10 %", delay_s=0.5),
+        target_kind,
+        registry,
+        fault_endpoint,
+        HangCandidate,
+        Phase("shift", 1, "10 %", delay_s=0.5),
         "canary",
     )
     assert run.trigger.fired and run.fault.processes
@@ -186,11 +232,14 @@ def test_candidate_hung_during_bake_rolls_back(target_kind, registry, fault_endp
 
 
 @docker_too
-def test_candidate_killed_after_last_shift_before_promotion_rolls_back(target_kind, registry,
-                                                                        fault_endpoint):
+def test_candidate_killed_after_last_shift_before_promotion_rolls_back(target_kind, registry, fault_endpoint):
     run, before, candidate, live_color = _faulted(
-        target_kind, registry, fault_endpoint, lambda ctx: KillSlot(ctx, "candidate"),
-        Phase("shift", 2, "100 %"), "canary",
+        target_kind,
+        registry,
+        fault_endpoint,
+        lambda ctx: KillSlot(ctx, "candidate"),
+        Phase("shift", 2, "100 %"),
+        "canary",
     )
     assert run.trigger.fired
     # All traffic was on the candidate when it died: requests are lost until the router's
@@ -205,7 +254,13 @@ def test_candidate_killed_after_last_shift_before_promotion_rolls_back(target_ki
 @local_only
 def test_candidate_answering_500s_at_a_linear_step_rolls_back(target_kind, registry, fault_endpoint):
     run, before, candidate, live_color = _faulted(
-        target_kind, registry, fault_endpoint, NoFault, None, "linear", candidate=registry["v"]["spike"],
+        target_kind,
+        registry,
+        fault_endpoint,
+        NoFault,
+        None,
+        "linear",
+        candidate=registry["v"]["spike"],
     )
     _assert_rolled_back(run, before, candidate, live_color, registry, candidate_bad=True)
     assert run.load.slot_errors, "the candidate's 500s never reached a client"
@@ -217,15 +272,22 @@ def test_old_slot_killed_during_bake_endpoint_keeps_serving(target_kind, registr
     """Blue dies while the canary bakes: whatever the strategy decides, clients keep getting answers
     and the endpoint ends with one weighted slot serving the champion."""
     run, before, candidate, live_color = _faulted(
-        target_kind, registry, fault_endpoint, lambda ctx: KillSlot(ctx, "live"),
-        Phase("shift", 1, "10 %", delay_s=0.5), "canary",
+        target_kind,
+        registry,
+        fault_endpoint,
+        lambda ctx: KillSlot(ctx, "live"),
+        Phase("shift", 1, "10 %", delay_s=0.5),
+        "canary",
     )
     assert run.trigger.fired and run.fault.processes
     assert isinstance(run.error, DeploymentError) or run.outcome == "succeeded", run.error
-    assert judge_scenario(
-        Expectation(before, candidate, candidate_faulted=run.candidate_faulted),
-        Outcome(run.outcome, run.error, _champion(registry), run.live_ok),
-    ) == []
+    assert (
+        judge_scenario(
+            Expectation(before, candidate, candidate_faulted=run.candidate_faulted),
+            Outcome(run.outcome, run.error, _champion(registry), run.live_ok),
+        )
+        == []
+    )
     assert run.load.failed <= run.allowance(), (run.load.failures[:5], run.load.router_errors[:5])
     assert run.monitor.down.longest_ms == 0, vars(run.monitor.down)
 
@@ -241,8 +303,13 @@ def test_router_config_check_failing_keeps_the_live_slot(target_kind, registry, 
         fault.inject()  # armed for the whole deploy
         run = run_faulted_rollout(
             lambda listener: _deploy(registry, candidate, two, target_kind, _rollout("canary"), listener),
-            fault=fault, phase=None, endpoint=fault_endpoint, router=get_target(target_kind, two).router,
-            bodies=registry["bodies"], candidate=candidate, rate=40,
+            fault=fault,
+            phase=None,
+            endpoint=fault_endpoint,
+            router=get_target(target_kind, two).router,
+            bodies=registry["bodies"],
+            candidate=candidate,
+            rate=40,
         )
     assert isinstance(run.error, DeploymentError) and "injected fault" in str(run.error)
     assert run.outcome == "failed" and _champion(registry) == before

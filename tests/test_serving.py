@@ -34,8 +34,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def call(port: int, method: str, path: str, body: bytes | str | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def call(
+    port: int, method: str, path: str, body: bytes | str | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         if isinstance(body, str):
@@ -56,15 +57,17 @@ def predict(port: int, doc: dict, headers: dict[str, str] | None = None):
 class Server:
     """A model server subprocess."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None,
-                 code: str | None = None) -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, code: str | None = None) -> None:
         self.port = free_port()
         cmd = [sys.executable]
         cmd += ["-c", code] if code else ["-m", "mlops_tasks.serving.cli"]
         cmd += ["--port", str(self.port), *args]
         self.proc = subprocess.Popen(
-            cmd, env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cmd,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.output = ""
 
@@ -102,12 +105,14 @@ class Server:
 
 def churn_frame(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "tenure_months": rng.integers(0, 72, n),
-        "monthly_charges": rng.normal(70, 20, n).round(2),
-        "plan": rng.choice(["basic", "pro", "max"], n),
-        "country": rng.choice(["DE", "FR", "US"], n),
-    })
+    return pd.DataFrame(
+        {
+            "tenure_months": rng.integers(0, 72, n),
+            "monthly_charges": rng.normal(70, 20, n).round(2),
+            "plan": rng.choice(["basic", "pro", "max"], n),
+            "country": rng.choice(["DE", "FR", "US"], n),
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -131,22 +136,33 @@ def store(tmp_path_factory):
 
     train = churn_frame(400, seed=1)
     y = ((train.monthly_charges > 70) ^ (train.tenure_months < 12)).astype(int)
-    churn = Pipeline([
-        ("prep", ColumnTransformer([
-            ("num", StandardScaler(), ["tenure_months", "monthly_charges"]),
-            ("cat", OneHotEncoder(handle_unknown="ignore"), ["plan", "country"]),
-        ])),
-        ("clf", LogisticRegression()),
-    ]).fit(train, y)
+    churn = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), ["tenure_months", "monthly_charges"]),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), ["plan", "country"]),
+                    ]
+                ),
+            ),
+            ("clf", LogisticRegression()),
+        ]
+    ).fit(train, y)
     rng = np.random.default_rng(2)
     xnum = pd.DataFrame(rng.normal(size=(300, 6)), columns=[f"x{i}" for i in range(6)])
     numeric = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())]).fit(
-        xnum, (xnum.sum(axis=1) > 0).astype(int))
+        xnum, (xnum.sum(axis=1) > 0).astype(int)
+    )
     for name, model, frame in (("churn", churn, train), ("numeric", numeric, xnum)):
         with mlflow.start_run(experiment_id=exp) as run:
             info = mlflow.sklearn.log_model(
-                model, name="model", signature=infer_signature(frame, model.predict(frame)),
-                input_example=frame.head(3), registered_model_name=name,
+                model,
+                name="model",
+                signature=infer_signature(frame, model.predict(frame)),
+                input_example=frame.head(3),
+                registered_model_name=name,
             )
         client.set_registered_model_alias(name, "champion", info.registered_model_version)
         if name == "churn":
@@ -168,8 +184,18 @@ def pyfunc(store):
 @pytest.fixture(scope="module")
 def server(store, tmp_path_factory):
     sink = tmp_path_factory.mktemp("plog")
-    srv = Server(["--model-uri", "models:/churn@champion", "--instance-name", "blue",
-                  "--log-sink", str(sink), "--log-flush-interval", "0.2"])
+    srv = Server(
+        [
+            "--model-uri",
+            "models:/churn@champion",
+            "--instance-name",
+            "blue",
+            "--log-sink",
+            str(sink),
+            "--log-flush-interval",
+            "0.2",
+        ]
+    )
     srv.wait_healthy()
     srv.sink = sink
     yield srv
@@ -198,12 +224,14 @@ def test_ping_health_version_metrics(server, store):
     status, hdrs, body = call(server.port, "GET", "/metrics")
     text = body.decode()
     assert status == 200 and hdrs["content-type"].startswith("text/plain")
-    assert ('mlops_serve_requests_total{model_name="churn",model_version="1",'
-            'endpoint="/invocations",status="200"}') in text
-    assert ('mlops_serve_request_duration_seconds_bucket{model_name="churn",'
-            'model_version="1",le="+Inf"}') in text
-    rows = [line for line in text.splitlines()
-            if line.startswith("mlops_serve_rows_predicted_total")]
+    assert (
+        'mlops_serve_requests_total{model_name="churn",model_version="1",'
+        'endpoint="/invocations",status="200"}'
+    ) in text
+    assert (
+        'mlops_serve_request_duration_seconds_bucket{model_name="churn",model_version="1",le="+Inf"}'
+    ) in text
+    rows = [line for line in text.splitlines() if line.startswith("mlops_serve_rows_predicted_total")]
     assert rows and float(rows[0].rsplit(" ", 1)[1]) >= 3
     assert "mlops_serve_prediction_log_rows_dropped_total" in text
 
@@ -213,15 +241,15 @@ def test_unknown_path_and_wrong_method(server):
     assert call(server.port, "GET", "/invocations")[0] == 405
 
 
-@pytest.mark.parametrize("fmt", ["dataframe_split", "dataframe_records", "instances",
-                                 "inputs", "csv"])
+@pytest.mark.parametrize("fmt", ["dataframe_split", "dataframe_records", "instances", "inputs", "csv"])
 def test_predictions_identical_to_pyfunc(server, pyfunc, fmt):
     frame = churn_frame(60, seed=11)
     expected = pyfunc["churn"].predict(frame)
     records = json.loads(frame.to_json(orient="records"))
     if fmt == "csv":
-        status, hdrs, body = call(server.port, "POST", "/invocations",
-                                  frame.to_csv(index=False), {"Content-Type": "text/csv"})
+        status, hdrs, body = call(
+            server.port, "POST", "/invocations", frame.to_csv(index=False), {"Content-Type": "text/csv"}
+        )
         doc = json.loads(body)
     else:
         payload = {
@@ -266,8 +294,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(server, pyfu
 
 # -- bad input ------------------------------------------------------------------------------
 
-GOOD = {"dataframe_records": [{"tenure_months": 3, "monthly_charges": 80.5, "plan": "pro",
-                               "country": "DE"}]}
+GOOD = {"dataframe_records": [{"tenure_months": 3, "monthly_charges": 80.5, "plan": "pro", "country": "DE"}]}
 
 
 def _record(**changes):
@@ -284,24 +311,57 @@ BAD_INPUTS = {
     "malformed_json": ('{"dataframe_split": {', 400, "Malformed JSON", []),
     "json_array": ("[1, 2, 3]", 400, "JSON array", []),
     "unknown_format_key": ('{"dataframes": []}', 400, "Unknown input format", []),
-    "missing_column": (json.dumps({"dataframe_records": [_record(plan=...)]}), 422,
-                       "missing columns", ["plan"]),
-    "extra_column": (json.dumps({"dataframe_records": [_record(promo="x")]}), 422,
-                     "unexpected columns", ["promo"]),
-    "string_in_numeric": (json.dumps({"dataframe_records": [_record(monthly_charges="cheap",
-                                                                   tenure_months="ten")]}),
-                          422, "expects", ["tenure_months", "monthly_charges"]),
-    "nan": ('{"dataframe_records": [{"tenure_months": 3, "monthly_charges": NaN, '
-            '"plan": "pro", "country": "DE"}]}', 422, "NaN", ["monthly_charges"]),
-    "infinity": ('{"dataframe_records": [{"tenure_months": 3, "monthly_charges": Infinity, '
-                 '"plan": "pro", "country": "DE"}]}', 422, "infinite", ["monthly_charges"]),
-    "nan_in_integer": ('{"dataframe_records": [{"tenure_months": NaN, "monthly_charges": 1.0, '
-                       '"plan": "pro", "country": "DE"}]}', 422, "integers", ["tenure_months"]),
-    "empty_batch": (json.dumps({"dataframe_split": {"columns": CHURN_COLUMNS, "data": []}}),
-                    422, "Empty batch", []),
-    "ragged_rows": (json.dumps({"dataframe_split": {"columns": CHURN_COLUMNS,
-                                                    "data": [[1, 2.0, "pro"]]}}), 400,
-                    "expected 4", []),
+    "missing_column": (
+        json.dumps({"dataframe_records": [_record(plan=...)]}),
+        422,
+        "missing columns",
+        ["plan"],
+    ),
+    "extra_column": (
+        json.dumps({"dataframe_records": [_record(promo="x")]}),
+        422,
+        "unexpected columns",
+        ["promo"],
+    ),
+    "string_in_numeric": (
+        json.dumps({"dataframe_records": [_record(monthly_charges="cheap", tenure_months="ten")]}),
+        422,
+        "expects",
+        ["tenure_months", "monthly_charges"],
+    ),
+    "nan": (
+        '{"dataframe_records": [{"tenure_months": 3, "monthly_charges": NaN, '
+        '"plan": "pro", "country": "DE"}]}',
+        422,
+        "NaN",
+        ["monthly_charges"],
+    ),
+    "infinity": (
+        '{"dataframe_records": [{"tenure_months": 3, "monthly_charges": Infinity, '
+        '"plan": "pro", "country": "DE"}]}',
+        422,
+        "infinite",
+        ["monthly_charges"],
+    ),
+    "nan_in_integer": (
+        '{"dataframe_records": [{"tenure_months": NaN, "monthly_charges": 1.0, '
+        '"plan": "pro", "country": "DE"}]}',
+        422,
+        "integers",
+        ["tenure_months"],
+    ),
+    "empty_batch": (
+        json.dumps({"dataframe_split": {"columns": CHURN_COLUMNS, "data": []}}),
+        422,
+        "Empty batch",
+        [],
+    ),
+    "ragged_rows": (
+        json.dumps({"dataframe_split": {"columns": CHURN_COLUMNS, "data": [[1, 2.0, "pro"]]}}),
+        400,
+        "expected 4",
+        [],
+    ),
 }
 
 
@@ -326,8 +386,10 @@ def test_body_over_limit_gets_413_with_the_limit(server):
     assert len(big) > 50 * 1024 * 1024
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     try:
-        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                     b"\r\nContent-Length: " + str(len(big)).encode() + b"\r\n\r\n")
+        sock.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nContent-Length: " + str(len(big)).encode() + b"\r\n\r\n"
+        )
         try:  # the server may answer and close before taking the whole body
             sock.sendall(big)
         except OSError:
@@ -348,13 +410,19 @@ def test_body_over_limit_gets_413_with_the_limit(server):
 
 
 def test_chunked_body_over_limit_gets_413(store, tmp_path):
-    srv = Server(["--model-uri", "models:/churn/1", "--max-body-bytes", "2000",
-                  "--no-prediction-log"]).wait_healthy()
+    srv = Server(
+        ["--model-uri", "models:/churn/1", "--max-body-bytes", "2000", "--no-prediction-log"]
+    ).wait_healthy()
     try:
         conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
         chunks = (b"x" * 500 for _ in range(10))
-        conn.request("POST", "/invocations", body=chunks,
-                     headers={"Content-Type": "application/json"}, encode_chunked=True)
+        conn.request(
+            "POST",
+            "/invocations",
+            body=chunks,
+            headers={"Content-Type": "application/json"},
+            encode_chunked=True,
+        )
         resp = conn.getresponse()
         assert resp.status == 413 and "2000 bytes" in json.loads(resp.read())["error"]
         conn.close()
@@ -366,11 +434,14 @@ def test_chunked_body_over_limit_gets_413(store, tmp_path):
 # -- startup ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("uri,needle", [
-    ("models:/no-such-model@champion", "no-such-model"),
-    ("models:/churn/99", "churn"),
-    ("/nonexistent/model/folder", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "uri,needle",
+    [
+        ("models:/no-such-model@champion", "no-such-model"),
+        ("models:/churn/99", "churn"),
+        ("/nonexistent/model/folder", "does not exist"),
+    ],
+)
 def test_model_that_cannot_be_loaded_refuses_to_start(store, uri, needle):
     srv = Server(["--model-uri", uri, "--no-prediction-log"])
     try:
@@ -423,12 +494,22 @@ def test_prediction_log_complete_after_graceful_stop(store, pyfunc, tmp_path):
 
     sink = tmp_path / "plog"
     # A long flush interval: everything is written by the shutdown flush.
-    srv = Server(["--model-uri", "models:/churn@champion", "--instance-name", "green",
-                  "--log-sink", str(sink), "--log-flush-interval", "600"]).wait_healthy()
+    srv = Server(
+        [
+            "--model-uri",
+            "models:/churn@champion",
+            "--instance-name",
+            "green",
+            "--log-sink",
+            str(sink),
+            "--log-flush-interval",
+            "600",
+        ]
+    ).wait_healthy()
     frame = churn_frame(30, seed=21)
     sent = []
     for i in range(0, 30, 3):
-        part = frame.iloc[i:i + 3]
+        part = frame.iloc[i : i + 3]
         status, _, _ = predict(srv.port, split_body(part), {"X-Request-Id": f"r{i}"})
         assert status == 200
         sent += [f"r{i}"] * 3
@@ -441,8 +522,7 @@ def test_prediction_log_complete_after_graceful_stop(store, pyfunc, tmp_path):
     assert set(log["model_name"]) == {"churn"} and set(log["model_version"]) == {"1"}
     assert set(log["served_by"]) == {"green"}
     assert str(log["timestamp"].dt.tz) == "UTC"
-    pd.testing.assert_frame_equal(log[CHURN_COLUMNS].reset_index(drop=True), frame,
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(log[CHURN_COLUMNS].reset_index(drop=True), frame, check_dtype=False)
     assert log["prediction"].tolist() == pyfunc["churn"].predict(frame).tolist()
     files = list(sink.glob("date=*/hour=*/*.parquet"))
     assert files and all(not f.name.startswith(".") for f in files)
@@ -452,8 +532,18 @@ def test_sigint_also_stops_gracefully(store, tmp_path):
     from mlops_tasks.serving import read_prediction_log
 
     sink = tmp_path / "plog"
-    srv = Server(["--model-uri", "models:/churn/1", "--log-sink", str(sink),
-                  "--log-format", "jsonl", "--log-flush-interval", "600"]).wait_healthy()
+    srv = Server(
+        [
+            "--model-uri",
+            "models:/churn/1",
+            "--log-sink",
+            str(sink),
+            "--log-format",
+            "jsonl",
+            "--log-flush-interval",
+            "600",
+        ]
+    ).wait_healthy()
     assert predict(srv.port, GOOD, {"X-Request-Id": "only"})[0] == 200
     assert srv.stop(signal.SIGINT) == 0
     log = read_prediction_log(str(sink))
@@ -464,8 +554,16 @@ def test_sigint_also_stops_gracefully(store, tmp_path):
 def test_unwritable_log_sink_degrades_but_keeps_serving(store, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the sink folder should be")
-    srv = Server(["--model-uri", "models:/churn@champion", "--log-sink",
-                  str(blocker / "plog"), "--log-flush-interval", "0.1"]).wait_healthy()
+    srv = Server(
+        [
+            "--model-uri",
+            "models:/churn@champion",
+            "--log-sink",
+            str(blocker / "plog"),
+            "--log-flush-interval",
+            "0.1",
+        ]
+    ).wait_healthy()
     try:
         status, _, body = call(srv.port, "GET", "/health")
         doc = json.loads(body)
@@ -477,8 +575,9 @@ def test_unwritable_log_sink_degrades_but_keeps_serving(store, tmp_path):
         dropped = 0.0
         while time.time() < deadline:
             text = call(srv.port, "GET", "/metrics")[2].decode()
-            line = [x for x in text.splitlines()
-                    if x.startswith("mlops_serve_prediction_log_rows_dropped_total")][0]
+            line = [
+                x for x in text.splitlines() if x.startswith("mlops_serve_prediction_log_rows_dropped_total")
+            ][0]
             dropped = float(line.rsplit(" ", 1)[1])
             if dropped >= 5:
                 break
@@ -499,15 +598,24 @@ def test_s3_sink_with_moto(store, tmp_path):
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     moto.start()
     endpoint = f"http://127.0.0.1:{port}"
-    creds = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-             "AWS_DEFAULT_REGION": "us-east-1"}
+    creds = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
     patch = pytest.MonkeyPatch()
     for name, value in creds.items():
         patch.setenv(name, value)
     try:
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="plogs")
-        srv = Server(["--model-uri", "models:/churn@champion", "--log-sink", "s3://plogs/churn",
-                      "--s3-endpoint-url", endpoint, "--log-flush-interval", "0.2"]).wait_healthy()
+        srv = Server(
+            [
+                "--model-uri",
+                "models:/churn@champion",
+                "--log-sink",
+                "s3://plogs/churn",
+                "--s3-endpoint-url",
+                endpoint,
+                "--log-flush-interval",
+                "0.2",
+            ]
+        ).wait_healthy()
         frame = churn_frame(8, seed=31)
         for i in range(8):
             status = predict(srv.port, split_body(frame.iloc[[i]]), {"X-Request-Id": f"s{i}"})[0]
@@ -515,11 +623,16 @@ def test_s3_sink_with_moto(store, tmp_path):
         assert srv.stop() == 0
         log = read_prediction_log("s3://plogs/churn", s3_endpoint_url=endpoint)
         assert sorted(log["request_id"]) == [f"s{i}" for i in range(8)]
-        keys = [o["Key"] for o in boto3.client("s3", endpoint_url=endpoint)
-                .list_objects_v2(Bucket="plogs")["Contents"]]
+        keys = [
+            o["Key"]
+            for o in boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket="plogs")["Contents"]
+        ]
         assert all(k.startswith("churn/date=") and "/hour=" in k for k in keys)
-        later = read_prediction_log("s3://plogs/churn", start=pd.Timestamp.now("UTC")
-                                    + pd.Timedelta(hours=2), s3_endpoint_url=endpoint)
+        later = read_prediction_log(
+            "s3://plogs/churn",
+            start=pd.Timestamp.now("UTC") + pd.Timedelta(hours=2),
+            s3_endpoint_url=endpoint,
+        )
         assert later.empty
     finally:
         moto.stop()
@@ -537,8 +650,7 @@ def test_numeric_model_fast_path_identical_to_pyfunc(store, pyfunc):
         expected = pyfunc["numeric"].predict(frame).tolist()
         _, _, doc = predict(srv.port, split_body(frame))
         assert doc["predictions"] == expected
-        one = [predict(srv.port, split_body(frame.iloc[[i]]))[2]["predictions"][0]
-               for i in range(20)]
+        one = [predict(srv.port, split_body(frame.iloc[[i]]))[2]["predictions"][0] for i in range(20)]
         assert one == expected[:20]
         bad = split_body(frame.iloc[:2])
         bad["dataframe_split"]["data"][1][3] = "oops"
@@ -566,8 +678,9 @@ def test_serves_a_local_folder_without_mlflow(store, pyfunc, tmp_path):
     folder = download_model("models:/churn@champion", tmp_path / "model")
     meta = json.loads((folder / "serving-model.json").read_text())
     assert meta["name"] == "churn" and meta["version"] == "1"
-    srv = Server(["--model-uri", str(folder), "--no-prediction-log", "--instance-name", "slot-a"],
-                 code=BLOCK_MLFLOW).wait_healthy()
+    srv = Server(
+        ["--model-uri", str(folder), "--no-prediction-log", "--instance-name", "slot-a"], code=BLOCK_MLFLOW
+    ).wait_healthy()
     try:
         doc = json.loads(call(srv.port, "GET", "/version")[2])
         assert (doc["model_name"], doc["model_version"]) == ("churn", "1")
@@ -585,14 +698,18 @@ def test_model_identity_from_environment(store, tmp_path):
 
     folder = download_model("models:/churn/1", tmp_path / "model")
     (folder / "serving-model.json").unlink()
-    srv = Server(["--model-uri", str(folder), "--no-prediction-log"],
-                 env={"MLOPS_MODEL_NAME": "churn-img", "MLOPS_MODEL_VERSION": "7",
-                      "MLOPS_SERVE_INSTANCE": "green"}).wait_healthy()
+    srv = Server(
+        ["--model-uri", str(folder), "--no-prediction-log"],
+        env={"MLOPS_MODEL_NAME": "churn-img", "MLOPS_MODEL_VERSION": "7", "MLOPS_SERVE_INSTANCE": "green"},
+    ).wait_healthy()
     try:
         status, hdrs, _ = predict(srv.port, GOOD)
         assert status == 200
         assert (hdrs["x-model-name"], hdrs["x-model-version"], hdrs["x-served-by"]) == (
-            "churn-img", "7", "green")
+            "churn-img",
+            "7",
+            "green",
+        )
         doc = json.loads(call(srv.port, "GET", "/version")[2])
         assert doc["run_id"] == store["churn_run_id"]  # from MLmodel
     finally:
@@ -629,8 +746,7 @@ def _raw(port: int, data: bytes, until: int, timeout: float = 10.0) -> bytes:
     try:
         sock.sendall(data)
         out = b""
-        while out.count(b"HTTP/1.1 ") - out.count(b"HTTP/1.1 100") < until or not out.endswith(
-                (b"}", b"\n")):
+        while out.count(b"HTTP/1.1 ") - out.count(b"HTTP/1.1 100") < until or not out.endswith((b"}", b"\n")):
             chunk = sock.recv(65536)
             if not chunk:
                 break
@@ -642,12 +758,17 @@ def _raw(port: int, data: bytes, until: int, timeout: float = 10.0) -> bytes:
 
 def test_pipelined_requests_are_answered_in_order(server):
     body = json.dumps(GOOD).encode()
-    post = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"X-Request-Id: first\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    post = (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"X-Request-Id: first\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
     ping = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
     out = _raw(server.port, post + ping + post.replace(b"first", b"third"), until=3)
-    first, second, third = out.index(b"x-request-id: first"), out.index(b'"alive"'), \
-        out.index(b"x-request-id: third")
+    first, second, third = (
+        out.index(b"x-request-id: first"),
+        out.index(b'"alive"'),
+        out.index(b"x-request-id: third"),
+    )
     assert first < second < third
     assert out.count(b"HTTP/1.1 200 OK") == 3
 
@@ -656,8 +777,12 @@ def test_keep_alive_connection_serves_many_requests(server):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
         for i in range(50):
-            conn.request("POST", "/invocations", body=json.dumps(GOOD),
-                         headers={"Content-Type": "application/json", "X-Request-Id": f"k{i}"})
+            conn.request(
+                "POST",
+                "/invocations",
+                body=json.dumps(GOOD),
+                headers={"Content-Type": "application/json", "X-Request-Id": f"k{i}"},
+            )
             resp = conn.getresponse()
             assert resp.status == 200 and resp.getheader("X-Request-Id") == f"k{i}"
             resp.read()
@@ -667,12 +792,14 @@ def test_keep_alive_connection_serves_many_requests(server):
 
 def test_expect_100_continue_and_head(server):
     body = json.dumps(GOOD).encode()
-    out = _raw(server.port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-               % (len(body), body), until=1)
+    out = _raw(
+        server.port,
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+        until=1,
+    )
     assert out.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK")
-    head = _raw(server.port, b"HEAD /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                until=1)
+    head = _raw(server.port, b"HEAD /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", until=1)
     assert head.startswith(b"HTTP/1.1 200 OK") and head.endswith(b"\r\n\r\n")
 
 
@@ -687,8 +814,18 @@ def test_uvicorn_front_end_serves_the_same_app(store, pyfunc, tmp_path):
     from mlops_tasks.serving import read_prediction_log
 
     sink = tmp_path / "plog"
-    srv = Server(["--model-uri", "models:/churn@champion", "--http", "uvicorn",
-                  "--log-sink", str(sink), "--max-body-bytes", "5000"]).wait_healthy()
+    srv = Server(
+        [
+            "--model-uri",
+            "models:/churn@champion",
+            "--http",
+            "uvicorn",
+            "--log-sink",
+            str(sink),
+            "--max-body-bytes",
+            "5000",
+        ]
+    ).wait_healthy()
     frame = churn_frame(10, seed=51)
     status, hdrs, doc = predict(srv.port, split_body(frame), {"X-Request-Id": "uv"})
     assert status == 200 and doc["predictions"] == pyfunc["churn"].predict(frame).tolist()
@@ -703,8 +840,9 @@ def test_uvicorn_front_end_serves_the_same_app(store, pyfunc, tmp_path):
 
 
 def test_idle_keep_alive_connections_are_closed(store):
-    srv = Server(["--model-uri", "models:/churn/1", "--no-prediction-log",
-                  "--keep-alive-timeout", "1"]).wait_healthy()
+    srv = Server(
+        ["--model-uri", "models:/churn/1", "--no-prediction-log", "--keep-alive-timeout", "1"]
+    ).wait_healthy()
     try:
         sock = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
         sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")

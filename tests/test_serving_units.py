@@ -89,8 +89,7 @@ def test_non_utf8_body_is_400():
 def test_fast_path_matrix_and_fallbacks():
     specs = [ColumnSpec("a", "double"), ColumnSpec("b", "long")]
     fast = np.dtype("float64")
-    parsed = parse({"dataframe_split": {"columns": ["a", "b"], "data": [[1.5, 2], [3, 4]]}},
-                   specs, fast)
+    parsed = parse({"dataframe_split": {"columns": ["a", "b"], "data": [[1.5, 2], [3, 4]]}}, specs, fast)
     assert parsed.matrix is not None and parsed.matrix.tolist() == [[1.5, 2.0], [3.0, 4.0]]
     # a fraction in the long column leaves the fast path and is refused by name
     with pytest.raises(InvalidInputError) as err:
@@ -132,7 +131,8 @@ def test_load_model_errors(tmp_path):
     with pytest.raises(ModelLoadError, match="no sklearn flavor"):
         load_model(str(tmp_path / "m"))
     (tmp_path / "m" / "MLmodel").write_text(
-        "flavors:\n  sklearn:\n    pickled_model: model.pkl\n    serialization_format: pickle\n")
+        "flavors:\n  sklearn:\n    pickled_model: model.pkl\n    serialization_format: pickle\n"
+    )
     (tmp_path / "m" / "model.pkl").write_bytes(b"not a pickle")
     with pytest.raises(ModelLoadError, match="Cannot deserialize"):
         load_model(str(tmp_path / "m"))
@@ -223,8 +223,13 @@ def test_reader_errors(tmp_path):
 def test_writer_repeats_request_ids_over_their_rows(tmp_path):
     w = _writer(tmp_path, flush_interval_s=600)
     t = time.time()
-    w.append(["x", "y"], [t, t + 1], np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
-             np.array([1, 0, 1]), row_counts=[2, 1])
+    w.append(
+        ["x", "y"],
+        [t, t + 1],
+        np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+        np.array([1, 0, 1]),
+        row_counts=[2, 1],
+    )
     w.close()
     df = read_prediction_log(str(tmp_path))
     assert df["request_id"].tolist() == ["x", "x", "y"]

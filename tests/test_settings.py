@@ -50,11 +50,21 @@ def test_model_server_defaults_equal_the_settings_defaults(monkeypatch):
     args = build_parser().parse_args(["--model-uri", "/models/x"])
     s = MlopsSettings()
     assert (args.host, args.port, args.max_body_bytes, args.max_batch_rows) == (
-        s.serve_host, s.serve_port, s.serve_max_body_bytes, s.serve_max_batch_rows)
+        s.serve_host,
+        s.serve_port,
+        s.serve_max_body_bytes,
+        s.serve_max_batch_rows,
+    )
     assert (args.http, args.keep_alive_timeout, args.log_level) == (
-        s.serve_http, s.serve_keep_alive_s, s.serve_log_level)
+        s.serve_http,
+        s.serve_keep_alive_s,
+        s.serve_log_level,
+    )
     assert (args.log_format, args.log_flush_interval, args.log_retention_hours) == (
-        s.prediction_log_format, s.prediction_log_flush_s, s.prediction_log_retention_hours)
+        s.prediction_log_format,
+        s.prediction_log_flush_s,
+        s.prediction_log_retention_hours,
+    )
 
 
 def test_standard_names_are_aliases(monkeypatch, tmp_path):
@@ -74,8 +84,11 @@ def test_standard_names_are_aliases(monkeypatch, tmp_path):
     resolved = resolve_mlflow_config()
     assert resolved.tracking_uri == resolved.registry_uri == "http://env.invalid:5000"
     assert S3Config().client_kwargs() == {
-        "endpoint_url": "http://s3.invalid:9000", "region_name": "eu-west-3",
-        "aws_access_key_id": "AKIAENV", "aws_secret_access_key": "envsecret"}
+        "endpoint_url": "http://s3.invalid:9000",
+        "region_name": "eu-west-3",
+        "aws_access_key_id": "AKIAENV",
+        "aws_secret_access_key": "envsecret",
+    }
     # explicit keys travel as a set: none of the environment's is mixed in
     explicit = S3Config(aws_access_key_id="AKIAARG", aws_secret_access_key=SecretStr("argsecret"))
     assert explicit.client_kwargs()["aws_secret_access_key"] == "argsecret"
@@ -181,4 +194,3 @@ def test_reusable_flows_have_no_churn_defaults_but_the_demo_entry_points_do():
     for name in ("train", "deploy", "daily", "retrain"):
         assert served[name]["params"]["model_name"] == "churn-classifier", name
     assert served["deploy"]["params"]["target_column"] == "churned"
-

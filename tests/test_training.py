@@ -16,8 +16,12 @@ from mlops_tasks.training import SearchSpec, TrainingSpec, train_model
 
 def info_for(frame: pd.DataFrame, uri: str = "file:///data/churn.csv") -> DatasetInfo:
     return DatasetInfo(
-        uri=uri, name="churn", format="csv", rows=len(frame),
-        columns=list(frame.columns), fingerprint=fingerprint_frame(frame),
+        uri=uri,
+        name="churn",
+        format="csv",
+        rows=len(frame),
+        columns=list(frame.columns),
+        fingerprint=fingerprint_frame(frame),
     )
 
 
@@ -29,8 +33,9 @@ def trained(churn, mlflow_config):
     train, _ = split_dataset(churn, target="churned")
     # its own spec, so no run from another test module is reused here
     spec = SPEC.model_copy(update={"params": {"max_iter": 500, "tol": 1e-4}})
-    return train, train_model(train, spec, data=info_for(churn), segment_column="country",
-                              mlflow_config=mlflow_config)
+    return train, train_model(
+        train, spec, data=info_for(churn), segment_column="country", mlflow_config=mlflow_config
+    )
 
 
 def test_run_logs_params_metrics_model_lineage_and_reference(trained, mlflow_config, churn):
@@ -69,18 +74,24 @@ def test_run_logs_params_metrics_model_lineage_and_reference(trained, mlflow_con
 def test_same_data_and_spec_reuses_the_run(trained, mlflow_config, churn):
     train, first = trained
     spec = SPEC.model_copy(update={"params": {"max_iter": 500, "tol": 1e-4}})
-    again = train_model(train, spec, data=info_for(churn), segment_column="country",
-                        mlflow_config=mlflow_config)
+    again = train_model(
+        train, spec, data=info_for(churn), segment_column="country", mlflow_config=mlflow_config
+    )
     assert again.reused and again.run_id == first.run_id and again.model_uri == first.model_uri
-    changed = train_model(train, SPEC.model_copy(update={"params": {"max_iter": 501}}),
-                          data=info_for(churn), mlflow_config=mlflow_config)
+    changed = train_model(
+        train,
+        SPEC.model_copy(update={"params": {"max_iter": 501}}),
+        data=info_for(churn),
+        mlflow_config=mlflow_config,
+    )
     assert not changed.reused and changed.run_id != first.run_id
 
 
 def test_grid_search_logs_best_params(churn, mlflow_config):
     train, _ = split_dataset(churn, target="churned")
     spec = TrainingSpec(
-        target="churned", estimator="sklearn.tree.DecisionTreeClassifier",
+        target="churned",
+        estimator="sklearn.tree.DecisionTreeClassifier",
         search=SearchSpec(param_grid={"max_depth": [2, 4]}, cv=2),
     )
     result = train_model(train, spec, data=info_for(train), mlflow_config=mlflow_config)
@@ -91,14 +102,19 @@ def test_grid_search_logs_best_params(churn, mlflow_config):
 @pytest.mark.parametrize(
     ("spec", "error", "match"),
     [
-        (TrainingSpec(target="churned", estimator="sklearn.ensemble.NoSuchModel"), EstimatorError,
-         "NoSuchModel"),
-        (TrainingSpec(target="churned", estimator="not_a_module.Model"), EstimatorError,
-         "not_a_module"),
+        (
+            TrainingSpec(target="churned", estimator="sklearn.ensemble.NoSuchModel"),
+            EstimatorError,
+            "NoSuchModel",
+        ),
+        (TrainingSpec(target="churned", estimator="not_a_module.Model"), EstimatorError, "not_a_module"),
         (TrainingSpec(target="churned", params={"n_trees": 3}), EstimatorError, "n_trees"),
         (TrainingSpec(target="churned", params={"C": -1.0}), EstimatorError, "C"),
-        (TrainingSpec(target="churned", search=SearchSpec(param_grid={"depth": [1]})), EstimatorError,
-         "depth"),
+        (
+            TrainingSpec(target="churned", search=SearchSpec(param_grid={"depth": [1]})),
+            EstimatorError,
+            "depth",
+        ),
         (TrainingSpec(target="label"), SchemaError, "label"),
         (TrainingSpec(target="churned", numeric_features=["age", "income"]), SchemaError, "income"),
     ],
@@ -141,8 +157,11 @@ def test_no_process_wide_mlflow_state_in_the_package():
     )
     root = Path(mlops_tasks.tracking.__file__).parent
     found = []
-    for path in [*root.rglob("*.py"), *root.parent.joinpath("flows").glob("*.py"),
-                 *root.parent.joinpath("deployments").glob("*.py")]:
+    for path in [
+        *root.rglob("*.py"),
+        *root.parent.joinpath("flows").glob("*.py"),
+        *root.parent.joinpath("deployments").glob("*.py"),
+    ]:
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if fluent.search(line) and path.name != "tracking.py" and path.parent.name != "serving":
                 found.append(f"{path}:{number}: {line.strip()}")

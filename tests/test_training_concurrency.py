@@ -15,8 +15,14 @@ from mlops_tasks.training import TrainingSpec
 
 def test_two_training_tasks_fit_concurrently(churn, mlflow_config, prefect_harness):
     train, _ = split_dataset(churn, target="churned")
-    info = DatasetInfo(uri="file:///data/churn.csv", name="churn", format="csv", rows=len(train),
-                       columns=list(train.columns), fingerprint=fingerprint_frame(train))
+    info = DatasetInfo(
+        uri="file:///data/churn.csv",
+        name="churn",
+        format="csv",
+        rows=len(train),
+        columns=list(train.columns),
+        fingerprint=fingerprint_frame(train),
+    )
     # a fresh experiment, so neither task reuses an earlier run (and skips its fit)
     config = mlflow_config.model_copy(update={"experiment_name": f"concurrent-{uuid.uuid4().hex[:8]}"})
     FIT_BARRIER.reset()
@@ -26,9 +32,11 @@ def test_two_training_tasks_fit_concurrently(churn, mlflow_config, prefect_harne
         futures = [
             train_model.submit(
                 train,
-                TrainingSpec(target="churned", estimator="concurrency_support.BarrierClassifier",
-                             params={"tag": tag}),
-                data=info, mlflow_config=config,
+                TrainingSpec(
+                    target="churned", estimator="concurrency_support.BarrierClassifier", params={"tag": tag}
+                ),
+                data=info,
+                mlflow_config=config,
             )
             for tag in (1, 2)
         ]

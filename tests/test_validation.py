@@ -62,8 +62,7 @@ def _expectations(suite: ExpectationSuite, kind: str, column: str | None = None)
     return [
         e
         for e in suite.expectations
-        if e.expectation_type == kind
-        and (column is None or e.configuration.kwargs.get("column") == column)
+        if e.expectation_type == kind and (column is None or e.configuration.kwargs.get("column") == column)
     ]
 
 
@@ -130,9 +129,7 @@ def test_suggested_suite_content(reference, suite):
 def test_exclude_columns_get_no_column_expectations_but_stay_in_column_set(reference):
     suite = suggest_expectations(reference, "customers", exclude_columns=["customer_id"])
 
-    about_id = [
-        e for e in suite.expectations if e.configuration.kwargs.get("column") == "customer_id"
-    ]
+    about_id = [e for e in suite.expectations if e.configuration.kwargs.get("column") == "customer_id"]
     assert about_id == []
     (columns,) = _expectations(suite, "expect_table_columns_to_match_set")
     assert "customer_id" in columns.column_set
@@ -257,9 +254,7 @@ def test_corrupt_suite_json(tmp_path, suite):
 def test_unknown_expectation_type_in_suite_file(tmp_path, suite):
     path = write_suite(suite, tmp_path / "customers.json")
     data = json.loads(path.read_text())
-    data["expectations"].append(
-        {"type": "expect_column_to_be_awesome", "kwargs": {"column": "age"}}
-    )
+    data["expectations"].append({"type": "expect_column_to_be_awesome", "kwargs": {"column": "age"}})
     path.write_text(json.dumps(data))
 
     # GX itself would only log this and drop the expectation.
@@ -301,9 +296,7 @@ def test_missing_column(reference, suite):
     assert "Fix the data" in str(error) and "suite file" in str(error)
     report = error.report
     assert isinstance(report, ValidationReport) and not report.success
-    (table,) = [
-        f for f in report.failed if f.expectation_type == "expect_table_columns_to_match_set"
-    ]
+    (table,) = [f for f in report.failed if f.expectation_type == "expect_table_columns_to_match_set"]
     assert table.observed["details"]["mismatched"]["missing"] == ["plan"]
     plan_failures = _failures(report, "plan")
     assert plan_failures and all("plan" in f.observed["exception"] for f in plan_failures)
@@ -485,9 +478,7 @@ def test_markdown_escapes_pipes():
 # --- side effects ---------------------------------------------------------------------
 
 
-def test_validation_writes_nothing_to_the_working_directory(
-    tmp_path, monkeypatch, reference, suite
-):
+def test_validation_writes_nothing_to_the_working_directory(tmp_path, monkeypatch, reference, suite):
     monkeypatch.chdir(tmp_path)
 
     validate_dataframe(reference, suite)

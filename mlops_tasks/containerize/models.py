@@ -68,7 +68,7 @@ class ImageSpec(BaseModel):
 
     @property
     def wheel_platforms(self) -> list[str]:
-        """pip ``--platform`` tags (manylinux up to :attr:`glibc`, pip adds the older ones)."""
+        """The pip ``--platform`` tags (manylinux up to :attr:`glibc`, pip adds the older ones)."""
         arch = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}.get(self.platform)
         if arch is None:
             raise ConfigurationError(

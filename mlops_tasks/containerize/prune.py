@@ -50,8 +50,12 @@ def prune_model_images(
         try:
             users = client.containers.list(all=True, filters={"ancestor": image.id})
             if users:
-                logger.warning("Kept image %s of %s: used by container(s) %s", image.short_id, model_name,
-                               ", ".join(c.name for c in users))
+                logger.warning(
+                    "Kept image %s of %s: used by container(s) %s",
+                    image.short_id,
+                    model_name,
+                    ", ".join(c.name for c in users),
+                )
                 continue
             # by id and forced: also drops registry tags and digest references (docker pull by digest)
             client.images.remove(image.id, force=True, noprune=False)

@@ -68,8 +68,13 @@ def rollback_deployment(
     lock.acquire(lock_timeout_s)
     try:
         record = DeploymentRecord(
-            id=uuid.uuid4().hex[:12], endpoint=endpoint_name, target=kind, model_name=model_name,
-            version=0, strategy="all_at_once", kind="rollback",
+            id=uuid.uuid4().hex[:12],
+            endpoint=endpoint_name,
+            target=kind,
+            model_name=model_name,
+            version=0,
+            strategy="all_at_once",
+            kind="rollback",
         )
         run = RolloutRun(record, listener)
         live, slots = reconcile(tgt, model_name, registry, mlflow_config, run)
@@ -96,15 +101,24 @@ def rollback_deployment(
     finally:
         lock.release()
     return deploy_blue_green(
-        model_name, previous, endpoint=spec,
+        model_name,
+        previous,
+        endpoint=spec,
         rollout=rollout or RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0),
-        target=tgt, smoke_rows=smoke_rows, mlflow_config=mlflow_config, force=True,
-        lock_timeout_s=lock_timeout_s, listener=listener, registry=registry, _kind="rollback",
+        target=tgt,
+        smoke_rows=smoke_rows,
+        mlflow_config=mlflow_config,
+        force=True,
+        lock_timeout_s=lock_timeout_s,
+        listener=listener,
+        registry=registry,
+        _kind="rollback",
     )
 
 
-def _warm_rollback(tgt: DeployTarget, run: RolloutRun, live: Color, warm_slot: SlotStatus,
-                   registry: RegistryAccess) -> None:
+def _warm_rollback(
+    tgt: DeployTarget, run: RolloutRun, live: Color, warm_slot: SlotStatus, registry: RegistryAccess
+) -> None:
     """Shift all traffic to the warm slot (attached again if needed), confirm, move the alias.
 
     Raises:
@@ -129,7 +143,8 @@ def _warm_rollback(tgt: DeployTarget, run: RolloutRun, live: Color, warm_slot: S
         run.finish("failed", f"{type(exc).__name__}: {exc}")
         raise RollbackError(
             f"Rollback of endpoint {record.endpoint!r} to version {record.version} failed: {exc} "
-            f"Version {record.previous_version} keeps serving.", record=record,
+            f"Version {record.previous_version} keeps serving.",
+            record=record,
         ) from exc
     record.live_color = warm
     tgt.runner.set_supervised(warm, True)
@@ -159,8 +174,9 @@ def _slot_views(tgt: DeployTarget) -> tuple[dict[Color, SlotStatus], bool]:
             first = next((v for v in views if v.color == color and not v.backup), None)
             if first is not None:
                 weight = 0 if first.status.startswith("MAINT") else first.weight
-                slots[color] = slots[color].model_copy(update={"weight": weight,
-                                                               "router_state": first.status})
+                slots[color] = slots[color].model_copy(
+                    update={"weight": weight, "router_state": first.status}
+                )
     return slots, running
 
 
@@ -189,10 +205,16 @@ def describe_deployment(endpoint_name: str = "default") -> EndpointDescription:
         live = max(weighted, key=lambda c: slots[c].weight) if weighted else None
     host = "127.0.0.1" if spec.host in ("0.0.0.0", "") else spec.host
     return EndpointDescription(
-        endpoint=endpoint_name, target=kind, url=f"http://{host}:{spec.port}",
-        preview_url=f"http://{host}:{spec.preview}", router_running=running, live_color=live,
-        live_version=slots[live].version if live else None, model_name=model_name,
-        slots=dict(slots), last_deployment=state.last_record(endpoint_name),
+        endpoint=endpoint_name,
+        target=kind,
+        url=f"http://{host}:{spec.port}",
+        preview_url=f"http://{host}:{spec.preview}",
+        router_running=running,
+        live_color=live,
+        live_version=slots[live].version if live else None,
+        model_name=model_name,
+        slots=dict(slots),
+        last_deployment=state.last_record(endpoint_name),
     )
 
 

@@ -26,8 +26,7 @@ from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.models import Color, GuardLimits
 from mlops_tasks.errors import CandidateUnhealthyError, GuardBreachError
 
-__all__ = ["PROBE_ID", "bake", "confirm_serving", "gate_candidate", "instance_names",
-           "split_doc_first_row"]
+__all__ = ["PROBE_ID", "bake", "confirm_serving", "gate_candidate", "instance_names", "split_doc_first_row"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +87,14 @@ def _probe(target: DeployTarget, doc: dict[str, Any] | None, n: int) -> int:
     """POST one probe row to the candidate through the preview port; the HTTP status (0: none)."""
     if doc is None:
         return 200
-    reply = target.traffic.send("preview", "POST", "/invocations", json.dumps(doc).encode(),
-                                {"Content-Type": "application/json",
-                                 "X-Request-Id": f"{PROBE_ID}-{n}"}, timeout_s=3.0)
+    reply = target.traffic.send(
+        "preview",
+        "POST",
+        "/invocations",
+        json.dumps(doc).encode(),
+        {"Content-Type": "application/json", "X-Request-Id": f"{PROBE_ID}-{n}"},
+        timeout_s=3.0,
+    )
     return reply.status
 
 
@@ -145,8 +149,9 @@ def bake(
     while True:
         clock.sleep(max(0.0, min(limits.interval_s, deadline - clock.monotonic())))
         n += 1
-        verdict = judge_evidence(start, read_evidence(target.runner, target.traffic, color, addresses),
-                                 limits, share)
+        verdict = judge_evidence(
+            start, read_evidence(target.runner, target.traffic, color, addresses), limits, share
+        )
         probe_status = _probe(target, probe_doc, n) if limits.probe and not verdict.breach else 200
         if probe_status != 200:
             verdict.unhealthy = True
@@ -168,8 +173,10 @@ def bake(
         if not extended and limits.extend_s > 0:
             extended = True
             deadline = clock.monotonic() + limits.extend_s
-            message = (f"{verdict.requests} candidate answers in {seconds:g} s, fewer than "
-                       f"{limits.min_requests}: bake extended by {limits.extend_s:g} s")
+            message = (
+                f"{verdict.requests} candidate answers in {seconds:g} s, fewer than "
+                f"{limits.min_requests}: bake extended by {limits.extend_s:g} s"
+            )
             logger.info("%s", message)
             if on_extend is not None:
                 on_extend(message)
@@ -202,8 +209,9 @@ def confirm_serving(target: DeployTarget, color: Color, version: int, timeout_s:
     wanted = instance_names(target, color)
     need = max(3, 2 * target.endpoint.replicas)
     for _ in range(need):
-        reply = target.traffic.send("live", "GET", "/version",
-                                    headers={"X-Request-Id": f"{PROBE_ID}-confirm"}, timeout_s=timeout_s)
+        reply = target.traffic.send(
+            "live", "GET", "/version", headers={"X-Request-Id": f"{PROBE_ID}-confirm"}, timeout_s=timeout_s
+        )
         if reply.status == 0:
             raise CandidateUnhealthyError(
                 f"Confirmation: the live entry point did not answer ({reply.error}); the candidate "

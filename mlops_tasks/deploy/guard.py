@@ -58,15 +58,19 @@ class MetricsSnapshot:
     def __add__(self, other: MetricsSnapshot) -> MetricsSnapshot:
         keys = set(self.buckets) | set(other.buckets)
         return MetricsSnapshot(
-            self.total + other.total, self.errors_5xx + other.errors_5xx,
-            {k: self.buckets.get(k, 0) + other.buckets.get(k, 0) for k in keys}, self.count + other.count,
+            self.total + other.total,
+            self.errors_5xx + other.errors_5xx,
+            {k: self.buckets.get(k, 0) + other.buckets.get(k, 0) for k in keys},
+            self.count + other.count,
         )
 
     def __sub__(self, other: MetricsSnapshot) -> MetricsSnapshot:
         keys = set(self.buckets) | set(other.buckets)
         return MetricsSnapshot(
-            self.total - other.total, self.errors_5xx - other.errors_5xx,
-            {k: self.buckets.get(k, 0) - other.buckets.get(k, 0) for k in keys}, self.count - other.count,
+            self.total - other.total,
+            self.errors_5xx - other.errors_5xx,
+            {k: self.buckets.get(k, 0) - other.buckets.get(k, 0) for k in keys},
+            self.count - other.count,
         )
 
     @property
@@ -144,10 +148,14 @@ class GuardVerdict:
 
     def as_dict(self) -> dict[str, float]:
         """Figures for the deployment record."""
-        return {"requests": float(self.requests), "error_share": self.error_share,
-                "p95_ms": self.p95_ms if math.isfinite(self.p95_ms) else -1.0,
-                "routed": float(self.routed), "routed_total": float(self.routed_total),
-                "sufficient": 1.0 if self.sufficient else 0.0}
+        return {
+            "requests": float(self.requests),
+            "error_share": self.error_share,
+            "p95_ms": self.p95_ms if math.isfinite(self.p95_ms) else -1.0,
+            "routed": float(self.routed),
+            "routed_total": float(self.routed_total),
+            "sufficient": 1.0 if self.sufficient else 0.0,
+        }
 
 
 @dataclass
@@ -184,7 +192,10 @@ class Evidence:
 
 
 def read_evidence(
-    runner: SlotRunner, traffic: TrafficRouter | None, color: Color, addresses: list[str],
+    runner: SlotRunner,
+    traffic: TrafficRouter | None,
+    color: Color,
+    addresses: list[str],
     timeout_s: float = 2.0,
 ) -> Evidence:
     """Read ``/metrics`` and ``/health`` of each server and the router's view of the slot.
@@ -220,7 +231,10 @@ def read_evidence(
 
 
 def judge_evidence(
-    start: Evidence, now: Evidence, limits: GuardLimits, share: float | None,
+    start: Evidence,
+    now: Evidence,
+    limits: GuardLimits,
+    share: float | None,
 ) -> GuardVerdict:
     """Judge a bake from two readings; anything unknown is a breach, never a pass.
 
@@ -245,9 +259,15 @@ def judge_evidence(
     routed = now.routed - start.routed
     routed_total = now.routed_total - start.routed_total
     base = judge(delta, limits)
-    verdict = GuardVerdict(base.requests, base.error_share, base.p95_ms, base.breach,
-                           sufficient=delta.total >= limits.min_requests, routed=routed,
-                           routed_total=routed_total)
+    verdict = GuardVerdict(
+        base.requests,
+        base.error_share,
+        base.p95_ms,
+        base.breach,
+        sufficient=delta.total >= limits.min_requests,
+        routed=routed,
+        routed_total=routed_total,
+    )
     problems: list[str] = []
     if now.unreachable:
         problems.append(f"/metrics did not answer on {', '.join(now.unreachable)}")
@@ -257,8 +277,11 @@ def judge_evidence(
         problems.append(f"the router's view is unknown ({now.router_error})")
     if now.router_down:
         problems.append(f"HAProxy does not see {', '.join(now.router_down)} UP")
-    restarted = [a for a, snap in now.per_server.items()
-                 if a in start.per_server and snap.total < start.per_server[a].total]
+    restarted = [
+        a
+        for a, snap in now.per_server.items()
+        if a in start.per_server and snap.total < start.per_server[a].total
+    ]
     if restarted:
         problems.append(f"request counters went backwards on {', '.join(restarted)} (the server restarted)")
     if share and routed_total >= 20 and routed < 0.5 * share * routed_total:

@@ -221,8 +221,7 @@ class SlotRunner(ABC):
         """
         from mlops_tasks.deploy.shadow import prediction_log_agreement
 
-        return prediction_log_agreement(self.folder / "prediction-log", self.endpoint.name,
-                                        since, candidate)
+        return prediction_log_agreement(self.folder / "prediction-log", self.endpoint.name, since, candidate)
 
 
 class TrafficRouter(ABC):
@@ -290,8 +289,13 @@ class TrafficRouter(ABC):
 
     @abstractmethod
     def send(
-        self, entry: Entry, method: str, path: str, body: bytes | None = None,
-        headers: dict[str, str] | None = None, timeout_s: float = 10.0,
+        self,
+        entry: Entry,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 10.0,
     ) -> Reply:
         """Send one request through the ``live`` or ``preview`` entry point."""
 

@@ -134,8 +134,10 @@ class SimServer:
 
     def metrics(self) -> str:
         """Prometheus text like the real server's ``/metrics``."""
-        lines = [f'mlops_serve_requests_total{{endpoint="/invocations",status="{s}"}} {n}'
-                 for s, n in sorted(self.counts.items())]
+        lines = [
+            f'mlops_serve_requests_total{{endpoint="/invocations",status="{s}"}} {n}'
+            for s, n in sorted(self.counts.items())
+        ]
         for bound in BUCKETS:
             n = sum(1 for lat in self.latencies if lat <= bound)
             lines.append(f'mlops_serve_request_duration_seconds_bucket{{le="{bound}"}} {n}')
@@ -143,13 +145,16 @@ class SimServer:
         lines.append(f"mlops_serve_request_duration_seconds_count {len(self.latencies)}")
         return "\n".join(lines) + "\n"
 
-    def handle(self, endpoint: str, method: str, path: str, body: bytes | None,
-               mirrored: bool = False) -> Reply:
+    def handle(
+        self, endpoint: str, method: str, path: str, body: bytes | None, mirrored: bool = False
+    ) -> Reply:
         """Answer one request as the real server would in this condition."""
         if not self.answers:
             return Reply(0, error="connection refused" if self.condition == "dead" else "timed out")
-        headers = {"X-Served-By": f"{endpoint}-{self.color}-{self.replica}",
-                   "X-Model-Version": str(self.version)}
+        headers = {
+            "X-Served-By": f"{endpoint}-{self.color}-{self.replica}",
+            "X-Model-Version": str(self.version),
+        }
         if path == "/health":
             return Reply(200, headers, b"ok")
         if path == "/version":
@@ -194,10 +199,16 @@ class MemorySlotRunner(SlotRunner):
         self.calls.append(("start_slot", color, version))
         self.stop_slot(color, 0)
         self.slots_now[color] = [
-            SimServer(f"mem-{color}-{i}:{next(self._ports)}", color, i, model_name, version,
-                      condition=self._start_condition(version), impostor=version in self.impostors,
-                      prediction_offset=self.shadow_offset.get(version, 1.0 if version in self.impostors
-                                                               else 0.0))
+            SimServer(
+                f"mem-{color}-{i}:{next(self._ports)}",
+                color,
+                i,
+                model_name,
+                version,
+                condition=self._start_condition(version),
+                impostor=version in self.impostors,
+                prediction_offset=self.shadow_offset.get(version, 1.0 if version in self.impostors else 0.0),
+            )
             for i in range(1, self.endpoint.replicas + 1)
         ]
         self.target.changed("start_slot")
@@ -221,8 +232,14 @@ class MemorySlotRunner(SlotRunner):
         answering = [s for s in servers if s.answers]
         healthy = bool(servers) and len(answering) == len(servers)
         version = answering[0].version if answering else None
-        return SlotStatus(color=color, version=version, model_name=servers[0].model_name if servers else None,
-                          addresses=[s.address for s in servers], running=running, healthy=healthy)
+        return SlotStatus(
+            color=color,
+            version=version,
+            model_name=servers[0].model_name if servers else None,
+            addresses=[s.address for s in servers],
+            running=running,
+            healthy=healthy,
+        )
 
     def read_server(self, address: str, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
         server = self.server(address)
@@ -357,8 +374,10 @@ class MemoryRouter(TrafficRouter):
 
     def servers(self) -> list[ServerView]:
         self._need_alive()
-        return [ServerView(m.name, m.color, m.address, self._status(m), m.weight, m.responses,
-                           0, m.backup) for m in self.pool.values()]
+        return [
+            ServerView(m.name, m.color, m.address, self._status(m), m.weight, m.responses, 0, m.backup)
+            for m in self.pool.values()
+        ]
 
     def set_mirror(self, color: Color | None) -> None:
         self._need_alive()
@@ -386,15 +405,23 @@ class MemoryRouter(TrafficRouter):
         return best
 
     def send(
-        self, entry: Entry, method: str, path: str, body: bytes | None = None,
-        headers: dict[str, str] | None = None, timeout_s: float = 10.0,
+        self,
+        entry: Entry,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 10.0,
     ) -> Reply:
         if not self.alive:
             return Reply(0, error="connection refused (router down)")
         runner = self.target.runner
         if entry == "preview":
-            members = [m for m in self.pool.values() if m.color == self.preview and not m.backup
-                       and self._status(m) == "UP"]
+            members = [
+                m
+                for m in self.pool.values()
+                if m.color == self.preview and not m.backup and self._status(m) == "UP"
+            ]
             if not members:
                 return Reply(503, body=b"no server available (preview)")
             server = runner.server(self._pick(members).address)
@@ -415,8 +442,11 @@ class MemoryRouter(TrafficRouter):
     def _mirror_copy(self, member: _Member, reply: Reply, body: bytes | None) -> None:
         """Send a copy to the mirror slot and log both predictions under one request id."""
         runner = self.target.runner
-        targets = [m for m in self.pool.values() if m.color == self.mirror and not m.backup
-                   and self._status(m) == "UP"]
+        targets = [
+            m
+            for m in self.pool.values()
+            if m.color == self.mirror and not m.backup and self._status(m) == "UP"
+        ]
         if not targets or reply.status != 200:
             return
         rid = f"r{next(self._rr)}"
@@ -578,8 +608,9 @@ class MemoryRegistryAccess(RegistryAccess):
         failed_gate: Model name -> versions whose gate failed (deployable with ``force``).
     """
 
-    def __init__(self, versions: dict[str, Iterable[int]],
-                 failed_gate: dict[str, Iterable[int]] | None = None) -> None:
+    def __init__(
+        self, versions: dict[str, Iterable[int]], failed_gate: dict[str, Iterable[int]] | None = None
+    ) -> None:
         self.passed = {m: set(v) for m, v in versions.items()}
         self.failed = {m: set(v) for m, v in (failed_gate or {}).items()}
         self.aliases: dict[str, int] = {}
@@ -605,4 +636,3 @@ class MemoryRegistryAccess(RegistryAccess):
 
     def input_example(self, handle: str, model_name: str, version: int) -> pd.DataFrame:
         return pd.DataFrame({"x": [1.0, 2.0, 3.0]})
-

@@ -77,15 +77,16 @@ class GuardLimits(BaseModel):
         500.0, gt=0, description="Highest p95 latency (ms) of the candidate's /invocations requests."
     )
     min_requests: int = Field(
-        5, ge=1, description="Candidate answers needed before a share or latency is judged; a "
-        "bake that saw fewer is extended by extend_s, then fails (it never passes by default)."
+        5,
+        ge=1,
+        description="Candidate answers needed before a share or latency is judged; a "
+        "bake that saw fewer is extended by extend_s, then fails (it never passes by default).",
     )
-    interval_s: float = Field(
-        0.5, gt=0, description="Seconds between two guard evaluations during a bake."
-    )
+    interval_s: float = Field(0.5, gt=0, description="Seconds between two guard evaluations during a bake.")
     probe: bool = Field(
-        True, description="Send one real request (a smoke row) through the preview port to the "
-        "candidate at every evaluation, so a bake on a quiet endpoint still has evidence."
+        True,
+        description="Send one real request (a smoke row) through the preview port to the "
+        "candidate at every evaluation, so a bake on a quiet endpoint still has evidence.",
     )
     extend_s: float = Field(
         30.0, ge=0, description="Longest extension of a bake that saw too few candidate answers."
@@ -118,7 +119,8 @@ class RolloutSpec(BaseModel):
         120.0, gt=0, description="Longest wait for the candidate's /health to answer 200."
     )
     health_tries: int = Field(
-        2, ge=1,
+        2,
+        ge=1,
         description="Consecutive 200 answers of /health needed before the candidate counts as healthy.",
     )
     smoke_rows: int = Field(50, ge=1, description="Holdout rows sent through the preview port.")
@@ -126,7 +128,9 @@ class RolloutSpec(BaseModel):
         1e-6, ge=0, description="Largest absolute difference allowed between numeric predictions."
     )
     shadow_min_agreement: float = Field(
-        0.95, ge=0, le=1,
+        0.95,
+        ge=0,
+        le=1,
         description="Shadow: least share of live rows where the candidate agrees with the live slot.",
     )
     promote_after_shadow: bool = Field(

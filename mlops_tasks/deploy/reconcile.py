@@ -17,8 +17,11 @@ __all__ = ["pick_live", "reconcile"]
 
 
 def reconcile(
-    target: DeployTarget, model_name: str, registry: RegistryAccess,
-    mlflow_config: MlflowConfig | None, run: RolloutRun,
+    target: DeployTarget,
+    model_name: str,
+    registry: RegistryAccess,
+    mlflow_config: MlflowConfig | None,
+    run: RolloutRun,
 ) -> tuple[Color | None, dict[Color, SlotStatus]]:
     """Find the live slot and repair router and slots; ``(live, slots)`` afterwards.
 
@@ -48,8 +51,9 @@ def reconcile(
         if traffic.weights() != {live: 100, other(live): 0}:
             before = traffic.weights()
             traffic.set_weights({live: 100, other(live): 0})
-            run.event("reconciled", f"all traffic to {live} (version {slots[live].version}); "
-                                    f"weights were {before}")
+            run.event(
+                "reconciled", f"all traffic to {live} (version {slots[live].version}); weights were {before}"
+            )
         traffic.set_mirror(None)
     for color in COLORS:  # a slot that is neither live nor healthy is a leftover
         if color != live and slots[color].running and not slots[color].healthy:
@@ -59,15 +63,15 @@ def reconcile(
     deployed = state.load_endpoint(target.endpoint.name) is not None
     wanted = champion if champion is not None else (last_ok.version if last_ok else None)
     if live is None and deployed and last_ok is not None and wanted is not None:
-        live = _restart_live(target, model_name, wanted, last_ok.live_color or "blue",
-                             mlflow_config, run)
+        live = _restart_live(target, model_name, wanted, last_ok.live_color or "blue", mlflow_config, run)
     if live is not None:
         runner.set_supervised(live, True)
     return live, runner.slots()
 
 
-def _reattach(target: DeployTarget, slots: dict[Color, SlotStatus], healthy: list[Color],
-              run: RolloutRun) -> None:
+def _reattach(
+    target: DeployTarget, slots: dict[Color, SlotStatus], healthy: list[Color], run: RolloutRun
+) -> None:
     """Point the router at what really runs where it disagrees (a slot or router restarted)."""
     traffic = target.traffic
     for color in healthy:
@@ -79,8 +83,14 @@ def _reattach(target: DeployTarget, slots: dict[Color, SlotStatus], healthy: lis
             traffic.wait_up(color, 10, target.clock)
 
 
-def _restart_live(target: DeployTarget, model_name: str, version: int, color: Color,
-                  mlflow_config: MlflowConfig | None, run: RolloutRun) -> Color:
+def _restart_live(
+    target: DeployTarget,
+    model_name: str,
+    version: int,
+    color: Color,
+    mlflow_config: MlflowConfig | None,
+    run: RolloutRun,
+) -> Color:
     """What should be live crashed: bring the champion (what served) back first."""
     runner, traffic = target.runner, target.traffic
     run.event("restart-live", f"no slot serves; restarting version {version} in slot {color}")
@@ -94,8 +104,11 @@ def _restart_live(target: DeployTarget, model_name: str, version: int, color: Co
 
 
 def pick_live(
-    healthy: list[Color], slots: dict[Color, SlotStatus], champion: int | None,
-    last_ok: DeploymentRecord | None, weights: dict[Color, int] | None,
+    healthy: list[Color],
+    slots: dict[Color, SlotStatus],
+    champion: int | None,
+    last_ok: DeploymentRecord | None,
+    weights: dict[Color, int] | None,
 ) -> Color | None:
     """The slot that should serve: the only weighted healthy one, else the champion's.
 

@@ -14,8 +14,13 @@ __all__ = ["abort_rollout", "retire_after_wait", "undo_promotion"]
 
 
 def abort_rollout(
-    target: DeployTarget, live: Color | None, candidate: Color, run: RolloutRun,
-    exc: BaseException, outcome: str, finish: bool = True,
+    target: DeployTarget,
+    live: Color | None,
+    candidate: Color,
+    run: RolloutRun,
+    exc: BaseException,
+    outcome: str,
+    finish: bool = True,
 ) -> None:
     """All traffic back to the live slot at once, the candidate out of the router and stopped.
 
@@ -52,14 +57,20 @@ def abort_rollout(
         except MLOpsError as inner:  # e.g. the Docker engine went away: the next run removes it
             run.event("abort-warning", f"slot {candidate} not stopped: {inner}")
     else:
-        run.event("abort-warning", f"the router could not be told; slot {candidate} left running "
-                                   "for the next run to reconcile")
+        run.event(
+            "abort-warning",
+            f"the router could not be told; slot {candidate} left running for the next run to reconcile",
+        )
     if finish:
         run.finish(outcome, f"{type(exc).__name__}: {exc}")
 
 
 def undo_promotion(
-    target: DeployTarget, run: RolloutRun, old: Color, candidate: Color, exc: BaseException,
+    target: DeployTarget,
+    run: RolloutRun,
+    old: Color,
+    candidate: Color,
+    exc: BaseException,
     registry: RegistryAccess,
 ) -> None:
     """The promoted candidate failed before the old slot was retired: put the old one back."""
@@ -87,8 +98,14 @@ def _wait_warm(target: DeployTarget, old: Color, wait_s: float) -> None:
 
 
 def retire_after_wait(
-    target: DeployTarget, lock: state.EndpointLock, run: RolloutRun, old: Color, wait_s: float,
-    candidate: Color, addresses: list[str], registry: RegistryAccess,
+    target: DeployTarget,
+    lock: state.EndpointLock,
+    run: RolloutRun,
+    old: Color,
+    wait_s: float,
+    candidate: Color,
+    addresses: list[str],
+    registry: RegistryAccess,
 ) -> None:
     """Keep ``old`` warm for ``wait_s`` (lock released, so a rollback can use it), then stop it.
 

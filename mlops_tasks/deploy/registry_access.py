@@ -108,9 +108,12 @@ class MlflowRegistryAccess(RegistryAccess):
         if not Path(handle).is_dir():  # an image (docker target): read the example from the registry
             with tempfile.TemporaryDirectory(prefix="mlops-example-") as tmp:
                 resolved, _ = self._client()
-                folder = download_model(f"models:/{model_name}/{version}", tmp,
-                                        tracking_uri=resolved.tracking_uri,
-                                        registry_uri=resolved.registry_uri)
+                folder = download_model(
+                    f"models:/{model_name}/{version}",
+                    tmp,
+                    tracking_uri=resolved.tracking_uri,
+                    registry_uri=resolved.registry_uri,
+                )
                 return self.input_example(str(folder), model_name, version)
         model = load_model_folder(handle)
         try:

@@ -155,19 +155,36 @@ def deploy_blue_green(
 class _Rollout:
     """One locked rollout of an endpoint: live slot, candidate slot, and the steps between."""
 
-    def __init__(self, target: DeployTarget, lock: state.EndpointLock, registry: RegistryAccess,
-                 mlflow_config: MlflowConfig | None, spec: RolloutSpec) -> None:
+    def __init__(
+        self,
+        target: DeployTarget,
+        lock: state.EndpointLock,
+        registry: RegistryAccess,
+        mlflow_config: MlflowConfig | None,
+        spec: RolloutSpec,
+    ) -> None:
         self.target, self.lock, self.registry = target, lock, registry
         self.mlflow_config, self.spec = mlflow_config, spec
         self.runner, self.traffic = target.runner, target.traffic
 
-    def deploy(self, model_name: str, version: int, smoke_rows: pd.DataFrame | None,
-               listener: Listener | None, kind: str) -> DeploymentRecord:
+    def deploy(
+        self,
+        model_name: str,
+        version: int,
+        smoke_rows: pd.DataFrame | None,
+        listener: Listener | None,
+        kind: str,
+    ) -> DeploymentRecord:
         """Reconcile, then roll ``version`` out; the record."""
         tgt, spec = self.target, self.spec
         record = DeploymentRecord(
-            id=uuid.uuid4().hex[:12], endpoint=tgt.endpoint.name, target=tgt.kind,
-            model_name=model_name, version=version, strategy=spec.strategy, kind=kind,  # type: ignore[arg-type]
+            id=uuid.uuid4().hex[:12],
+            endpoint=tgt.endpoint.name,
+            target=tgt.kind,
+            model_name=model_name,
+            version=version,
+            strategy=spec.strategy,
+            kind=kind,  # type: ignore[arg-type]
         )
         run = self.run = RolloutRun(record, listener)
         run.event("started", f"{model_name} version {version}, {spec.strategy}, target {tgt.kind}")
@@ -190,8 +207,9 @@ class _Rollout:
         candidate: Color = other(live) if live else "blue"
         return self.roll_out(live, candidate, smoke_rows)
 
-    def roll_out(self, live: Color | None, candidate: Color,
-                 smoke_rows: pd.DataFrame | None) -> DeploymentRecord:
+    def roll_out(
+        self, live: Color | None, candidate: Color, smoke_rows: pd.DataFrame | None
+    ) -> DeploymentRecord:
         """Start, smoke-test, shift, confirm, promote and retire; abort on any failure."""
         run, record, tgt = self.run, self.run.record, self.target
         outcome = "rolled_back" if live else "failed"
@@ -205,8 +223,11 @@ class _Rollout:
                 return record  # shadow without promotion: the candidate was compared and stopped
             gate_candidate(tgt, candidate, addresses, "the confirmation through the live port")
             checked = confirm_serving(tgt, candidate, record.version)
-            run.event("confirmed", f"{checked} requests through the live port answered by slot "
-                                   f"{candidate} (version {record.version})")
+            run.event(
+                "confirmed",
+                f"{checked} requests through the live port answered by slot "
+                f"{candidate} (version {record.version})",
+            )
             self.traffic.set_preview(live)
             record.live_color = candidate
             previous = self.registry.promote(record.model_name, record.version)
@@ -218,12 +239,14 @@ class _Rollout:
         run.event("champion-moved", f"alias champion -> version {record.version} (previous {previous})")
         run.finish("succeeded", None)
         if live is not None:
-            retire_after_wait(tgt, self.lock, run, live, self.spec.termination_wait_s, candidate,
-                              addresses, self.registry)
+            retire_after_wait(
+                tgt, self.lock, run, live, self.spec.termination_wait_s, candidate, addresses, self.registry
+            )
         return record
 
-    def start_candidate(self, candidate: Color, smoke_rows: pd.DataFrame | None
-                        ) -> tuple[list[str], dict[str, Any]]:
+    def start_candidate(
+        self, candidate: Color, smoke_rows: pd.DataFrame | None
+    ) -> tuple[list[str], dict[str, Any]]:
         """Start the candidate, attach it (weight 0), smoke-test it; its addresses and a probe body."""
         run, spec, record = self.run, self.spec, self.run.record
         model_name, version = record.model_name, record.version
@@ -243,8 +266,9 @@ class _Rollout:
         self.traffic.set_preview(candidate)
         if not self.traffic.wait_up(candidate, max(5.0, spec.load_timeout_s), self.target.clock):
             raise SlotStartError(f"The router's health checks never saw slot {candidate} UP.")
-        rows = smoke_rows if smoke_rows is not None else self.registry.input_example(
-            handle, model_name, version)
+        rows = (
+            smoke_rows if smoke_rows is not None else self.registry.input_example(handle, model_name, version)
+        )
         rows = rows.head(spec.smoke_rows)
         run.event("smoke-started", f"{len(rows)} rows through the preview port")
         expected = self.registry.reference_predictions(model_name, version, rows)
@@ -252,18 +276,36 @@ class _Rollout:
         run.event("smoke-passed", f"{n} rows through the preview port match the registered model")
         return addresses, split_doc(rows.head(1))
 
-    def bake(self, candidate: Color, addresses: list[str], probe_doc: dict[str, Any],
-             seconds: float, share: float | None, step: str) -> None:
+    def bake(
+        self,
+        candidate: Color,
+        addresses: list[str],
+        probe_doc: dict[str, Any],
+        seconds: float,
+        share: float | None,
+        step: str,
+    ) -> None:
         """Bake the candidate (the record keeps the guard's last reading)."""
+
         def keep(verdict: Any) -> None:
             self.run.record.guard = verdict.as_dict()
 
-        bake(self.target, candidate, addresses, self.spec.guard, seconds, share=share, step=step,
-             probe_doc=probe_doc, on_reading=keep,
-             on_extend=lambda message: self.run.event("bake-extended", message))
+        bake(
+            self.target,
+            candidate,
+            addresses,
+            self.spec.guard,
+            seconds,
+            share=share,
+            step=step,
+            probe_doc=probe_doc,
+            on_reading=keep,
+            on_extend=lambda message: self.run.event("bake-extended", message),
+        )
 
-    def shift_traffic(self, live: Color | None, candidate: Color, addresses: list[str],
-                      probe_doc: dict[str, Any]) -> bool:
+    def shift_traffic(
+        self, live: Color | None, candidate: Color, addresses: list[str], probe_doc: dict[str, Any]
+    ) -> bool:
         """Move traffic step by step, each step gated and baked; False when shadow ends it there."""
         spec, record = self.spec, self.run.record
         started = time.perf_counter()
@@ -278,19 +320,24 @@ class _Rollout:
 
         if live is None:
             shift(100, f"{candidate} 100 % (first deployment)")
-            self.bake(candidate, addresses, probe_doc, spec.bake_seconds, 1.0,
-                      "the first deployment's bake")
+            self.bake(candidate, addresses, probe_doc, spec.bake_seconds, 1.0, "the first deployment's bake")
             return True
         if spec.strategy == "shadow":
-            if not self.shadow(live, candidate, lambda: self.bake(
-                    candidate, addresses, probe_doc, spec.bake_seconds, None, "the shadow comparison")):
+            if not self.shadow(
+                live,
+                candidate,
+                lambda: self.bake(
+                    candidate, addresses, probe_doc, spec.bake_seconds, None, "the shadow comparison"
+                ),
+            ):
                 return False
             shift(100, f"{candidate} 100 % after shadow")
             return True
         for percent in spec.steps():
             shift(percent, f"{candidate} {percent} %, {live} {100 - percent} %")
-            self.bake(candidate, addresses, probe_doc, spec.bake_seconds, percent / 100,
-                      f"the {percent} % step")
+            self.bake(
+                candidate, addresses, probe_doc, spec.bake_seconds, percent / 100, f"the {percent} % step"
+            )
         return True
 
     def shadow(self, live: Color, candidate: Color, watch: Callable[[], None]) -> bool:
@@ -319,4 +366,3 @@ class _Rollout:
         record.live_color = live
         run.finish("succeeded", None)
         return False
-

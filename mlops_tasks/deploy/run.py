@@ -56,12 +56,15 @@ def as_rollout_error(exc: BaseException, record: DeploymentRecord) -> MLOpsError
         if isinstance(exc, DeploymentError):
             exc.record = record
         return exc
-    return DeploymentError(f"Deployment of {record.model_name} version {record.version} failed: "
-                           f"{type(exc).__name__}: {exc}", record=record)
+    return DeploymentError(
+        f"Deployment of {record.model_name} version {record.version} failed: {type(exc).__name__}: {exc}",
+        record=record,
+    )
 
 
-def router_call(target: DeployTarget, run: RolloutRun, call: Callable[[], Any],
-                timeout_s: float = 30.0) -> Any:
+def router_call(
+    target: DeployTarget, run: RolloutRun, call: Callable[[], Any], timeout_s: float = 30.0
+) -> Any:
     """Run a router call, waiting for a router that went away to come back (watchdog or us).
 
     When nobody brought it back within 5 s, it is started again from what runs, with the

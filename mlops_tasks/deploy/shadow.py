@@ -54,8 +54,7 @@ def prediction_log_agreement(sink: Path, endpoint: str, since: Any, candidate: C
         return {"compared": 0.0, "agreement": 0.0}
     frame = frame.assign(_n=frame.groupby(["served_by", "request_id"]).cumcount())
     is_candidate = frame["served_by"].astype(str).str.startswith(f"{endpoint}-{candidate}-")
-    merged = frame[~is_candidate].merge(frame[is_candidate], on=["request_id", "_n"],
-                                        suffixes=("_b", "_g"))
+    merged = frame[~is_candidate].merge(frame[is_candidate], on=["request_id", "_n"], suffixes=("_b", "_g"))
     if merged.empty:
         return {"compared": 0.0, "agreement": 0.0}
     same = same_predictions(merged["prediction_b"].to_numpy(), merged["prediction_g"].to_numpy(), 1e-6)

@@ -139,8 +139,7 @@ class Watchdog:
 
     # -- local: the watchdog restarts -----------------------------------------------------------
 
-    def _step(self, what: str, state: _Watch, alive: bool, healthy: bool, reason: str,
-              revive: Any) -> None:
+    def _step(self, what: str, state: _Watch, alive: bool, healthy: bool, reason: str, revive: Any) -> None:
         """Advance one thing's state: report down/up, restart with back-off, give up."""
         now = time.monotonic()
         if alive:
@@ -157,8 +156,12 @@ class Watchdog:
         recent = [t for t in state.restarts if now - t < self.policy.window_s]
         if len(recent) >= self.policy.max_restarts:
             state.gave_up = True
-            self._event(UNHEALTHY, what, f"gave up after {len(recent)} restarts within "
-                                         f"{self.policy.window_s:g} s ({reason})", state)
+            self._event(
+                UNHEALTHY,
+                what,
+                f"gave up after {len(recent)} restarts within {self.policy.window_s:g} s ({reason})",
+                state,
+            )
             return
         if state.next_try is None:
             state.next_try = now + self.policy.delay(len(recent))
@@ -180,8 +183,14 @@ class Watchdog:
         if master is not None:  # no pid file: the router was stopped on purpose (or never ran)
             state = self._watch("router", "router")
             alive = pid_alive(master) and "haproxy" in cmdline(master)
-            self._step("router", state, alive, alive and target.router.alive(),
-                       f"HAProxy master {master} is not running", target.revive_router)
+            self._step(
+                "router",
+                state,
+                alive,
+                alive and target.router.alive(),
+                f"HAProxy master {master} is not running",
+                target.revive_router,
+            )
         for color in COLORS:
             doc = target.read_slot(color)
             if doc is None or not doc.get("supervised"):
@@ -192,13 +201,27 @@ class Watchdog:
                 state = self._watch(what, token)
                 alive = pid_alive(pid) and "mlops_tasks.serving" in cmdline(pid)
                 healthy = alive and _http_ok(f"127.0.0.1:{port}")
-                self._step(what, state, alive, healthy, f"model server {pid} on port {port} is not running",
-                           lambda c=color, n=i: target.revive_replica(c, n))
+                self._step(
+                    what,
+                    state,
+                    alive,
+                    healthy,
+                    f"model server {pid} on port {port} is not running",
+                    lambda c=color, n=i: target.revive_replica(c, n),
+                )
 
     # -- docker: Docker restarts, the watchdog watches and re-points ------------------------
 
-    def _observe(self, what: str, state: _Watch, running: bool, healthy: bool, restart_count: int,
-                 exhausted: bool, exit_code: Any) -> None:
+    def _observe(
+        self,
+        what: str,
+        state: _Watch,
+        running: bool,
+        healthy: bool,
+        restart_count: int,
+        exhausted: bool,
+        exit_code: Any,
+    ) -> None:
         if state.seen_restart_count is None:
             state.seen_restart_count = restart_count
         if restart_count > state.seen_restart_count or not running:
@@ -206,12 +229,17 @@ class Watchdog:
             state.seen_restart_count = restart_count
             if state.down_since is None:
                 state.down_since = time.monotonic()
-                self._event(UNHEALTHY, what, f"container exited (code {exit_code}); Docker restarts it",
-                            state)
+                self._event(
+                    UNHEALTHY, what, f"container exited (code {exit_code}); Docker restarts it", state
+                )
         if not running and exhausted and not state.gave_up:
             state.gave_up = True
-            self._event(UNHEALTHY, what, f"Docker gave up after {restart_count} restarts "
-                                         f"(exit code {exit_code})", state)
+            self._event(
+                UNHEALTHY,
+                what,
+                f"Docker gave up after {restart_count} restarts (exit code {exit_code})",
+                state,
+            )
         if running and healthy and state.down_since is not None:
             self._event(RECOVERED, what, f"back after {time.monotonic() - state.down_since:.1f} s", state)
             state.down_since = None
@@ -226,8 +254,15 @@ class Watchdog:
         if router is not None:
             state = self._watch("router", router["id"])
             running = router["status"] == "running"
-            self._observe("router", state, running, running and target.router.alive(),
-                          router["restart_count"], router["exhausted"], router["exit_code"])
+            self._observe(
+                "router",
+                state,
+                running,
+                running and target.router.alive(),
+                router["restart_count"],
+                router["exhausted"],
+                router["exit_code"],
+            )
         router_up = target.router_running()
         for color in COLORS:
             for replica in target.slot_container_states(color):
@@ -239,8 +274,15 @@ class Watchdog:
                     target.repoint(color, replica["replica"], replica["address"])
                 if replica["supervised"]:
                     what = f"slot {color} replica {replica['replica']}"
-                    self._observe(what, self._watch(what, replica["id"]), running, healthy,
-                                  replica["restart_count"], replica["exhausted"], replica["exit_code"])
+                    self._observe(
+                        what,
+                        self._watch(what, replica["id"]),
+                        running,
+                        healthy,
+                        replica["restart_count"],
+                        replica["exhausted"],
+                        replica["exit_code"],
+                    )
 
 
 def _http_ok(address: str) -> bool:

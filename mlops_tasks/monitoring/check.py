@@ -125,8 +125,13 @@ def check_drift(
     started = datetime.now(UTC)
     settings = settings or DriftSettings()
     ref = _resolve_reference(
-        reference, model_name=model_name, model_version=model_version, target=target, task=task,
-        training_metrics=training_metrics, reference_predictions=reference_predictions,
+        reference,
+        model_name=model_name,
+        model_version=model_version,
+        target=target,
+        task=task,
+        training_metrics=training_metrics,
+        reference_predictions=reference_predictions,
     )
     base = _report_fields(ref, current, settings, window, current_source, started)
     too_small = _not_enough_rows(current, settings, window, base)
@@ -151,13 +156,23 @@ def check_drift(
     performance = None
     if labels is not None:
         performance = performance_drift(
-            current, labels, label_column=label_column, task=ref.task,
-            training_metrics=ref.training_metrics or {}, settings=settings,
+            current,
+            labels,
+            label_column=label_column,
+            task=ref.task,
+            training_metrics=ref.training_metrics or {},
+            settings=settings,
         )
     report = _decide(
-        columns, settings, skipped_columns=skipped, missing_in_current=missing_in_current,
-        missing_in_reference=missing_in_reference, prediction=prediction, performance=performance,
-        warnings=warnings, **base,
+        columns,
+        settings,
+        skipped_columns=skipped,
+        missing_in_current=missing_in_current,
+        missing_in_reference=missing_in_reference,
+        prediction=prediction,
+        performance=performance,
+        warnings=warnings,
+        **base,
     )
     if html_job is not None and report.columns:
         _attach_html(report, html_job, report_location, s3)
@@ -209,8 +224,9 @@ def _resolve_reference(
         raise EmptyDatasetError(
             f"The reference data {source or ''} has no rows; pass a reference dataset with data."
         )
-    return _Reference(reference, source, model_name, model_version, target, task, training_metrics,
-                      reference_predictions)
+    return _Reference(
+        reference, source, model_name, model_version, target, task, training_metrics, reference_predictions
+    )
 
 
 def _report_fields(
@@ -245,14 +261,17 @@ def _not_enough_rows(
     where = f" in {window.describe()}" if window else ""
     if len(current) == 0:
         return DriftReport(
-            status="not_enough_data", reason=f"No current rows{where}: nothing to compare "
-            "(no traffic logged in the window, or an empty dataset).", **base,
+            status="not_enough_data",
+            reason=f"No current rows{where}: nothing to compare "
+            "(no traffic logged in the window, or an empty dataset).",
+            **base,
         )
     if len(current) < settings.min_rows:
         return DriftReport(
             status="not_enough_data",
             reason=f"Only {len(current)} current rows{where}, fewer than min_rows={settings.min_rows}; "
-            "widen the window or lower min_rows.", **base,
+            "widen the window or lower min_rows.",
+            **base,
         )
     return None
 
@@ -303,11 +322,15 @@ def _column_warnings(
     if unknown_overrides:
         warnings.append(f"column_tests for {unknown_overrides} ignored: not common feature columns")
     if missing_in_current:
-        warnings.append(f"{len(missing_in_current)} reference column(s) missing in current data: "
-                        f"{', '.join(missing_in_current)}")
+        warnings.append(
+            f"{len(missing_in_current)} reference column(s) missing in current data: "
+            f"{', '.join(missing_in_current)}"
+        )
     if missing_in_reference:
-        warnings.append(f"{len(missing_in_reference)} current column(s) unknown to the reference: "
-                        f"{', '.join(missing_in_reference)}")
+        warnings.append(
+            f"{len(missing_in_reference)} current column(s) unknown to the reference: "
+            f"{', '.join(missing_in_reference)}"
+        )
     return warnings
 
 
@@ -332,8 +355,13 @@ def _decide(columns: list[ColumnDrift], settings: DriftSettings, **fields: Any) 
     drifted = sum(c.drifted for c in columns)
     share = drifted / len(columns) if columns else 0.0
     report = DriftReport(
-        status="ok", reason="", columns=columns, drifted_columns=drifted, drifted_share=share,
-        dataset_drift=bool(columns) and share >= settings.drift_share, **fields,
+        status="ok",
+        reason="",
+        columns=columns,
+        drifted_columns=drifted,
+        drifted_share=share,
+        dataset_drift=bool(columns) and share >= settings.drift_share,
+        **fields,
     )
     report.status, report.reason = _verdict(report)
     return report

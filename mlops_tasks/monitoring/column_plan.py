@@ -162,15 +162,23 @@ def plan_columns(
             continue
         kind, counts = _column_kind(series, reference[name])
         if kind == "text":
-            skipped.append(SkippedColumn(
-                column=name, reason="free-text column (more than half the values distinct); "
-                "Evidently would train a domain classifier on it, which this check does not do. "
-                "Exclude it or convert it to a category."))
+            skipped.append(
+                SkippedColumn(
+                    column=name,
+                    reason="free-text column (more than half the values distinct); "
+                    "Evidently would train a domain classifier on it, which this check does not do. "
+                    "Exclude it or convert it to a category.",
+                )
+            )
             continue
         if kind not in ("numerical", "categorical"):
-            skipped.append(SkippedColumn(
-                column=name, reason=f"column type {kind} (dtype {series.dtype}) is not checked for drift, "
-                "as in Evidently; cast it to float, int64 or str to check it"))
+            skipped.append(
+                SkippedColumn(
+                    column=name,
+                    reason=f"column type {kind} (dtype {series.dtype}) is not checked for drift, "
+                    "as in Evidently; cast it to float, int64 or str to check it",
+                )
+            )
             continue
         test = settings.column_tests.get(name)
         if test is not None and test in NUMERICAL_ONLY_TESTS and kind != "numerical":
@@ -192,9 +200,15 @@ def run_plans(
     Returns:
         The verdicts and the columns that turned out to have no value on one side.
     """
+
     def run(plan: ColumnPlan) -> ColumnDrift | SkippedColumn:
         return compute_column_drift(
-            plan.name, reference[plan.name], current[plan.name], plan.kind, plan.test, plan.threshold,
+            plan.name,
+            reference[plan.name],
+            current[plan.name],
+            plan.kind,
+            plan.test,
+            plan.threshold,
             plan.counts if plan.kind == "categorical" else None,
         )
 

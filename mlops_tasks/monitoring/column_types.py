@@ -76,4 +76,3 @@ def choose_stattest(column_type: str, reference_rows: int, distinct_values: int)
     if column_type == "numerical" and distinct_values > 5:
         return "wasserstein"
     return "jensenshannon"
-

@@ -61,8 +61,10 @@ def log_drift_run(
     run = client.create_run(experiment_id, tags=_run_tags(report), run_name=_run_name(report))
     run_id = run.info.run_id
     try:
-        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()
-                                          if math.isfinite(float(v))])
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in values.items() if math.isfinite(float(v))],
+        )
         client.log_text(run_id, json.dumps(report.model_dump(mode="json"), indent=2), "drift/report.json")
         if html_path and not html_path.startswith("s3://") and Path(html_path).is_file():
             client.log_artifact(run_id, html_path, artifact_path="drift")

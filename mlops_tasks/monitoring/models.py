@@ -117,13 +117,16 @@ class DriftSettings(BaseModel):
         100, ge=1, description="Fewer current rows than this ends with status not_enough_data."
     )
     html_sample_rows: int = Field(
-        5_000, ge=100, le=200_000,
+        5_000,
+        ge=100,
+        le=200_000,
         description="Rows of each side (seeded sample) the Evidently HTML is rendered from.",
     )
     sample_seed: int = Field(0, description="Seed of the HTML sample.")
     check_prediction: bool = Field(True, description="Also check drift of the prediction column.")
     performance_tolerance: float = Field(
-        0.05, ge=0,
+        0.05,
+        ge=0,
         description="Largest allowed drop of a metric against its training-time holdout value "
         "(absolute, in the metric's better direction).",
     )
@@ -329,7 +332,9 @@ class DriftReport(BaseModel):
     def to_markdown(self) -> str:
         """A markdown summary with one table row per column (for a Prefect artifact)."""
         title = {
-            "ok": "No drift", "drift": "DRIFT DETECTED", "not_enough_data": "Not enough data",
+            "ok": "No drift",
+            "drift": "DRIFT DETECTED",
+            "not_enough_data": "Not enough data",
             "error": "Drift check failed",
         }[self.status]
         model = f" for `{self.model_name}` v{self.model_version}" if self.model_name else ""
@@ -343,13 +348,18 @@ class DriftReport(BaseModel):
                 f"({self.drifted_share:.0%}; dataset drift at >= {self.drift_share_threshold:.0%})"
             )
         if self.html_uri:
-            sample = f" (rendered from a sample of {self.html_sample_rows:,} rows per side; " \
-                     "verdicts use all rows)" if self.html_sample_rows else ""
+            sample = (
+                f" (rendered from a sample of {self.html_sample_rows:,} rows per side; verdicts use all rows)"
+                if self.html_sample_rows
+                else ""
+            )
             lines.append(f"- Evidently report: {self.html_uri}{sample}")
         if self.mlflow_run_id:
             lines.append(f"- MLflow monitoring run: `{self.mlflow_run_id}`")
-        for label, names in (("missing in current", self.missing_in_current),
-                             ("missing in reference", self.missing_in_reference)):
+        for label, names in (
+            ("missing in current", self.missing_in_current),
+            ("missing in reference", self.missing_in_reference),
+        ):
             if names:
                 lines.append(f"- {label} (not checked): {', '.join(names)}")
         for skipped in self.skipped_columns:
@@ -365,15 +375,23 @@ class DriftReport(BaseModel):
                     f"{c.threshold:g} | {'**yes**' if c.drifted else 'no'} |"
                 )
         if self.performance:
-            lines += ["", f"**Performance** ({self.performance.labelled_rows} labelled rows): "
-                      f"{self.performance.reason}"]
+            lines += [
+                "",
+                f"**Performance** ({self.performance.labelled_rows} labelled rows): "
+                f"{self.performance.reason}",
+            ]
             if self.performance.checks:
-                lines += ["", "| metric | current | training | tolerance | degraded |",
-                          "|---|---|---|---|---|"]
+                lines += [
+                    "",
+                    "| metric | current | training | tolerance | degraded |",
+                    "|---|---|---|---|---|",
+                ]
                 for p in self.performance.checks:
                     train = "n/a" if p.training is None else f"{p.training:.4g}"
-                    lines.append(f"| {p.metric} | {p.current:.4g} | {train} | {p.tolerance:g} | "
-                                 f"{'**yes**' if p.degraded else 'no'} |")
+                    lines.append(
+                        f"| {p.metric} | {p.current:.4g} | {train} | {p.tolerance:g} | "
+                        f"{'**yes**' if p.degraded else 'no'} |"
+                    )
         return "\n".join(lines)
 
 
@@ -417,6 +435,9 @@ def error_report(
         ```
     """
     return DriftReport(
-        status="error", reason=f"{type(exc).__name__}: {exc}", model_name=model_name,
-        model_version=model_version, window=window,
+        status="error",
+        reason=f"{type(exc).__name__}: {exc}",
+        model_name=model_name,
+        model_version=model_version,
+        window=window,
     )

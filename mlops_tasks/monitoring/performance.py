@@ -46,20 +46,23 @@ def performance_drift(
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             return PerformanceDrift(
-                labelled_rows=0, current_rows=len(current),
+                labelled_rows=0,
+                current_rows=len(current),
                 reason=f"not checked: the {what} lack column(s) {missing}",
             )
     joined = _join_labels(current, labels, label_column)
     n = len(joined)
     if n == 0:
         return PerformanceDrift(
-            labelled_rows=0, current_rows=len(current),
+            labelled_rows=0,
+            current_rows=len(current),
             reason=f"not checked: none of the {len(labels)} labels joined a request_id of the "
             f"{len(current)} current rows (labels for another window or another id scheme?)",
         )
     if n < settings.min_labelled_rows:
         return PerformanceDrift(
-            labelled_rows=n, current_rows=len(current),
+            labelled_rows=n,
+            current_rows=len(current),
             reason=f"not checked: {n} labelled rows, fewer than min_labelled_rows="
             f"{settings.min_labelled_rows}",
         )
@@ -70,7 +73,10 @@ def performance_drift(
     checks = _compare(metrics, training_metrics, settings.performance_tolerance)
     worse = [c.metric for c in checks if c.degraded]
     return PerformanceDrift(
-        labelled_rows=n, current_rows=len(current), checks=checks, degraded=bool(worse),
+        labelled_rows=n,
+        current_rows=len(current),
+        checks=checks,
+        degraded=bool(worse),
         reason=_reason(checks, worse, settings.performance_tolerance),
     )
 
@@ -81,11 +87,13 @@ def _join_labels(current: pd.DataFrame, labels: pd.DataFrame, label_column: str)
         _row=current.groupby("request_id", sort=False).cumcount()
     )
     right = labels[["request_id", label_column]].assign(
-        _row=labels["row"].to_numpy() if "row" in labels.columns
+        _row=labels["row"].to_numpy()
+        if "row" in labels.columns
         else labels.groupby("request_id", sort=False).cumcount()
     )
-    return left.merge(right.drop_duplicates(["request_id", "_row"], keep="last"),
-                      on=["request_id", "_row"], how="inner").dropna()
+    return left.merge(
+        right.drop_duplicates(["request_id", "_row"], keep="last"), on=["request_id", "_row"], how="inner"
+    ).dropna()
 
 
 def _compare(
@@ -101,9 +109,15 @@ def _compare(
         if trained is not None:
             change = value - trained if GREATER_IS_BETTER[metric] else trained - value
             degraded = change < -tolerance
-        checks.append(PerformanceCheck(
-            metric=metric, current=value, training=trained, tolerance=tolerance, degraded=degraded,
-        ))
+        checks.append(
+            PerformanceCheck(
+                metric=metric,
+                current=value,
+                training=trained,
+                tolerance=tolerance,
+                degraded=degraded,
+            )
+        )
     return checks
 
 

@@ -72,16 +72,17 @@ def load_reference(
     model_uri = f"models:/{model_name}/{mv.version}"
     params = run.data.params
     features = [
-        f for key in ("numeric_features", "categorical_features")
-        for f in params.get(key, "").split(",") if f
+        f for key in ("numeric_features", "categorical_features") for f in params.get(key, "").split(",") if f
     ]
     target = run.data.tags.get(TAG_TARGET)
     task = run.data.tags.get(TAG_TASK)
     predictions = None
     if with_predictions:
         predictions = _predict(resolved, model_uri, reference, features, label)
-    frame = reference[[c for c in features if c in reference.columns]] if features else reference.drop(
-        columns=[target] if target in reference.columns else []
+    frame = (
+        reference[[c for c in features if c in reference.columns]]
+        if features
+        else reference.drop(columns=[target] if target in reference.columns else [])
     )
     return ReferenceData(
         frame=frame.reset_index(drop=True),

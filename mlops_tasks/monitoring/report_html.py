@@ -109,13 +109,17 @@ def render_evidently(
     if with_prediction and reference_predictions is not None:
         predictions = np.asarray(reference_predictions)
         if len(predictions) != len(reference):
-            raise ValueError(
-                f"{len(predictions)} reference predictions for {len(reference)} reference rows"
-            )
+            raise ValueError(f"{len(predictions)} reference predictions for {len(reference)} reference rows")
         ref_sample[PREDICTION_COLUMN] = predictions if ref_pos is None else predictions[ref_pos]
     # A column with values in the full data may have none in the sample: leave it out of the HTML.
-    shown = [s for s in specs if s.name in ref_sample.columns and s.name in cur_sample.columns
-             and ref_sample[s.name].notna().any() and cur_sample[s.name].notna().any()]
+    shown = [
+        s
+        for s in specs
+        if s.name in ref_sample.columns
+        and s.name in cur_sample.columns
+        and ref_sample[s.name].notna().any()
+        and cur_sample[s.name].notna().any()
+    ]
     definition = DataDefinition(
         numerical_columns=[s.name for s in shown if s.kind == "numerical"],
         categorical_columns=[s.name for s in shown if s.kind == "categorical"],
@@ -139,7 +143,7 @@ def with_banner(page: str, report: DriftReport, ref_n: int, cur_n: int) -> str:
     banner = _banner(report, ref_n, cur_n)
     match = re.search(r"<body[^>]*>", page)
     if match:
-        return page[: match.end()] + banner + page[match.end():]
+        return page[: match.end()] + banner + page[match.end() :]
     return banner + page
 
 

@@ -267,8 +267,15 @@ def compute_column_drift(
     limit = float(threshold if threshold is not None else STAT_TESTS[chosen]["threshold"])
     kind = STAT_TESTS[chosen]["kind"]
     return ColumnDrift(
-        column=name, column_type=column_type, stattest=chosen, statistic=kind, value=float(value),
-        threshold=limit, drifted=_drifted(chosen, value, limit), reference_rows=n_ref, current_rows=n_cur,
+        column=name,
+        column_type=column_type,
+        stattest=chosen,
+        statistic=kind,
+        value=float(value),
+        threshold=limit,
+        drifted=_drifted(chosen, value, limit),
+        reference_rows=n_ref,
+        current_rows=n_cur,
     )
 
 
@@ -279,8 +286,10 @@ def _numerical_statistic(
     n_ref, n_cur = int(r.size), int(c.size)
     prof = _numeric_profile(r, c)
     chosen = test or choose_stattest("numerical", n_ref, prof.distinct)
-    if chosen in ("chisquare", "z", "jensenshannon") and prof.counts is None and not (
-        chosen == "jensenshannon" and prof.ref_distinct > 20
+    if (
+        chosen in ("chisquare", "z", "jensenshannon")
+        and prof.counts is None
+        and not (chosen == "jensenshannon" and prof.ref_distinct > 20)
     ):
         ur, nr_ = _run_lengths(prof.ref_sorted)  # type: ignore[arg-type]
         uc, nc_ = _run_lengths(prof.cur_sorted)  # type: ignore[arg-type]

@@ -32,6 +32,7 @@ def resolve_window(
         window = resolve_window(last_hours=24)
         ```
     """
+
     def utc(value: datetime | str | None) -> datetime | None:
         if value is None:
             return None
@@ -87,8 +88,9 @@ def load_current(
     on_s3 = s3 is not None and sink.startswith("s3://")
     client_kwargs = s3.client_kwargs() if s3 is not None and on_s3 else None
     try:
-        frame = read_prediction_log(sink, window.start, window.end, s3_endpoint_url=s3_endpoint_url,
-                                    s3_client_kwargs=client_kwargs)
+        frame = read_prediction_log(
+            sink, window.start, window.end, s3_endpoint_url=s3_endpoint_url, s3_client_kwargs=client_kwargs
+        )
     except PredictionLogError as exc:
         if s3 is None or not on_s3:
             raise

@@ -133,8 +133,9 @@ class _Call:
 
     __slots__ = ("request_id", "started", "respond", "headers", "parsed")
 
-    def __init__(self, request_id: str, started: float, respond: Respond,
-                 headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self, request_id: str, started: float, respond: Respond, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         self.request_id = request_id
         self.started = started
         self.respond = respond
@@ -257,10 +258,14 @@ class ModelServerApp:
         gc.freeze()
         self.ready = True
         logger.info(
-            "serving model name=%s version=%s run_id=%s from %s as %s (fast path: %s, "
-            "prediction log: %s)",
-            model.info.name, model.info.version, model.info.run_id, self.config.model_uri,
-            self.served_by, predictor.fast_dtype is not None, self.config.log_sink or "off",
+            "serving model name=%s version=%s run_id=%s from %s as %s (fast path: %s, prediction log: %s)",
+            model.info.name,
+            model.info.version,
+            model.info.run_id,
+            self.config.model_uri,
+            self.served_by,
+            predictor.fast_dtype is not None,
+            self.config.log_sink or "off",
         )
 
     def _on_failed(self, exc: BaseException) -> None:
@@ -278,7 +283,8 @@ class ModelServerApp:
             stats = self.log_writer.stats
             logger.info(
                 "prediction log closed: %d rows written, %d dropped",
-                stats.written_rows, stats.dropped_rows,
+                stats.written_rows,
+                stats.dropped_rows,
             )
         if self.model is not None:
             self.model.close()
@@ -346,8 +352,12 @@ class ModelServerApp:
                 request_id = text
         if request_id is None:
             request_id = uuid.uuid4().hex
-        call = _Call(request_id, started, respond,
-                     [*self._static_headers, (b"x-request-id", request_id.encode("latin-1"))])
+        call = _Call(
+            request_id,
+            started,
+            respond,
+            [*self._static_headers, (b"x-request-id", request_id.encode("latin-1"))],
+        )
         try:
             if body_error is not None:
                 raise body_error
@@ -370,7 +380,9 @@ class ModelServerApp:
             return False
         call.respond(200, call.headers, out)
         self.metrics.request(
-            "/invocations", 200, time.perf_counter() - call.started,
+            "/invocations",
+            200,
+            time.perf_counter() - call.started,
             call.parsed.n_rows,  # type: ignore[union-attr]
         )
         return True
@@ -379,7 +391,8 @@ class ModelServerApp:
         if isinstance(exc, InvalidInputError):
             status = exc.status
             doc: dict[str, Any] = {
-                "error": str(exc), "error_code": _ERROR_CODES.get(status, "BAD_REQUEST"),
+                "error": str(exc),
+                "error_code": _ERROR_CODES.get(status, "BAD_REQUEST"),
             }
             if exc.columns:
                 doc["columns"] = exc.columns
@@ -387,14 +400,18 @@ class ModelServerApp:
         else:  # the server must never die on a request
             logger.error("request %s failed", call.request_id, exc_info=exc)
             status = 500
-            doc = {"error": f"Internal error: {type(exc).__name__}: {exc}",
-                   "error_code": "INTERNAL_ERROR", "request_id": call.request_id}
+            doc = {
+                "error": f"Internal error: {type(exc).__name__}: {exc}",
+                "error_code": "INTERNAL_ERROR",
+                "request_id": call.request_id,
+            }
         call.respond(status, call.headers, _json(doc))
         self.metrics.request("/invocations", status, time.perf_counter() - call.started)
 
     # -- ASGI adapter -----------------------------------------------------------------
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Serve one ASGI connection (``http`` and ``lifespan`` scopes)."""
         kind = scope["type"]
         if kind == "http":
             await self._asgi_http(scope, receive, send)
@@ -421,9 +438,7 @@ class ModelServerApp:
             except InvalidInputError as exc:
                 body_error = exc
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] = (
-            loop.create_future()
-        )
+        answer: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] = loop.create_future()
 
         def respond(status: int, out_headers: list[tuple[bytes, bytes]], out: bytes) -> None:
             if not answer.done():

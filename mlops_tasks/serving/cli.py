@@ -1,8 +1,8 @@
-"""``mlops-serve``: run the model server as one process.
+r"""``mlops-serve``: run the model server as one process.
 
 Every flag has an environment variable (the flag wins)::
 
-    mlops-serve --model-uri models:/churn@champion --port 8080 \\
+    mlops-serve --model-uri models:/churn@champion --port 8080 \
         --instance-name blue --log-sink s3://ml-logs/churn
 """
 
@@ -43,58 +43,107 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlops-serve",
         description="Serve an MLflow scikit-learn model over HTTP (MLflow scoring protocol).",
     )
-    p.add_argument("--model-uri", default=_env("MLOPS_MODEL_URI"),
-                   help="models:/name@alias, models:/name/version, runs:/... or a local MLflow "
-                        "model folder [MLOPS_MODEL_URI]")
-    p.add_argument("--host", default=_env("MLOPS_SERVE_HOST", "127.0.0.1"),
-                   help="interface to bind [MLOPS_SERVE_HOST, default 127.0.0.1]")
-    p.add_argument("--port", type=int, default=int(_env("MLOPS_SERVE_PORT", "8080") or 8080),
-                   help="TCP port [MLOPS_SERVE_PORT, default 8080]")
-    p.add_argument("--instance-name", default=_env("MLOPS_SERVE_INSTANCE"),
-                   help="slot/instance name for X-Served-By and the log "
-                        "[MLOPS_SERVE_INSTANCE, default hostname:port]")
-    p.add_argument("--max-body-bytes", type=int,
-                   default=int(_env("MLOPS_SERVE_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))
-                               or DEFAULT_MAX_BODY_BYTES),
-                   help="bodies larger than this get 413 [MLOPS_SERVE_MAX_BODY_BYTES, 10 MB]")
-    p.add_argument("--log-sink", default=_env("MLOPS_PREDICTION_LOG"),
-                   help="prediction log folder or s3://bucket/prefix [MLOPS_PREDICTION_LOG, "
-                        "default <MLOPS_STATE_DIR or ./.mlops>/prediction-log]")
-    p.add_argument("--no-prediction-log", action="store_true",
-                   default=_env("MLOPS_PREDICTION_LOG_DISABLED", "") in ("1", "true", "yes"),
-                   help="do not log predictions [MLOPS_PREDICTION_LOG_DISABLED=1]")
-    p.add_argument("--log-format", choices=("parquet", "jsonl"),
-                   default=_env("MLOPS_PREDICTION_LOG_FORMAT", "parquet"),
-                   help="prediction log file format [MLOPS_PREDICTION_LOG_FORMAT, parquet]")
-    p.add_argument("--log-flush-interval", type=float,
-                   default=float(_env("MLOPS_PREDICTION_LOG_FLUSH_S", "2") or 2),
-                   help="seconds between log flushes [MLOPS_PREDICTION_LOG_FLUSH_S, 2]")
-    p.add_argument("--log-retention-hours", type=float,
-                   default=float(_env("MLOPS_PREDICTION_LOG_RETENTION_HOURS", "720") or 720),
-                   help="delete log partitions older than this, 0 keeps all "
-                        "[MLOPS_PREDICTION_LOG_RETENTION_HOURS, 720]")
-    p.add_argument("--s3-endpoint-url", default=_env("MLOPS_S3_ENDPOINT_URL"),
-                   help="S3 endpoint for an s3:// log sink [MLOPS_S3_ENDPOINT_URL]")
-    p.add_argument("--max-batch-rows", type=int,
-                   default=int(_env("MLOPS_SERVE_MAX_BATCH_ROWS", "4096") or 4096),
-                   help="rows per micro-batched predict call at most, 1 disables batching "
-                        "[MLOPS_SERVE_MAX_BATCH_ROWS, 4096]")
-    p.add_argument("--no-fast-path", action="store_true",
-                   help="always build a DataFrame, even for numeric models")
-    p.add_argument("--model-cache-dir", default=_env("MLOPS_MODEL_CACHE_DIR"),
-                   help="download registry models here (default: a temporary folder)")
-    p.add_argument("--graceful-timeout", type=float, default=30.0,
-                   help="seconds shutdown waits for requests in flight")
-    p.add_argument("--http", choices=("builtin", "uvicorn"),
-                   default=_env("MLOPS_SERVE_HTTP", "builtin"),
-                   help="HTTP front end: the built-in httptools protocol (fastest) or uvicorn "
-                        "running the ASGI app [MLOPS_SERVE_HTTP, builtin]")
-    p.add_argument("--keep-alive-timeout", type=float,
-                   default=float(_env("MLOPS_SERVE_KEEP_ALIVE_S", "75") or 75),
-                   help="close keep-alive connections idle this long, in seconds "
-                        "[MLOPS_SERVE_KEEP_ALIVE_S, 75]")
-    p.add_argument("--log-level", default=_env("MLOPS_SERVE_LOG_LEVEL", "info"),
-                   help="server log level [MLOPS_SERVE_LOG_LEVEL, info]")
+    p.add_argument(
+        "--model-uri",
+        default=_env("MLOPS_MODEL_URI"),
+        help="models:/name@alias, models:/name/version, runs:/... or a local MLflow "
+        "model folder [MLOPS_MODEL_URI]",
+    )
+    p.add_argument(
+        "--host",
+        default=_env("MLOPS_SERVE_HOST", "127.0.0.1"),
+        help="interface to bind [MLOPS_SERVE_HOST, default 127.0.0.1]",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("MLOPS_SERVE_PORT", "8080") or 8080),
+        help="TCP port [MLOPS_SERVE_PORT, default 8080]",
+    )
+    p.add_argument(
+        "--instance-name",
+        default=_env("MLOPS_SERVE_INSTANCE"),
+        help="slot/instance name for X-Served-By and the log [MLOPS_SERVE_INSTANCE, default hostname:port]",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=int(
+            _env("MLOPS_SERVE_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES)) or DEFAULT_MAX_BODY_BYTES
+        ),
+        help="bodies larger than this get 413 [MLOPS_SERVE_MAX_BODY_BYTES, 10 MB]",
+    )
+    p.add_argument(
+        "--log-sink",
+        default=_env("MLOPS_PREDICTION_LOG"),
+        help="prediction log folder or s3://bucket/prefix [MLOPS_PREDICTION_LOG, "
+        "default <MLOPS_STATE_DIR or ./.mlops>/prediction-log]",
+    )
+    p.add_argument(
+        "--no-prediction-log",
+        action="store_true",
+        default=_env("MLOPS_PREDICTION_LOG_DISABLED", "") in ("1", "true", "yes"),
+        help="do not log predictions [MLOPS_PREDICTION_LOG_DISABLED=1]",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("parquet", "jsonl"),
+        default=_env("MLOPS_PREDICTION_LOG_FORMAT", "parquet"),
+        help="prediction log file format [MLOPS_PREDICTION_LOG_FORMAT, parquet]",
+    )
+    p.add_argument(
+        "--log-flush-interval",
+        type=float,
+        default=float(_env("MLOPS_PREDICTION_LOG_FLUSH_S", "2") or 2),
+        help="seconds between log flushes [MLOPS_PREDICTION_LOG_FLUSH_S, 2]",
+    )
+    p.add_argument(
+        "--log-retention-hours",
+        type=float,
+        default=float(_env("MLOPS_PREDICTION_LOG_RETENTION_HOURS", "720") or 720),
+        help="delete log partitions older than this, 0 keeps all [MLOPS_PREDICTION_LOG_RETENTION_HOURS, 720]",
+    )
+    p.add_argument(
+        "--s3-endpoint-url",
+        default=_env("MLOPS_S3_ENDPOINT_URL"),
+        help="S3 endpoint for an s3:// log sink [MLOPS_S3_ENDPOINT_URL]",
+    )
+    p.add_argument(
+        "--max-batch-rows",
+        type=int,
+        default=int(_env("MLOPS_SERVE_MAX_BATCH_ROWS", "4096") or 4096),
+        help="rows per micro-batched predict call at most, 1 disables batching "
+        "[MLOPS_SERVE_MAX_BATCH_ROWS, 4096]",
+    )
+    p.add_argument(
+        "--no-fast-path", action="store_true", help="always build a DataFrame, even for numeric models"
+    )
+    p.add_argument(
+        "--model-cache-dir",
+        default=_env("MLOPS_MODEL_CACHE_DIR"),
+        help="download registry models here (default: a temporary folder)",
+    )
+    p.add_argument(
+        "--graceful-timeout", type=float, default=30.0, help="seconds shutdown waits for requests in flight"
+    )
+    p.add_argument(
+        "--http",
+        choices=("builtin", "uvicorn"),
+        default=_env("MLOPS_SERVE_HTTP", "builtin"),
+        help="HTTP front end: the built-in httptools protocol (fastest) or uvicorn "
+        "running the ASGI app [MLOPS_SERVE_HTTP, builtin]",
+    )
+    p.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        default=float(_env("MLOPS_SERVE_KEEP_ALIVE_S", "75") or 75),
+        help="close keep-alive connections idle this long, in seconds [MLOPS_SERVE_KEEP_ALIVE_S, 75]",
+    )
+    p.add_argument(
+        "--log-level",
+        default=_env("MLOPS_SERVE_LOG_LEVEL", "info"),
+        help="server log level [MLOPS_SERVE_LOG_LEVEL, info]",
+    )
     return p
 
 
@@ -174,8 +223,9 @@ def serve(config: ServerConfig, log_level: str = "info", http: str = "builtin") 
             factory = uvloop.new_event_loop
         with asyncio.Runner(loop_factory=factory) as runner:
             listened = runner.run(
-                serve_forever(app, config.host, config.port, config.graceful_timeout_s,
-                              config.keep_alive_timeout_s)
+                serve_forever(
+                    app, config.host, config.port, config.graceful_timeout_s, config.keep_alive_timeout_s
+                )
             )
         return _exit_code(app, listened, config)
     import uvicorn
@@ -219,8 +269,7 @@ def _exit_code(app: ModelServerApp, listened: bool, config: ServerConfig) -> int
         print(f"mlops-serve: error: {app.load_error}", file=sys.stderr)
         return 1
     if not listened:
-        print(f"mlops-serve: error: could not listen on {config.host}:{config.port}",
-              file=sys.stderr)
+        print(f"mlops-serve: error: could not listen on {config.host}:{config.port}", file=sys.stderr)
         return 1
     return 0
 

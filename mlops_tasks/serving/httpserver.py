@@ -109,7 +109,8 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.write(
             _status_line(status)
             + b"content-type: application/json\r\nconnection: close\r\n"
-            + b"content-length: %d\r\n\r\n" % len(body) + body
+            + b"content-length: %d\r\n\r\n" % len(body)
+            + body
         )
         self.transport.close()
         self.transport = None
@@ -145,10 +146,7 @@ class HttpProtocol(asyncio.Protocol):
         length = self._headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             self._error = self.app.body_too_large()
-        elif (
-            self._headers.get(b"expect", b"").lower() == b"100-continue"
-            and self.transport is not None
-        ):
+        elif self._headers.get(b"expect", b"").lower() == b"100-continue" and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -181,9 +179,7 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- answers ------------------------------------------------------------------------
 
-    def _complete(
-        self, slot: _Slot, status: int, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> None:
+    def _complete(self, slot: _Slot, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         if slot.data is not None:
             return
         parts = [_status_line(status)]
@@ -224,9 +220,13 @@ async def _close_idle(connections: set[HttpProtocol], timeout_s: float) -> None:
                 conn.transport = None
 
 
-async def serve_forever(app: ModelServerApp, host: str, port: int,
-                        graceful_timeout_s: float = 30.0,
-                        keep_alive_timeout_s: float = 75.0) -> bool:
+async def serve_forever(
+    app: ModelServerApp,
+    host: str,
+    port: int,
+    graceful_timeout_s: float = 30.0,
+    keep_alive_timeout_s: float = 75.0,
+) -> bool:
     """Serve ``app`` until SIGTERM/SIGINT or a fatal app error; then stop gracefully.
 
     Args:
@@ -248,7 +248,10 @@ async def serve_forever(app: ModelServerApp, host: str, port: int,
     connections: set[HttpProtocol] = set()
     try:
         server = await loop.create_server(
-            lambda: HttpProtocol(app, connections), host, port, backlog=2048,
+            lambda: HttpProtocol(app, connections),
+            host,
+            port,
+            backlog=2048,
             reuse_address=True,
         )
     except OSError as exc:

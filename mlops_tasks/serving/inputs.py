@@ -165,8 +165,7 @@ class InputParser:
         if not isinstance(doc, dict):
             kind = "a JSON array" if isinstance(doc, list) else f"JSON {_type_name(doc)}"
             raise InvalidInputError(
-                f"The body must be a JSON object with exactly one of the keys {list(FORMATS)}; "
-                f"got {kind}.",
+                f"The body must be a JSON object with exactly one of the keys {list(FORMATS)}; got {kind}.",
                 status=400,
             )
         keys = [k for k in doc if k not in _IGNORED_KEYS]
@@ -175,8 +174,7 @@ class InputParser:
         if unknown or len(formats) != 1:
             detail = f"unknown key(s) {unknown}" if unknown else f"got keys {keys}"
             raise InvalidInputError(
-                f"Unknown input format: {detail}; the body must hold exactly one of "
-                f"{list(FORMATS)}.",
+                f"Unknown input format: {detail}; the body must hold exactly one of {list(FORMATS)}.",
                 status=400,
             )
         fmt = formats[0]
@@ -209,9 +207,7 @@ class InputParser:
             return self._from_records(payload, fmt)
         if payload and all(isinstance(item, list) for item in payload):
             return list(self.names), payload, None
-        if payload and len(self.names) == 1 and not any(
-            isinstance(item, (list, dict)) for item in payload
-        ):
+        if payload and len(self.names) == 1 and not any(isinstance(item, (list, dict)) for item in payload):
             return list(self.names), [[v] for v in payload], None
         if not payload:
             return list(self.names), [], None
@@ -222,20 +218,15 @@ class InputParser:
     def _from_split(self, payload: Any) -> tuple[list[str], list[Any], None]:
         if not isinstance(payload, dict):
             raise InvalidInputError(
-                "'dataframe_split' must be an object with 'columns' and 'data'; got "
-                f"{_type_name(payload)}.",
+                f"'dataframe_split' must be an object with 'columns' and 'data'; got {_type_name(payload)}.",
                 status=400,
             )
         data = payload.get("data")
         if not isinstance(data, list):
-            raise InvalidInputError(
-                "'dataframe_split' needs 'data', a list of rows.", status=400
-            )
+            raise InvalidInputError("'dataframe_split' needs 'data', a list of rows.", status=400)
         columns = payload.get("columns", self.names)
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-            raise InvalidInputError(
-                "'dataframe_split.columns' must be a list of column names.", status=400
-            )
+            raise InvalidInputError("'dataframe_split.columns' must be a list of column names.", status=400)
         return columns, data, None
 
     def _from_records(self, payload: Any, fmt: str) -> tuple[list[str], list[Any], None]:
@@ -267,8 +258,11 @@ class InputParser:
         cols = []
         for name in frame.columns:
             values = frame[name].tolist()
-            cols.append([None if isinstance(v, float) and math.isnan(v) else v for v in values]
-                        if frame[name].dtype == object else values)
+            cols.append(
+                [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+                if frame[name].dtype == object
+                else values
+            )
         return names, None, cols
 
     # -- conversion ------------------------------------------------------------------
@@ -332,9 +326,7 @@ class InputParser:
         cols = [list(col) for col in zip(*rows, strict=False)] if rows else [[] for _ in names]
         return self._convert_columns(names, cols, checked=True)
 
-    def _convert_columns(
-        self, names: list[str], cols: list[list[Any]], checked: bool = False
-    ) -> ParsedInput:
+    def _convert_columns(self, names: list[str], cols: list[list[Any]], checked: bool = False) -> ParsedInput:
         if not checked:
             self._check_names(names)
         n_rows = len(cols[0]) if cols else 0
@@ -395,10 +387,7 @@ class InputParser:
             ```
         """
         if parsed.columns is not None:
-            return [
-                n for n, a in parsed.columns.items()
-                if a.dtype.kind == "f" and bool(np.isnan(a).any())
-            ]
+            return [n for n, a in parsed.columns.items() if a.dtype.kind == "f" and bool(np.isnan(a).any())]
         if parsed.matrix is not None and parsed.matrix.dtype.kind == "f":
             bad = np.isnan(parsed.matrix).any(axis=0)
             return [n for n, b in zip(self.names, bad, strict=False) if b]
@@ -430,9 +419,7 @@ def _convert_column(spec: ColumnSpec, values: list[Any]) -> tuple[np.ndarray, bo
         raise _ColumnProblem("is missing from some records")
     kind = spec.type
     if kind in ("double", "float"):
-        bad = _first_bad(
-            values, lambda v: v is None or (type(v) in _NUMBER_TYPES)
-        )
+        bad = _first_bad(values, lambda v: v is None or (type(v) in _NUMBER_TYPES))
         if bad is not None:
             raise _ColumnProblem(f"expects numbers ({kind}), got {_type_name(bad)} {bad!r}")
         arr = np.array([math.nan if v is None else v for v in values], dtype=spec.dtype)

@@ -8,7 +8,20 @@ from typing import Any
 
 #: Upper bounds (seconds) of the request latency histogram buckets.
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 #: Upper bounds of the micro-batch size histogram.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -78,18 +91,14 @@ class ServerMetrics:
         self.rows_predicted = 0
         self.predict_errors = 0
 
-    def request(
-        self, endpoint: str, status: int, seconds: float | None = None, rows: int = 0
-    ) -> None:
+    def request(self, endpoint: str, status: int, seconds: float | None = None, rows: int = 0) -> None:
         """Count one answered request; ``seconds`` feeds the latency histogram."""
         self.requests[(endpoint, status)] += 1
         if seconds is not None:
             self.latency.observe(seconds)
         self.rows_predicted += rows
 
-    def render(
-        self, labels: dict[str, str], log_stats: Any, extra: dict[str, float] | None = None
-    ) -> str:
+    def render(self, labels: dict[str, str], log_stats: Any, extra: dict[str, float] | None = None) -> str:
         """The whole exposition text.
 
         Args:
@@ -106,7 +115,7 @@ class ServerMetrics:
         for (endpoint, status), count in sorted(self.requests.items()):
             out.append(
                 f"mlops_serve_requests_total{{{base}{sep}"
-                f'{_labels(endpoint=endpoint, status=status)}}} {count}'
+                f"{_labels(endpoint=endpoint, status=status)}}} {count}"
             )
         out += [
             "# HELP mlops_serve_request_duration_seconds Latency of /invocations requests.",

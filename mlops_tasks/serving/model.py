@@ -338,12 +338,15 @@ def _registry_info(uri: str, tracking_uri: str | None, registry_uri: str | None)
     info = ModelInfo(name=mv.name, version=str(mv.version), run_id=mv.run_id, source_uri=uri)
     location = client.get_model_version_download_uri(mv.name, mv.version)
     if location.startswith("models:/"):  # a version whose source is a logged model
-        location = client.get_logged_model(location[len("models:/"):].strip("/")).artifact_location
+        location = client.get_logged_model(location[len("models:/") :].strip("/")).artifact_location
     return info, location
 
 
 def download_model(
-    uri: str, dst: str | os.PathLike[str], *, tracking_uri: str | None = None,
+    uri: str,
+    dst: str | os.PathLike[str],
+    *,
+    tracking_uri: str | None = None,
     registry_uri: str | None = None,
 ) -> Path:
     """Download a model from MLflow into ``dst`` and write ``serving-model.json`` beside it.
@@ -380,11 +383,15 @@ def download_model(
     try:
         # the registry is asked with an explicit client: MLflow's own models:/ resolution
         # reads its global registry URI
-        info, location = (_registry_info(uri, tracking_uri, registry_uri) if uri.startswith("models:/")
-                          else (None, uri))
+        info, location = (
+            _registry_info(uri, tracking_uri, registry_uri) if uri.startswith("models:/") else (None, uri)
+        )
         Path(dst).mkdir(parents=True, exist_ok=True)
-        local = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=location, dst_path=str(dst), tracking_uri=tracking_uri, registry_uri=registry_uri))
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=location, dst_path=str(dst), tracking_uri=tracking_uri, registry_uri=registry_uri
+            )
+        )
     except ModelLoadError:
         raise
     except Exception as exc:

@@ -107,9 +107,7 @@ class Sink:
                 if not os.access(self.root, os.W_OK):
                     raise PermissionError(f"{self.root} is not writable")
         except Exception as exc:
-            raise PredictionLogError(
-                f"Prediction log sink {self.uri} is not writable: {exc}"
-            ) from exc
+            raise PredictionLogError(f"Prediction log sink {self.uri} is not writable: {exc}") from exc
 
     def write(self, rel: str, data: bytes) -> None:
         """Write one file atomically.
@@ -310,9 +308,7 @@ class PredictionLogWriter:
             if self._pending_rows + n > self.max_pending_rows:
                 self.stats.dropped_rows += n
                 return
-            self._pending.append(
-                _Entry(request_ids, timestamps, row_counts, features, predictions, n)
-            )
+            self._pending.append(_Entry(request_ids, timestamps, row_counts, features, predictions, n))
             self._pending_rows += n
             wake = self._pending_rows >= self.max_batch_rows
         if wake:
@@ -419,11 +415,12 @@ class PredictionLogWriter:
             if matrix is not None:
                 values = matrix[:, j]
             else:
-                values = np.concatenate([
-                    np.asarray(e.features[name]) if isinstance(e.features, dict)
-                    else e.features[:, j]
-                    for e in entries
-                ])
+                values = np.concatenate(
+                    [
+                        np.asarray(e.features[name]) if isinstance(e.features, dict) else e.features[:, j]
+                        for e in entries
+                    ]
+                )
             reserved = name in RESERVED_COLUMNS or name == "prediction"
             cols[f"feature_{name}" if reserved else name] = values
         preds = [np.asarray(e.predictions) for e in entries]
@@ -436,8 +433,10 @@ class PredictionLogWriter:
 
         arrays = {}
         for name, values in cols.items():
-            v = values if rows is None else (
-                [values[i] for i in rows] if isinstance(values, list) else values[rows]
+            v = (
+                values
+                if rows is None
+                else ([values[i] for i in rows] if isinstance(values, list) else values[rows])
             )
             if name == "timestamp":
                 arrays[name] = pa.array(v, type=pa.timestamp("us", tz="UTC"))
@@ -453,13 +452,11 @@ class PredictionLogWriter:
             sink = pa.BufferOutputStream()
             # Dictionary-encode only the string columns: trying it on unique floats
             # costs several times the rest of the encoding.
-            strings = [n for n in ("request_id", "model_name", "model_version", "served_by")
-                       if n in arrays]
+            strings = [n for n in ("request_id", "model_name", "model_version", "served_by") if n in arrays]
             pq.write_table(table, sink, compression="snappy", use_dictionary=strings)
             return sink.getvalue().to_pybytes()
         frame = table.to_pandas()
-        return frame.to_json(orient="records", lines=True, date_format="iso",
-                             date_unit="us").encode("utf-8")
+        return frame.to_json(orient="records", lines=True, date_format="iso", date_unit="us").encode("utf-8")
 
     def _write(self, entries: list[_Entry]) -> None:
         n_rows = sum(e.n_rows for e in entries)
@@ -510,9 +507,7 @@ class PredictionLogWriter:
             logger.warning("prediction log retention failed: %s", exc)
 
 
-def prune_prediction_log(
-    sink: str | Sink, retention_hours: float, now: datetime | None = None
-) -> int:
+def prune_prediction_log(sink: str | Sink, retention_hours: float, now: datetime | None = None) -> int:
     """Delete partitions whose hour ended more than ``retention_hours`` ago.
 
     Args:

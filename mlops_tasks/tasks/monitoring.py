@@ -96,7 +96,7 @@ def load_prediction_window(
 
 @task(name="check-drift-and-report", timeout_seconds=3600, **IO_RETRIES)
 @resolves_blocks
-def check_drift_and_report(
+def check_drift_and_report(  # noqa: D417 (the composed core functions document the other parameters)
     reference: _monitoring.ReferenceData | pd.DataFrame,
     current: pd.DataFrame,
     *,

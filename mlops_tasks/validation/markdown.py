@@ -9,7 +9,7 @@ __all__ = ["describe_expected", "describe_observed", "md_cell"]
 
 
 def md_cell(value: Any) -> str:
-    """A value as one Markdown table cell: whitespace collapsed, pipes escaped.
+    r"""A value as one Markdown table cell: whitespace collapsed, pipes escaped.
 
     Args:
         value: Anything; converted with ``str``.
@@ -19,7 +19,7 @@ def md_cell(value: Any) -> str:
 
     Example:
         ```python
-        assert md_cell("yes|no") == "yes\\|no"
+        assert md_cell("yes|no") == "yes\|no"
         ```
     """
     text = " ".join(str(value).split())

@@ -22,8 +22,10 @@ def haproxy_binary() -> str:
         RouterError: HAProxy is not installed.
     """
     explicit = os.environ.get("MLOPS_HAPROXY_BIN")
-    found = explicit or shutil.which("haproxy") or (
-        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
+    found = (
+        explicit
+        or shutil.which("haproxy")
+        or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
     )
     if not found:
         raise RouterError(
@@ -60,7 +62,9 @@ def check_config(path: str | os.PathLike[str], binary: str | None = None) -> Non
     """
     proc = subprocess.run(
         [binary or haproxy_binary(), "-c", "-q", "-f", str(path)],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     if proc.returncode != 0:
         detail = (proc.stdout + proc.stderr).strip()
@@ -98,5 +102,3 @@ def write_checked(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return True
-
-

@@ -96,8 +96,9 @@ class RouterConfig(BaseModel):
     check_interval_ms: int = Field(300, ge=50, description="Health-check interval.")
     hard_stop_after_s: int = Field(30, ge=1, description="How long an old worker may finish requests.")
     idle_close_on_response: bool = Field(
-        False, description="HAProxy >= 2.7: on reload, close idle client connections only after one "
-        "more answer with 'Connection: close' (2.6 closes them at once)."
+        False,
+        description="HAProxy >= 2.7: on reload, close idle client connections only after one "
+        "more answer with 'Connection: close' (2.6 closes them at once).",
     )
 
 
@@ -246,5 +247,3 @@ def with_server_state(text: str, state_file: str) -> str:
         elif line == "defaults":
             out.append("    load-server-state-from-file global")
     return "\n".join(out) + "\n"
-
-

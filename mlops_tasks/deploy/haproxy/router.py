@@ -51,8 +51,12 @@ class HAProxyHost(Protocol):
 
 
 def http_request(
-    address: str, method: str, path: str, body: bytes | None = None,
-    headers: dict[str, str] | None = None, timeout_s: float = 10.0,
+    address: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 10.0,
 ) -> Reply:
     """One HTTP request to ``host:port``; ``Reply(0, error=...)`` when nothing answers.
 
@@ -114,10 +118,18 @@ class HAProxyRouter(TrafficRouter):
         out = []
         for s in self.host.router.servers(LIVE):
             backup = s.name.endswith(BACKUP_SUFFIX)
-            out.append(ServerView(
-                name=s.name, color=color_of(s.name), address=s.address, status=s.status,
-                weight=s.weight, responses=s.responses, sessions=s.current_sessions, backup=backup,
-            ))
+            out.append(
+                ServerView(
+                    name=s.name,
+                    color=color_of(s.name),
+                    address=s.address,
+                    status=s.status,
+                    weight=s.weight,
+                    responses=s.responses,
+                    sessions=s.current_sessions,
+                    backup=backup,
+                )
+            )
         return out
 
     def weights(self) -> dict[Color, int]:
@@ -130,9 +142,17 @@ class HAProxyRouter(TrafficRouter):
         self.host.router.set_preview(color, self.replicas)
 
     def send(
-        self, entry: Entry, method: str, path: str, body: bytes | None = None,
-        headers: dict[str, str] | None = None, timeout_s: float = 10.0,
+        self,
+        entry: Entry,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 10.0,
     ) -> Reply:
-        address = (self.host.preview_address() if entry == "preview"
-                   else self.host.base_url().removeprefix("http://"))
+        address = (
+            self.host.preview_address()
+            if entry == "preview"
+            else self.host.base_url().removeprefix("http://")
+        )
         return http_request(address, method, path, body, headers, timeout_s)

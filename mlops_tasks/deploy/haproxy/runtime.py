@@ -66,7 +66,9 @@ class RouterClient:
     """
 
     def __init__(
-        self, socket_path: str | os.PathLike[str], timeout_s: float = 5.0,
+        self,
+        socket_path: str | os.PathLike[str],
+        timeout_s: float = 5.0,
         state_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.socket_path = str(socket_path)
@@ -127,13 +129,20 @@ class RouterClient:
                 continue
             if backend and row["pxname"] != backend:
                 continue
-            responses = sum(int(row.get(f"hrsp_{k}") or 0) for k in ("1xx", "2xx", "3xx", "4xx", "5xx",
-                                                                      "other"))
-            out.append(ServerState(
-                backend=row["pxname"], name=row["svname"], status=row.get("status", ""),
-                weight=int(row.get("weight") or 0), current_sessions=int(row.get("scur") or 0),
-                address=addrs.get((row["pxname"], row["svname"]), ""), responses=responses,
-            ))
+            responses = sum(
+                int(row.get(f"hrsp_{k}") or 0) for k in ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
+            )
+            out.append(
+                ServerState(
+                    backend=row["pxname"],
+                    name=row["svname"],
+                    status=row.get("status", ""),
+                    weight=int(row.get("weight") or 0),
+                    current_sessions=int(row.get("scur") or 0),
+                    address=addrs.get((row["pxname"], row["svname"]), ""),
+                    responses=responses,
+                )
+            )
         return out
 
     def _addresses(self) -> dict[tuple[str, str], str]:

@@ -53,8 +53,11 @@ def target_kinds() -> dict[str, Callable[[EndpointSpec], Any]]:
     kinds: dict[str, Callable[[EndpointSpec], Any]] = {}
     for name in sorted(set(found) | set(BUILT_IN)):
         ep = found.get(name)
-        kinds[name] = (lambda spec, ep=ep: ep.load()(spec)) if ep is not None else (
-            lambda spec, path=BUILT_IN[name]: _load(path)(spec))
+        kinds[name] = (
+            (lambda spec, ep=ep: ep.load()(spec))
+            if ep is not None
+            else (lambda spec, path=BUILT_IN[name]: _load(path)(spec))
+        )
     return kinds
 
 
@@ -82,7 +85,8 @@ def __getattr__(name: str) -> Any:
         warnings.warn(
             "mlops_tasks.deploy.targets.TARGETS is deprecated: targets are found through entry "
             f"point group {ENTRY_POINT_GROUP!r}; use get_target() or target_kinds().",
-            DeprecationWarning, stacklevel=2,
+            DeprecationWarning,
+            stacklevel=2,
         )
         return {"local": LocalTarget, "docker": DockerTarget}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -54,8 +54,12 @@ def http_post_json(
     host, port = address.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
     try:
-        conn.request("POST", path, body=json.dumps(doc),
-                     headers={"Content-Type": "application/json", **(headers or {})})
+        conn.request(
+            "POST",
+            path,
+            body=json.dumps(doc),
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
         resp = conn.getresponse()
         raw = resp.read()
         try:
@@ -199,8 +203,9 @@ class Target(SlotRunner):
             slot = slots.get(color)
             if slot is None or not slot.running:
                 continue
-            for name, address in zip(server_names(color, self.endpoint.replicas), slot.addresses,
-                                     strict=False):
+            for name, address in zip(
+                server_names(color, self.endpoint.replicas), slot.addresses, strict=False
+            ):
                 host, port = address.rsplit(":", 1)
                 servers[name] = (host, int(port))
         weights = {c: (100 if c == live else 0) for c in COLORS}

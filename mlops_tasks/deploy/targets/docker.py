@@ -162,8 +162,13 @@ class DockerTarget(Target):
     def _labels(self, **extra: str) -> dict[str, str]:
         from mlops_tasks.containerize import MANAGED_LABEL
 
-        return {**self.options.labels, MANAGED_LABEL: "true", ENDPOINT_LABEL: self.endpoint.name,
-                STATE_LABEL: self.state_key, **extra}
+        return {
+            **self.options.labels,
+            MANAGED_LABEL: "true",
+            ENDPOINT_LABEL: self.endpoint.name,
+            STATE_LABEL: self.state_key,
+            **extra,
+        }
 
     def _filters(self, **extra: str) -> dict[str, Any]:
         want = {ENDPOINT_LABEL: self.endpoint.name, STATE_LABEL: self.state_key, **extra}
@@ -193,8 +198,9 @@ class DockerTarget(Target):
 
     def _ensure_network(self) -> Any:
         with engine_errors(f"create network {self.network_name}"):
-            found = [n for n in self.client.networks.list(names=[self.network_name])
-                     if n.name == self.network_name]
+            found = [
+                n for n in self.client.networks.list(names=[self.network_name]) if n.name == self.network_name
+            ]
             if found:
                 return found[0]
             return self.client.networks.create(
@@ -223,8 +229,11 @@ class DockerTarget(Target):
         """
         from mlops_tasks.containerize import ImageSpec
 
-        spec_args: dict[str, Any] = {"labels": dict(self.options.labels), "pull_base": self.options.pull,
-                                     "repository": self.options.repository}
+        spec_args: dict[str, Any] = {
+            "labels": dict(self.options.labels),
+            "pull_base": self.options.pull,
+            "repository": self.options.repository,
+        }
         if self.options.base_image:
             spec_args["base_image"] = self.options.base_image
         return ImageSpec(**spec_args)
@@ -255,8 +264,13 @@ class DockerTarget(Target):
                 image_id = None
         if image_id is None:
             with engine_errors(f"build the image of {model_name} v{version}"):
-                ref = build_model_image(model_name, version, spec=self.image_spec(), engine=self.client,
-                                        mlflow_config=mlflow_config)
+                ref = build_model_image(
+                    model_name,
+                    version,
+                    spec=self.image_spec(),
+                    engine=self.client,
+                    mlflow_config=mlflow_config,
+                )
             image_id = ref.image_id
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(image_id, encoding="utf-8")
@@ -301,10 +315,13 @@ class DockerTarget(Target):
                 self.client.containers.run(
                     handle,
                     command=[*SLOT_COMMAND, "--graceful-timeout", "10"],
-                    name=name, detach=True, network=network.name,
+                    name=name,
+                    detach=True,
+                    network=network.name,
                     labels=self._labels(**{ROLE_LABEL: "slot", SLOT_LABEL: color, REPLICA_LABEL: str(i)}),
                     environment={
-                        "MLOPS_MODEL_NAME": model_name, "MLOPS_MODEL_VERSION": str(version),
+                        "MLOPS_MODEL_NAME": model_name,
+                        "MLOPS_MODEL_VERSION": str(version),
                         "MLOPS_SERVE_INSTANCE": f"{self.endpoint.name}-{color}-{i}",
                         "MLOPS_PREDICTION_LOG_FLUSH_S": "0.5",
                         **self.options.slot_env,
@@ -333,7 +350,9 @@ class DockerTarget(Target):
         policy = (attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
         count = int(attrs.get("RestartCount") or 0)
         return {
-            "id": container.id, "status": container.status, "restart_count": count,
+            "id": container.id,
+            "status": container.status,
+            "restart_count": count,
             "exit_code": (attrs.get("State") or {}).get("ExitCode"),
             "supervised": policy.get("Name") in ("on-failure", "always", "unless-stopped"),
             "exhausted": policy.get("Name") == "on-failure"
@@ -342,9 +361,14 @@ class DockerTarget(Target):
 
     def slot_container_states(self, color: Color) -> list[dict[str, Any]]:
         """Status, restart count, policy and address of each container of the slot (the watchdog's view)."""
-        return [{**self._supervision_view(c), "replica": int(c.labels.get(REPLICA_LABEL, "0")),
-                 "address": self._address(c) if c.status == "running" else None}
-                for c in self._slot_containers(color)]
+        return [
+            {
+                **self._supervision_view(c),
+                "replica": int(c.labels.get(REPLICA_LABEL, "0")),
+                "address": self._address(c) if c.status == "running" else None,
+            }
+            for c in self._slot_containers(color)
+        ]
 
     def router_container_state(self) -> dict[str, Any] | None:
         """Status and restart count of the router container (``None`` when there is none)."""
@@ -392,9 +416,15 @@ class DockerTarget(Target):
         )
         weight, rstate = self.router_view(color)
         return SlotStatus(
-            color=color, version=version, model_name=name, addresses=addresses,
-            containers=[c.id for c in containers], running=len(alive), healthy=healthy,
-            weight=weight, router_state=rstate,
+            color=color,
+            version=version,
+            model_name=name,
+            addresses=addresses,
+            containers=[c.id for c in containers],
+            running=len(alive),
+            healthy=healthy,
+            weight=weight,
+            router_state=rstate,
         )
 
     def stop_slot(self, color: Color, grace_s: float = 10.0) -> None:
@@ -437,15 +467,23 @@ class DockerTarget(Target):
             container = self._router_container()
         except DeploymentError:
             return False
-        return (container is not None and container.status == "running" and self.socket_path.exists()
-                and self.router.alive())
+        return (
+            container is not None
+            and container.status == "running"
+            and self.socket_path.exists()
+            and self.router.alive()
+        )
 
     def _run_router_image(self, args: list[str], what: str) -> tuple[int, str]:
         """Run the router image once with ``args`` (router folder mounted); exit code and output."""
         with engine_errors(what, RouterError):
             container = self.client.containers.run(
-                self._router_image(), entrypoint=["haproxy"], command=args, detach=True,
-                user=f"{os.getuid()}:{os.getgid()}", network_mode="none",
+                self._router_image(),
+                entrypoint=["haproxy"],
+                command=args,
+                detach=True,
+                user=f"{os.getuid()}:{os.getgid()}",
+                network_mode="none",
                 volumes={str(self.router_dir): {"bind": ROUTER_MOUNT, "mode": "rw"}},
                 labels=self._labels(**{ROLE_LABEL: "check"}),
             )
@@ -510,12 +548,24 @@ class DockerTarget(Target):
 
     def _render(self, slots: dict[Color, SlotStatus], live: Color | None) -> str:
         servers, weights, idle = self.initial_servers(slots, live)
-        return with_server_state(render_config(RouterConfig(
-            bind_host="0.0.0.0", port=ROUTER_LIVE_PORT, preview_port=ROUTER_PREVIEW_PORT,
-            admin_socket=f"{ROUTER_MOUNT}/admin.sock", lua_path=f"{ROUTER_MOUNT}/mirror.lua",
-            pidfile=None, replicas=self.endpoint.replicas, servers=servers, weights=weights,
-            preview_color=idle, idle_close_on_response=self.router_version() >= (2, 7),
-        )), f"{ROUTER_MOUNT}/{self.state_path.name}")
+        return with_server_state(
+            render_config(
+                RouterConfig(
+                    bind_host="0.0.0.0",
+                    port=ROUTER_LIVE_PORT,
+                    preview_port=ROUTER_PREVIEW_PORT,
+                    admin_socket=f"{ROUTER_MOUNT}/admin.sock",
+                    lua_path=f"{ROUTER_MOUNT}/mirror.lua",
+                    pidfile=None,
+                    replicas=self.endpoint.replicas,
+                    servers=servers,
+                    weights=weights,
+                    preview_color=idle,
+                    idle_close_on_response=self.router_version() >= (2, 7),
+                )
+            ),
+            f"{ROUTER_MOUNT}/{self.state_path.name}",
+        )
 
     def render(self, slots: dict[Color, SlotStatus], live: Color | None) -> str:
         """The router's configuration file for ``slots`` with ``live`` at 100 % (signature first).
@@ -574,8 +624,10 @@ class DockerTarget(Target):
             # it is created, so the router is replaced (clients see a short interruption).
             self._check_ports_free(first[0] if first else "")
             self.write_checked(text)
-            logger.warning("Endpoint %s: ports or router image changed; replacing the router container",
-                           self.endpoint.name)
+            logger.warning(
+                "Endpoint %s: ports or router image changed; replacing the router container",
+                self.endpoint.name,
+            )
             self._remove_router()
             self.state_path.unlink(missing_ok=True)
             return self._start_router()
@@ -600,14 +652,19 @@ class DockerTarget(Target):
         try:
             with engine_errors(f"start router container {name}", RouterError):
                 container = self.client.containers.create(
-                    image, entrypoint=["haproxy"],
+                    image,
+                    entrypoint=["haproxy"],
                     command=["-W", "-db", "-f", f"{ROUTER_MOUNT}/haproxy.cfg"],
-                    name=name, network=network.name, user=f"{os.getuid()}:{os.getgid()}",
+                    name=name,
+                    network=network.name,
+                    user=f"{os.getuid()}:{os.getgid()}",
                     labels=self._labels(**{ROLE_LABEL: "router"}),
                     volumes={str(self.router_dir): {"bind": ROUTER_MOUNT, "mode": "rw"}},
                     restart_policy=self._restart_policy(),
-                    ports={f"{ROUTER_LIVE_PORT}/tcp": (host, self.endpoint.port),
-                           f"{ROUTER_PREVIEW_PORT}/tcp": (host, self.endpoint.preview)},
+                    ports={
+                        f"{ROUTER_LIVE_PORT}/tcp": (host, self.endpoint.port),
+                        f"{ROUTER_PREVIEW_PORT}/tcp": (host, self.endpoint.preview),
+                    },
                 )
                 try:
                     container.start()
@@ -684,4 +741,3 @@ class DockerTarget(Target):
         self.socket_path.unlink(missing_ok=True)
         if not self._containers(**{ROLE_LABEL: "slot"}):
             self._remove_network_if_unused()
-

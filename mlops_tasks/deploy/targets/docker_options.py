@@ -73,16 +73,16 @@ class DockerTargetOptions(BaseModel):
     )
     engine_url: str | None = Field(None, description="Docker engine URL [DOCKER_HOST].")
     labels: dict[str, str] = Field(
-        default_factory=dict, description="Extra labels on containers, network and images "
-        "[MLOPS_DOCKER_LABELS=k=v,k2=v2]."
+        default_factory=dict,
+        description="Extra labels on containers, network and images [MLOPS_DOCKER_LABELS=k=v,k2=v2].",
     )
     allow_unverified: bool = Field(
         False,
         description="Run images that did not pass verify_model_image [MLOPS_DOCKER_ALLOW_UNVERIFIED=1].",
     )
     slot_env: dict[str, str] = Field(
-        default_factory=dict, description="Extra environment of the model-server containers "
-        "[MLOPS_DOCKER_SLOT_ENV=K=v,K2=v2]."
+        default_factory=dict,
+        description="Extra environment of the model-server containers [MLOPS_DOCKER_SLOT_ENV=K=v,K2=v2].",
     )
     pull: bool = Field(True, description="Pull a missing router image (needs a registry).")
 
@@ -90,8 +90,9 @@ class DockerTargetOptions(BaseModel):
         None, description="Repository of the model images; default mlops-tasks/<model name>."
     )
     pinned: list[str] = Field(
-        default_factory=list, description="Fields set by a Deploy Target block: the environment does not "
-        "override them (argument > block > environment > default)."
+        default_factory=list,
+        description="Fields set by a Deploy Target block: the environment does not "
+        "override them (argument > block > environment > default).",
     )
 
     @classmethod
@@ -106,8 +107,11 @@ class DockerTargetOptions(BaseModel):
             "engine_url": env.get("DOCKER_HOST"),
             "labels": env_pairs("MLOPS_DOCKER_LABELS") if env.get("MLOPS_DOCKER_LABELS") else None,
             "slot_env": env_pairs("MLOPS_DOCKER_SLOT_ENV") if env.get("MLOPS_DOCKER_SLOT_ENV") else None,
-            "allow_unverified": (env["MLOPS_DOCKER_ALLOW_UNVERIFIED"].lower() in ("1", "true", "yes")
-                                 if env.get("MLOPS_DOCKER_ALLOW_UNVERIFIED") else None),
+            "allow_unverified": (
+                env["MLOPS_DOCKER_ALLOW_UNVERIFIED"].lower() in ("1", "true", "yes")
+                if env.get("MLOPS_DOCKER_ALLOW_UNVERIFIED")
+                else None
+            ),
         }
         doc.update({k: v for k, v in values.items() if v is not None and k not in pinned})
         return cls.model_validate(doc)
@@ -134,8 +138,12 @@ def engine_errors(what: str, error: type[DeploymentError] = SlotStartError) -> I
         yield
     except DeploymentError:
         raise
-    except (docker.errors.DockerException, requests.RequestException, ConnectionError,
-            DockerUnavailableError) as exc:
+    except (
+        docker.errors.DockerException,
+        requests.RequestException,
+        ConnectionError,
+        DockerUnavailableError,
+    ) as exc:
         detail = getattr(exc, "explanation", None) or str(exc)
         raise error(
             f"The Docker engine failed to {what}: {detail}. Check that the engine runs (docker info), "

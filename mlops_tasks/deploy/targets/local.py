@@ -135,8 +135,12 @@ class LocalTarget(Target):
             return marker.read_text().strip()
         resolved, _ = connect(mlflow_config)  # records the credentials for the auth provider
         try:
-            local = download_model(f"models:/{model_name}/{version}", root / "download",
-                                   tracking_uri=resolved.tracking_uri, registry_uri=resolved.registry_uri)
+            local = download_model(
+                f"models:/{model_name}/{version}",
+                root / "download",
+                tracking_uri=resolved.tracking_uri,
+                registry_uri=resolved.registry_uri,
+            )
         except ModelLoadError as exc:
             raise SlotStartError(f"Cannot fetch {model_name!r} version {version}: {exc}") from exc
         marker.write_text(str(local), encoding="utf-8")
@@ -148,8 +152,13 @@ class LocalTarget(Target):
         """Start one model server in its own session; return its pid once it has exec'd."""
         with open(self._log(log_name), "ab") as log:
             proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, **env}, start_new_session=True, cwd=self.folder,
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env},
+                start_new_session=True,
+                cwd=self.folder,
             )
         # Until the child has exec'd, /proc shows the parent's command line; wait for it
         # so the slot's pids are recognised as model servers from now on.
@@ -170,19 +179,39 @@ class LocalTarget(Target):
             for i in range(1, self.endpoint.replicas + 1):
                 port = pick_port()
                 args = [
-                    sys.executable, "-m", "mlops_tasks.serving.cli",
-                    "--model-uri", handle, "--host", "127.0.0.1", "--port", str(port),
-                    "--instance-name", f"{self.endpoint.name}-{color}-{i}",
-                    "--log-sink", str(self.folder / "prediction-log"),
-                    "--log-flush-interval", "0.5", "--graceful-timeout", "10",
+                    sys.executable,
+                    "-m",
+                    "mlops_tasks.serving.cli",
+                    "--model-uri",
+                    handle,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--instance-name",
+                    f"{self.endpoint.name}-{color}-{i}",
+                    "--log-sink",
+                    str(self.folder / "prediction-log"),
+                    "--log-flush-interval",
+                    "0.5",
+                    "--graceful-timeout",
+                    "10",
                 ]
                 pids.append(self._spawn_server(args, env, f"{color}-{i}.log"))
                 ports.append(port)
                 argvs.append(args)
             # New slots start unsupervised: a candidate that dies must be seen dying.
-            doc = {"model_name": model_name, "version": version, "pids": pids, "ports": ports,
-                   "handle": handle, "started": time.time(), "argv": argvs, "env": env,
-                   "supervised": False}
+            doc = {
+                "model_name": model_name,
+                "version": version,
+                "pids": pids,
+                "ports": ports,
+                "handle": handle,
+                "started": time.time(),
+                "argv": argvs,
+                "env": env,
+                "supervised": False,
+            }
             write_json_atomic(self._slot_file(color), doc)
         return self.slot_status(color)
 
@@ -226,17 +255,23 @@ class LocalTarget(Target):
         if doc is None:
             return SlotStatus(color=color)
         alive = [
-            (pid, port) for pid, port in zip(doc["pids"], doc["ports"], strict=True)
+            (pid, port)
+            for pid, port in zip(doc["pids"], doc["ports"], strict=True)
             if pid_alive(pid) and "mlops_tasks.serving" in cmdline(pid)
         ]
         addresses = [f"127.0.0.1:{port}" for _, port in alive]
         name, version, healthy = self.probe_servers(addresses, bool(alive) and len(alive) == len(doc["pids"]))
         weight, rstate = self.router_view(color)
         return SlotStatus(
-            color=color, version=version, model_name=name,
+            color=color,
+            version=version,
+            model_name=name,
             addresses=[f"127.0.0.1:{p}" for p in doc["ports"]],
-            pids=[p for p, _ in alive], running=len(alive), healthy=healthy,
-            weight=weight, router_state=rstate,
+            pids=[p for p, _ in alive],
+            running=len(alive),
+            healthy=healthy,
+            weight=weight,
+            router_state=rstate,
         )
 
     def stop_slot(self, color: Color, grace_s: float = 10.0) -> None:
@@ -270,13 +305,24 @@ class LocalTarget(Target):
 
     def _render(self, slots: dict[Color, SlotStatus], live: Color | None) -> str:
         servers, weights, idle = self.initial_servers(slots, live)
-        return with_server_state(render_config(RouterConfig(
-            bind_host=self.endpoint.host, port=self.endpoint.port, preview_port=self.endpoint.preview,
-            admin_socket=str(self.socket_path), lua_path=str(self.folder / "mirror.lua"),
-            pidfile=str(self.pid_path), replicas=self.endpoint.replicas, servers=servers,
-            weights=weights, preview_color=idle,
-            idle_close_on_response=haproxy_version() >= (2, 7),
-        )), str(self.state_path))
+        return with_server_state(
+            render_config(
+                RouterConfig(
+                    bind_host=self.endpoint.host,
+                    port=self.endpoint.port,
+                    preview_port=self.endpoint.preview,
+                    admin_socket=str(self.socket_path),
+                    lua_path=str(self.folder / "mirror.lua"),
+                    pidfile=str(self.pid_path),
+                    replicas=self.endpoint.replicas,
+                    servers=servers,
+                    weights=weights,
+                    preview_color=idle,
+                    idle_close_on_response=haproxy_version() >= (2, 7),
+                )
+            ),
+            str(self.state_path),
+        )
 
     def _signature(self) -> str:
         spec = self.endpoint
@@ -328,8 +374,11 @@ class LocalTarget(Target):
         with open(log, "ab") as fh:
             proc = subprocess.Popen(
                 [haproxy_binary(), "-W", "-f", str(self.cfg_path)],
-                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.folder,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.folder,
             )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
