@@ -71,14 +71,13 @@ test: install check
 	bash scripts/ensure-system.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## make check: ruff lint (incl. Google-style docstrings on the public API), ruff format check
+## make check: ruff lint (incl. Google-style docstrings on the public API), ruff format check,
+## the import-layer contracts (import-linter)
 CHECK_PATHS := mlops_tasks flows deployments tests bench
 check: install
 	$(VENV)/bin/ruff check $(CHECK_PATHS)
 	$(VENV)/bin/ruff format --check $(CHECK_PATHS)
-#	Import-layer contracts: enable once mlops_tasks.deploy keeps them (today cores-without-prefect
-#	and no-cycles fail on deploy.watchdog -> prefect and deploy.targets <-> deploy.watchdog).
-#	$(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports
 
 docs: install
 	$(VENV)/bin/mkdocs build --strict --site-dir site

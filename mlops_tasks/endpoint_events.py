@@ -41,9 +41,12 @@ def emit_prefect_endpoint_event(doc: dict[str, Any]) -> None:
     endpoint, what, gave_up = doc["endpoint"], doc["what"], doc["gave_up"]
     emit_event(
         event=doc["event"],
-        resource={"prefect.resource.id": f"mlops.endpoint.{endpoint}",
-                  "prefect.resource.name": endpoint, "mlops.endpoint.what": what,
-                  "mlops.endpoint.gave-up": str(gave_up).lower()},
+        resource={
+            "prefect.resource.id": f"mlops.endpoint.{endpoint}",
+            "prefect.resource.name": endpoint,
+            "mlops.endpoint.what": what,
+            "mlops.endpoint.gave-up": str(gave_up).lower(),
+        },
         payload={k: doc[k] for k in ("endpoint", "what", "reason", "restarts", "gave_up")},
     )
 
@@ -56,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         main(["--endpoint", "churn"])  # blocks; the target starts it detached
         ```
     """
-    return watchdog.main(argv, emitter=emit_prefect_endpoint_event,
-                         prog="python -m mlops_tasks.endpoint_events")
+    return watchdog.main(
+        argv, emitter=emit_prefect_endpoint_event, prog="python -m mlops_tasks.endpoint_events"
+    )
 
 
 if __name__ == "__main__":

@@ -63,12 +63,15 @@ class SupervisionPolicy(BaseModel):
 
     interval_s: float = Field(0.5, gt=0, description="Check period [MLOPS_WATCHDOG_INTERVAL_S].")
     backoff_s: float = Field(
-        0.5, ge=0,
+        0.5,
+        ge=0,
         description="Wait before the first restart, doubled per restart [MLOPS_WATCHDOG_BACKOFF_S].",
     )
     max_restarts: int = Field(
-        5, ge=1, description="Restarts within window_s before giving up; also Docker's "
-        "MaximumRetryCount [MLOPS_WATCHDOG_MAX_RESTARTS]."
+        5,
+        ge=1,
+        description="Restarts within window_s before giving up; also Docker's "
+        "MaximumRetryCount [MLOPS_WATCHDOG_MAX_RESTARTS].",
     )
     window_s: float = Field(300.0, gt=0, description="Window of max_restarts [MLOPS_WATCHDOG_WINDOW_S].")
 
@@ -83,7 +86,7 @@ class SupervisionPolicy(BaseModel):
 
     def delay(self, restarts: int) -> float:
         """Back-off before restart number ``restarts + 1`` (0.5, 1, 2, 4 ... s by default)."""
-        return self.backoff_s * (2 ** restarts)
+        return self.backoff_s * (2**restarts)
 
 
 #: Called with each event document (e.g. to send it to Prefect).
@@ -94,8 +97,14 @@ EndpointEventEmitter = Callable[[dict[str, Any]], None]
 
 
 def emit_endpoint_event(
-    folder: Path, event: str, endpoint: str, what: str, reason: str, restarts: int = 0,
-    gave_up: bool = False, emitter: EndpointEventEmitter | None = None,
+    folder: Path,
+    event: str,
+    endpoint: str,
+    what: str,
+    reason: str,
+    restarts: int = 0,
+    gave_up: bool = False,
+    emitter: EndpointEventEmitter | None = None,
 ) -> dict[str, Any]:
     """Record one supervision event: ``events.jsonl``, the log, and ``emitter`` when given.
 
@@ -113,13 +122,28 @@ def emit_endpoint_event(
                             "process 4242 exited")
         ```
     """
-    doc = {"event": event, "time": datetime.now(UTC).isoformat(), "endpoint": endpoint,
-           "what": what, "reason": reason, "restarts": restarts, "gave_up": gave_up}
+    doc = {
+        "event": event,
+        "time": datetime.now(UTC).isoformat(),
+        "endpoint": endpoint,
+        "what": what,
+        "reason": reason,
+        "restarts": restarts,
+        "gave_up": gave_up,
+    }
     with open(folder / EVENTS_FILE, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(doc) + "\n")
     level = logging.WARNING if event == UNHEALTHY else logging.INFO
-    logger.log(level, "%s endpoint=%s what=%s reason=%s restarts=%d gave_up=%s",
-               event, endpoint, what, reason, restarts, gave_up)
+    logger.log(
+        level,
+        "%s endpoint=%s what=%s reason=%s restarts=%d gave_up=%s",
+        event,
+        endpoint,
+        what,
+        reason,
+        restarts,
+        gave_up,
+    )
     if emitter is not None:
         try:
             emitter(doc)
@@ -166,16 +190,17 @@ def start_watchdog(folder: Path, kind: str, spec: EndpointSpec) -> int:
         ```
     """
     stop_watchdog(folder)
-    (folder / CONFIG_FILE).write_text(
-        json.dumps({"kind": kind, "spec": spec.model_dump()}), encoding="utf-8"
-    )
+    (folder / CONFIG_FILE).write_text(json.dumps({"kind": kind, "spec": spec.model_dump()}), encoding="utf-8")
     log = folder / "logs" / "watchdog.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", WATCHDOG_MODULE, "--endpoint", spec.name],
-            stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=folder,
         )
     (folder / PID_FILE).write_text(str(proc.pid), encoding="utf-8")
     return proc.pid

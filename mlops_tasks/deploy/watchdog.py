@@ -89,8 +89,9 @@ class Watchdog:
         ```
     """
 
-    def __init__(self, name: str, policy: SupervisionPolicy | None = None,
-                 emitter: EndpointEventEmitter | None = None) -> None:
+    def __init__(
+        self, name: str, policy: SupervisionPolicy | None = None, emitter: EndpointEventEmitter | None = None
+    ) -> None:
         from mlops_tasks.deploy.targets import get_target
 
         self.folder = endpoint_dir(name)
@@ -108,8 +109,16 @@ class Watchdog:
         return state
 
     def _event(self, event: str, what: str, reason: str, state: _Watch) -> None:
-        emit_endpoint_event(self.folder, event, self.name, what, reason, len(state.restarts), state.gave_up,
-                            emitter=self.emitter)
+        emit_endpoint_event(
+            self.folder,
+            event,
+            self.name,
+            what,
+            reason,
+            len(state.restarts),
+            state.gave_up,
+            emitter=self.emitter,
+        )
 
     def run(self) -> None:
         """Check every ``interval_s`` until the pid file names another process."""
@@ -291,8 +300,11 @@ def _http_ok(address: str) -> bool:
     return http_get(address, "/health", timeout_s=1.0)[0] == 200
 
 
-def main(argv: list[str] | None = None, emitter: EndpointEventEmitter | None = None,
-         prog: str = "python -m mlops_tasks.deploy.watchdog") -> int:
+def main(
+    argv: list[str] | None = None,
+    emitter: EndpointEventEmitter | None = None,
+    prog: str = "python -m mlops_tasks.deploy.watchdog",
+) -> int:
     """``python -m mlops_tasks.deploy.watchdog --endpoint NAME``: run until stopped.
 
     Without ``emitter`` (as ``python -m mlops_tasks.deploy.watchdog``) events go to
