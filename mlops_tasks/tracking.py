@@ -223,8 +223,18 @@ def ensure_experiment(client: MlflowClient, config: ResolvedMlflowConfig) -> str
                 "(mlflow experiments restore) or choose another experiment_name."
             )
         return experiment.experiment_id
+    from mlflow.exceptions import MlflowException
+
     logger.info("Creating MLflow experiment %s", config.experiment_name)
-    return client.create_experiment(config.experiment_name, artifact_location=config.artifact_location)
+    try:
+        return client.create_experiment(config.experiment_name, artifact_location=config.artifact_location)
+    except MlflowException:
+        # Two tasks (threads or processes) may create it at the same moment: the loser reads
+        # the winner's experiment; any other failure is raised as it was.
+        experiment = client.get_experiment_by_name(config.experiment_name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def log_sklearn_model(

@@ -18,7 +18,7 @@ from test_serving import Server, call, split_body
 
 from flows.monitoring import DriftCheckParams, drift_check
 from flows.training import TrainingPipelineParams, training_pipeline
-from mlops_tasks.blocks import MlflowServer, resolve_mlflow_block
+from mlops_tasks.blocks import MlflowServer, resolve_mlflow_block, resolve_s3_block
 from mlops_tasks.data import DatasetSpec, write_dataset
 from mlops_tasks.demo import make_churn_data
 from mlops_tasks.errors import ServiceUnavailableError, StorageError
@@ -77,7 +77,9 @@ def remote(s3_server, tmp_path_factory, prefect_harness):
 def trained(remote, tmp_path_factory):
     """The training pipeline on data read from s3://, tracked by the remote server; champion on pass."""
     uri = write_dataset(
-        make_churn_data(1500, seed=5), f"s3://{remote['data']}/churn/2026-11.parquet", s3=remote["s3"]
+        make_churn_data(1500, seed=5),
+        f"s3://{remote['data']}/churn/2026-11.parquet",
+        s3=resolve_s3_block(remote["s3"]),  # core I/O: the block is resolved here, as the tasks do
     )
     model_name = f"remote-{uuid.uuid4().hex[:6]}"
     suite = tmp_path_factory.mktemp("suite") / "suite.json"
