@@ -268,8 +268,7 @@ def stop_endpoint_flow(endpoint_name: str = "churn") -> bool:
     return tasks.stop_endpoint(endpoint_name)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: deploy (default), ``--rollback``, ``--stop`` or ``--describe`` an endpoint."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -284,7 +283,56 @@ def main(argv: list[str] | None = None) -> int:
     action.add_argument("--rollback", action="store_true")
     action.add_argument("--stop", action="store_true")
     action.add_argument("--describe", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+#: A demo row for the printed curl command (the churn demo's features).
+_EXAMPLE = {
+    "dataframe_split": {
+        "columns": [
+            "age",
+            "tenure_months",
+            "monthly_charges",
+            "support_calls",
+            "data_usage_gb",
+            "num_products",
+            "plan",
+            "contract",
+            "payment_method",
+            "country",
+        ],
+        "data": [[42, 12, 70.5, 1, 3.2, 2, "basic", "month-to-month", "card", "US"]],
+    }
+}
+
+
+def _report(record: DeploymentRecord, endpoint: str) -> int:
+    """Print what serves now (read back, not taken from the record) and a curl example."""
+    from mlops_tasks.deploy import describe_deployment
+
+    info = describe_deployment(endpoint)
+    if info.live_version is None:
+        print(
+            f"{record.kind} {record.outcome} for {record.model_name} version {record.version}, but "
+            f"endpoint {endpoint!r} serves nothing now (router running: "
+            f"{info.router_running}); see --describe",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"{record.kind} {record.outcome}: {info.model_name} version {info.live_version} "
+        f"live in slot {info.live_color} at {info.url}"
+    )
+    print(
+        f"curl -s -X POST {info.url}/invocations -H 'Content-Type: application/json' "
+        f"-d '{json.dumps(_EXAMPLE)}'"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: deploy (default), ``--rollback``, ``--stop`` or ``--describe`` an endpoint."""
+    args = _parser().parse_args(argv)
     try:
         if args.stop:
             from mlops_tasks.deploy import stop_endpoint
@@ -314,43 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     except MLOpsError as exc:
         print(f"deployment failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    from mlops_tasks.deploy import describe_deployment
-
-    info = describe_deployment(args.endpoint)
-    if info.live_version is None:
-        print(
-            f"{record.kind} {record.outcome} for {record.model_name} version {record.version}, but "
-            f"endpoint {args.endpoint!r} serves nothing now (router running: "
-            f"{info.router_running}); see --describe",
-            file=sys.stderr,
-        )
-        return 1
-    print(
-        f"{record.kind} {record.outcome}: {info.model_name} version {info.live_version} "
-        f"live in slot {info.live_color} at {info.url}"
-    )
-    example = {
-        "dataframe_split": {
-            "columns": [
-                "age",
-                "tenure_months",
-                "monthly_charges",
-                "support_calls",
-                "data_usage_gb",
-                "num_products",
-                "plan",
-                "contract",
-                "payment_method",
-                "country",
-            ],
-            "data": [[42, 12, 70.5, 1, 3.2, 2, "basic", "month-to-month", "card", "US"]],
-        }
-    }
-    print(
-        f"curl -s -X POST {info.url}/invocations -H 'Content-Type: application/json' "
-        f"-d '{json.dumps(example)}'"
-    )
-    return 0
+    return _report(record, args.endpoint)
 
 
 if __name__ == "__main__":

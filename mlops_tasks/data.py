@@ -358,7 +358,3 @@ def split_dataset(
         labels = frame[target]
     train, holdout = train_test_split(frame, test_size=holdout_fraction, random_state=seed, stratify=labels)
     return train.reset_index(drop=True), holdout.reset_index(drop=True)
-
-
-#: Old private name, kept for modules that still import it; use :func:`split_s3_uri`.
-_split_s3_uri = split_s3_uri

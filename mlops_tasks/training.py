@@ -587,7 +587,3 @@ def _fit(pipeline: Any, spec: TrainingSpec, x: pd.DataFrame, y: pd.Series) -> tu
         raise TrainingError(
             f"Fitting {spec.estimator} failed: {exc}; check the params and the feature columns' types."
         ) from exc
-
-
-#: Old private name, kept for modules that still import it; use :func:`skops_trusted_types`.
-_skops_types = skops_trusted_types

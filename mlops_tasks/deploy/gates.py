@@ -26,7 +26,7 @@ from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.models import Color, GuardLimits
 from mlops_tasks.errors import CandidateUnhealthyError, GuardBreachError
 
-__all__ = ["PROBE_ID", "bake", "confirm_serving", "gate_candidate", "instance_names", "split_doc_first_row"]
+__all__ = ["PROBE_ID", "bake", "confirm_serving", "gate_candidate", "instance_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,17 +65,9 @@ def gate_candidate(target: DeployTarget, color: Color, addresses: list[str], bef
     """
     replicas = target.endpoint.replicas
     ev = read_evidence(target.runner, target.traffic, color, addresses)
-    problems = []
+    problems = ev.problems()
     if len(addresses) < replicas:
-        problems.append(f"only {len(addresses)} of {replicas} servers have an address")
-    if ev.unreachable:
-        problems.append(f"/metrics did not answer on {', '.join(ev.unreachable)}")
-    if ev.unhealthy:
-        problems.append(f"/health did not answer 200 on {', '.join(ev.unhealthy)}")
-    if ev.router_error:
-        problems.append(f"the router's view is unknown ({ev.router_error})")
-    if ev.router_down:
-        problems.append(f"the router does not see {', '.join(ev.router_down)} UP")
+        problems.insert(0, f"only {len(addresses)} of {replicas} servers have an address")
     if problems:
         raise CandidateUnhealthyError(
             f"Before {before}: candidate slot {color} of endpoint {target.endpoint.name!r} is not "
@@ -227,10 +219,3 @@ def confirm_serving(target: DeployTarget, color: Color, version: int, timeout_s:
                 f"candidate slot {color} (version {version}). {detail}".rstrip()
             )
     return need
-
-
-def split_doc_first_row(doc: dict[str, Any]) -> dict[str, Any]:
-    """The first row of a ``dataframe_split`` request body, as a request body."""
-    split = dict(doc["dataframe_split"])
-    split["data"] = split["data"][:1]
-    return {"dataframe_split": json.loads(json.dumps(split))}

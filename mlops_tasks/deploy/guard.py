@@ -182,6 +182,19 @@ class Evidence:
     routed: int = 0
     routed_total: int = 0
 
+    def problems(self) -> list[str]:
+        """What this reading shows wrong with the slot (empty: every server answered and is UP)."""
+        found = []
+        if self.unreachable:
+            found.append(f"/metrics did not answer on {', '.join(self.unreachable)}")
+        if self.unhealthy:
+            found.append(f"/health did not answer 200 on {', '.join(self.unhealthy)}")
+        if self.router_error:
+            found.append(f"the router's view is unknown ({self.router_error})")
+        if self.router_down:
+            found.append(f"the router does not see {', '.join(self.router_down)} UP")
+        return found
+
     @property
     def total(self) -> MetricsSnapshot:
         """The summed snapshot of the servers that answered."""
@@ -268,15 +281,7 @@ def judge_evidence(
         routed=routed,
         routed_total=routed_total,
     )
-    problems: list[str] = []
-    if now.unreachable:
-        problems.append(f"/metrics did not answer on {', '.join(now.unreachable)}")
-    if now.unhealthy:
-        problems.append(f"/health did not answer 200 on {', '.join(now.unhealthy)}")
-    if now.router_error:
-        problems.append(f"the router's view is unknown ({now.router_error})")
-    if now.router_down:
-        problems.append(f"HAProxy does not see {', '.join(now.router_down)} UP")
+    problems = now.problems()
     restarted = [
         a
         for a, snap in now.per_server.items()

@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlops-serve",
         description="Serve an MLflow scikit-learn model over HTTP (MLflow scoring protocol).",
     )
+    _add_server_arguments(p)
+    _add_log_arguments(p)
+    _add_runtime_arguments(p)
+    return p
+
+
+def _add_server_arguments(p: argparse.ArgumentParser) -> None:
+    """Model, address, identity and request-size flags."""
     p.add_argument(
         "--model-uri",
         default=_env("MLOPS_MODEL_URI"),
@@ -73,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         help="bodies larger than this get 413 [MLOPS_SERVE_MAX_BODY_BYTES, 10 MB]",
     )
+
+
+def _add_log_arguments(p: argparse.ArgumentParser) -> None:
+    """Prediction-log flags."""
     p.add_argument(
         "--log-sink",
         default=_env("MLOPS_PREDICTION_LOG"),
@@ -108,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("MLOPS_S3_ENDPOINT_URL"),
         help="S3 endpoint for an s3:// log sink [MLOPS_S3_ENDPOINT_URL]",
     )
+
+
+def _add_runtime_arguments(p: argparse.ArgumentParser) -> None:
+    """Batching, model cache, HTTP front end, shutdown and logging flags."""
     p.add_argument(
         "--max-batch-rows",
         type=int,
@@ -144,7 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("MLOPS_SERVE_LOG_LEVEL", "info"),
         help="server log level [MLOPS_SERVE_LOG_LEVEL, info]",
     )
-    return p
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
