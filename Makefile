@@ -72,12 +72,13 @@ test: install check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## make check: ruff lint (incl. Google-style docstrings on the public API), ruff format check,
-## the import-layer contracts (import-linter)
+## the import-layer contracts (import-linter), mypy (strict, on mlops_tasks; [tool.mypy])
 CHECK_PATHS := mlops_tasks flows deployments tests bench
 check: install
 	$(VENV)/bin/ruff check $(CHECK_PATHS)
 	$(VENV)/bin/ruff format --check $(CHECK_PATHS)
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 docs: install
 	$(VENV)/bin/mkdocs build --strict --site-dir site
@@ -93,4 +94,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) site .pytest_cache
+	rm -rf $(VENV) site .pytest_cache .mypy_cache

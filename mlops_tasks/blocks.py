@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Any, Literal, TypeVar
 
 from prefect.blocks.core import Block
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, HttpUrl, SecretStr
 
 from mlops_tasks.deploy.models import EndpointSpec
 from mlops_tasks.errors import BlockNotFoundError, ServiceUnavailableError
@@ -53,9 +53,11 @@ __all__ = [
 _BlockT = TypeVar("_BlockT", bound=Block)
 
 #: Square PNG logos the Prefect UI shows in the block catalog.
-_MLFLOW_LOGO = "https://github.com/mlflow.png?size=200"
-_HAPROXY_LOGO = "https://github.com/haproxy.png?size=200"
-_DOCS = "https://mlflow.org/docs/latest/self-hosting/"
+# HttpUrl, as Prefect types these class variables (its own blocks build them the same way).
+_MLFLOW_LOGO = HttpUrl("https://github.com/mlflow.png?size=200")
+_HAPROXY_LOGO = HttpUrl("https://github.com/haproxy.png?size=200")
+_DOCS = HttpUrl("https://mlflow.org/docs/latest/self-hosting/")
+_HAPROXY_DOCS = HttpUrl("https://docs.haproxy.org/2.6/management.html")
 
 
 def load_block(block_type: type[_BlockT], name: str) -> _BlockT:
@@ -82,7 +84,7 @@ def load_block(block_type: type[_BlockT], name: str) -> _BlockT:
 
     slug = block_type.get_block_type_slug()
     try:
-        return block_type.load(name)  # type: ignore[return-value]
+        return block_type.load(name)  # type: ignore[return-value]  # async_dispatch: Self | coroutine
     except ValueError as exc:
         raise BlockNotFoundError(
             f"No {block_type.__name__} block named {name!r} ({slug}/{name}) on the Prefect API; "
@@ -124,8 +126,8 @@ class MlflowServer(Block):
 
     _block_type_name = "MLflow Server"
     _block_type_slug = "mlflow-server"
-    _logo_url = _MLFLOW_LOGO  # type: ignore[assignment]
-    _documentation_url = _DOCS  # type: ignore[assignment]
+    _logo_url = _MLFLOW_LOGO
+    _documentation_url = _DOCS
     _description = "An MLflow tracking server and model registry, with its credentials."
     _code_example = """
     ```python
@@ -203,8 +205,8 @@ class DeployTarget(Block):
 
     _block_type_name = "Deploy Target"
     _block_type_slug = "deploy-target"
-    _logo_url = _HAPROXY_LOGO  # type: ignore[assignment]
-    _documentation_url = "https://docs.haproxy.org/2.6/management.html"  # type: ignore[assignment]
+    _logo_url = _HAPROXY_LOGO
+    _documentation_url = _HAPROXY_DOCS
     _description = "Where a model endpoint's blue and green slots and its HAProxy router run."
     _code_example = """
     ```python

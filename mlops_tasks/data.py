@@ -12,7 +12,7 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -130,7 +130,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def s3_client(s3: S3Config | None = None):
+def s3_client(s3: S3Config | None = None) -> Any:
     """A boto3 S3 client built from ``s3`` (explicit fields, its block) or the environment.
 
     Raises:
@@ -185,7 +185,8 @@ def _read_bytes(uri: str, s3: S3Config | None) -> bytes:
         bucket, key = split_s3_uri(uri)
         client = s3_client(s3)
         try:
-            return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            data: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return data
         except Exception as exc:
             raise translate_s3_error(exc, uri, s3) from exc
     path = Path(uri).expanduser()

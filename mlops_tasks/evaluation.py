@@ -381,7 +381,8 @@ def evaluate_model(
         raise EvaluationError(
             f"Candidate {trained.model_uri} (run {trained.run_id}) could not score the holdout: {exc}"
         ) from exc
-    slice_metrics, slice_rows = ({}, {})
+    slice_metrics: dict[str, dict[str, float]] = {}
+    slice_rows: dict[str, int] = {}
     if segment_column:
         slice_metrics, slice_rows = _slices(
             trained.task, candidate, x, y, holdout[segment_column], segment_column

@@ -86,7 +86,11 @@ class LogNotification(NotificationBlock):
         record_notification(body, subject, level=self.level, path=self.path)
 
     @async_dispatch(anotify)
-    def notify(self, body: str, subject: str | None = None) -> None:  # type: ignore[override]
+    def notify(  # type: ignore[override]  # as Prefect's own blocks: sync here, a coroutine if awaited
+        self,
+        body: str,
+        subject: str | None = None,
+    ) -> None:
         """Log the notification."""
         record_notification(body, subject, level=self.level, path=self.path)
 

@@ -211,10 +211,10 @@ def claim_retrain(
         period = timedelta(minutes=cooldown_minutes)
         # The same claimant asking again (a retried task or flow run) keeps its claim.
         if cooldown_minutes > 0 and last is not None and moment < last + period and by != claimant:
-            until = last + period
+            blocked_until = last + period
             reason = (
                 f"cool-down: {model_name} was last retrained at {last.isoformat(timespec='seconds')}"
-                f" (by {by or 'unknown'}); no retrain until {until.isoformat(timespec='seconds')}"
+                f" (by {by or 'unknown'}); no retrain until {blocked_until.isoformat(timespec='seconds')}"
                 f" (cooldown_minutes={cooldown_minutes:g})"
             )
             logger.info("Skipping retrain of %s: %s", model_name, reason)
@@ -224,7 +224,7 @@ def claim_retrain(
                 last_started_at=last,
                 last_claimed_by=by,
                 cooldown_minutes=cooldown_minutes,
-                next_allowed_at=until,
+                next_allowed_at=blocked_until,
                 reason=reason,
             )
         client.set_registered_model_tag(model_name, TAG_RETRAIN_STARTED_AT, moment.isoformat())

@@ -140,7 +140,8 @@ def artifact_location(client: MlflowClient, model_uri: str) -> str:
     for _ in range(3):  # a version's location may itself be a logged model's models:/ URI
         if uri.startswith("runs:/"):
             run_id, _, path = uri[len("runs:/") :].partition("/")
-            return client.get_run(run_id).info.artifact_uri.rstrip("/") + (f"/{path}" if path else "")
+            artifact_uri: str = client.get_run(run_id).info.artifact_uri
+            return artifact_uri.rstrip("/") + (f"/{path}" if path else "")
         if not uri.startswith("models:/"):
             return uri
         rest = uri[len("models:/") :].strip("/")

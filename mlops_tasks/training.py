@@ -457,10 +457,13 @@ def _run_tags(spec: TrainingSpec, data: DatasetInfo, segment_column: str | None,
     sha = git_sha()
     if sha:
         tags[TAG_GIT_SHA] = sha
-    return resolve_tags(tags)
+    resolved: dict[str, str] = resolve_tags(tags)
+    return resolved
 
 
-def _run_params(spec: TrainingSpec, best_params: dict, common: dict[str, Any], rows: int) -> dict[str, Any]:
+def _run_params(
+    spec: TrainingSpec, best_params: dict[str, Any], common: dict[str, Any], rows: int
+) -> dict[str, Any]:
     return {
         "estimator": spec.estimator,
         **{f"model.{k}": v for k, v in {**spec.params, **best_params}.items()},
@@ -477,10 +480,10 @@ def _log_training_data(
     client: Any, run_id: str, train: pd.DataFrame, spec: TrainingSpec, data: DatasetInfo
 ) -> None:
     """The training data as the run's dataset input (lineage) and as the drift reference."""
-    import mlflow.data
+    from mlflow.data.pandas_dataset import from_pandas
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    dataset = mlflow.data.from_pandas(
+    dataset = from_pandas(
         train, source=data.uri, targets=spec.target, name=data.name, digest=data.fingerprint[:32]
     )
     client.log_inputs(
@@ -562,7 +565,9 @@ def skops_trusted_types(model: Any) -> list[str]:
     return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
 
 
-def _fit(pipeline: Any, spec: TrainingSpec, x: pd.DataFrame, y: pd.Series) -> tuple[Any, dict, dict]:
+def _fit(
+    pipeline: Any, spec: TrainingSpec, x: pd.DataFrame, y: pd.Series
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 
     try:

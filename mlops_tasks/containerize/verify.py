@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def _http(url: str, body: bytes | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
@@ -63,7 +63,8 @@ def _http(url: str, body: bytes | None = None, timeout: float = 10.0) -> tuple[i
 
 def _container_logs(container: Any, lines: int = 30) -> str:
     try:
-        return container.logs(tail=lines).decode("utf-8", "replace")
+        text: str = container.logs(tail=lines).decode("utf-8", "replace")
+        return text
     except Exception:  # the container may be gone already
         return ""
 
@@ -339,4 +340,5 @@ def image_verified(
     """
     image_id = image.image_id if isinstance(image, ImageRef) else image
     mv = get_model_version(get_client(resolve_and_check(mlflow_config)), model_name, version)
-    return mv.tags.get(TAG_IMAGE_VERIFIED) == image_id
+    tags: dict[str, str] = mv.tags
+    return tags.get(TAG_IMAGE_VERIFIED) == image_id

@@ -199,10 +199,11 @@ def describe_deployment(endpoint_name: str = "default") -> EndpointDescription:
     spec, kind, model_name = saved
     tgt = resolve_target(kind, spec)
     slots, running = _slot_views(tgt)
-    live = None
-    if running:
-        weighted = [c for c in COLORS if slots[c].weight > 0 and slots[c].healthy]
-        live = max(weighted, key=lambda c: slots[c].weight) if weighted else None
+    live: Color | None = None
+    weighted = [c for c in COLORS if slots[c].weight > 0 and slots[c].healthy] if running else []
+    if weighted:
+        heaviest = max(weighted, key=lambda c: slots[c].weight)  # no Optional context for max
+        live = heaviest
     host = "127.0.0.1" if spec.host in ("0.0.0.0", "") else spec.host
     return EndpointDescription(
         endpoint=endpoint_name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlops_tasks.deploy import state
 from mlops_tasks.deploy.gates import gate_candidate
 from mlops_tasks.deploy.interfaces import DeployTarget
-from mlops_tasks.deploy.models import Color
+from mlops_tasks.deploy.models import Color, Outcome
 from mlops_tasks.deploy.registry_access import RegistryAccess
 from mlops_tasks.deploy.run import RolloutRun, as_rollout_error, router_call
 from mlops_tasks.errors import CandidateUnhealthyError, DeploymentError, MLOpsError
@@ -19,7 +19,7 @@ def abort_rollout(
     candidate: Color,
     run: RolloutRun,
     exc: BaseException,
-    outcome: str,
+    outcome: Outcome,
     finish: bool = True,
 ) -> None:
     """All traffic back to the live slot at once, the candidate out of the router and stopped.

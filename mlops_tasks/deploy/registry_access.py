@@ -10,12 +10,16 @@ from __future__ import annotations
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from mlops_tasks.errors import PromotionRefusedError, SmokeTestError
-from mlops_tasks.settings import MlflowConfig
+from mlops_tasks.settings import MlflowConfig, ResolvedMlflowConfig
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 __all__ = ["MlflowRegistryAccess", "RegistryAccess"]
 
@@ -66,7 +70,7 @@ class MlflowRegistryAccess(RegistryAccess):
     def __init__(self, mlflow_config: MlflowConfig | None = None) -> None:
         self.mlflow_config = mlflow_config
 
-    def _client(self):  # noqa: ANN202 - an MlflowClient
+    def _client(self) -> tuple[ResolvedMlflowConfig, MlflowClient]:
         from mlops_tasks.tracking import connect
 
         return connect(self.mlflow_config)

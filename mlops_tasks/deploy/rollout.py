@@ -40,7 +40,7 @@ import pandas as pd
 from mlops_tasks.deploy import state
 from mlops_tasks.deploy.gates import bake, confirm_serving, gate_candidate
 from mlops_tasks.deploy.interfaces import DeployTarget
-from mlops_tasks.deploy.models import Color, DeploymentRecord, EndpointSpec, RolloutSpec, other
+from mlops_tasks.deploy.models import Color, DeploymentRecord, EndpointSpec, Outcome, RolloutSpec, other
 from mlops_tasks.deploy.reconcile import reconcile
 from mlops_tasks.deploy.recovery import abort_rollout, retire_after_wait
 from mlops_tasks.deploy.registry_access import MlflowRegistryAccess, RegistryAccess
@@ -69,7 +69,8 @@ def resolve_target(target: str | DeployTarget, endpoint: EndpointSpec) -> Deploy
     if isinstance(target, str):
         from mlops_tasks.deploy.targets import get_target
 
-        return get_target(target, endpoint)
+        found: DeployTarget = get_target(target, endpoint)
+        return found
     return target
 
 
@@ -184,7 +185,7 @@ class _Rollout:
             model_name=model_name,
             version=version,
             strategy=spec.strategy,
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
         )
         run = self.run = RolloutRun(record, listener)
         run.event("started", f"{model_name} version {version}, {spec.strategy}, target {tgt.kind}")
@@ -212,7 +213,7 @@ class _Rollout:
     ) -> DeploymentRecord:
         """Start, smoke-test, shift, confirm, promote and retire; abort on any failure."""
         run, record, tgt = self.run, self.run.record, self.target
-        outcome = "rolled_back" if live else "failed"
+        outcome: Outcome = "rolled_back" if live else "failed"
         try:
             addresses, probe_doc = self.start_candidate(candidate, smoke_rows)
         except Exception as exc:

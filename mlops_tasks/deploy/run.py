@@ -8,7 +8,7 @@ from typing import Any
 
 from mlops_tasks.deploy import state
 from mlops_tasks.deploy.interfaces import DeployTarget
-from mlops_tasks.deploy.models import DeploymentRecord, now_iso
+from mlops_tasks.deploy.models import DeploymentRecord, Outcome, now_iso
 from mlops_tasks.errors import DeploymentError, MLOpsError, RouterError
 
 __all__ = ["Listener", "RolloutRun", "as_rollout_error", "router_call"]
@@ -41,9 +41,9 @@ class RolloutRun:
         if self.listener is not None:
             self.listener(self.record)
 
-    def finish(self, outcome: str, error: str | None = None) -> DeploymentRecord:
+    def finish(self, outcome: Outcome, error: str | None = None) -> DeploymentRecord:
         """Set the outcome (and error), stamp the end and save; the record."""
-        self.record.outcome = outcome  # type: ignore[assignment]
+        self.record.outcome = outcome
         self.record.error = error
         self.record.finished_at = now_iso()
         self.event(outcome, error or "")

@@ -24,8 +24,10 @@ def same_predictions(a: Any, b: Any, tol: float) -> np.ndarray:
     if a.shape != b.shape:
         return np.zeros(max(len(a), len(b)), dtype=bool)
     if np.issubdtype(a.dtype, np.number) and np.issubdtype(b.dtype, np.number):
-        return np.isclose(a.astype(float), b.astype(float), atol=tol, rtol=0, equal_nan=True)
-    return a.astype(str) == b.astype(str)
+        close: np.ndarray = np.isclose(a.astype(float), b.astype(float), atol=tol, rtol=0, equal_nan=True)
+        return close
+    equal: np.ndarray = a.astype(str) == b.astype(str)
+    return equal
 
 
 def prediction_log_agreement(sink: Path, endpoint: str, since: Any, candidate: Color) -> dict[str, float]:

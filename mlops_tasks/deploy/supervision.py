@@ -86,7 +86,8 @@ class SupervisionPolicy(BaseModel):
 
     def delay(self, restarts: int) -> float:
         """Back-off before restart number ``restarts + 1`` (0.5, 1, 2, 4 ... s by default)."""
-        return self.backoff_s * (2**restarts)
+        factor: int = 2**restarts
+        return self.backoff_s * factor
 
 
 #: Called with each event document (e.g. to send it to Prefect).

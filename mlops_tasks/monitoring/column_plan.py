@@ -188,7 +188,7 @@ def plan_columns(
             )
         test = test or _planned_test(reference[name], series, kind)
         threshold = settings.column_thresholds.get(name, default_threshold(test))
-        plans.append(ColumnPlan(name, kind, test, float(threshold), counts))  # type: ignore[arg-type]
+        plans.append(ColumnPlan(name, kind, test, float(threshold), counts))
     return plans, skipped
 
 

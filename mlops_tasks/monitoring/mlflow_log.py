@@ -59,7 +59,7 @@ def log_drift_run(
     client = get_client(resolved)
     experiment_id = ensure_experiment(client, resolved)
     run = client.create_run(experiment_id, tags=_run_tags(report), run_name=_run_name(report))
-    run_id = run.info.run_id
+    run_id: str = run.info.run_id
     try:
         client.log_batch(
             run_id,

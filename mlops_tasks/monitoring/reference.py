@@ -10,10 +10,13 @@ import numpy as np
 import pandas as pd
 
 from mlops_tasks.errors import ModelNotFoundError, ReferenceDataNotFoundError, RegistryError
+from mlops_tasks.metrics import TaskType
 from mlops_tasks.monitoring.models import PREDICTION_COLUMN, REFERENCE_ARTIFACT, ReferenceData
 from mlops_tasks.settings import MlflowConfig, ResolvedMlflowConfig
 
 __all__ = ["download_reference", "load_reference"]
+
+_TASK_TYPES: tuple[TaskType, ...] = ("classification", "regression")
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +95,7 @@ def load_reference(
         run_id=mv.run_id,
         model_uri=model_uri,
         target=target,
-        task=task if task in ("classification", "regression") else None,  # type: ignore[arg-type]
+        task=task if task in _TASK_TYPES else None,
         features=features,
         training_metrics={k: float(v) for k, v in run.data.metrics.items() if k.startswith("holdout_")},
         predictions=predictions,

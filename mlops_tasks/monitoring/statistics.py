@@ -291,8 +291,10 @@ def _numerical_statistic(
         and prof.counts is None
         and not (chosen == "jensenshannon" and prof.ref_distinct > 20)
     ):
-        ur, nr_ = _run_lengths(prof.ref_sorted)  # type: ignore[arg-type]
-        uc, nc_ = _run_lengths(prof.cur_sorted)  # type: ignore[arg-type]
+        ref_sorted, cur_sorted = prof.ref_sorted, prof.cur_sorted
+        assert ref_sorted is not None and cur_sorted is not None  # no counts: the sorted path ran
+        ur, nr_ = _run_lengths(ref_sorted)
+        uc, nc_ = _run_lengths(cur_sorted)
         prof.counts = _align(ur, nr_, uc, nc_)
     if chosen == "wasserstein":
         return chosen, _wasserstein_norm(prof)

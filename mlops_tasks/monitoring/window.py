@@ -88,7 +88,7 @@ def load_current(
     on_s3 = s3 is not None and sink.startswith("s3://")
     client_kwargs = s3.client_kwargs() if s3 is not None and on_s3 else None
     try:
-        frame = read_prediction_log(
+        frame: pd.DataFrame = read_prediction_log(
             sink, window.start, window.end, s3_endpoint_url=s3_endpoint_url, s3_client_kwargs=client_kwargs
         )
     except PredictionLogError as exc:

@@ -142,6 +142,12 @@ class _Call:
         self.headers = headers
         self.parsed: ParsedInput | None = None
 
+    @property
+    def parsed_input(self) -> ParsedInput:
+        """The parsed body; set before the call is answered or queued."""
+        assert self.parsed is not None
+        return self.parsed
+
 
 def _json(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -383,7 +389,7 @@ class ModelServerApp:
             "/invocations",
             200,
             time.perf_counter() - call.started,
-            call.parsed.n_rows,  # type: ignore[union-attr]
+            call.parsed_input.n_rows,
         )
         return True
 
@@ -528,7 +534,7 @@ class ModelServerApp:
             self._run_batch([call])
             return
         self._queue.append(call)
-        self._queued_rows += call.parsed.n_rows  # type: ignore[union-attr]
+        self._queued_rows += call.parsed_input.n_rows
         if self._queued_rows >= self.config.max_batch_rows:
             self._flush()
         elif not self._flush_scheduled:
@@ -541,8 +547,8 @@ class ModelServerApp:
         queue, self._queue, self._queued_rows = self._queue, [], 0
         if not queue:
             return
-        fast = [c for c in queue if c.parsed.matrix is not None]  # type: ignore[union-attr]
-        general = [c for c in queue if c.parsed.matrix is None]  # type: ignore[union-attr]
+        fast = [c for c in queue if c.parsed_input.matrix is not None]
+        general = [c for c in queue if c.parsed_input.matrix is None]
         for group in (fast, general):
             if group:
                 self._run_batch(group)
@@ -551,7 +557,7 @@ class ModelServerApp:
         predictor = self.predictor
         assert predictor is not None
         try:
-            merged = predictor.combine([c.parsed for c in group])  # type: ignore[misc]
+            merged = predictor.combine([c.parsed_input for c in group])
             predictions = predictor.predict(merged)
         except Exception as exc:
             if len(group) == 1:
@@ -566,7 +572,7 @@ class ModelServerApp:
         offset = 0
         answered = []
         for call in group:
-            end = offset + call.parsed.n_rows  # type: ignore[union-attr]
+            end = offset + call.parsed_input.n_rows
             answered.append(self._answer(call, predictions[offset:end]))
             offset = end
         if self.log_writer is None:
@@ -575,8 +581,8 @@ class ModelServerApp:
             keep = [c for c, ok in zip(group, answered, strict=True) if ok]
             if not keep:
                 return
-            merged = predictor.combine([c.parsed for c in keep])  # type: ignore[misc]
-            mask = np.repeat(answered, [c.parsed.n_rows for c in group])  # type: ignore[union-attr]
+            merged = predictor.combine([c.parsed_input for c in keep])
+            mask = np.repeat(answered, [c.parsed_input.n_rows for c in group])
             predictions = predictions[mask]
             group = keep
         # One log entry per batch: the writer repeats each id over its request's rows.
@@ -585,7 +591,7 @@ class ModelServerApp:
             [time.time()] * len(group),
             merged.matrix if merged.matrix is not None else merged.columns,
             predictions,
-            row_counts=[c.parsed.n_rows for c in group],  # type: ignore[union-attr]
+            row_counts=[c.parsed_input.n_rows for c in group],
         )
 
 

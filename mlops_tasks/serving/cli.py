@@ -245,6 +245,7 @@ def serve(config: ServerConfig, log_level: str = "info", http: str = "builtin") 
         return _exit_code(app, listened, config)
     import uvicorn
 
+    grace = config.graceful_timeout_s  # seconds, float: uvicorn passes it on to asyncio.wait_for
     uv_config = uvicorn.Config(
         app,
         host=config.host,
@@ -258,7 +259,7 @@ def serve(config: ServerConfig, log_level: str = "info", http: str = "builtin") 
         date_header=False,
         proxy_headers=False,
         backlog=2048,
-        timeout_graceful_shutdown=config.graceful_timeout_s,
+        timeout_graceful_shutdown=grace,  # type: ignore[arg-type]  # uvicorn says int; wait_for takes float
         timeout_keep_alive=int(max(1, config.keep_alive_timeout_s)),
         h11_max_incomplete_event_size=64 * 1024,
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -28,6 +29,7 @@ import numpy as np
 from mlops_tasks.errors import InvalidInputError
 from mlops_tasks.serving.model import INTEGER_TYPES, ColumnSpec
 
+_fast_loads: Callable[[bytes | str], Any]
 try:  # orjson is ~5x faster; the stdlib parser is the fallback (and reads NaN/Infinity)
     import orjson
 
@@ -59,6 +61,17 @@ class ParsedInput:
     matrix: np.ndarray | None = None
     columns: dict[str, np.ndarray] | None = None
     has_nan: bool = False
+
+    @property
+    def column_arrays(self) -> dict[str, np.ndarray]:
+        """``columns`` of an input that is not a matrix.
+
+        Raises:
+            ValueError: The input holds a matrix instead.
+        """
+        if self.columns is None:
+            raise ValueError("the parsed input holds a matrix, not columns")
+        return self.columns
 
 
 def _type_name(value: Any) -> str:
@@ -146,13 +159,16 @@ class InputParser:
         Raises:
             InvalidInputError: The body is unreadable (400) or does not fit the signature (422).
         """
+        names: list[str]
+        rows: list[Any] | None
+        cols: list[Any] | None
         if content_type.startswith("text/csv"):
             names, rows, cols = self._from_csv(body)
         else:
             names, rows, cols = self._from_json(decode_json(body))
         if rows is not None:
             if self.fast_dtype is not None and names == self.names:
-                fast = self._fast_matrix(rows)
+                fast = self._fast_matrix(rows, self.fast_dtype)
                 if fast is not None:
                     return fast
             return self._convert_rows(names, rows)
@@ -289,16 +305,16 @@ class InputParser:
                 columns=missing + extra,
             )
 
-    def _fast_matrix(self, rows: list[Any]) -> ParsedInput | None:
+    def _fast_matrix(self, rows: list[Any], dtype: np.dtype) -> ParsedInput | None:
         """Rows of plain numbers in signature order -> one matrix, or None to fall back."""
         if not rows:
             return None
         types = set(map(type, chain.from_iterable(rows)))
-        integer = self.fast_dtype.kind in "iu"  # type: ignore[union-attr]
+        integer = dtype.kind in "iu"
         if not types <= (_INT_TYPES if integer else _NUMBER_TYPES):
             return None
         try:
-            matrix = np.array(rows, dtype=self.fast_dtype)
+            matrix = np.array(rows, dtype=dtype)
         except (ValueError, OverflowError):
             return None
         if matrix.ndim != 2 or matrix.shape[1] != len(self.names):
@@ -347,9 +363,8 @@ class InputParser:
                 raise self._problem_error(problems)
             return ParsedInput(n_rows=n_rows, columns=out)
         for spec in self.specs:
-            values = given.get(spec.name)
-            if values is None:  # optional column not sent
-                values = [None] * n_rows
+            sent = given.get(spec.name)
+            values = [None] * n_rows if sent is None else sent  # None: optional column not sent
             try:
                 arr, has_nan, has_inf = _convert_column(spec, values)
             except _ColumnProblem as exc:

@@ -32,7 +32,7 @@ from mlops_tasks.errors import ModelLoadError
 METADATA_FILE = "serving-model.json"
 
 #: MLflow column types -> the NumPy dtype MLflow's schema enforcement gives them.
-MLFLOW_DTYPES: dict[str, Any] = {
+MLFLOW_DTYPES: dict[str, np.dtype] = {
     "double": np.dtype("float64"),
     "float": np.dtype("float32"),
     "long": np.dtype("int64"),

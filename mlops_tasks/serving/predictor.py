@@ -76,11 +76,10 @@ class Predictor:
         n_rows = sum(p.n_rows for p in items)
         has_nan = any(p.has_nan for p in items)
         if items[0].matrix is not None:
-            matrix = np.concatenate([p.matrix for p in items])  # type: ignore[misc]
+            matrix = np.concatenate([p.matrix for p in items])
             return ParsedInput(n_rows=n_rows, matrix=matrix, has_nan=has_nan)
         columns = {
-            name: np.concatenate([p.columns[name] for p in items])  # type: ignore[index]
-            for name in items[0].columns  # type: ignore[union-attr]
+            name: np.concatenate([p.column_arrays[name] for p in items]) for name in items[0].column_arrays
         }
         return ParsedInput(n_rows=n_rows, columns=columns, has_nan=has_nan)
 
@@ -99,7 +98,7 @@ class Predictor:
         try:
             if parsed.matrix is not None:
                 return self.predict_matrix(parsed.matrix)
-            return self.predict_frame(parsed.columns)  # type: ignore[arg-type]
+            return self.predict_frame(parsed.column_arrays)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             nan_cols = self.parser.nan_columns(parsed)
             hint = f" Columns with missing values (NaN/null): {nan_cols}." if nan_cols else ""
@@ -132,9 +131,9 @@ class Predictor:
             logger.warning("model has no usable input example: no warm-up, no fast path")
             return
         try:
-            reference = self.predict_frame(example.columns)  # type: ignore[arg-type]
+            reference = self.predict_frame(example.column_arrays)
             for _ in range(rounds):
-                self.predict_frame(example.columns)  # type: ignore[arg-type]
+                self.predict_frame(example.column_arrays)
         except Exception as exc:
             raise ModelLoadError(
                 f"Model {self.model.info.name} version {self.model.info.version} cannot "
@@ -144,9 +143,7 @@ class Predictor:
         if not (self.allow_fast and specs and all(c.numeric for c in specs)):
             return
         dtype = np.result_type(*[c.dtype for c in specs])
-        matrix = np.column_stack(
-            [example.columns[c.name].astype(dtype) for c in specs]  # type: ignore[index]
-        )
+        matrix = np.column_stack([example.column_arrays[c.name].astype(dtype) for c in specs])
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=_FEATURE_NAME_WARNING)

@@ -148,7 +148,8 @@ class Sink:
     def read(self, rel: str) -> bytes:
         """Bytes of one log file."""
         if self.is_s3:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(rel))["Body"].read()
+            data: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(rel))["Body"].read()
+            return data
         return (self.root / rel).read_bytes()
 
     def delete(self, rels: Sequence[str]) -> None:
@@ -454,9 +455,11 @@ class PredictionLogWriter:
             # costs several times the rest of the encoding.
             strings = [n for n in ("request_id", "model_name", "model_version", "served_by") if n in arrays]
             pq.write_table(table, sink, compression="snappy", use_dictionary=strings)
-            return sink.getvalue().to_pybytes()
+            encoded: bytes = sink.getvalue().to_pybytes()
+            return encoded
         frame = table.to_pandas()
-        return frame.to_json(orient="records", lines=True, date_format="iso", date_unit="us").encode("utf-8")
+        lines: str = frame.to_json(orient="records", lines=True, date_format="iso", date_unit="us")
+        return lines.encode("utf-8")
 
     def _write(self, entries: list[_Entry]) -> None:
         n_rows = sum(e.n_rows for e in entries)

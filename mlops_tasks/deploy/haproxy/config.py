@@ -129,7 +129,7 @@ def color_of(server: str) -> Color:
     color = server.split("_", 1)[0]
     if color not in COLORS:
         raise RouterError(f"Server {server!r} is not a blue or green slot server.")
-    return color  # type: ignore[return-value]
+    return color
 
 
 def render_config(cfg: RouterConfig) -> str:

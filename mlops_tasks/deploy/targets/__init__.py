@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import warnings
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from mlops_tasks.deploy.models import EndpointSpec
@@ -38,7 +38,16 @@ BUILT_IN = {
 
 def _load(path: str) -> Callable[[EndpointSpec], Any]:
     module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
+    factory: Callable[[EndpointSpec], Any] = getattr(importlib.import_module(module), name)
+    return factory
+
+
+def _entry_point_factory(ep: EntryPoint) -> Callable[[EndpointSpec], Any]:
+    return lambda spec: ep.load()(spec)
+
+
+def _built_in_factory(path: str) -> Callable[[EndpointSpec], Any]:
+    return lambda spec: _load(path)(spec)
 
 
 def target_kinds() -> dict[str, Callable[[EndpointSpec], Any]]:
@@ -53,11 +62,7 @@ def target_kinds() -> dict[str, Callable[[EndpointSpec], Any]]:
     kinds: dict[str, Callable[[EndpointSpec], Any]] = {}
     for name in sorted(set(found) | set(BUILT_IN)):
         ep = found.get(name)
-        kinds[name] = (
-            (lambda spec, ep=ep: ep.load()(spec))
-            if ep is not None
-            else (lambda spec, path=BUILT_IN[name]: _load(path)(spec))
-        )
+        kinds[name] = _entry_point_factory(ep) if ep is not None else _built_in_factory(BUILT_IN[name])
     return kinds
 
 

@@ -208,7 +208,7 @@ class Target(SlotRunner):
             ):
                 host, port = address.rsplit(":", 1)
                 servers[name] = (host, int(port))
-        weights = {c: (100 if c == live else 0) for c in COLORS}
+        weights: dict[str, int] = {c: (100 if c == live else 0) for c in COLORS}
         idle = next((c for c in COLORS if c != live and c in slots and slots[c].running), None)
         return servers, weights, idle
 

@@ -191,7 +191,8 @@ class DockerTarget(DockerRouterContainer, Target):
 
     def _containers(self, **labels: str) -> list[Any]:
         with engine_errors("list the endpoint's containers", DeploymentError):
-            return self.client.containers.list(all=True, filters=self._filters(**labels))
+            found: list[Any] = self.client.containers.list(all=True, filters=self._filters(**labels))
+            return found
 
     def _ensure_network(self) -> Any:
         with engine_errors(f"create network {self.network_name}"):

@@ -12,7 +12,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_tasks.deploy.haproxy.binary import write_checked
 from mlops_tasks.deploy.haproxy.runtime import RouterClient
@@ -22,6 +22,7 @@ from mlops_tasks.deploy.targets.docker_options import (
     ROUTER_LIVE_PORT,
     ROUTER_MOUNT,
     ROUTER_PREVIEW_PORT,
+    DockerTargetOptions,
     engine_errors,
 )
 from mlops_tasks.errors import DeploymentError, EndpointPortError, RouterConfigError, RouterError
@@ -34,18 +35,33 @@ logger = logging.getLogger(__name__)
 class DockerRouterContainer:
     """Runs an endpoint's HAProxy as a container (mixed into the docker target)."""
 
-    # Provided by DockerTarget, as are _containers, _labels, _name, _ensure_network,
-    # _remove_network_if_unused, _restart_policy and stop_watchdog (no stubs here: they
-    # would shadow the target's own methods in the method resolution order).
+    # Provided by DockerTarget (and its base Target). Declared for the type checker only: at
+    # run time a definition here would shadow the target's own in the method resolution order.
     endpoint: Any
     folder: Path
-    options: Any
+    options: DockerTargetOptions
     _router_version: tuple[int, int] | None
-    client: Any
-    router: RouterClient
-    router_dir: Path
-    cfg_path: Path
-    socket_path: Path
+
+    if TYPE_CHECKING:
+
+        @property
+        def client(self) -> Any: ...
+        @property
+        def router(self) -> RouterClient: ...
+        @property
+        def router_dir(self) -> Path: ...
+        @property
+        def cfg_path(self) -> Path: ...
+        @property
+        def socket_path(self) -> Path: ...
+        def _containers(self, **labels: str) -> list[Any]: ...
+        def _labels(self, **extra: str) -> dict[str, str]: ...
+        def _name(self, part: str) -> str: ...
+        def _ensure_network(self) -> Any: ...
+        def _remove_network_if_unused(self) -> None: ...
+        @staticmethod
+        def _restart_policy() -> dict[str, Any]: ...
+        def stop_watchdog(self) -> None: ...
 
     def _router_container(self) -> Any | None:
         found = [c for c in self._containers(**{ROLE_LABEL: "router"})]

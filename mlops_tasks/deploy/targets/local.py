@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from mlops_tasks.deploy.haproxy.binary import haproxy_binary, haproxy_version, write_checked
 from mlops_tasks.deploy.haproxy.config import MIRROR_LUA, RouterConfig, render_config, with_server_state
@@ -70,10 +71,10 @@ def pick_port(host: str = "127.0.0.1") -> int:
     """A port on ``host`` that nobody listens on now."""
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
-def write_json_atomic(path: Path, doc: dict) -> None:
+def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     """Write ``doc`` as JSON to ``path`` by rename, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -240,13 +241,14 @@ class LocalTarget(Target):
         write_json_atomic(self._slot_file(color), doc)
         return pid
 
-    def read_slot(self, color: Color) -> dict | None:
+    def read_slot(self, color: Color) -> dict[str, Any] | None:
         """The slot file (pids, ports, argv, ``supervised``), or ``None``."""
         path = self._slot_file(color)
         if not path.exists():
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return doc
         except ValueError:
             return None
 
