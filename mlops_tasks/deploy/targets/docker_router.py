@@ -24,7 +24,7 @@ from mlops_tasks.deploy.targets.docker_options import (
     ROUTER_PREVIEW_PORT,
     engine_errors,
 )
-from mlops_tasks.errors import DeploymentError, EndpointPortError, RouterConfigError, RouterError
+from mlops_tasks.errors import EndpointDeployError, EndpointPortError, RouterConfigError, RouterError
 
 __all__ = ["DockerRouterContainer"]
 
@@ -54,7 +54,7 @@ class DockerRouterContainer:
     def router_running(self) -> bool:
         try:
             container = self._router_container()
-        except DeploymentError:
+        except EndpointDeployError:
             return False
         return (
             container is not None
