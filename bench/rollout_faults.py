@@ -26,7 +26,7 @@ Counted over the scenarios:
   model (the 500s fault) are counted apart as ``slot_errors``;
 - ``wrong_outcomes``: an unhealthy candidate promoted; ``succeeded`` while the live port is
   not served by the new version; the champion alias moved on failure; a failed run that
-  raised nothing or no ``DeploymentError`` with its record; a rerun that does not
+  raised nothing or no ``EndpointDeployError`` with its record; a rerun that does not
   reconcile.
 
 Then a subset on the docker target when an engine answers (images labelled

@@ -45,7 +45,7 @@ from uuid import UUID
 from prefect.automations import AutomationCore, EventTrigger, RunDeployment, SendNotification
 
 from deployments.definitions import DeploymentSpec, by_name
-from mlops_tasks.errors import BlockNotFoundError, DeploymentNotFoundError, OrchestrationError
+from mlops_tasks.errors import BlockNotFoundError, OrchestrationError, PrefectDeploymentNotFoundError
 from mlops_tasks.monitoring import EVENT_DRIFT_DETECTED
 from mlops_tasks.settings import state_dir
 
@@ -232,14 +232,14 @@ def resolve_deployment(client, full_name: str, api_url: str, automation: str):
     """Deployment ``flow/name`` as the server has it (id, default parameters).
 
     Raises:
-        DeploymentNotFoundError: It does not exist on the server.
+        PrefectDeploymentNotFoundError: It does not exist on the server.
     """
     from prefect.exceptions import ObjectNotFound
 
     try:
         return client.read_deployment_by_name(full_name)
     except ObjectNotFound:
-        raise DeploymentNotFoundError(
+        raise PrefectDeploymentNotFoundError(
             f"Automation {automation!r} runs deployment {full_name!r}, which does not exist on "
             f"{api_url}: create the deployments first (`make serve` or `prefect deploy --all`), "
             "then apply the automations again."
@@ -251,7 +251,7 @@ def build(notify: str = DEFAULT_NOTIFY) -> list[AutomationCore]:
 
     Raises:
         PrefectUnavailableError: No Prefect API configured or it does not answer.
-        DeploymentNotFoundError: A deployment an automation runs does not exist.
+        PrefectDeploymentNotFoundError: A deployment an automation runs does not exist.
         BlockNotFoundError: The notification block does not exist or cannot notify.
     """
     client, url = _client()
@@ -274,7 +274,7 @@ def apply(notify: str = DEFAULT_NOTIFY) -> list[str]:
 
     Raises:
         PrefectUnavailableError: No Prefect API configured or it does not answer.
-        DeploymentNotFoundError: A deployment an automation runs does not exist.
+        PrefectDeploymentNotFoundError: A deployment an automation runs does not exist.
         BlockNotFoundError: The notification block does not exist or cannot notify.
 
     Example:
@@ -308,7 +308,7 @@ def check() -> list[str]:
 
     Raises:
         OrchestrationError: An automation is not applied.
-        DeploymentNotFoundError: An automation runs a deployment that was deleted (the
+        PrefectDeploymentNotFoundError: An automation runs a deployment that was deleted (the
             message names it and says how to re-create it).
         BlockNotFoundError: An automation's notification block was deleted.
     """
@@ -331,7 +331,7 @@ def check() -> list[str]:
                         client.read_deployment(action.deployment_id)
                     except ObjectNotFound:
                         names = ", ".join(by_name(name).full_name for name in DEPLOYMENTS_USED)
-                        raise DeploymentNotFoundError(
+                        raise PrefectDeploymentNotFoundError(
                             f"Automation {spec.name!r} runs deployment {action.deployment_id}, which no "
                             f"longer exists on {url}: re-create {names} (`make serve` or `prefect deploy "
                             "--all`), then run `python -m deployments.automations apply`."

@@ -194,7 +194,7 @@ def deployment_pipeline(
         The deployment record (``succeeded`` or ``noop``); champion then matches what serves.
 
     Raises:
-        DeploymentError: The new version did not make it (``SlotStartError``,
+        EndpointDeployError: The new version did not make it (``SlotStartError``,
             ``SmokeTestError``, ``GuardBreachError``, ``RolloutError``); the previous one
             kept, or got back, all traffic.
         EndpointBusyError: Another deployment of the endpoint runs.

@@ -343,7 +343,7 @@ def retrain_pipeline(
         ReferenceDataNotFoundError: The live version recorded no training data.
         DataError: Too few fresh labelled rows (e.g. labels join to nothing).
         DataValidationError: The fresh data failed the model's expectation suite.
-        DeploymentError: The deployment failed; the previous version serves.
+        EndpointDeployError: The deployment failed; the previous version serves.
 
     Example:
         ```python

@@ -16,6 +16,9 @@ Families:
   evaluated, or failed its gate.
 - :class:`RegistryError`: the MLflow model registry refused or lacks something.
 - :class:`ContainerRegistryError`: a container (Docker/OCI) registry refused a push.
+- :class:`EndpointDeployError`: a model endpoint's rollout failed or was rolled back.
+- :class:`OrchestrationError`: Prefect deployments, work pools or automations (a *Prefect
+  deployment* is not a model endpoint's rollout).
 - :class:`ServiceUnavailableError`: a server (MLflow, S3) did not answer; these
   are the only errors worth retrying.
 """
@@ -38,8 +41,7 @@ __all__ = [
     "DataError",
     "DataValidationError",
     "DatasetNotFoundError",
-    "DeploymentError",
-    "DeploymentNotFoundError",
+    "EndpointDeployError",
     "DockerUnavailableError",
     "DriftError",
     "EmptyDatasetError",
@@ -58,6 +60,7 @@ __all__ = [
     "NoCommonColumnsError",
     "OrchestrationError",
     "PredictionLogError",
+    "PrefectDeploymentNotFoundError",
     "PrefectUnavailableError",
     "PromotionRefusedError",
     "QualityGateError",
@@ -307,18 +310,23 @@ class NoCommonColumnsError(DriftError, SchemaError):
 
 
 class DeploymentError(MLOpsError):
-    """A blue-green deployment could not start, finish or be rolled back.
-
-    ``record`` holds the :class:`~mlops_tasks.deploy.models.DeploymentRecord` of the
-    attempt when there is one (its timeline says which step failed).
-    """
+    """Deprecated name of :class:`EndpointDeployError`."""
 
     def __init__(self, message: str, record: Any = None) -> None:
         super().__init__(message)
         self.record = record
 
 
-class RouterError(DeploymentError):
+class EndpointDeployError(DeploymentError):
+    """A model endpoint's rollout (blue-green, canary, linear, shadow) failed to start, finish or roll back.
+
+    Not a Prefect deployment (see :class:`PrefectDeploymentNotFoundError`). ``record`` holds
+    the :class:`~mlops_tasks.deploy.models.DeploymentRecord` of the attempt when there is one
+    (its timeline says which step failed).
+    """
+
+
+class RouterError(EndpointDeployError):
     """The HAProxy router cannot be started, reached or told what to do."""
 
 
@@ -326,15 +334,15 @@ class RouterConfigError(RouterError, ConfigurationError):
     """HAProxy rejected a rendered configuration (``haproxy -c`` failed); nothing was applied."""
 
 
-class EndpointBusyError(DeploymentError):
+class EndpointBusyError(EndpointDeployError):
     """Another deployment of the same endpoint holds its lock; wait for it to finish."""
 
 
-class EndpointPortError(DeploymentError):
+class EndpointPortError(EndpointDeployError):
     """A port the endpoint needs (endpoint, preview or a slot) is taken by another program."""
 
 
-class SlotStartError(DeploymentError):
+class SlotStartError(EndpointDeployError):
     """The idle slot (green) did not start or never became healthy; blue keeps serving."""
 
 
@@ -342,11 +350,11 @@ class UnverifiedImageError(SlotStartError):
     """The docker target refused a model image that did not pass ``verify_model_image``."""
 
 
-class SmokeTestError(DeploymentError):
+class SmokeTestError(EndpointDeployError):
     """Green's predictions through the preview port differ from the registered model's."""
 
 
-class RolloutError(DeploymentError):
+class RolloutError(EndpointDeployError):
     """The traffic shift was stopped and all traffic went back to blue."""
 
 
@@ -361,7 +369,7 @@ class CandidateUnhealthyError(GuardBreachError):
     """
 
 
-class RollbackError(DeploymentError):
+class RollbackError(EndpointDeployError):
     """A manual rollback had nothing to go back to, or could not put it back."""
 
 
@@ -381,6 +389,10 @@ class WorkPoolNotFoundError(OrchestrationError, ConfigurationError):
 
 
 class DeploymentNotFoundError(OrchestrationError, ConfigurationError):
+    """Deprecated name of :class:`PrefectDeploymentNotFoundError`."""
+
+
+class PrefectDeploymentNotFoundError(DeploymentNotFoundError):
     """An automation or a trigger names a Prefect deployment that does not exist (any more)."""
 
 
@@ -391,6 +403,16 @@ _RENAMED = {
     "RegistryUnreachableError": "ContainerRegistryUnreachableError",
     "RegistryAuthError": "ContainerRegistryAuthError",
     "RepositoryNotFoundError": "ContainerRepositoryNotFoundError",
+    "DeploymentError": "EndpointDeployError",
+    "DeploymentNotFoundError": "PrefectDeploymentNotFoundError",
+}
+_WHY_RENAMED = {
+    **dict.fromkeys(
+        ["RegistryPushError", "RegistryUnreachableError", "RegistryAuthError", "RepositoryNotFoundError"],
+        "it is a container-registry error, not a model registry one",
+    ),
+    "DeploymentError": "it is a model endpoint's rollout error, not a Prefect deployment one",
+    "DeploymentNotFoundError": "it is about a Prefect deployment, not a model endpoint",
 }
 _DEPRECATED_CLASSES: dict[str, type[MLOpsError]] = {old: globals().pop(old) for old in _RENAMED}
 
@@ -399,8 +421,8 @@ def __getattr__(name: str) -> Any:
     """Old names of renamed errors: the old class (still a base of the new one), with a warning."""
     if name in _DEPRECATED_CLASSES:
         warnings.warn(
-            f"mlops_tasks.errors.{name} is deprecated (it is a container-registry error, not a model "
-            f"registry one); use mlops_tasks.errors.{_RENAMED[name]}, which it still catches.",
+            f"mlops_tasks.errors.{name} is deprecated ({_WHY_RENAMED[name]}); use "
+            f"mlops_tasks.errors.{_RENAMED[name]}, which it still catches.",
             DeprecationWarning,
             stacklevel=2,
         )

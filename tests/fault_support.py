@@ -613,9 +613,9 @@ def judge_scenario(expect: Expectation, got: Outcome) -> list[str]:
     - ``succeeded`` while the live port is not served by the new version;
     - the champion alias moved although the run did not succeed;
     - a run that did not succeed raised nothing, or raised something that is not a
-      ``DeploymentError`` carrying the record.
+      ``EndpointDeployError`` carrying the record.
     """
-    from mlops_tasks.errors import DeploymentError
+    from mlops_tasks.errors import EndpointDeployError
 
     wrong = []
     promoted = got.champion_after == expect.candidate and expect.candidate != expect.previous
@@ -628,8 +628,8 @@ def judge_scenario(expect: Expectation, got: Outcome) -> list[str]:
     if got.outcome in ("rolled_back", "failed"):
         if got.error is None:
             wrong.append(f"outcome {got.outcome} but nothing raised")
-        elif not isinstance(got.error, DeploymentError) or getattr(got.error, "record", None) is None:
-            wrong.append(f"raised {type(got.error).__name__}, not a DeploymentError with its record")
+        elif not isinstance(got.error, EndpointDeployError) or getattr(got.error, "record", None) is None:
+            wrong.append(f"raised {type(got.error).__name__}, not a EndpointDeployError with its record")
     elif got.outcome != "succeeded":
         wrong.append(
             f"run ended with outcome {got.outcome}"
@@ -729,7 +729,7 @@ def run_faulted_rollout(
         started = time.monotonic()
         try:
             record = deploy(trigger)
-        except Exception as exc:  # judged by the caller: a DeploymentError carrying its record
+        except Exception as exc:  # judged by the caller: a EndpointDeployError carrying its record
             error = exc
             record = getattr(exc, "record", None)
         finished = time.monotonic()

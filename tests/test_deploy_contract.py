@@ -39,7 +39,7 @@ from mlops_tasks.deploy import (
 from mlops_tasks.deploy.router import haproxy_version
 from mlops_tasks.deploy.targets import get_target
 from mlops_tasks.errors import (
-    DeploymentError,
+    EndpointDeployError,
     EndpointPortError,
     PromotionRefusedError,
     RouterConfigError,
@@ -664,7 +664,7 @@ def test_fault_endpoint_port_taken(target_kind, registry):
         target = get_target(target_kind, spec)
         assert not target.router_running()
         assert _pids(target_kind, spec) == []
-        with pytest.raises(DeploymentError, match="never deployed"):
+        with pytest.raises(EndpointDeployError, match="never deployed"):
             describe_deployment(spec.name)
     finally:
         holder.close()

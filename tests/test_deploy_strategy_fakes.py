@@ -23,8 +23,8 @@ from mlops_tasks.deploy.memory import MemoryRegistryAccess, MemoryTarget
 from mlops_tasks.deploy.models import DeploymentRecord, GuardLimits
 from mlops_tasks.deploy.state import EndpointLock, read_records
 from mlops_tasks.errors import (
-    DeploymentError,
     EndpointBusyError,
+    EndpointDeployError,
     GuardBreachError,
     RolloutError,
     SlotStartError,
@@ -305,7 +305,7 @@ def test_fault_phase_matrix(world: World, fault: str, phase: Phase) -> None:
     router_down_at: list[float] = []
     try:
         record = world.deploy(2, phase.strategy, listener=trigger)
-    except DeploymentError as exc:
+    except EndpointDeployError as exc:
         assert exc.record is not None, exc
         record = exc.record
     assert seen["n"], f"phase {phase.name} never reached: {[e.step for e in record.timeline]}"

@@ -430,7 +430,7 @@ def test_failed_deployment_fails_the_run_and_keeps_the_champion(shared_model, ml
     import socket
 
     from mlops_tasks.deploy import stop_endpoint
-    from mlops_tasks.errors import DeploymentError
+    from mlops_tasks.errors import EndpointDeployError
 
     endpoint = f"busy{uuid.uuid4().hex[:6]}"
     with socket.socket() as squatter:  # another program holds the endpoint's port
@@ -452,7 +452,7 @@ def test_failed_deployment_fails_the_run_and_keeps_the_champion(shared_model, ml
         finally:
             stop_endpoint(endpoint)
     assert state.is_failed()
-    with pytest.raises(DeploymentError):
+    with pytest.raises(EndpointDeployError):
         state.result()
     assert champion_of(mlflow_config, live_model) == 1
     notes = [a.data or "" for a in read_artifacts(f"retrain-{live_model}".lower())]

@@ -364,15 +364,15 @@ def test_automation_of_a_deleted_deployment_is_a_clear_error(
 ) -> None:
     """Deleting the retrain deployment leaves the automation dangling: check and apply say what to do."""
     from deployments import automations
-    from mlops_tasks.errors import DeploymentNotFoundError
+    from mlops_tasks.errors import PrefectDeploymentNotFoundError
 
     full_name = by_name("retrain-pipeline").full_name
     with _client() as client:
         client.delete_deployment(client.read_deployment_by_name(full_name).id)
-    with pytest.raises(DeploymentNotFoundError, match="no longer exists") as checked:
+    with pytest.raises(PrefectDeploymentNotFoundError, match="no longer exists") as checked:
         automations.check()
     assert automations.RETRAIN_ON_DRIFT in str(checked.value) and full_name in str(checked.value)
-    with pytest.raises(DeploymentNotFoundError, match="does not exist") as applied:
+    with pytest.raises(PrefectDeploymentNotFoundError, match="does not exist") as applied:
         automations.apply()
     assert full_name in str(applied.value) and "prefect deploy --all" in str(applied.value)
 

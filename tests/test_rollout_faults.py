@@ -2,7 +2,7 @@
 
 The issue's scenario first (local): version 1 live in blue under keep-alive load, a
 canary of version 2 with a short bake, the candidate SIGKILLed during the 10 % bake.
-The rollout must fail with a ``DeploymentError`` carrying its record (outcome
+The rollout must fail with a ``EndpointDeployError`` carrying its record (outcome
 ``rolled_back``), all traffic back on blue, the champion alias unchanged, and the
 endpoint serving version 1 throughout with no failed request beyond those in flight on
 the killed process.
@@ -33,7 +33,7 @@ from mlops_tasks.deploy import (
 )
 from mlops_tasks.deploy.models import DeploymentRecord
 from mlops_tasks.deploy.targets import get_target
-from mlops_tasks.errors import DeploymentError
+from mlops_tasks.errors import EndpointDeployError
 from tests.conftest import client_for, free_port
 from tests.fault_support import (
     EndpointMonitor,
@@ -158,7 +158,7 @@ def _assert_rolled_back(
 ) -> None:
     """The rollout failed typed, moved nothing, and the old slot kept serving."""
     timeline = [e.step for e in run.record.timeline] if run.record else []
-    assert isinstance(run.error, DeploymentError), (run.error, timeline)
+    assert isinstance(run.error, EndpointDeployError), (run.error, timeline)
     assert run.error.record is not None and run.error.record.outcome == "rolled_back", timeline
     assert run.record is not None and run.record.live_color == live_color
     assert (
@@ -245,7 +245,7 @@ def test_candidate_killed_after_last_shift_before_promotion_rolls_back(target_ki
     # All traffic was on the candidate when it died: requests are lost until the router's
     # checks or the strategy's gate see it (one per connection), never longer.
     timeline = [e.step for e in run.record.timeline] if run.record else []
-    assert isinstance(run.error, DeploymentError) and run.outcome == "rolled_back", timeline
+    assert isinstance(run.error, EndpointDeployError) and run.outcome == "rolled_back", timeline
     assert _champion(registry) == before
     assert run.load.versions_after(run.finished) == {str(before)}
     assert run.load.failed <= run.allowance(), (run.load.failures[:5], run.load.router_errors[:5])
@@ -280,7 +280,7 @@ def test_old_slot_killed_during_bake_endpoint_keeps_serving(target_kind, registr
         "canary",
     )
     assert run.trigger.fired and run.fault.processes
-    assert isinstance(run.error, DeploymentError) or run.outcome == "succeeded", run.error
+    assert isinstance(run.error, EndpointDeployError) or run.outcome == "succeeded", run.error
     assert (
         judge_scenario(
             Expectation(before, candidate, candidate_faulted=run.candidate_faulted),
@@ -311,7 +311,7 @@ def test_router_config_check_failing_keeps_the_live_slot(target_kind, registry, 
             candidate=candidate,
             rate=40,
         )
-    assert isinstance(run.error, DeploymentError) and "injected fault" in str(run.error)
+    assert isinstance(run.error, EndpointDeployError) and "injected fault" in str(run.error)
     assert run.outcome == "failed" and _champion(registry) == before
     assert run.load.failed == 0 and run.load.versions_after(0) == {str(before)}
     assert reconcile_problems(fault_endpoint.name, _champion(registry), before) == []

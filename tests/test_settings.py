@@ -174,6 +174,35 @@ def test_renamed_container_registry_errors_keep_their_old_names_with_a_warning()
         errors.NoSuchError  # noqa: B018
 
 
+def test_rollout_errors_are_apart_from_prefect_deployment_errors_and_keep_their_old_names():
+    import mlops_tasks.errors as errors
+
+    with pytest.warns(DeprecationWarning, match="DeploymentError is deprecated.*EndpointDeployError"):
+        old_rollout = errors.DeploymentError
+    with pytest.warns(DeprecationWarning, match="DeploymentNotFoundError is deprecated.*Prefect"):
+        old_prefect = errors.DeploymentNotFoundError
+    assert "DeploymentError" not in errors.__all__ and "DeploymentNotFoundError" not in errors.__all__
+    # What the strategy raises now is still caught by an old ``except DeploymentError``.
+    for rollout_error in (
+        errors.RolloutError,
+        errors.GuardBreachError,
+        errors.CandidateUnhealthyError,
+        errors.RouterError,
+        errors.SlotStartError,
+        errors.SmokeTestError,
+        errors.RollbackError,
+        errors.EndpointBusyError,
+    ):
+        assert issubclass(rollout_error, errors.EndpointDeployError)
+        assert issubclass(rollout_error, old_rollout)
+        assert not issubclass(rollout_error, errors.OrchestrationError)
+    raised = errors.GuardBreachError("breach", record={"outcome": "rolled_back"})
+    assert raised.record == {"outcome": "rolled_back"}
+    assert issubclass(errors.PrefectDeploymentNotFoundError, old_prefect)
+    assert issubclass(errors.PrefectDeploymentNotFoundError, errors.OrchestrationError)
+    assert not issubclass(errors.PrefectDeploymentNotFoundError, errors.EndpointDeployError)
+
+
 def test_reusable_flows_have_no_churn_defaults_but_the_demo_entry_points_do():
     from deployments.definitions import DEPLOYMENTS
     from flows.batch import BatchPredictParams

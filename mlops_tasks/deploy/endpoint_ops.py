@@ -24,7 +24,7 @@ from mlops_tasks.deploy.recovery import retire_after_wait
 from mlops_tasks.deploy.registry_access import MlflowRegistryAccess, RegistryAccess
 from mlops_tasks.deploy.rollout import deploy_blue_green, resolve_target
 from mlops_tasks.deploy.run import Listener, RolloutRun
-from mlops_tasks.errors import DeploymentError, MLOpsError, RollbackError
+from mlops_tasks.errors import EndpointDeployError, MLOpsError, RollbackError
 from mlops_tasks.settings import MlflowConfig
 
 __all__ = ["describe_deployment", "rollback_deployment", "stop_endpoint"]
@@ -184,7 +184,7 @@ def describe_deployment(endpoint_name: str = "default") -> EndpointDescription:
     """What serves where right now, read back from the router and the slots.
 
     Raises:
-        DeploymentError: The endpoint was never deployed.
+        EndpointDeployError: The endpoint was never deployed.
 
     Example:
         ```python
@@ -195,7 +195,7 @@ def describe_deployment(endpoint_name: str = "default") -> EndpointDescription:
     """
     saved = state.load_endpoint(endpoint_name)
     if saved is None:
-        raise DeploymentError(f"Endpoint {endpoint_name!r} was never deployed (or was stopped).")
+        raise EndpointDeployError(f"Endpoint {endpoint_name!r} was never deployed (or was stopped).")
     spec, kind, model_name = saved
     tgt = resolve_target(kind, spec)
     slots, running = _slot_views(tgt)

@@ -8,7 +8,7 @@ from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.models import Color, Outcome
 from mlops_tasks.deploy.registry_access import RegistryAccess
 from mlops_tasks.deploy.run import RolloutRun, as_rollout_error, router_call
-from mlops_tasks.errors import CandidateUnhealthyError, DeploymentError, MLOpsError
+from mlops_tasks.errors import CandidateUnhealthyError, EndpointDeployError, MLOpsError
 
 __all__ = ["abort_rollout", "retire_after_wait", "undo_promotion"]
 
@@ -123,7 +123,7 @@ def retire_after_wait(
         _wait_warm(target, old, wait_s)
         try:
             lock.acquire(timeout_s=60.0)
-        except DeploymentError:
+        except EndpointDeployError:
             run.event("retire-skipped", f"another run holds the endpoint; slot {old} left to it")
             return
     if router_call(target, run, traffic.weights).get(old, 0) > 0:

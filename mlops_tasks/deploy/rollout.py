@@ -48,7 +48,7 @@ from mlops_tasks.deploy.run import Listener, RolloutRun, as_rollout_error
 from mlops_tasks.deploy.smoke import smoke_test, split_doc
 from mlops_tasks.errors import (
     ConfigurationError,
-    DeploymentError,
+    EndpointDeployError,
     MLOpsError,
     RolloutError,
     SlotStartError,
@@ -193,7 +193,7 @@ class _Rollout:
             live, slots = reconcile(tgt, model_name, self.registry, self.mlflow_config, run)
         except MLOpsError as exc:
             run.finish("failed", str(exc))
-            if isinstance(exc, DeploymentError):
+            if isinstance(exc, EndpointDeployError):
                 exc.record = record
             raise
         state.save_endpoint(tgt.endpoint, tgt.kind, model_name)

@@ -9,7 +9,7 @@ from typing import Any
 from mlops_tasks.deploy import state
 from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.models import DeploymentRecord, Outcome, now_iso
-from mlops_tasks.errors import DeploymentError, MLOpsError, RouterError
+from mlops_tasks.errors import EndpointDeployError, MLOpsError, RouterError
 
 __all__ = ["Listener", "RolloutRun", "as_rollout_error", "router_call"]
 
@@ -53,10 +53,10 @@ class RolloutRun:
 def as_rollout_error(exc: BaseException, record: DeploymentRecord) -> MLOpsError:
     """``exc`` as the error a rollout raises, carrying ``record``."""
     if isinstance(exc, MLOpsError):
-        if isinstance(exc, DeploymentError):
+        if isinstance(exc, EndpointDeployError):
             exc.record = record
         return exc
-    return DeploymentError(
+    return EndpointDeployError(
         f"Deployment of {record.model_name} version {record.version} failed: {type(exc).__name__}: {exc}",
         record=record,
     )

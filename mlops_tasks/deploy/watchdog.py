@@ -60,7 +60,7 @@ from mlops_tasks.deploy.supervision import (
     stop_watchdog,
     watchdog_pid,
 )
-from mlops_tasks.errors import DeploymentError, EndpointBusyError
+from mlops_tasks.errors import EndpointBusyError, EndpointDeployError
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class Watchdog:
         state.next_try = None
         try:
             revive()
-        except (DeploymentError, OSError) as exc:
+        except (EndpointDeployError, OSError) as exc:
             logger.warning("Restart of %s of endpoint %s failed: %s", what, self.name, exc)
 
     def _check_local(self) -> None:

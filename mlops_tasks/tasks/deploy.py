@@ -13,7 +13,7 @@ from mlops_tasks.deploy import models as _deploy_models
 from mlops_tasks.deploy import strategy as _deploy
 from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.registry_access import RegistryAccess
-from mlops_tasks.errors import DeploymentError
+from mlops_tasks.errors import EndpointDeployError
 from mlops_tasks.settings import MlflowConfig
 from mlops_tasks.tasks._prefect import artifact_key, resolves_blocks
 
@@ -203,7 +203,7 @@ def _publishing(
     """Run a rollout and publish its record, also when it raises with a record."""
     try:
         record = call()
-    except DeploymentError as exc:
+    except EndpointDeployError as exc:
         if exc.record is not None:
             publish_deployment(exc.record)
         raise

@@ -81,7 +81,7 @@ from mlops_tasks.deploy.targets.docker_options import (
 from mlops_tasks.deploy.targets.docker_router import DockerRouterContainer
 from mlops_tasks.deploy.targets.local import port_free
 from mlops_tasks.errors import (
-    DeploymentError,
+    EndpointDeployError,
     EndpointPortError,
     SlotStartError,
     UnverifiedImageError,
@@ -190,7 +190,7 @@ class DockerTarget(DockerRouterContainer, Target):
         self.options_path.write_text(self.options.model_dump_json(indent=2), encoding="utf-8")
 
     def _containers(self, **labels: str) -> list[Any]:
-        with engine_errors("list the endpoint's containers", DeploymentError):
+        with engine_errors("list the endpoint's containers", EndpointDeployError):
             found: list[Any] = self.client.containers.list(all=True, filters=self._filters(**labels))
             return found
 
@@ -208,7 +208,7 @@ class DockerTarget(DockerRouterContainer, Target):
     def _remove_network_if_unused(self) -> None:
         if self._containers():
             return
-        with engine_errors(f"remove network {self.network_name}", DeploymentError):
+        with engine_errors(f"remove network {self.network_name}", EndpointDeployError):
             for net in self.client.networks.list(filters=self._filters()):
                 net.remove()
 
@@ -333,7 +333,7 @@ class DockerTarget(DockerRouterContainer, Target):
         policy = self._restart_policy() if supervised else {"Name": "no", "MaximumRetryCount": 0}
         with supervise_lock(self.folder):
             for container in self._slot_containers(color):
-                with engine_errors(f"set the restart policy of {container.name}", DeploymentError):
+                with engine_errors(f"set the restart policy of {container.name}", EndpointDeployError):
                     container.update(restart_policy=policy)
 
     @staticmethod
@@ -431,7 +431,7 @@ class DockerTarget(DockerRouterContainer, Target):
 
     def _stop_slot(self, color: Color, grace_s: float) -> None:
         for container in self._slot_containers(color):
-            with engine_errors(f"stop container {container.name}", DeploymentError):
+            with engine_errors(f"stop container {container.name}", EndpointDeployError):
                 try:
                     if container.status == "running":
                         container.stop(timeout=max(1, int(grace_s)))
@@ -450,7 +450,7 @@ class DockerTarget(DockerRouterContainer, Target):
                 with engine_errors(f"read the log of {container.name}"):
                     text = container.logs(tail=lines).decode(errors="replace")
                 out.append(f"[{container.name}, {container.status}]\n{text.rstrip()}")
-        except DeploymentError as exc:
+        except EndpointDeployError as exc:
             out.append(str(exc))
         return "\n".join(out)
 

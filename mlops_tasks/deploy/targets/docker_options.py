@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mlops_tasks.errors import DeploymentError, DockerUnavailableError, SlotStartError
+from mlops_tasks.errors import DockerUnavailableError, EndpointDeployError, SlotStartError
 
 __all__ = [
     "DEFAULT_ROUTER_IMAGE",
@@ -129,14 +129,14 @@ class DockerTargetOptions(BaseModel):
 
 
 @contextmanager
-def engine_errors(what: str, error: type[DeploymentError] = SlotStartError) -> Iterator[None]:
+def engine_errors(what: str, error: type[EndpointDeployError] = SlotStartError) -> Iterator[None]:
     """Translate Docker SDK and connection errors into a typed deployment error."""
     import docker
     import requests
 
     try:
         yield
-    except DeploymentError:
+    except EndpointDeployError:
         raise
     except (
         docker.errors.DockerException,

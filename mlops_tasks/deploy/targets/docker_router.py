@@ -25,7 +25,7 @@ from mlops_tasks.deploy.targets.docker_options import (
     DockerTargetOptions,
     engine_errors,
 )
-from mlops_tasks.errors import DeploymentError, EndpointPortError, RouterConfigError, RouterError
+from mlops_tasks.errors import EndpointDeployError, EndpointPortError, RouterConfigError, RouterError
 
 __all__ = ["DockerRouterContainer"]
 
@@ -70,7 +70,7 @@ class DockerRouterContainer:
     def router_running(self) -> bool:
         try:
             container = self._router_container()
-        except DeploymentError:
+        except EndpointDeployError:
             return False
         return (
             container is not None
