@@ -191,7 +191,7 @@ def drift_check(
         tasks.publish_drift_report(failed)
         logger.error("Drift check of %s failed: %s", params.model_name, exc)
         raise
-    return Completed(message=report.reason[:1000], data=report)  # type: ignore[return-value]
+    return Completed(message=report.reason[:1000], data=report)  # type: ignore[return-value]  # a Prefect State: the run ends with its name/message, callers get .data
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -386,7 +386,7 @@ def retrain_pipeline(
             cooldown_until=claim.next_allowed_at,
         )
         _publish(result)
-        return Completed(name="Skipped", message=claim.reason, data=result)  # type: ignore[return-value]
+        return Completed(name="Skipped", message=claim.reason, data=result)  # type: ignore[return-value]  # a Prefect State: the run ends with its name/message, callers get .data
 
     data, target = _assemble_data(params, claim, run_id)
     trained = _train(params, data, target)
@@ -403,13 +403,13 @@ def retrain_pipeline(
     )
     stopped = _stop_before_deploying(params, trained, common)
     if stopped is not None:
-        return stopped  # type: ignore[return-value]
+        return stopped  # type: ignore[return-value]  # a Prefect State: the run ends with its name/message, callers get .data
     approval = None
     if params.require_approval:
         refusal, approval = _approval(params, trained, data, common)
         if refusal is not None:
-            return refusal  # type: ignore[return-value]
-    return _deploy(params, trained, data, target, approval, common)  # type: ignore[return-value]
+            return refusal  # type: ignore[return-value]  # a Prefect State: the run ends with its name/message, callers get .data
+    return _deploy(params, trained, data, target, approval, common)  # type: ignore[return-value]  # a Prefect State: the run ends with its name/message, callers get .data
 
 
 def _assemble_data(params: RetrainParams, claim: RetrainClaim, run_id: str) -> tuple[RetrainData, str]:
