@@ -213,6 +213,11 @@ def read_evidence(
 ) -> Evidence:
     """Read ``/metrics`` and ``/health`` of each server and the router's view of the slot.
 
+    A server whose ``/metrics`` gives no answer at all (refused, reset or ``timeout_s`` passed)
+    is asked once more before it counts as unreachable: a killed server refuses both at once
+    and a hung one times out twice, while one scrape lost to a CPU spike on a busy host does
+    not end a healthy bake. An answer that is not 200 counts at once.
+
     Example:
         ```python
         ev = read_evidence(target.runner, target.traffic, "green", slot.addresses)
@@ -221,6 +226,8 @@ def read_evidence(
     ev = Evidence()
     for address in addresses:
         status, body = runner.read_server(address, "/metrics", timeout_s)
+        if status == 0:  # no answer at all: ask once more before calling it unreachable
+            status, body = runner.read_server(address, "/metrics", timeout_s)
         if status == 200:
             ev.per_server[address] = parse_metrics(body.decode(errors="replace"))
         else:
