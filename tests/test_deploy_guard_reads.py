@@ -83,3 +83,28 @@ def test_an_error_answer_counts_at_once(target: MemoryTarget) -> None:
     runner.read_server = read_server  # type: ignore[method-assign]
     ev = read_evidence(runner, None, "blue", _addresses(target))
     assert ev.unreachable == _addresses(target) and seen == ["/metrics"]
+
+
+def _drop_health_reads(target: MemoryTarget, drops: int) -> list[str]:
+    """Make the next ``drops`` /health reads give no answer; returns the paths read."""
+    runner = target.runner
+    real = runner.read_server
+    seen: list[str] = []
+
+    def read_server(address: str, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
+        seen.append(path)
+        if path == "/health" and seen.count("/health") <= drops:
+            return 0, b""
+        return real(address, path, timeout_s)
+
+    runner.read_server = read_server  # type: ignore[method-assign]
+    return seen
+
+
+def test_one_lost_health_read_is_asked_again_two_make_it_unhealthy(target: MemoryTarget) -> None:
+    seen = _drop_health_reads(target, drops=1)
+    ev = read_evidence(target.runner, None, "blue", _addresses(target))
+    assert ev.problems() == [] and seen == ["/metrics", "/health", "/health"]
+    _drop_health_reads(target, drops=2)
+    ev = read_evidence(target.runner, None, "blue", _addresses(target))
+    assert ev.unhealthy == _addresses(target)
