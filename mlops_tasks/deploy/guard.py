@@ -310,10 +310,11 @@ def read_evidence(
 ) -> Evidence:
     """Read ``/metrics`` and ``/health`` of each server and the router's view of the slot.
 
-    A server whose ``/metrics`` gives no answer at all (refused, reset or ``timeout_s`` passed)
-    is asked once more before it counts as unreachable: a killed server refuses both at once
-    and a hung one times out twice, while one scrape lost to a CPU spike on a busy host does
-    not end a healthy bake. An answer that is not 200 counts at once.
+    A ``/metrics`` or ``/health`` read that gets no answer at all (refused, reset or
+    ``timeout_s`` passed) is asked once more before the server counts as unreachable or
+    unhealthy: a killed server refuses both at once and a hung one times out twice, while
+    one read lost to a CPU spike on a busy host does not end a healthy bake. An answer that
+    is not 200 counts at once.
 
     Example:
         ```python
@@ -322,15 +323,13 @@ def read_evidence(
     """
     ev = Evidence()
     for address in addresses:
-        status, body = runner.read_server(address, "/metrics", timeout_s)
-        if status == 0:  # no answer at all: ask once more before calling it unreachable
-            status, body = runner.read_server(address, "/metrics", timeout_s)
+        status, body = _read_asking_twice(runner, address, "/metrics", timeout_s)
         if status == 200:
             ev.per_server[address] = parse_metrics(body.decode(errors="replace"))
         else:
             ev.unreachable.append(address)
             continue  # no need to wait for /health too
-        if runner.read_server(address, "/health", timeout_s)[0] != 200:
+        if _read_asking_twice(runner, address, "/health", timeout_s)[0] != 200:
             ev.unhealthy.append(address)
     if traffic is not None:
         try:
@@ -345,6 +344,14 @@ def read_evidence(
         ev.routed = sum(v.responses for v in views if v.color == color)
         ev.routed_total = sum(v.responses for v in views)
     return ev
+
+
+def _read_asking_twice(runner: SlotRunner, address: str, path: str, timeout_s: float) -> tuple[int, bytes]:
+    """Read ``path`` of one server, asking a second time when the first read got no answer."""
+    status, body = runner.read_server(address, path, timeout_s)
+    if status == 0:
+        status, body = runner.read_server(address, path, timeout_s)
+    return status, body
 
 
 def judge_evidence(
