@@ -20,6 +20,7 @@ import sys
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from flows.entry import prepare_command
 from flows.parameters import require_model_name
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
@@ -333,6 +334,7 @@ def _report(record: DeploymentRecord, endpoint: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Command line: deploy (default), ``--rollback``, ``--stop`` or ``--describe`` an endpoint."""
     args = _parser().parse_args(argv)
+    prepare_command("python -m flows.deployment")
     try:
         if args.stop:
             from mlops_tasks.deploy import stop_endpoint

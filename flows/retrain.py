@@ -33,6 +33,7 @@ from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field, model_validator
 
 from flows.deployment import DeploymentPipelineParams, deployment_pipeline
+from flows.entry import prepare_command
 from flows.parameters import require_model_name
 from flows.training import DEFAULT_GATE, TrainingPipelineParams, TrainingPipelineResult, training_pipeline
 from mlops_tasks import tasks
@@ -361,8 +362,10 @@ def retrain_pipeline(
     run_id = str(flow_run.id or "local")
     if params.dataset is None and params.labels is None:
         raise ConfigurationError(
-            f"Retrain of {params.model_name!r} has no fresh data: give a labelled dataset (dataset=...) "
-            "or labels for the prediction log (labels=..., optionally prediction_log=...)."
+            f"Retrain of {params.model_name!r} has no fresh data: give labels for the prediction log of "
+            f"endpoint {params.endpoint.name!r} (labels=..., a dataset of request_id and "
+            f"{params.label_column!r}; prediction_log=... for another log), or a labelled dataset "
+            "(dataset=...). In the Prefect UI set them in the retrain deployment's parameters."
         )
     live_version = None
     if params.include_reference:
@@ -580,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cooldown-minutes", type=float, default=24 * 60)
     parser.add_argument("--no-deploy", action="store_true")
     args = parser.parse_args(argv)
+    prepare_command("python -m flows.retrain")
     try:
         params = RetrainParams(
             model_name=args.model_name,

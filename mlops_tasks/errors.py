@@ -46,6 +46,7 @@ __all__ = [
     "DriftError",
     "EmptyDatasetError",
     "EndpointBusyError",
+    "EndpointNotFoundError",
     "EndpointPortError",
     "EstimatorError",
     "EvaluationError",
@@ -336,6 +337,10 @@ class RouterConfigError(RouterError, ConfigurationError):
 
 class EndpointBusyError(EndpointDeployError):
     """Another deployment of the same endpoint holds its lock; wait for it to finish."""
+
+
+class EndpointNotFoundError(EndpointDeployError, ConfigurationError):
+    """No endpoint of that name was ever deployed from this state folder (or the name is malformed)."""
 
 
 class EndpointPortError(EndpointDeployError):

@@ -84,6 +84,7 @@ TASKS: dict[str, Wraps] = {
     "rollback_deployment": Wraps(("mlops_tasks.deploy.strategy:rollback_deployment",)),
     "describe_deployment": Wraps(("mlops_tasks.deploy.strategy:describe_deployment",)),
     "stop_endpoint": Wraps(("mlops_tasks.deploy.strategy:stop_endpoint",)),
+    "endpoint_source": Wraps(("mlops_tasks.deploy.monitored:endpoint_source",)),
     "claim_retrain": Wraps(
         ("mlops_tasks.retrain:claim_retrain",),
         filled={"lock": "the Prefect global concurrency limit (tasks.retrain.prefect_claim_lock)"},

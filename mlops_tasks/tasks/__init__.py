@@ -48,6 +48,7 @@ from mlops_tasks.tasks.data import load_dataset, split_dataset
 from mlops_tasks.tasks.deploy import (
     deploy_blue_green,
     describe_deployment,
+    endpoint_source,
     rollback_deployment,
     stop_endpoint,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "claim_retrain",
     "deploy_blue_green",
     "describe_deployment",
+    "endpoint_source",
     "evaluate_model",
     "load_dataset",
     "load_drift_reference",
