@@ -13,9 +13,10 @@ import argparse
 from pathlib import PurePosixPath
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from flows.entry import prepare_command
+from flows.parameters import FormParams
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 
-class BatchPredictParams(BaseModel):
+class BatchPredictParams(FormParams):
     """Parameters of :func:`batch_predict` (one form in the Prefect UI).
 
     Example:
@@ -49,7 +50,7 @@ class BatchPredictParams(BaseModel):
     output: str | None = Field(
         None,
         description="A .parquet/.csv file, or a log sink folder / s3:// prefix. "
-        "Empty: <dataset folder>/<dataset stem>-predictions (a sink).",
+        "Empty: {dataset folder}/{dataset stem}-predictions (a sink).",
     )
     id_column: str | None = Field(None, description="Column to use as request_id (default: generated).")
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")

@@ -18,10 +18,10 @@ import json
 import sys
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from flows.entry import prepare_command
-from flows.parameters import require_model_name
+from flows.parameters import FormParams, require_model_name
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-class DeploymentPipelineParams(BaseModel):
+class DeploymentPipelineParams(FormParams):
     """Parameters of :func:`deployment_pipeline` (one form in the Prefect UI).
 
     Example:
@@ -238,7 +238,7 @@ def deployment_pipeline(
     return record
 
 
-class RollbackParams(BaseModel):
+class RollbackParams(FormParams):
     """Parameters of :func:`rollback_deployment_flow`."""
 
     endpoint_name: str = Field("churn", description="Endpoint to roll back.")

@@ -32,10 +32,10 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.states import Completed
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from flows.entry import prepare_command
-from flows.parameters import require_model_name
+from flows.parameters import FormParams, require_model_name
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
@@ -56,7 +56,7 @@ DEMO_ENDPOINT = "churn"
 DEMO_MODEL = "churn-classifier"
 
 
-class DriftCheckParams(BaseModel):
+class DriftCheckParams(FormParams):
     """Parameters of :func:`drift_check` (one form in the Prefect UI).
 
     Example:
@@ -110,11 +110,11 @@ class DriftCheckParams(BaseModel):
         default_factory=DriftSettings, description="Thresholds, per-column tests, min_rows, HTML sample."
     )
     report_location: str | None = Field(
-        None, description="Folder or s3://prefix for the HTML report. Empty: <state dir>/monitoring."
+        None, description="Folder or s3://prefix for the HTML report. Empty: {state dir}/monitoring."
     )
     s3: S3Config | None = Field(None, description="S3 endpoint and credentials for s3:// paths.")
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
-    log_to_mlflow: bool = Field(True, description="Log a run in <experiment>-monitoring.")
+    log_to_mlflow: bool = Field(True, description="Log a run in {experiment}-monitoring.")
     emit_event: bool = Field(True, description="Emit mlops.drift.detected when drift is found.")
 
     @model_validator(mode="after")

@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from flows.deployment import DeploymentPipelineParams, deployment_pipeline
 from flows.entry import prepare_command
-from flows.parameters import require_model_name
+from flows.parameters import FormParams, require_model_name
 from flows.training import DEFAULT_GATE, TrainingPipelineParams, TrainingPipelineResult, training_pipeline
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
@@ -68,7 +68,7 @@ class ApprovalInput(RunInput):
     reason: str = Field("", description="Why (kept in the run's result and artifact).")
 
 
-class RetrainParams(BaseModel):
+class RetrainParams(FormParams):
     """Parameters of :func:`retrain_pipeline` (one form in the Prefect UI).
 
     Fresh data is the live version's training split (``include_reference``) plus the
@@ -97,7 +97,7 @@ class RetrainParams(BaseModel):
         None,
         title="Prediction log",
         description="Prediction log (folder or s3://prefix) whose window is joined with `labels`. Empty "
-        "with labels given: the endpoint's log, <state dir>/endpoints/<endpoint>/prediction-log.",
+        "with labels given: the endpoint's log, {state dir}/endpoints/{endpoint}/prediction-log.",
     )
     labels: DatasetSpec | None = Field(
         None,
@@ -122,7 +122,7 @@ class RetrainParams(BaseModel):
     data_location: str | None = Field(
         None,
         title="Where to write the training data",
-        description="Parquet file for the combined data. Empty: <state dir>/retrain/<model>/<time>.parquet.",
+        description="Parquet file for the combined data. Empty: {state dir}/retrain/{model}/{time}.parquet.",
     )
     training: TrainingSpec | None = Field(
         None,
@@ -133,7 +133,7 @@ class RetrainParams(BaseModel):
     expectation_suite: str | None = Field(
         None,
         title="Expectation suite",
-        description="Great Expectations suite JSON. Empty: <state dir>/expectations/<model_name>.json.",
+        description="Great Expectations suite JSON. Empty: {state dir}/expectations/{model_name}.json.",
     )
     check_value_ranges: bool = Field(
         False,

@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from flows.entry import prepare_command
-from flows.parameters import require_model_name
+from flows.parameters import FormParams, require_model_name
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec, write_dataset
@@ -51,7 +51,7 @@ class DemoData(BaseModel):
     drift: float = Field(0.0, ge=0.0, le=1.0, description="0 = reference data, up to 1 = strongly drifted.")
 
 
-class TrainingPipelineParams(BaseModel):
+class TrainingPipelineParams(FormParams):
     """Parameters of :func:`training_pipeline` (one form in the Prefect UI)."""
 
     model_name: str | None = Field(
@@ -68,7 +68,7 @@ class TrainingPipelineParams(BaseModel):
     segment_column: str | None = Field(SEGMENT, description="Column whose values are evaluation slices.")
     expectation_suite: str | None = Field(
         None,
-        description="Great Expectations suite JSON. Empty: <state dir>/expectations/<model_name>.json.",
+        description="Great Expectations suite JSON. Empty: {state dir}/expectations/{model_name}.json.",
     )
     suggest_suite_if_missing: bool = Field(
         True, description="Infer and write the suite from this data when the file does not exist."

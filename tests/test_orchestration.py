@@ -163,7 +163,9 @@ def test_run_button_runs_training_and_leaves_artifacts(prefect_api: str, serving
     assert {"validation-churn-demo", f"evaluation-{MODEL}", f"gate-{MODEL}"} <= keys, keys
     gate = next(a for a in artifacts if a.key == f"gate-{MODEL}")
     assert gate.description == "Quality gate passed"
-    assert all(row["passed"] for row in json.loads(gate.data)), gate.data
+    rows = json.loads(gate.data)
+    assert all(row["result"] == "pass" for row in rows), gate.data
+    assert all(row["observed"] is None or row["observed"] == round(row["observed"], 4) for row in rows)
 
 
 def test_interval_schedule_produces_a_completed_run(
