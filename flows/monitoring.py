@@ -26,104 +26,30 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.states import Completed
-from pydantic import Field, model_validator
 
 from flows.entry import prepare_command
-from flows.parameters import FormParams, require_model_name
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
-from mlops_tasks.errors import ConfigurationError, MLOpsError
+from mlops_tasks.errors import MLOpsError
 from mlops_tasks.monitoring import (
     DriftReport,
     DriftSettings,
     ReferenceData,
     error_report,
-    resolve_window,
 )
-from mlops_tasks.settings import MlflowConfig, S3Config, state_dir
+from mlops_tasks.stages.monitoring import follow_endpoint, no_log_yet, resolve_drift_inputs
+from mlops_tasks.stages.params import DriftCheckParams, require_model_name
 
 __all__ = ["DEMO_ENDPOINT", "DriftCheckParams", "drift_check", "main"]
 
 #: What ``python -m flows.monitoring`` checks without arguments: the endpoint ``make demo`` deploys.
 DEMO_ENDPOINT = "churn"
 DEMO_MODEL = "churn-classifier"
-
-
-class DriftCheckParams(FormParams):
-    """Parameters of :func:`drift_check` (one form in the Prefect UI).
-
-    Example:
-        ```python
-        from flows.monitoring import DriftCheckParams
-        params = DriftCheckParams(model_name="churn-classifier", prediction_log="s3://logs/churn",
-                                  last_hours=6)
-        ```
-    """
-
-    endpoint: str | None = Field(
-        None,
-        description="Endpoint to follow (e.g. churn): the version live on it is checked against its own "
-        "prediction log; model name, version and log default from it.",
-    )
-    model_name: str | None = Field(
-        None,
-        description="Registered model whose data is checked (required without an endpoint; the demo's is "
-        "churn-classifier).",
-    )
-    alias: str = Field(
-        "champion",
-        description="Alias of the version whose training data is the reference "
-        "(without an endpoint or version).",
-    )
-    version: int | None = Field(
-        None, description="Version instead of the alias (or of the endpoint's live version)."
-    )
-    reference: DatasetSpec | None = Field(
-        None, description="Reference dataset instead of the version's recorded training split."
-    )
-    prediction_log: str | None = Field(
-        None,
-        description="Prediction log (local folder or s3://bucket/prefix) to read the window from. "
-        "Empty: the endpoint's log when an endpoint is given, else the model server's default "
-        "(prediction-log in the state folder).",
-    )
-    current: DatasetSpec | None = Field(None, description="Current dataset instead of a log window.")
-    start: datetime | None = Field(None, description="Window start (inclusive, UTC if naive).")
-    end: datetime | None = Field(None, description="Window end (exclusive, UTC if naive); default now.")
-    last_hours: float | None = Field(
-        None,
-        gt=0,
-        description="Window of the last N hours up to `end` (default 24 when no start).",
-    )
-    labels: DatasetSpec | None = Field(
-        None, description="Ground truth (request_id + label column) for performance drift."
-    )
-    label_column: str = Field("label", description="Label column of the labels dataset.")
-    settings: DriftSettings = Field(
-        default_factory=DriftSettings, description="Thresholds, per-column tests, min_rows, HTML sample."
-    )
-    report_location: str | None = Field(
-        None, description="Folder or s3://prefix for the HTML report. Empty: {state dir}/monitoring."
-    )
-    s3: S3Config | None = Field(None, description="S3 endpoint and credentials for s3:// paths.")
-    mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
-    log_to_mlflow: bool = Field(True, description="Log a run in {experiment}-monitoring.")
-    emit_event: bool = Field(True, description="Emit mlops.drift.detected when drift is found.")
-
-    @model_validator(mode="after")
-    def _one_current(self) -> DriftCheckParams:
-        if self.prediction_log is not None and self.current is not None:
-            raise ValueError("give either prediction_log (a window of it is read) or current, not both")
-        if self.start is not None and self.last_hours is not None:
-            raise ValueError("give either start or last_hours, not both")
-        return self
 
 
 @flow(name="drift-check", log_prints=False)
@@ -154,16 +80,11 @@ def drift_check(
     """
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
-    params, missing_log_is_empty = _follow_endpoint(params)
+    own_log = False
+    if params.endpoint:
+        params, own_log = follow_endpoint(params, tasks.endpoint_source(params.endpoint))
     require_model_name(params.model_name, "drift-check")
-    if params.prediction_log is None and params.current is None:
-        params = params.model_copy(update={"prediction_log": str(state_dir() / "prediction-log")})
-    window = None
-    if params.prediction_log is not None:
-        hours = params.last_hours if params.last_hours is not None or params.start else 24.0
-        window = resolve_window(params.start, params.end, hours)
-    elif params.start or params.end:
-        window = resolve_window(params.start, params.end, params.last_hours)
+    params, window = resolve_drift_inputs(params)
     version = None if params.version is None else str(params.version)
     try:
         if params.reference is not None:
@@ -184,11 +105,8 @@ def drift_check(
             )
             version = reference.model_version
         if params.prediction_log is not None:
-            if missing_log_is_empty and not Path(params.prediction_log).exists():
-                # an endpoint that has logged nothing yet: no traffic, not a failure
-                logger.info(
-                    "Endpoint %s has no prediction log yet (%s)", params.endpoint, params.prediction_log
-                )
+            if no_log_yet(params.prediction_log, own_log):
+                logger.info("Endpoint %s logged nothing yet (%s)", params.endpoint, params.prediction_log)
                 current = pd.DataFrame()
             else:
                 current = tasks.load_prediction_window(
@@ -225,29 +143,6 @@ def drift_check(
         logger.error("Drift check of %s failed: %s", params.model_name, exc)
         raise
     return Completed(message=report.reason[:1000], data=report)  # type: ignore[return-value]  # a Prefect State: the run ends with its name/message, callers get .data
-
-
-def _follow_endpoint(params: DriftCheckParams) -> tuple[DriftCheckParams, bool]:
-    """Fill model name, version and prediction log from ``params.endpoint``.
-
-    Returns the parameters and whether a missing log folder means "no traffic yet" (the
-    endpoint's own log, not one the caller named).
-    """
-    if not params.endpoint:
-        return params, False
-    source = tasks.endpoint_source(params.endpoint)
-    if params.model_name and params.model_name != source.model_name:
-        raise ConfigurationError(
-            f"Endpoint {params.endpoint!r} serves model {source.model_name!r}, not {params.model_name!r}: "
-            "leave model_name empty to follow the endpoint, or give the model without the endpoint."
-        )
-    update: dict[str, object] = {"model_name": source.model_name}
-    if params.version is None and "alias" not in params.model_fields_set and source.version is not None:
-        update["version"] = source.version
-    own_log = params.prediction_log is None and params.current is None
-    if own_log:
-        update["prediction_log"] = source.prediction_log
-    return params.model_copy(update=update), own_log
 
 
 def main(argv: list[str] | None = None) -> int:
