@@ -50,8 +50,12 @@ TASKS: dict[str, Wraps] = {
         differs={"suite_name": "keyword-only, defaults to the suite file's stem"},
     ),
     "validate_data": Wraps(
-        ("mlops_tasks.validation:load_suite", "mlops_tasks.validation:validate_dataframe"),
-        filled={"suite": "read by load_suite from suite_path"},
+        (
+            "mlops_tasks.validation:load_suite",
+            "mlops_tasks.validation:validate_dataframe",
+            "mlops_tasks.validation:save_validation_report",
+        ),
+        filled={"suite": "read by load_suite from suite_path", "report": "made by validate_dataframe"},
         renamed={"path": "suite_path", "df": "frame"},  # the task's public names since its first release
     ),
     "train_model": Wraps(("mlops_tasks.training:train_model",)),

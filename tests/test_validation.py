@@ -535,3 +535,28 @@ def test_message_spells_out_the_first_failures_and_counts_the_rest():
     assert explain_failure(other).startswith("y: expect_column_kl_divergence_to_be_less_than expected")
     text = explain_failures([between, typed, broken, other, other])
     assert text.endswith("; and 2 more") and text.count("; ") == 3
+
+
+def test_report_and_gx_data_docs_written_side_by_side(reference, suite, tmp_path):
+    from mlops_tasks.validation import save_validation_report
+
+    batch = reference.copy()
+    batch.loc[:29, "age"] = 500
+    report = validate_dataframe(batch, suite, dataset_name="batch-7", fail_on_error=False)
+    saved = save_validation_report(report, location=tmp_path / "v")
+    assert json.loads(open(saved.report_path).read())["success"] is False
+    page = open(saved.data_docs_path, encoding="utf-8").read()
+    assert saved.data_docs_path == str(tmp_path / "v" / "data-docs.html")
+    assert "<html" in page.lower() and "age" in page
+    assert "Validation" in page  # GX's own validation-results page
+    # a report read back from JSON has no GX result: the JSON alone, no page
+    again = ValidationReport.model_validate_json(open(saved.report_path).read())
+    assert save_validation_report(again, location=tmp_path / "w").data_docs_path is None
+
+
+def test_report_location_must_be_a_local_folder(reference, suite):
+    from mlops_tasks.validation import save_validation_report
+
+    report = validate_dataframe(reference, suite)
+    with pytest.raises(ConfigurationError, match="local folder"):
+        save_validation_report(report, location="s3://bucket/reports")
