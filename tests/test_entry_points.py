@@ -76,3 +76,20 @@ def test_configured_server_that_does_not_answer_ends_the_command(tmp_path):
     assert out.returncode == 1
     assert "no Prefect server answers there" in out.stderr and "make serve" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_version_from_metadata_and_without_it(tmp_path):
+    import shutil
+    from importlib.metadata import version
+
+    import mlops_tasks
+
+    assert mlops_tasks.__version__ == version("mlops-tasks")
+    copy = tmp_path / "image"
+    shutil.copytree(ROOT / "mlops_tasks", copy / "mlops_tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    code = "import sys; sys.path.insert(0, '.'); import mlops_tasks; print(mlops_tasks.__version__)"
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], cwd=copy, capture_output=True, text=True, env={}
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0+unknown"
