@@ -36,3 +36,12 @@ def test_an_emptied_text_box_means_not_set():
 
     params = DriftCheckParams.model_validate({"prediction_log": "", "endpoint": "", "model_name": "m"})
     assert params.prediction_log is None and params.endpoint is None
+
+
+@pytest.mark.parametrize("spec", DEPLOYMENTS, ids=lambda s: s.full_name)
+def test_the_server_accepts_each_deployments_own_parameters(spec):
+    """What the Prefect server checks when a deployment is applied (enforce_parameter_schema)."""
+    from prefect.utilities.schema_tools import validate
+
+    schema = parameter_schema(spec.load_flow()).model_dump()
+    validate(spec.parameters(), schema, raise_on_error=True, ignore_required=True)

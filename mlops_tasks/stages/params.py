@@ -46,8 +46,9 @@ def plain_optional_inputs(schema: dict[str, Any]) -> None:
 
     Pydantic writes ``str | None`` as ``anyOf: [string, null]``, which the UI renders as
     type-switch buttons ("Property is type None") until one is clicked. Each such property
-    becomes its simple type with its ``null`` default; an empty box still means "not set"
-    (:class:`FormParams` reads ``""`` back as ``None``).
+    becomes its simple type, without a ``null`` default (Prefect's parameter validation then
+    accepts ``null`` for it, as for any optional field without a default); an empty box
+    still means "not set" (:class:`FormParams` reads ``""`` back as ``None``).
 
     Example:
         ```python
@@ -64,6 +65,11 @@ def plain_optional_inputs(schema: dict[str, Any]) -> None:
         if len(kinds) == 1 and kinds[0].get("type") in _SIMPLE_TYPES:
             del prop["anyOf"]
             prop.update(kinds[0])
+            if prop.get("default", ...) is None:
+                # An optional field without a default is nullable to Prefect's parameter
+                # validation (its pydantic-v1 rule); a `null` default next to a plain type
+                # would make the server refuse the deployment's own parameters.
+                del prop["default"]
 
 
 class FormParams(BaseModel):
