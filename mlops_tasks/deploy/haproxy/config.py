@@ -30,6 +30,14 @@ from importlib.resources import files
 
 from pydantic import BaseModel, Field
 
+from mlops_tasks.deploy.haproxy.security import (
+    SecurityLayout,
+    bind_line,
+    global_lines,
+    key_rules,
+    rate_table,
+    redirect_frontend,
+)
 from mlops_tasks.deploy.models import COLORS, Color
 from mlops_tasks.errors import RouterError
 
@@ -95,6 +103,9 @@ class RouterConfig(BaseModel):
     shadow_color: Color | None = Field(None, description="Slot that live requests are mirrored to.")
     check_interval_ms: int = Field(300, ge=50, description="Health-check interval.")
     hard_stop_after_s: int = Field(30, ge=1, description="How long an old worker may finish requests.")
+    security: SecurityLayout | None = Field(
+        None, description="TLS, API keys, rate limits and access log (None: plain HTTP, no keys)."
+    )
     idle_close_on_response: bool = Field(
         False,
         description="HAProxy >= 2.7: on reload, close idle client connections only after one "
@@ -158,6 +169,7 @@ def render_config(cfg: RouterConfig) -> str:
         "    tune.lua.maxmem 64",
         *(["    idle-close-on-response"] if cfg.idle_close_on_response else []),
         f"    lua-load {cfg.lua_path}",
+        *global_lines(cfg.security),
     ]
     if cfg.pidfile:
         lines.append(f"    pidfile {cfg.pidfile}")
@@ -186,16 +198,20 @@ def render_config(cfg: RouterConfig) -> str:
         "on-error mark-down",
         "",
         "frontend live_in",
-        f"    bind {cfg.bind_host}:{cfg.port}",
+        bind_line(cfg.bind_host, cfg.port, cfg.security),
         "    option http-buffer-request",
+        *key_rules(cfg.security),
         "    http-request set-header X-Request-Id %[uuid()] unless { req.hdr(x-request-id) -m found }",
         "    http-request lua.mirror if METH_POST { path /invocations } { nbsrv(shadow) gt 0 }",
         f"    default_backend {LIVE}",
         "",
         "frontend preview_in",
-        f"    bind {cfg.bind_host}:{cfg.preview_port}",
+        bind_line(cfg.bind_host, cfg.preview_port, cfg.security),
         "    option http-buffer-request",
+        *key_rules(cfg.security),
         f"    default_backend {PREVIEW}",
+        *redirect_frontend(cfg.bind_host, cfg.security),
+        *rate_table(cfg.security),
     ]
     for backend in BACKENDS:
         lines += ["", f"backend {backend}", "    balance roundrobin"]
