@@ -232,7 +232,7 @@ def test_caller_is_logged_by_name_never_the_key_and_cannot_be_forged(secured) ->
 
 
 def test_issue_and_revoke_under_load_with_zero_failed_requests(secured) -> None:
-    name, spec = secured["spec"].name, secured["spec"]
+    name = secured["spec"].name
     events: list[tuple[str, dict]] = []
     with _load(secured) as load:
         load.wait_answers(20)
