@@ -25,6 +25,7 @@ from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.demo import TARGET as DEMO_TARGET
+from mlops_tasks.deploy.ab_state import refuse_during_ab_test
 from mlops_tasks.deploy.models import DeploymentRecord, EndpointSpec, RolloutSpec
 from mlops_tasks.errors import MLOpsError, ModelNotFoundError
 from mlops_tasks.settings import MlflowConfig
@@ -198,6 +199,7 @@ def deployment_pipeline(
             ``SmokeTestError``, ``GuardBreachError``, ``RolloutError``); the previous one
             kept, or got back, all traffic.
         EndpointBusyError: Another deployment of the endpoint runs.
+        AbTestRunningError: An A/B test runs on the endpoint (nothing was built or started).
         BlockNotFoundError: ``target_block`` or ``mlflow.block`` names no saved block.
 
     Example:
@@ -209,6 +211,7 @@ def deployment_pipeline(
     """
     require_model_name(params.model_name, "deployment-pipeline")
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
+    refuse_during_ab_test(params.endpoint.name, f"deploying {params.model_name}")  # before any image build
     logger = get_run_logger()
     kind, endpoint = resolve_target(params)
     version = _pick_version(params)

@@ -158,9 +158,11 @@ def _faults(rows: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def _guardrails(observations: pd.DataFrame, summaries: dict[str, VariantSummary], spec: AbSpec) -> list[str]:
+def _guardrails(
+    observations: pd.DataFrame, summaries: dict[str, VariantSummary], spec: AbSpec, requests: dict[str, int]
+) -> list[str]:
     g = spec.guardrails
-    counts = observations["variant"].astype(str).value_counts()
+    counts = requests or observations["variant"].astype(str).value_counts().to_dict()
     if min(counts.get("A", 0), counts.get("B", 0)) < g.min_requests:
         return []
     a, b = summaries["A"], summaries["B"]
@@ -196,7 +198,9 @@ def _looks(units: pd.DataFrame, spec: AbSpec) -> tuple[list[str], dict[str, tupl
     return [pd.Timestamp(e).isoformat() for e in edges], cumulative
 
 
-def analyze(observations: pd.DataFrame, spec: AbSpec) -> AbVerdict:
+def analyze(
+    observations: pd.DataFrame, spec: AbSpec, *, server_faults: dict[str, dict[str, float]] | None = None
+) -> AbVerdict:
     """Judge an A/B test on everything observed so far; valid however often it is called.
 
     Args:
@@ -204,6 +208,9 @@ def analyze(observations: pd.DataFrame, spec: AbSpec) -> AbVerdict:
             ``spec.unit="subject"``), the primary metric's column (or ``prediction`` and
             ``label``), optionally ``status`` / ``latency_ms`` and other outcome columns.
         spec: The test's metric, minimum effect, weights, alpha and guardrails.
+        server_faults: Per variant, the servers' own counts (``requests``, ``share_5xx``,
+            ``p95_latency_ms``, as the bake guard reads them from ``/metrics``); they
+            replace what ``status`` / ``latency_ms`` columns would say.
 
     Returns:
         The verdict with the current effect, its always-valid interval, samples per
@@ -223,6 +230,12 @@ def analyze(observations: pd.DataFrame, spec: AbSpec) -> AbVerdict:
     _validate(observations, spec)
     units = _units(observations, spec)
     summaries = _summaries(observations, units, spec)
+    requests: dict[str, int] = {}
+    for name, faults in (server_faults or {}).items():
+        summaries[name] = summaries[name].model_copy(
+            update={k: v for k, v in faults.items() if k in ("share_5xx", "p95_latency_ms")}
+        )
+        requests[name] = int(faults.get("requests", 0))
     assigned = [summaries[v].units for v in VARIANTS]
     srm = chi_square_p(assigned, [float(spec.weights[v]) for v in VARIANTS])
     common: dict[str, Any] = {
@@ -230,7 +243,7 @@ def analyze(observations: pd.DataFrame, spec: AbSpec) -> AbVerdict:
         "variants": summaries,
         "srm_p": srm,
         "samples": {v: summaries[v].with_outcome for v in VARIANTS},
-        "guardrail_breaches": _guardrails(observations, summaries, spec),
+        "guardrail_breaches": _guardrails(observations, summaries, spec, requests),
     }
     if srm < spec.srm_p:
         reason = (

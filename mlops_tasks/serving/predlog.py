@@ -5,7 +5,9 @@ Layout (one file per flush and hour, never rewritten)::
     <sink>/date=YYYY-MM-DD/hour=HH/<YYYYMMDDTHHMMSSffffff>Z-<uuid8>.parquet   (or .jsonl)
 
 Columns: ``request_id``, ``timestamp`` (UTC), ``model_name``, ``model_version``,
-``served_by``, one column per input feature (a feature whose name clashes with one
+``served_by``, ``variant`` and ``subject`` (A/B tests: the variant the router assigned
+and the caller's ``X-Subject-Id``; nullable, written only by files that saw them, so
+older partitions read with nulls there), one column per input feature (a feature whose name clashes with one
 of these gets the prefix ``feature_``), and ``prediction``.
 
 ``<sink>`` is a local folder (files are written to a hidden temporary name and
@@ -34,7 +36,17 @@ from mlops_tasks.errors import DatasetNotFoundError, PredictionLogError
 
 logger = logging.getLogger("mlops_tasks.serving.predlog")
 
-RESERVED_COLUMNS = ("request_id", "timestamp", "model_name", "model_version", "served_by")
+RESERVED_COLUMNS = (
+    "request_id",
+    "timestamp",
+    "model_name",
+    "model_version",
+    "served_by",
+    "variant",
+    "subject",
+)
+#: Nullable string columns written only when some request of the file had them.
+AB_COLUMNS = ("variant", "subject")
 FORMATS = ("parquet", "jsonl")
 
 
@@ -191,6 +203,8 @@ class _Entry:
     features: Any  # 2-D ndarray (signature order) or dict name -> 1-D array
     predictions: np.ndarray
     n_rows: int
+    variants: list[str | None] | None = None  # one per request (A/B tests)
+    subjects: list[str | None] | None = None
 
 
 @dataclass
@@ -293,6 +307,8 @@ class PredictionLogWriter:
         features: Any,
         predictions: np.ndarray,
         row_counts: list[int] | None = None,
+        variants: list[str | None] | None = None,
+        subjects: list[str | None] | None = None,
     ) -> None:
         """Queue rows for writing (cheap; safe from any thread).
 
@@ -303,13 +319,17 @@ class PredictionLogWriter:
                 of column name -> 1-D array.
             predictions: One prediction per row.
             row_counts: Rows of each request (they sum to the number of rows).
+            variants: A/B variant of each entry of ``request_ids`` (``None``: not in a test).
+            subjects: The caller's subject of each entry of ``request_ids``.
         """
         n = len(request_ids) if row_counts is None else sum(row_counts)
         with self._lock:
             if self._pending_rows + n > self.max_pending_rows:
                 self.stats.dropped_rows += n
                 return
-            self._pending.append(_Entry(request_ids, timestamps, row_counts, features, predictions, n))
+            self._pending.append(
+                _Entry(request_ids, timestamps, row_counts, features, predictions, n, variants, subjects)
+            )
             self._pending_rows += n
             wake = self._pending_rows >= self.max_batch_rows
         if wake:
@@ -407,6 +427,12 @@ class PredictionLogWriter:
         cols["model_name"] = np.full(n, self.model_name, dtype=object)
         cols["model_version"] = np.full(n, self.model_version, dtype=object)
         cols["served_by"] = np.full(n, self.served_by, dtype=object)
+        if any(e.variants is not None or e.subjects is not None for e in entries):
+            for name, attr in (("variant", "variants"), ("subject", "subjects")):
+                texts: list[str | None] = []
+                for e in entries:
+                    texts.extend(getattr(e, attr) or [None] * len(e.request_ids))
+                cols[name] = np.repeat(np.array(texts, dtype=object), repeat)
         names = self.feature_names
         if not names and entries and isinstance(entries[0].features, dict):
             names = list(entries[0].features)
@@ -453,7 +479,11 @@ class PredictionLogWriter:
             sink = pa.BufferOutputStream()
             # Dictionary-encode only the string columns: trying it on unique floats
             # costs several times the rest of the encoding.
-            strings = [n for n in ("request_id", "model_name", "model_version", "served_by") if n in arrays]
+            strings = [
+                n
+                for n in ("request_id", "model_name", "model_version", "served_by", *AB_COLUMNS)
+                if n in arrays
+            ]
             pq.write_table(table, sink, compression="snappy", use_dictionary=strings)
             encoded: bytes = sink.getvalue().to_pybytes()
             return encoded
@@ -569,8 +599,9 @@ def read_prediction_log(
 
     Returns:
         A DataFrame with ``request_id``, ``timestamp`` (tz-aware UTC), ``model_name``,
-        ``model_version``, ``served_by``, the feature columns and ``prediction``; empty
-        (with no columns) when nothing was logged in the window.
+        ``model_version``, ``served_by``, the feature columns and ``prediction``, plus
+        ``variant`` and ``subject`` when any file read has them (null in older files);
+        empty (with no columns) when nothing was logged in the window.
 
     Raises:
         DatasetNotFoundError: A local sink folder does not exist.

@@ -43,6 +43,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from mlops_tasks.tasks.abtest import evaluate_ab_test, start_ab_test
 from mlops_tasks.tasks.containerize import build_model_image, push_model_image, verify_model_image
 from mlops_tasks.tasks.data import load_dataset, split_dataset
 from mlops_tasks.tasks.deploy import (
@@ -75,6 +76,7 @@ __all__ = [
     "claim_retrain",
     "deploy_blue_green",
     "describe_deployment",
+    "evaluate_ab_test",
     "evaluate_model",
     "load_dataset",
     "load_drift_reference",
@@ -90,6 +92,7 @@ __all__ = [
     "rollback_model",
     "score_batch",
     "split_dataset",
+    "start_ab_test",
     "stop_endpoint",
     "suggest_expectations",
     "train_model",

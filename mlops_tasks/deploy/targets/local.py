@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from mlops_tasks.deploy.haproxy.binary import haproxy_binary, haproxy_version, write_checked
-from mlops_tasks.deploy.haproxy.config import MIRROR_LUA, RouterConfig, render_config, with_server_state
+from mlops_tasks.deploy.haproxy.config import (
+    AB_MAP_DEFAULT,
+    MIRROR_LUA,
+    RouterConfig,
+    render_config,
+    with_server_state,
+)
 from mlops_tasks.deploy.haproxy.runtime import RouterClient
 from mlops_tasks.deploy.models import Color, SlotStatus
 from mlops_tasks.deploy.processes import cmdline, pid_alive, session_members, terminate
@@ -315,6 +321,7 @@ class LocalTarget(Target):
                     preview_port=self.endpoint.preview,
                     admin_socket=str(self.socket_path),
                     lua_path=str(self.folder / "mirror.lua"),
+                    ab_map=str(self.folder / "ab.map"),
                     pidfile=str(self.pid_path),
                     replicas=self.endpoint.replicas,
                     servers=servers,
@@ -328,7 +335,7 @@ class LocalTarget(Target):
 
     def _signature(self) -> str:
         spec = self.endpoint
-        return f"# endpoint {spec.host}:{spec.port} preview {spec.preview} replicas {spec.replicas}"
+        return f"# endpoint {spec.host}:{spec.port} preview {spec.preview} replicas {spec.replicas} ab-map"
 
     def ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> RouterClient:
         with supervise_lock(self.folder):
@@ -338,6 +345,8 @@ class LocalTarget(Target):
 
     def _ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> None:
         (self.folder / "mirror.lua").write_text(MIRROR_LUA, encoding="utf-8")
+        if not (self.folder / "ab.map").exists():  # it holds the A/B split across reloads
+            (self.folder / "ab.map").write_text(AB_MAP_DEFAULT, encoding="utf-8")
         text = self._signature() + "\n" + self._render(slots, live)
         if self.router_running():
             current = self.cfg_path.read_text(encoding="utf-8") if self.cfg_path.exists() else ""
