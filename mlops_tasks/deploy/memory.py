@@ -29,6 +29,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,7 +114,8 @@ class SimServer:
     replica: int
     model_name: str
     version: int
-    #: ``ok``, ``dead`` (killed), ``hung`` (stopped), ``slow`` or ``failing`` (answers 500).
+    #: ``ok``, ``dead`` (killed), ``hung`` (stopped), ``slow``, ``failing`` (answers 500)
+    #: or ``refusing`` (answers 422 to well-formed requests: a changed schema).
     condition: str = "ok"
     latency_s: float = 0.002
     prediction_offset: float = 0.0
@@ -162,12 +164,19 @@ class SimServer:
             return Reply(200, headers, json.dumps(doc).encode())
         if path == "/metrics":
             return Reply(200, headers, self.metrics().encode())
+        try:
+            request: dict[str, Any] | None = json.loads(body or b"{}")
+        except ValueError:
+            request = None
         status = 500 if self.condition == "failing" else 200
+        if status == 200 and (request is None or self.condition == "refusing"):
+            status = 400 if request is None else 422  # the caller's mistake, or a changed schema
         self.counts[status] = self.counts.get(status, 0) + 1
         self.latencies.append(self.latency_s)
         if status != 200:
             return Reply(status, headers, b'{"error": "injected failure"}')
-        rows = len(json.loads(body or b"{}").get("dataframe_split", {}).get("data", []))
+        assert request is not None
+        rows = len(request.get("dataframe_split", {}).get("data", []))
         offset = self.prediction_offset if (mirrored or self.impostor) else 0.0
         return Reply(200, headers, json.dumps({"predictions": memory_predictions(rows, offset)}).encode())
 
@@ -494,13 +503,13 @@ class MemoryRouter(TrafficRouter):
             for m in self.pool.values()
             if m.color == self.mirror and not m.backup and self._status(m) == "UP"
         ]
-        if not targets or reply.status != 200:
+        if not targets:
             return
         rid = f"r{next(self._rr)}"
         copy = runner.server(self._pick(targets).address)
         assert copy is not None
         mirrored = copy.handle(self.target.endpoint.name, "POST", "/invocations", body, mirrored=True)
-        if mirrored.status == 200:
+        if mirrored.status == 200 and reply.status == 200:
             runner.mirror_log.append((rid, member.color, json.loads(reply.body)["predictions"][0]))
             runner.mirror_log.append((rid, copy.color, json.loads(mirrored.body)["predictions"][0]))
 
@@ -535,6 +544,9 @@ class MemoryTarget:
         self.traffic = MemoryRouter(self)
         #: Simulated client requests per virtual second through the live entry point.
         self.rps = 40.0
+        #: Share of simulated client requests with a malformed body (a caller's mistake).
+        self.malformed_share = 0.0
+        self._random = random.Random(0)
         #: Virtual seconds after which a killed *supervised* slot is restarted (the watchdog
         #: of the local target, the restart policy of docker); None: never.
         self.restart_after_s: float | None = 3.0
@@ -615,6 +627,10 @@ class MemoryTarget:
         """The slot answers ``/invocations`` with 500."""
         self._set(color, "failing")
 
+    def refuse(self, color: Color) -> None:
+        """The slot answers well-formed ``/invocations`` requests with 422 (a changed schema)."""
+        self._set(color, "refusing")
+
     def kill_router(self) -> None:
         """The router process dies (requests are refused until it is started again)."""
         self.traffic.alive = False
@@ -628,13 +644,15 @@ class MemoryTarget:
 
     def send_traffic(self, elapsed_s: float) -> None:
         """Send ``rps x elapsed_s`` (at least one) client requests through the live entry point."""
-        body = json.dumps({"dataframe_split": {"columns": ["x"], "data": [[1.0]]}}).encode()
+        good = json.dumps({"dataframe_split": {"columns": ["x"], "data": [[1.0]]}}).encode()
         for _ in range(max(1, int(self.rps * elapsed_s))):
-            reply = self.traffic.send("live", "POST", "/invocations", body)
-            self.client_results.append((self.clock.now, reply.status, reply.header("X-Served-By")))
+            malformed = self.malformed_share > 0 and self._random.random() < self.malformed_share
+            reply = self.traffic.send("live", "POST", "/invocations", b"{" if malformed else good)
+            if not malformed:
+                self.client_results.append((self.clock.now, reply.status, reply.header("X-Served-By")))
 
     def client_failures(self) -> list[tuple[float, int, str]]:
-        """Client requests that did not get a 200."""
+        """Well-formed client requests that did not get a 200."""
         return [r for r in self.client_results if r[1] != 200]
 
     def serving_version(self) -> int | None:

@@ -143,6 +143,14 @@ class GuardLimits(BaseModel):
     extend_s: float = Field(
         30.0, ge=0, description="Longest extension of a bake that saw too few candidate answers."
     )
+    max_4xx_share_margin: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="How far the candidate's 4xx share may exceed the live slot's on the same "
+        "(split or mirrored) traffic before it is a breach (beyond chance); a caller's 4xx "
+        "never counts on its own.",
+    )
 
 
 class RolloutSpec(BaseModel):

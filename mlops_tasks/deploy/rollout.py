@@ -15,8 +15,9 @@ Steps of :func:`deploy_blue_green` (SageMaker's deployment guardrails are the mo
 4. **Shift traffic** (``all_at_once``, ``canary``, ``linear``) through the router, or mirror
    it (``shadow``). Before every shift the candidate must be UP in the router and answer
    ``/health`` and ``/metrics`` (:mod:`mlops_tasks.deploy.gates`).
-5. **Bake guard** after each step: the candidate's 5xx share and p95 latency, and missing
-   evidence counted as a breach (no answer, DOWN, restarted, fewer requests than its
+5. **Bake guard** after each step: the candidate's 5xx share and p95 latency, its 4xx
+   share against the live slot's on the same traffic (a caller's 4xx never counts on its
+   own), and missing evidence counted as a breach (no answer, DOWN, restarted, fewer requests than its
    share); a breach sends all traffic back to the live slot at once and raises
    :class:`~mlops_tasks.errors.GuardBreachError` (``CandidateUnhealthyError`` when the
    candidate itself failed).
@@ -288,8 +289,13 @@ class _Rollout:
         seconds: float,
         share: float | None,
         step: str,
+        live: Color | None = None,
     ) -> None:
-        """Bake the candidate (the record keeps the guard's last reading)."""
+        """Bake the candidate (the record keeps the guard's last reading).
+
+        ``live`` is the slot that gets the same traffic (split or mirrored); the guard
+        compares the candidate's 4xx share with its.
+        """
 
         def keep(verdict: Any) -> None:
             self.run.record.guard = verdict.as_dict()
@@ -305,6 +311,7 @@ class _Rollout:
             probe_doc=probe_doc,
             on_reading=keep,
             on_extend=lambda message: self.run.event("bake-extended", message),
+            live_addresses=self.runner.slot_status(live).addresses if live is not None else None,
         )
 
     def shift_traffic(
@@ -331,7 +338,7 @@ class _Rollout:
                 live,
                 candidate,
                 lambda: self.bake(
-                    candidate, addresses, probe_doc, spec.bake_seconds, None, "the shadow comparison"
+                    candidate, addresses, probe_doc, spec.bake_seconds, None, "the shadow comparison", live
                 ),
             ):
                 return False
@@ -340,7 +347,13 @@ class _Rollout:
         for percent in spec.steps():
             shift(percent, f"{candidate} {percent} %, {live} {100 - percent} %")
             self.bake(
-                candidate, addresses, probe_doc, spec.bake_seconds, percent / 100, f"the {percent} % step"
+                candidate,
+                addresses,
+                probe_doc,
+                spec.bake_seconds,
+                percent / 100,
+                f"the {percent} % step",
+                live if percent < 100 else None,
             )
         return True
 

@@ -38,6 +38,8 @@ from mlops_tasks.serving.predictor import Predictor
 logger = logging.getLogger("mlops_tasks.serving")
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+#: Request line plus headers larger than this get 431 (HAProxy's own buffer is 16 KiB).
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 
 
 def server_version() -> str:
@@ -95,6 +97,11 @@ class ServerConfig:
         graceful_timeout_s: How long shutdown waits for requests in flight.
         keep_alive_timeout_s: Idle keep-alive connections are closed after this long
             (built-in HTTP front end).
+        max_header_bytes: A request line plus headers larger than this gets 431
+            (built-in HTTP front end).
+        request_timeout_s: A request (or a new connection's first request) not received
+            completely within this long gets 408 and the connection is closed, so a slow
+            client cannot hold the server (built-in HTTP front end).
 
     Example:
         ```python
@@ -118,6 +125,8 @@ class ServerConfig:
     model_cache_dir: str | None = None
     graceful_timeout_s: float = 30.0
     keep_alive_timeout_s: float = 75.0
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    request_timeout_s: float = 30.0
 
     def served_by(self) -> str:
         """The instance name, defaulting to ``hostname:port``."""
@@ -377,10 +386,13 @@ class ModelServerApp:
             if not self.ready or self.predictor is None:
                 _, doc = self.health()
                 raise InvalidInputError(f"Model not ready: {doc['detail']}", status=503)
-            content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
-            call.parsed = self.predictor.parser.parse(body, content_type.lower())
-        except Exception as exc:
+            content_type = headers.get(b"content-type", b"").decode("latin-1")
+            call.parsed = self.predictor.parser.parse(body, content_type)
+        except InvalidInputError as exc:
             self._answer_error(call, exc)
+            return
+        except Exception as exc:  # anything reading the body raises is the body's fault
+            self._answer_error(call, _unreadable(exc))
             return
         self._enqueue(call)
 
@@ -569,7 +581,7 @@ class ModelServerApp:
         except Exception as exc:
             if len(group) == 1:
                 self.metrics.predict_errors += 1
-                self._answer_error(group[0], exc)
+                self._answer_error(group[0], exc if not isinstance(exc, RecursionError) else _unreadable(exc))
                 return
             # One bad request must not fail its neighbours: retry each alone.
             for call in group:
@@ -605,9 +617,19 @@ class ModelServerApp:
         )
 
 
+def _unreadable(exc: BaseException) -> InvalidInputError:
+    """The 400 for a body that broke the parser in an unforeseen way (never a 500)."""
+    logger.warning("unreadable request body: %s: %s", type(exc).__name__, str(exc)[:200])
+    kind = "nested too deeply" if isinstance(exc, RecursionError) else f"{type(exc).__name__}: {exc}"
+    return InvalidInputError(f"Cannot read the request body ({kind})."[:500], status=400)
+
+
 _ERROR_CODES = {
     400: "BAD_REQUEST",
+    408: "REQUEST_TIMEOUT",
     413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    431: "REQUEST_HEADER_FIELDS_TOO_LARGE",
     422: "INVALID_PARAMETER_VALUE",
     503: "NOT_READY",
 }

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from mlops_tasks.serving.app import (
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HEADER_BYTES,
     ModelServerApp,
     ServerConfig,
     default_log_sink,
@@ -80,6 +81,21 @@ def _add_server_arguments(p: argparse.ArgumentParser) -> None:
             _env("MLOPS_SERVE_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES)) or DEFAULT_MAX_BODY_BYTES
         ),
         help="bodies larger than this get 413 [MLOPS_SERVE_MAX_BODY_BYTES, 10 MB]",
+    )
+    p.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=int(
+            _env("MLOPS_SERVE_MAX_HEADER_BYTES", str(DEFAULT_MAX_HEADER_BYTES)) or DEFAULT_MAX_HEADER_BYTES
+        ),
+        help="a request line plus headers larger than this gets 431 [MLOPS_SERVE_MAX_HEADER_BYTES, 32 KiB]",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=float(_env("MLOPS_SERVE_REQUEST_TIMEOUT_S", "30") or 30),
+        help="a request not received completely within this many seconds gets 408 "
+        "[MLOPS_SERVE_REQUEST_TIMEOUT_S, 30]",
     )
 
 
@@ -188,6 +204,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         model_cache_dir=args.model_cache_dir,
         graceful_timeout_s=args.graceful_timeout,
         keep_alive_timeout_s=args.keep_alive_timeout,
+        max_header_bytes=args.max_header_bytes,
+        request_timeout_s=args.request_timeout,
     )
 
 

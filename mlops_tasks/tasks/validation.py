@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -64,8 +65,10 @@ def validate_data(
     *,
     dataset_name: str = "dataset",
     fail_on_error: bool = True,
+    result_format: str | dict[str, Any] | None = None,
+    engine: Literal["auto", "gx"] = "auto",
 ) -> _validation.ValidationReport:
-    """Validate a frame with Great Expectations against a suite file.
+    """Validate a frame against a Great Expectations suite file (fast path, GX as fallback).
 
     Composes :func:`~mlops_tasks.validation.load_suite` (of ``suite_path``) and
     :func:`mlops_tasks.validation.validate_dataframe` (of ``frame``).
@@ -80,7 +83,12 @@ def validate_data(
     suite = _validation.load_suite(suite_path)
     try:
         report = _validation.validate_dataframe(
-            frame, suite, dataset_name=dataset_name, fail_on_error=fail_on_error
+            frame,
+            suite,
+            dataset_name=dataset_name,
+            fail_on_error=fail_on_error,
+            result_format=result_format,
+            engine=engine,
         )
     except DataValidationError as exc:
         publish_validation(exc.report, dataset_name)
