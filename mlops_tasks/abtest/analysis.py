@@ -117,27 +117,37 @@ def _units(observations: pd.DataFrame, spec: AbSpec) -> pd.DataFrame:
 
 def _summaries(observations: pd.DataFrame, units: pd.DataFrame, spec: AbSpec) -> dict[str, VariantSummary]:
     out: dict[str, VariantSummary] = {}
-    columns = [spec.primary_metric] + [m for m in DERIVED_METRICS if m != spec.primary_metric]
     for name in VARIANTS:
         rows = observations[observations["variant"].astype(str) == name]
         mine = units[units["variant"] == name]
-        metrics: dict[str, float] = {}
-        for metric in columns:
-            if metric in DERIVED_METRICS and not {"prediction", "label"} <= set(rows.columns):
-                continue
-            values = mine["value"] if metric == spec.primary_metric else metric_values(rows, metric)
-            if metric == "accuracy" and metric != spec.primary_metric and _numeric_label(rows):
-                continue
-            if metric != "accuracy" and metric in DERIVED_METRICS and not _numeric_label(rows):
-                continue
-            if values.notna().any():
-                metrics[metric] = float(values.mean())
-        if "squared_error" in metrics:
-            metrics["rmse"] = float(np.sqrt(metrics["squared_error"]))
+        metrics = _model_metrics(rows)
+        if mine["value"].notna().any():
+            metrics[spec.primary_metric] = float(mine["value"].mean())
         out[name] = VariantSummary(
             units=len(mine), with_outcome=int(mine["value"].notna().sum()), metrics=metrics, **_faults(rows)
         )
     return out
+
+
+def _model_metrics(rows: pd.DataFrame) -> dict[str, float]:
+    """Accuracy and macro F1 (class labels) or MAE and RMSE (numeric labels) where labels arrived."""
+    if not {"prediction", "label"} <= set(rows.columns):
+        return {}
+    known = rows[rows["label"].notna() & rows["prediction"].notna()]
+    if known.empty:
+        return {}
+    if _numeric_label(known):
+        err = pd.to_numeric(known["prediction"], errors="coerce") - pd.to_numeric(
+            known["label"], errors="coerce"
+        )
+        return {"mae": float(err.abs().mean()), "rmse": float(np.sqrt((err * err).mean()))}
+    from sklearn.metrics import f1_score
+
+    truth, predicted = known["label"].astype(str), known["prediction"].astype(str)
+    return {
+        "accuracy": float((truth == predicted).mean()),
+        "f1": float(f1_score(truth, predicted, average="macro")),
+    }
 
 
 def _numeric_label(rows: pd.DataFrame) -> bool:
