@@ -339,6 +339,18 @@ class RouterConfigError(RouterError, ConfigurationError):
     """HAProxy rejected a rendered configuration (``haproxy -c`` failed); nothing was applied."""
 
 
+class EndpointSecurityError(EndpointDeployError, ConfigurationError):
+    """An endpoint's TLS or API-key settings are wrong (raised before anything changes live).
+
+    A certificate that does not match its key or has expired, a missing or unreadable key
+    file, an unknown key name.
+    """
+
+
+class SecretBlockNotFoundError(EndpointSecurityError, BlockNotFoundError):
+    """A Prefect Secret block named in an endpoint's security settings does not exist."""
+
+
 class EndpointBusyError(EndpointDeployError):
     """Another deployment of the same endpoint holds its lock; wait for it to finish."""
 

@@ -84,6 +84,16 @@ TASKS: dict[str, Wraps] = {
     "rollback_deployment": Wraps(("mlops_tasks.deploy.strategy:rollback_deployment",)),
     "describe_deployment": Wraps(("mlops_tasks.deploy.strategy:describe_deployment",)),
     "stop_endpoint": Wraps(("mlops_tasks.deploy.strategy:stop_endpoint",)),
+    "issue_api_key": Wraps(
+        ("mlops_tasks.deploy.access:issue_api_key",), filled={"emit": "the task sends Prefect events"}
+    ),
+    "revoke_api_key": Wraps(
+        ("mlops_tasks.deploy.access:revoke_api_key",), filled={"emit": "the task sends Prefect events"}
+    ),
+    "expire_api_keys": Wraps(
+        ("mlops_tasks.deploy.access:expire_api_keys",), filled={"emit": "the task sends Prefect events"}
+    ),
+    "rotate_certificate": Wraps(("mlops_tasks.deploy.access:rotate_certificate",)),
     "claim_retrain": Wraps(
         ("mlops_tasks.retrain:claim_retrain",),
         filled={"lock": "the Prefect global concurrency limit (tasks.retrain.prefect_claim_lock)"},

@@ -9,6 +9,7 @@ import pandas as pd
 
 from mlops_tasks.deploy import state
 from mlops_tasks.deploy.ab_state import close_ab_test, refuse_during_ab_test, running_ab_test
+from mlops_tasks.deploy.access import list_api_keys
 from mlops_tasks.deploy.gates import confirm_serving, gate_candidate
 from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.models import (
@@ -208,17 +209,19 @@ def describe_deployment(endpoint_name: str = "default") -> EndpointDescription:
         heaviest = max(weighted, key=lambda c: slots[c].weight)  # no Optional context for max
         live = heaviest
     host = "127.0.0.1" if spec.host in ("0.0.0.0", "") else spec.host
+    scheme = "https" if spec.security.tls else "http"
     return EndpointDescription(
         endpoint=endpoint_name,
         target=kind,
-        url=f"http://{host}:{spec.port}",
-        preview_url=f"http://{host}:{spec.preview}",
+        url=f"{scheme}://{host}:{spec.port}",
+        preview_url=f"{scheme}://{host}:{spec.preview}",
         router_running=running,
         live_color=live,
         live_version=slots[live].version if live else None,
         model_name=model_name,
         slots=dict(slots),
         last_deployment=state.last_record(endpoint_name),
+        api_keys=list_api_keys(endpoint_name) if spec.security.api_keys and kind == "local" else [],
     )
 
 

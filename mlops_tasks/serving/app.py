@@ -38,6 +38,9 @@ from mlops_tasks.serving.predictor import Predictor
 logger = logging.getLogger("mlops_tasks.serving")
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+#: Request header naming the caller (the API key's name); the router removes any a client
+#: sent and sets it from the key, so the prediction log records who sent each request.
+CALLER_HEADER = b"x-mlops-caller"
 #: Request line plus headers larger than this get 431 (HAProxy's own buffer is 16 KiB).
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 
@@ -140,12 +143,18 @@ _METRICS_HEADERS = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8
 class _Call:
     """One /invocations request on its way through the batcher."""
 
-    __slots__ = ("request_id", "started", "respond", "headers", "parsed", "variant", "subject")
+    __slots__ = ("request_id", "started", "respond", "headers", "parsed", "caller", "variant", "subject")
 
     def __init__(
-        self, request_id: str, started: float, respond: Respond, headers: list[tuple[bytes, bytes]]
+        self,
+        request_id: str,
+        started: float,
+        respond: Respond,
+        headers: list[tuple[bytes, bytes]],
+        caller: str | None = None,
     ) -> None:
         self.request_id = request_id
+        self.caller = caller
         self.started = started
         self.respond = respond
         self.headers = headers
@@ -377,6 +386,7 @@ class ModelServerApp:
             started,
             respond,
             [*self._static_headers, (b"x-request-id", request_id.encode("latin-1"))],
+            _caller(headers.get(CALLER_HEADER)),
         )
         call.variant = _header_text(headers, b"x-ab-variant")
         call.subject = _header_text(headers, b"x-subject-id")
@@ -612,9 +622,18 @@ class ModelServerApp:
             merged.matrix if merged.matrix is not None else merged.columns,
             predictions,
             row_counts=[c.parsed_input.n_rows for c in group],
+            callers=[c.caller for c in group],
             variants=[c.variant for c in group] if ab else None,
             subjects=[c.subject for c in group] if ab else None,
         )
+
+
+def _caller(raw: bytes | None) -> str | None:
+    """The caller name the router put in ``X-Mlops-Caller`` (None: absent or not a name)."""
+    if not raw:
+        return None
+    text = raw.decode("latin-1")
+    return text if len(text) <= 64 and text.isprintable() else None
 
 
 def _unreadable(exc: BaseException) -> InvalidInputError:

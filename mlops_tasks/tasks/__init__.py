@@ -44,6 +44,7 @@ import warnings
 from typing import Any
 
 from mlops_tasks.tasks.abtest import evaluate_ab_test, start_ab_test
+from mlops_tasks.tasks.access import expire_api_keys, issue_api_key, revoke_api_key, rotate_certificate
 from mlops_tasks.tasks.containerize import build_model_image, push_model_image, verify_model_image
 from mlops_tasks.tasks.data import load_dataset, split_dataset
 from mlops_tasks.tasks.deploy import (
@@ -78,6 +79,8 @@ __all__ = [
     "describe_deployment",
     "evaluate_ab_test",
     "evaluate_model",
+    "expire_api_keys",
+    "issue_api_key",
     "load_dataset",
     "load_drift_reference",
     "load_prediction_window",
@@ -89,7 +92,9 @@ __all__ = [
     "register_model",
     "release_retrain_claim",
     "rollback_deployment",
+    "revoke_api_key",
     "rollback_model",
+    "rotate_certificate",
     "score_batch",
     "split_dataset",
     "start_ab_test",

@@ -38,6 +38,14 @@ from importlib.resources import files
 
 from pydantic import BaseModel, Field
 
+from mlops_tasks.deploy.haproxy.security import (
+    SecurityLayout,
+    bind_line,
+    global_lines,
+    key_rules,
+    rate_table,
+    redirect_frontend,
+)
 from mlops_tasks.deploy.models import COLORS, Color
 from mlops_tasks.errors import RouterError
 
@@ -112,6 +120,9 @@ class RouterConfig(BaseModel):
     ab_map: str | None = Field(
         None, description="Path of the A/B runtime map, as HAProxy sees it (None: no A/B rules)."
     )
+    security: SecurityLayout | None = Field(
+        None, description="TLS, API keys, rate limits and access log (None: plain HTTP, no keys)."
+    )
     idle_close_on_response: bool = Field(
         False,
         description="HAProxy >= 2.7: on reload, close idle client connections only after one "
@@ -175,6 +186,7 @@ def render_config(cfg: RouterConfig) -> str:
         "    tune.lua.maxmem 64",
         *(["    idle-close-on-response"] if cfg.idle_close_on_response else []),
         f"    lua-load {cfg.lua_path}",
+        *global_lines(cfg.security),
     ]
     if cfg.pidfile:
         lines.append(f"    pidfile {cfg.pidfile}")
@@ -203,17 +215,21 @@ def render_config(cfg: RouterConfig) -> str:
         "on-error mark-down",
         "",
         "frontend live_in",
-        f"    bind {cfg.bind_host}:{cfg.port}",
+        bind_line(cfg.bind_host, cfg.port, cfg.security),
         "    option http-buffer-request",
+        *key_rules(cfg.security),
         "    http-request set-header X-Request-Id %[uuid()] unless { req.hdr(x-request-id) -m found }",
         "    http-request lua.mirror if METH_POST { path /invocations } { nbsrv(shadow) gt 0 }",
         *_ab_rules(cfg.ab_map),
         f"    default_backend {LIVE}",
         "",
         "frontend preview_in",
-        f"    bind {cfg.bind_host}:{cfg.preview_port}",
+        bind_line(cfg.bind_host, cfg.preview_port, cfg.security),
         "    option http-buffer-request",
+        *key_rules(cfg.security),
         f"    default_backend {PREVIEW}",
+        *redirect_frontend(cfg.bind_host, cfg.security),
+        *rate_table(cfg.security),
     ]
     for backend in BACKENDS:
         lines += ["", f"backend {backend}", "    balance roundrobin"]

@@ -84,6 +84,7 @@ from mlops_tasks.deploy.targets.local import port_free
 from mlops_tasks.errors import (
     EndpointDeployError,
     EndpointPortError,
+    EndpointSecurityError,
     SlotStartError,
     UnverifiedImageError,
 )
@@ -510,6 +511,12 @@ class DockerTarget(DockerRouterContainer, Target):
                 )
 
     def ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> RouterClient:
+        if self.endpoint.security.enabled:
+            raise EndpointSecurityError(
+                f"Endpoint {self.endpoint.name!r}: API keys and TLS are built for the local target "
+                "only so far; deploy a secured endpoint with target='local' (or put a TLS proxy "
+                "in front of the docker router)."
+            )
         with supervise_lock(self.folder):
             router = self._ensure_router(slots, live)
             self.start_watchdog()
