@@ -101,6 +101,8 @@ TASKS: dict[str, Wraps] = {
     "release_retrain_claim": Wraps(("mlops_tasks.retrain:release_retrain_claim",)),
     "load_training_reference": Wraps(("mlops_tasks.retrain:load_training_reference",)),
     "prepare_training_data": Wraps(("mlops_tasks.retrain:prepare_training_data",)),
+    "start_ab_test": Wraps(("mlops_tasks.abtest.control:start_test",)),
+    "evaluate_ab_test": Wraps(("mlops_tasks.abtest.control:evaluate_test",)),
 }
 
 

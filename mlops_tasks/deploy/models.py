@@ -15,6 +15,8 @@ Strategy = Literal["all_at_once", "canary", "linear", "shadow"]
 Outcome = Literal["running", "succeeded", "rolled_back", "failed", "noop"]
 
 __all__ = [
+    "AB_SUBJECT_HEADER",
+    "AbSplit",
     "COLORS",
     "Color",
     "DeploymentRecord",
@@ -59,6 +61,56 @@ def whoami() -> str:
     except Exception:
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()}"
+
+
+#: The request header a caller names its subject in (sticky A/B assignment).
+AB_SUBJECT_HEADER = "X-Subject-Id"
+
+
+class AbSplit(BaseModel):
+    """How the router splits live traffic between variants A and B of an A/B test.
+
+    ``sticky``: the router hashes the ``X-Subject-Id`` header (``crc32 % 100``) and sends
+    buckets below ``percent_a`` to A, the rest to B, so a subject always meets the same
+    variant and :func:`bucket_of` recomputes it; a request without the header goes to A
+    (the champion) and is not part of the experiment. ``request``: each request draws
+    its bucket at random. A request never moves to the other variant (retries and
+    redispatch stay inside the variant's slot).
+
+    Example:
+        ```python
+        AbSplit(mode="sticky", percent_a=50, colors={"A": "blue", "B": "green"})
+        ```
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Literal["sticky", "request"] = "sticky"
+    percent_a: int = Field(50, ge=1, le=99, description="Share of buckets (of 100) that go to A.")
+    colors: dict[Literal["A", "B"], Color] = Field(description="Slot of each variant.")
+
+    @model_validator(mode="after")
+    def _two_slots(self) -> AbSplit:
+        if set(self.colors) != {"A", "B"} or self.colors["A"] == self.colors["B"]:
+            raise ValueError(f"A/B split needs A and B in different slots, got {self.colors}")
+        return self
+
+    @staticmethod
+    def bucket_of(subject: str) -> int:
+        """The bucket (0-99) the router gives ``subject``: ``crc32(subject) % 100``.
+
+        Example:
+            ```python
+            assert AbSplit.bucket_of("alice") == 35
+            ```
+        """
+        import zlib
+
+        return zlib.crc32(subject.encode("utf-8")) % 100
+
+    def variant_of(self, subject: str) -> Literal["A", "B"]:
+        """The variant a sticky split assigns ``subject``."""
+        return "A" if self.bucket_of(subject) < self.percent_a else "B"
 
 
 class GuardLimits(BaseModel):
@@ -314,7 +366,7 @@ class DeploymentRecord(BaseModel):
     previous_version: int | None = None
     live_color: Color | None = Field(None, description="Slot serving when the deployment ended.")
     strategy: Strategy
-    kind: Literal["deploy", "rollback"] = "deploy"
+    kind: Literal["deploy", "rollback", "abtest"] = "deploy"
     who: str = Field(default_factory=whoami)
     started_at: str = Field(default_factory=now_iso)
     finished_at: str | None = None

@@ -143,7 +143,7 @@ _METRICS_HEADERS = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8
 class _Call:
     """One /invocations request on its way through the batcher."""
 
-    __slots__ = ("request_id", "started", "respond", "headers", "parsed", "caller")
+    __slots__ = ("request_id", "started", "respond", "headers", "parsed", "caller", "variant", "subject")
 
     def __init__(
         self,
@@ -159,12 +159,24 @@ class _Call:
         self.respond = respond
         self.headers = headers
         self.parsed: ParsedInput | None = None
+        #: A/B test: the variant the router assigned (``X-Ab-Variant``) and the caller's subject.
+        self.variant: str | None = None
+        self.subject: str | None = None
 
     @property
     def parsed_input(self) -> ParsedInput:
         """The parsed body; set before the call is answered or queued."""
         assert self.parsed is not None
         return self.parsed
+
+
+def _header_text(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    """A header's value when it is short printable text (else ``None``)."""
+    raw = headers.get(name)
+    if not raw:
+        return None
+    text = raw.decode("latin-1")
+    return text if len(text) <= 200 and text.isprintable() else None
 
 
 def _json(obj: Any) -> bytes:
@@ -368,14 +380,7 @@ class ModelServerApp:
         respond: Respond,
     ) -> None:
         started = time.perf_counter()
-        request_id = None
-        raw_id = headers.get(b"x-request-id")
-        if raw_id:
-            text = raw_id.decode("latin-1")
-            if len(text) <= 200 and text.isprintable():
-                request_id = text
-        if request_id is None:
-            request_id = uuid.uuid4().hex
+        request_id = _header_text(headers, b"x-request-id") or uuid.uuid4().hex
         call = _Call(
             request_id,
             started,
@@ -383,6 +388,8 @@ class ModelServerApp:
             [*self._static_headers, (b"x-request-id", request_id.encode("latin-1"))],
             _caller(headers.get(CALLER_HEADER)),
         )
+        call.variant = _header_text(headers, b"x-ab-variant")
+        call.subject = _header_text(headers, b"x-subject-id")
         try:
             if body_error is not None:
                 raise body_error
@@ -608,6 +615,7 @@ class ModelServerApp:
             predictions = predictions[mask]
             group = keep
         # One log entry per batch: the writer repeats each id over its request's rows.
+        ab = any(c.variant is not None or c.subject is not None for c in group)
         self.log_writer.append(
             [c.request_id for c in group],
             [time.time()] * len(group),
@@ -615,6 +623,8 @@ class ModelServerApp:
             predictions,
             row_counts=[c.parsed_input.n_rows for c in group],
             callers=[c.caller for c in group],
+            variants=[c.variant for c in group] if ab else None,
+            subjects=[c.subject for c in group] if ab else None,
         )
 
 

@@ -6,9 +6,11 @@ Layout (one file per flush and hour, never rewritten)::
 
 Columns: ``request_id``, ``timestamp`` (UTC), ``model_name``, ``model_version``,
 ``served_by``, ``caller`` (the API key's name the router vouched for; null without
-keys, and in partitions written before the column existed), one column per input
-feature (a feature whose name clashes with one of these gets the prefix ``feature_``),
-and ``prediction``.
+keys, and in partitions written before the column existed), ``variant`` and ``subject``
+(A/B tests: the variant the router assigned and the caller's ``X-Subject-Id``; nullable,
+written only by files that saw them, so older partitions read with nulls there), one
+column per input feature (a feature whose name clashes with one of these gets the prefix
+``feature_``), and ``prediction``.
 
 ``<sink>`` is a local folder (files are written to a hidden temporary name and
 renamed, so readers never see half a file) or an ``s3://bucket/prefix`` (one
@@ -36,7 +38,18 @@ from mlops_tasks.errors import DatasetNotFoundError, PredictionLogError
 
 logger = logging.getLogger("mlops_tasks.serving.predlog")
 
-RESERVED_COLUMNS = ("request_id", "timestamp", "model_name", "model_version", "served_by", "caller")
+RESERVED_COLUMNS = (
+    "request_id",
+    "timestamp",
+    "model_name",
+    "model_version",
+    "served_by",
+    "caller",
+    "variant",
+    "subject",
+)
+#: Nullable string columns written only when some request of the file had them.
+AB_COLUMNS = ("variant", "subject")
 FORMATS = ("parquet", "jsonl")
 
 
@@ -194,6 +207,8 @@ class _Entry:
     predictions: np.ndarray
     n_rows: int
     callers: list[str | None] | None = None  # one per request (None: no caller known)
+    variants: list[str | None] | None = None  # one per request (A/B tests)
+    subjects: list[str | None] | None = None
 
 
 @dataclass
@@ -297,6 +312,8 @@ class PredictionLogWriter:
         predictions: np.ndarray,
         row_counts: list[int] | None = None,
         callers: list[str | None] | None = None,
+        variants: list[str | None] | None = None,
+        subjects: list[str | None] | None = None,
     ) -> None:
         """Queue rows for writing (cheap; safe from any thread).
 
@@ -309,6 +326,8 @@ class PredictionLogWriter:
             row_counts: Rows of each request (they sum to the number of rows).
             callers: The caller (API key name) of each entry of ``request_ids``; None
                 when no caller is known.
+            variants: A/B variant of each entry of ``request_ids`` (``None``: not in a test).
+            subjects: The caller's subject of each entry of ``request_ids``.
         """
         n = len(request_ids) if row_counts is None else sum(row_counts)
         with self._lock:
@@ -316,7 +335,9 @@ class PredictionLogWriter:
                 self.stats.dropped_rows += n
                 return
             self._pending.append(
-                _Entry(request_ids, timestamps, row_counts, features, predictions, n, callers)
+                _Entry(
+                    request_ids, timestamps, row_counts, features, predictions, n, callers, variants, subjects
+                )
             )
             self._pending_rows += n
             wake = self._pending_rows >= self.max_batch_rows
@@ -418,6 +439,12 @@ class PredictionLogWriter:
         cols["model_version"] = np.full(n, self.model_version, dtype=object)
         cols["served_by"] = np.full(n, self.served_by, dtype=object)
         cols["caller"] = np.repeat(np.array(callers, dtype=object), repeat)
+        if any(e.variants is not None or e.subjects is not None for e in entries):
+            for name, attr in (("variant", "variants"), ("subject", "subjects")):
+                texts: list[str | None] = []
+                for e in entries:
+                    texts.extend(getattr(e, attr) or [None] * len(e.request_ids))
+                cols[name] = np.repeat(np.array(texts, dtype=object), repeat)
         names = self.feature_names
         if not names and entries and isinstance(entries[0].features, dict):
             names = list(entries[0].features)
@@ -465,7 +492,9 @@ class PredictionLogWriter:
             # Dictionary-encode only the string columns: trying it on unique floats
             # costs several times the rest of the encoding.
             strings = [
-                n for n in ("request_id", "model_name", "model_version", "served_by", "caller") if n in arrays
+                n
+                for n in ("request_id", "model_name", "model_version", "served_by", "caller", *AB_COLUMNS)
+                if n in arrays
             ]
             pq.write_table(table, sink, compression="snappy", use_dictionary=strings)
             encoded: bytes = sink.getvalue().to_pybytes()
@@ -583,8 +612,9 @@ def read_prediction_log(
     Returns:
         A DataFrame with ``request_id``, ``timestamp`` (tz-aware UTC), ``model_name``,
         ``model_version``, ``served_by``, ``caller`` (null where unknown or written before
-        the column existed), the feature columns and ``prediction``; empty
-        (with no columns) when nothing was logged in the window.
+        the column existed), the feature columns and ``prediction``, plus ``variant`` and
+        ``subject`` when any file read has them (null in older files); empty (with no
+        columns) when nothing was logged in the window.
 
     Raises:
         DatasetNotFoundError: A local sink folder does not exist.

@@ -43,6 +43,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from mlops_tasks.tasks.abtest import evaluate_ab_test, start_ab_test
 from mlops_tasks.tasks.access import expire_api_keys, issue_api_key, revoke_api_key, rotate_certificate
 from mlops_tasks.tasks.containerize import build_model_image, push_model_image, verify_model_image
 from mlops_tasks.tasks.data import load_dataset, split_dataset
@@ -76,6 +77,7 @@ __all__ = [
     "claim_retrain",
     "deploy_blue_green",
     "describe_deployment",
+    "evaluate_ab_test",
     "evaluate_model",
     "expire_api_keys",
     "issue_api_key",
@@ -95,6 +97,7 @@ __all__ = [
     "rotate_certificate",
     "score_batch",
     "split_dataset",
+    "start_ab_test",
     "stop_endpoint",
     "suggest_expectations",
     "train_model",

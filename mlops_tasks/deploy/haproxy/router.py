@@ -15,7 +15,7 @@ from typing import Protocol
 from mlops_tasks.deploy.haproxy.config import BACKUP_SUFFIX, LIVE, color_of
 from mlops_tasks.deploy.haproxy.runtime import RouterClient
 from mlops_tasks.deploy.interfaces import Entry, Reply, ServerView, TrafficRouter
-from mlops_tasks.deploy.models import Color, EndpointSpec, SlotStatus
+from mlops_tasks.deploy.models import AbSplit, Color, EndpointSpec, SlotStatus
 
 __all__ = ["HAProxyHost", "HAProxyRouter", "http_request"]
 
@@ -156,6 +156,12 @@ class HAProxyRouter(TrafficRouter):
 
     def set_preview(self, color: Color | None) -> None:
         self.host.router.set_preview(color, self.replicas)
+
+    def set_split(self, split: AbSplit | None) -> None:
+        self.host.router.set_split(split)
+
+    def split(self) -> AbSplit | None:
+        return self.host.router.split()
 
     def send(
         self,

@@ -37,7 +37,13 @@ from typing import Any
 
 from mlops_tasks.deploy.endpoint_security import prepare_security
 from mlops_tasks.deploy.haproxy.binary import haproxy_binary, haproxy_version, write_checked
-from mlops_tasks.deploy.haproxy.config import MIRROR_LUA, RouterConfig, render_config, with_server_state
+from mlops_tasks.deploy.haproxy.config import (
+    AB_MAP_DEFAULT,
+    MIRROR_LUA,
+    RouterConfig,
+    render_config,
+    with_server_state,
+)
 from mlops_tasks.deploy.haproxy.runtime import RouterClient
 from mlops_tasks.deploy.haproxy.security import SecurityLayout
 from mlops_tasks.deploy.models import Color, SlotStatus
@@ -319,6 +325,7 @@ class LocalTarget(Target):
                     preview_port=self.endpoint.preview,
                     admin_socket=str(self.socket_path),
                     lua_path=str(self.folder / "mirror.lua"),
+                    ab_map=str(self.folder / "ab.map"),
                     pidfile=str(self.pid_path),
                     replicas=self.endpoint.replicas,
                     servers=servers,
@@ -335,7 +342,7 @@ class LocalTarget(Target):
         spec = self.endpoint
         sec = json.dumps(spec.security.model_dump(), sort_keys=True) if spec.security.enabled else "off"
         where = f"{spec.host}:{spec.port} preview {spec.preview}"
-        return f"# endpoint {where} replicas {spec.replicas} security {sec}"
+        return f"# endpoint {where} replicas {spec.replicas} security {sec} ab-map"
 
     def ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> RouterClient:
         with supervise_lock(self.folder):
@@ -345,6 +352,8 @@ class LocalTarget(Target):
 
     def _ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> None:
         (self.folder / "mirror.lua").write_text(MIRROR_LUA, encoding="utf-8")
+        if not (self.folder / "ab.map").exists():  # it holds the A/B split across reloads
+            (self.folder / "ab.map").write_text(AB_MAP_DEFAULT, encoding="utf-8")
         running = self.router_running()
         # Keys and certificate are checked before anything changes; a running router gets
         # them through its runtime API (no reload for a key or certificate change).
