@@ -10,16 +10,15 @@ server traffic: ``DriftCheckParams(prediction_log=result.sink, ...)``.
 from __future__ import annotations
 
 import argparse
-from pathlib import PurePosixPath
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
 
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.scoring import BatchPredictions
-from mlops_tasks.settings import MlflowConfig
+from mlops_tasks.stages.params import BatchPredictParams
+from mlops_tasks.stages.scoring import default_output
 
 __all__ = [
     "BatchPredictParams",
@@ -27,46 +26,6 @@ __all__ = [
     "default_output",
     "main",
 ]
-
-
-class BatchPredictParams(BaseModel):
-    """Parameters of :func:`batch_predict` (one form in the Prefect UI).
-
-    Example:
-        ```python
-        from flows.batch import BatchPredictParams
-        from mlops_tasks.data import DatasetSpec
-        params = BatchPredictParams(model_name="churn-classifier",
-                                    dataset=DatasetSpec(uri="s3://data/churn/2026-11.parquet"))
-        ```
-    """
-
-    model_name: str = Field(..., description="Registered model to score with.")
-    alias: str = Field("champion", description="Alias of the version to score with.")
-    version: int | None = Field(None, description="Version instead of the alias.")
-    dataset: DatasetSpec = Field(..., description="CSV or Parquet to score (local or s3://).")
-    output: str | None = Field(
-        None,
-        description="A .parquet/.csv file, or a log sink folder / s3:// prefix. "
-        "Empty: <dataset folder>/<dataset stem>-predictions (a sink).",
-    )
-    id_column: str | None = Field(None, description="Column to use as request_id (default: generated).")
-    mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
-
-
-def default_output(uri: str) -> str:
-    """``<folder>/<stem>-predictions`` next to a local or ``s3://`` dataset.
-
-    Example:
-        ```python
-        assert default_output("s3://b/d/churn.csv") == "s3://b/d/churn-predictions"
-        ```
-    """
-    if uri.startswith("s3://"):
-        path = PurePosixPath(uri[len("s3://") :])
-        return f"s3://{path.parent / (path.stem + '-predictions')}"
-    path = PurePosixPath(uri)
-    return str(path.parent / f"{path.stem}-predictions")
 
 
 @flow(name="batch-predict", log_prints=False)

@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
 
 from prefect import flow, get_run_logger
 from prefect.states import Completed
-from pydantic import BaseModel, Field, model_validator
 
-from flows.parameters import require_model_name
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
@@ -38,67 +35,11 @@ from mlops_tasks.monitoring import (
     DriftSettings,
     ReferenceData,
     error_report,
-    resolve_window,
 )
-from mlops_tasks.settings import MlflowConfig, S3Config, state_dir
+from mlops_tasks.stages.monitoring import resolve_drift_inputs
+from mlops_tasks.stages.params import DriftCheckParams, require_model_name
 
 __all__ = ["DriftCheckParams", "drift_check", "main"]
-
-
-class DriftCheckParams(BaseModel):
-    """Parameters of :func:`drift_check` (one form in the Prefect UI).
-
-    Example:
-        ```python
-        from flows.monitoring import DriftCheckParams
-        params = DriftCheckParams(model_name="churn-classifier", prediction_log="s3://logs/churn",
-                                  last_hours=6)
-        ```
-    """
-
-    model_name: str | None = Field(
-        None, description="Registered model whose data is checked (required; the demo's is churn-classifier)."
-    )
-    alias: str = Field("champion", description="Alias of the version whose training data is the reference.")
-    version: int | None = Field(None, description="Version instead of the alias.")
-    reference: DatasetSpec | None = Field(
-        None, description="Reference dataset instead of the version's recorded training split."
-    )
-    prediction_log: str | None = Field(
-        None,
-        description="Prediction log (local folder or s3://bucket/prefix) to read the window from. "
-        "Empty (and no current dataset): the model server's default, <state dir>/prediction-log.",
-    )
-    current: DatasetSpec | None = Field(None, description="Current dataset instead of a log window.")
-    start: datetime | None = Field(None, description="Window start (inclusive, UTC if naive).")
-    end: datetime | None = Field(None, description="Window end (exclusive, UTC if naive); default now.")
-    last_hours: float | None = Field(
-        None,
-        gt=0,
-        description="Window of the last N hours up to `end` (default 24 when no start).",
-    )
-    labels: DatasetSpec | None = Field(
-        None, description="Ground truth (request_id + label column) for performance drift."
-    )
-    label_column: str = Field("label", description="Label column of the labels dataset.")
-    settings: DriftSettings = Field(
-        default_factory=DriftSettings, description="Thresholds, per-column tests, min_rows, HTML sample."
-    )
-    report_location: str | None = Field(
-        None, description="Folder or s3://prefix for the HTML report. Empty: <state dir>/monitoring."
-    )
-    s3: S3Config | None = Field(None, description="S3 endpoint and credentials for s3:// paths.")
-    mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
-    log_to_mlflow: bool = Field(True, description="Log a run in <experiment>-monitoring.")
-    emit_event: bool = Field(True, description="Emit mlops.drift.detected when drift is found.")
-
-    @model_validator(mode="after")
-    def _one_current(self) -> DriftCheckParams:
-        if self.prediction_log is not None and self.current is not None:
-            raise ValueError("give either prediction_log (a window of it is read) or current, not both")
-        if self.start is not None and self.last_hours is not None:
-            raise ValueError("give either start or last_hours, not both")
-        return self
 
 
 @flow(name="drift-check", log_prints=False)
@@ -130,14 +71,7 @@ def drift_check(
     require_model_name(params.model_name, "drift-check")
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
-    if params.prediction_log is None and params.current is None:
-        params = params.model_copy(update={"prediction_log": str(state_dir() / "prediction-log")})
-    window = None
-    if params.prediction_log is not None:
-        hours = params.last_hours if params.last_hours is not None or params.start else 24.0
-        window = resolve_window(params.start, params.end, hours)
-    elif params.start or params.end:
-        window = resolve_window(params.start, params.end, params.last_hours)
+    params, window = resolve_drift_inputs(params)
     version = None if params.version is None else str(params.version)
     try:
         if params.reference is not None:
