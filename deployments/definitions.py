@@ -173,6 +173,24 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         schedule=ScheduleSpec(cron="0 3 * * 1", active=False),
     ),
     DeploymentSpec(
+        name="start",
+        flow_name="ab-test-pipeline",
+        entrypoint="flows/abtest.py:ab_test_pipeline",
+        description="Start an A/B test: a registered challenger beside the endpoint's champion, traffic "
+        "split by subject or request; the champion alias stays (the form asks for the challenger).",
+        tags=(*TAGS, "deployment", "abtest"),
+    ),
+    DeploymentSpec(
+        name="hourly",
+        flow_name="ab-evaluate",
+        entrypoint="flows/abtest.py:ab_evaluate",
+        description="Judge the endpoint's running A/B test (always-valid sequential test on the joined "
+        "outcomes, guardrails); promote the winner blue-green or end it; emits mlops.abtest.concluded.",
+        tags=(*TAGS, "deployment", "abtest"),
+        params_model="flows.abtest:AbEvaluateParams",
+        schedule=ScheduleSpec(cron="0 * * * *"),
+    ),
+    DeploymentSpec(
         name="score",
         flow_name="batch-predict",
         entrypoint="flows/batch.py:batch_predict",

@@ -40,6 +40,7 @@ from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.demo import SEGMENT, TARGET
+from mlops_tasks.deploy.ab_state import refuse_during_ab_test
 from mlops_tasks.deploy.models import EndpointSpec, RolloutSpec
 from mlops_tasks.errors import ConfigurationError, MLOpsError
 from mlops_tasks.evaluation import QualityGate
@@ -345,6 +346,7 @@ def retrain_pipeline(
         DataError: Too few fresh labelled rows (e.g. labels join to nothing).
         DataValidationError: The fresh data failed the model's expectation suite.
         EndpointDeployError: The deployment failed; the previous version serves.
+        AbTestRunningError: An A/B test runs on the endpoint; nothing was trained.
 
     Example:
         ```python
@@ -367,6 +369,7 @@ def retrain_pipeline(
             f"{params.label_column!r}; prediction_log=... for another log), or a labelled dataset "
             "(dataset=...). In the Prefect UI set them in the retrain deployment's parameters."
         )
+    refuse_during_ab_test(params.endpoint.name, f"a retrain of {params.model_name}")
     live_version = None
     if params.include_reference:
         live_version, _ = check_retrainable(

@@ -89,6 +89,16 @@ TASKS: dict[str, Wraps] = {
     "describe_deployment": Wraps(("mlops_tasks.deploy.strategy:describe_deployment",)),
     "stop_endpoint": Wraps(("mlops_tasks.deploy.strategy:stop_endpoint",)),
     "endpoint_source": Wraps(("mlops_tasks.deploy.monitored:endpoint_source",)),
+    "issue_api_key": Wraps(
+        ("mlops_tasks.deploy.access:issue_api_key",), filled={"emit": "the task sends Prefect events"}
+    ),
+    "revoke_api_key": Wraps(
+        ("mlops_tasks.deploy.access:revoke_api_key",), filled={"emit": "the task sends Prefect events"}
+    ),
+    "expire_api_keys": Wraps(
+        ("mlops_tasks.deploy.access:expire_api_keys",), filled={"emit": "the task sends Prefect events"}
+    ),
+    "rotate_certificate": Wraps(("mlops_tasks.deploy.access:rotate_certificate",)),
     "claim_retrain": Wraps(
         ("mlops_tasks.retrain:claim_retrain",),
         filled={"lock": "the Prefect global concurrency limit (tasks.retrain.prefect_claim_lock)"},
@@ -96,6 +106,8 @@ TASKS: dict[str, Wraps] = {
     "release_retrain_claim": Wraps(("mlops_tasks.retrain:release_retrain_claim",)),
     "load_training_reference": Wraps(("mlops_tasks.retrain:load_training_reference",)),
     "prepare_training_data": Wraps(("mlops_tasks.retrain:prepare_training_data",)),
+    "start_ab_test": Wraps(("mlops_tasks.abtest.control:start_test",)),
+    "evaluate_ab_test": Wraps(("mlops_tasks.abtest.control:evaluate_test",)),
 }
 
 

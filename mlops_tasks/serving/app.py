@@ -38,6 +38,9 @@ from mlops_tasks.serving.predictor import Predictor
 logger = logging.getLogger("mlops_tasks.serving")
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+#: Request header naming the caller (the API key's name); the router removes any a client
+#: sent and sets it from the key, so the prediction log records who sent each request.
+CALLER_HEADER = b"x-mlops-caller"
 #: Request line plus headers larger than this get 431 (HAProxy's own buffer is 16 KiB).
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 
@@ -148,22 +151,40 @@ _METRICS_HEADERS = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8
 class _Call:
     """One /invocations request on its way through the batcher."""
 
-    __slots__ = ("request_id", "started", "respond", "headers", "parsed")
+    __slots__ = ("request_id", "started", "respond", "headers", "parsed", "caller", "variant", "subject")
 
     def __init__(
-        self, request_id: str, started: float, respond: Respond, headers: list[tuple[bytes, bytes]]
+        self,
+        request_id: str,
+        started: float,
+        respond: Respond,
+        headers: list[tuple[bytes, bytes]],
+        caller: str | None = None,
     ) -> None:
         self.request_id = request_id
+        self.caller = caller
         self.started = started
         self.respond = respond
         self.headers = headers
         self.parsed: ParsedInput | None = None
+        #: A/B test: the variant the router assigned (``X-Ab-Variant``) and the caller's subject.
+        self.variant: str | None = None
+        self.subject: str | None = None
 
     @property
     def parsed_input(self) -> ParsedInput:
         """The parsed body; set before the call is answered or queued."""
         assert self.parsed is not None
         return self.parsed
+
+
+def _header_text(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    """A header's value when it is short printable text (else ``None``)."""
+    raw = headers.get(name)
+    if not raw:
+        return None
+    text = raw.decode("latin-1")
+    return text if len(text) <= 200 and text.isprintable() else None
 
 
 def _json(obj: Any) -> bytes:
@@ -374,20 +395,16 @@ class ModelServerApp:
         respond: Respond,
     ) -> None:
         started = time.perf_counter()
-        request_id = None
-        raw_id = headers.get(b"x-request-id")
-        if raw_id:
-            text = raw_id.decode("latin-1")
-            if len(text) <= 200 and text.isprintable():
-                request_id = text
-        if request_id is None:
-            request_id = uuid.uuid4().hex
+        request_id = _header_text(headers, b"x-request-id") or uuid.uuid4().hex
         call = _Call(
             request_id,
             started,
             respond,
             [*self._static_headers, (b"x-request-id", request_id.encode("latin-1"))],
+            _caller(headers.get(CALLER_HEADER)),
         )
+        call.variant = _header_text(headers, b"x-ab-variant")
+        call.subject = _header_text(headers, b"x-subject-id")
         try:
             if body_error is not None:
                 raise body_error
@@ -613,13 +630,25 @@ class ModelServerApp:
             predictions = predictions[mask]
             group = keep
         # One log entry per batch: the writer repeats each id over its request's rows.
+        ab = any(c.variant is not None or c.subject is not None for c in group)
         self.log_writer.append(
             [c.request_id for c in group],
             [time.time()] * len(group),
             merged.matrix if merged.matrix is not None else merged.columns,
             predictions,
             row_counts=[c.parsed_input.n_rows for c in group],
+            callers=[c.caller for c in group],
+            variants=[c.variant for c in group] if ab else None,
+            subjects=[c.subject for c in group] if ab else None,
         )
+
+
+def _caller(raw: bytes | None) -> str | None:
+    """The caller name the router put in ``X-Mlops-Caller`` (None: absent or not a name)."""
+    if not raw:
+        return None
+    text = raw.decode("latin-1")
+    return text if len(text) <= 64 and text.isprintable() else None
 
 
 def _unreadable(exc: BaseException) -> InvalidInputError:

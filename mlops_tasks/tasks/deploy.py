@@ -16,6 +16,7 @@ from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.registry_access import RegistryAccess
 from mlops_tasks.errors import EndpointDeployError
 from mlops_tasks.settings import MlflowConfig
+from mlops_tasks.tasks import access as _access  # noqa: F401  (registers Prefect Secret blocks)
 from mlops_tasks.tasks._prefect import artifact_key, resolves_blocks
 
 __all__ = [
