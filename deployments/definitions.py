@@ -114,7 +114,9 @@ class DeploymentSpec:
             return {}
         module, name = self.params_model.split(":")
         model: type[BaseModel] = getattr(importlib.import_module(module), name)
-        return {self.parameter_name: model(**self.demo_parameters).model_dump(mode="json")}
+        # Unset (None) fields are left out: the server checks deployment parameters against the
+        # form's schema, where optional plain inputs are typed without null (FormParams).
+        return {self.parameter_name: model(**self.demo_parameters).model_dump(mode="json", exclude_none=True)}
 
 
 DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
