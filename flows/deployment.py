@@ -19,8 +19,10 @@ import sys
 
 from prefect import flow, get_run_logger
 
+from flows.entry import prepare_command
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
+from mlops_tasks.deploy.ab_state import refuse_during_ab_test
 from mlops_tasks.deploy.models import DeploymentRecord, EndpointSpec, RolloutSpec
 from mlops_tasks.errors import MLOpsError
 from mlops_tasks.stages.inputs import demo_dataset, label_column, pick_version, smoke_rows_of
@@ -116,6 +118,7 @@ def deployment_pipeline(
             ``SmokeTestError``, ``GuardBreachError``, ``RolloutError``); the previous one
             kept, or got back, all traffic.
         EndpointBusyError: Another deployment of the endpoint runs.
+        AbTestRunningError: An A/B test runs on the endpoint (nothing was built or started).
         BlockNotFoundError: ``target_block`` or ``mlflow.block`` names no saved block.
 
     Example:
@@ -127,6 +130,7 @@ def deployment_pipeline(
     """
     require_model_name(params.model_name, "deployment-pipeline")
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
+    refuse_during_ab_test(params.endpoint.name, f"deploying {params.model_name}")  # before any image build
     logger = get_run_logger()
     kind, endpoint = resolve_target(params)
     version = pick_version(params.model_name, params.version, params.mlflow)
@@ -241,6 +245,7 @@ def _report(record: DeploymentRecord, endpoint: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Command line: deploy (default), ``--rollback``, ``--stop`` or ``--describe`` an endpoint."""
     args = _parser().parse_args(argv)
+    prepare_command("python -m flows.deployment")
     try:
         if args.stop:
             from mlops_tasks.deploy import stop_endpoint

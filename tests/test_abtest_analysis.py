@@ -140,6 +140,10 @@ def test_model_metric_from_prediction_and_label() -> None:
     verdict = analyze(rows, AbSpec(primary_metric="accuracy", min_effect=0.03))
     assert verdict.verdict == "B_better"
     assert verdict.variants["B"].metrics["accuracy"] == pytest.approx(0.8, abs=0.02)
+    assert 0.7 < verdict.variants["B"].metrics["f1"] < 0.9
+    regression = rows.assign(label=np.linspace(0, 50, 2 * n), prediction=np.linspace(0, 50, 2 * n) + 1.0)
+    metrics = analyze(regression, AbSpec(primary_metric="abs_error", min_effect=0.5)).variants["A"].metrics
+    assert metrics["mae"] == pytest.approx(1.0) and metrics["rmse"] == pytest.approx(1.0)
     err = analyze(rows.assign(label=rows["label"] * 1.0), AbSpec(primary_metric="abs_error", min_effect=0.03))
     assert err.verdict == "B_better"  # lower error is better by default
 

@@ -401,3 +401,28 @@ def test_report_names_the_path_of_each_expectation() -> None:
     )
     assert "Computed by:" in report.to_markdown()
     assert report.gx_result is not None and isinstance(report.gx_result, ExpectationSuiteValidationResult)
+
+
+# --- suggest_expectations on large references -------------------------------------------
+
+
+def test_suggested_value_set_over_many_rows_is_exact() -> None:
+    """The distinct-value shortcut (a prefix already over the limit) changes no suggestion."""
+    rows = 30_000
+    late = np.array(["a", "b"] * (rows // 2), dtype=object)
+    late[-60:] = [f"new{i}" for i in range(60)]  # over the limit only after the prefix
+    early = np.array([f"id{i}" for i in range(rows)], dtype=object)
+    few = np.array(["x", None, "y"] * (rows // 3), dtype=object)
+    suite = suggest_expectations(pd.DataFrame({"late": late, "early": early, "few": few}), "big")
+    value_sets = {
+        e.configuration.kwargs["column"]: e.configuration.kwargs["value_set"]
+        for e in suite.expectations
+        if e.expectation_type == "expect_column_values_to_be_in_set"
+    }
+    assert value_sets == {"few": ["x", "y"]}
+    nulls = {
+        e.configuration.kwargs["column"]: e.configuration.kwargs.get("mostly", 1.0)
+        for e in suite.expectations
+        if e.expectation_type == "expect_column_values_to_not_be_null"
+    }
+    assert nulls["late"] == nulls["early"] == 1.0 and nulls["few"] < 0.67

@@ -117,27 +117,37 @@ def _units(observations: pd.DataFrame, spec: AbSpec) -> pd.DataFrame:
 
 def _summaries(observations: pd.DataFrame, units: pd.DataFrame, spec: AbSpec) -> dict[str, VariantSummary]:
     out: dict[str, VariantSummary] = {}
-    columns = [spec.primary_metric] + [m for m in DERIVED_METRICS if m != spec.primary_metric]
     for name in VARIANTS:
         rows = observations[observations["variant"].astype(str) == name]
         mine = units[units["variant"] == name]
-        metrics: dict[str, float] = {}
-        for metric in columns:
-            if metric in DERIVED_METRICS and not {"prediction", "label"} <= set(rows.columns):
-                continue
-            values = mine["value"] if metric == spec.primary_metric else metric_values(rows, metric)
-            if metric == "accuracy" and metric != spec.primary_metric and _numeric_label(rows):
-                continue
-            if metric != "accuracy" and metric in DERIVED_METRICS and not _numeric_label(rows):
-                continue
-            if values.notna().any():
-                metrics[metric] = float(values.mean())
-        if "squared_error" in metrics:
-            metrics["rmse"] = float(np.sqrt(metrics["squared_error"]))
+        metrics = _model_metrics(rows)
+        if mine["value"].notna().any():
+            metrics[spec.primary_metric] = float(mine["value"].mean())
         out[name] = VariantSummary(
             units=len(mine), with_outcome=int(mine["value"].notna().sum()), metrics=metrics, **_faults(rows)
         )
     return out
+
+
+def _model_metrics(rows: pd.DataFrame) -> dict[str, float]:
+    """Accuracy and macro F1 (class labels) or MAE and RMSE (numeric labels) where labels arrived."""
+    if not {"prediction", "label"} <= set(rows.columns):
+        return {}
+    known = rows[rows["label"].notna() & rows["prediction"].notna()]
+    if known.empty:
+        return {}
+    if _numeric_label(known):
+        err = pd.to_numeric(known["prediction"], errors="coerce") - pd.to_numeric(
+            known["label"], errors="coerce"
+        )
+        return {"mae": float(err.abs().mean()), "rmse": float(np.sqrt((err * err).mean()))}
+    from sklearn.metrics import f1_score
+
+    truth, predicted = known["label"].astype(str), known["prediction"].astype(str)
+    return {
+        "accuracy": float((truth == predicted).mean()),
+        "f1": float(f1_score(truth, predicted, average="macro")),
+    }
 
 
 def _numeric_label(rows: pd.DataFrame) -> bool:
@@ -158,9 +168,11 @@ def _faults(rows: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def _guardrails(observations: pd.DataFrame, summaries: dict[str, VariantSummary], spec: AbSpec) -> list[str]:
+def _guardrails(
+    observations: pd.DataFrame, summaries: dict[str, VariantSummary], spec: AbSpec, requests: dict[str, int]
+) -> list[str]:
     g = spec.guardrails
-    counts = observations["variant"].astype(str).value_counts()
+    counts = requests or observations["variant"].astype(str).value_counts().to_dict()
     if min(counts.get("A", 0), counts.get("B", 0)) < g.min_requests:
         return []
     a, b = summaries["A"], summaries["B"]
@@ -196,7 +208,9 @@ def _looks(units: pd.DataFrame, spec: AbSpec) -> tuple[list[str], dict[str, tupl
     return [pd.Timestamp(e).isoformat() for e in edges], cumulative
 
 
-def analyze(observations: pd.DataFrame, spec: AbSpec) -> AbVerdict:
+def analyze(
+    observations: pd.DataFrame, spec: AbSpec, *, server_faults: dict[str, dict[str, float]] | None = None
+) -> AbVerdict:
     """Judge an A/B test on everything observed so far; valid however often it is called.
 
     Args:
@@ -204,6 +218,9 @@ def analyze(observations: pd.DataFrame, spec: AbSpec) -> AbVerdict:
             ``spec.unit="subject"``), the primary metric's column (or ``prediction`` and
             ``label``), optionally ``status`` / ``latency_ms`` and other outcome columns.
         spec: The test's metric, minimum effect, weights, alpha and guardrails.
+        server_faults: Per variant, the servers' own counts (``requests``, ``share_5xx``,
+            ``p95_latency_ms``, as the bake guard reads them from ``/metrics``); they
+            replace what ``status`` / ``latency_ms`` columns would say.
 
     Returns:
         The verdict with the current effect, its always-valid interval, samples per
@@ -223,6 +240,12 @@ def analyze(observations: pd.DataFrame, spec: AbSpec) -> AbVerdict:
     _validate(observations, spec)
     units = _units(observations, spec)
     summaries = _summaries(observations, units, spec)
+    requests: dict[str, int] = {}
+    for name, faults in (server_faults or {}).items():
+        summaries[name] = summaries[name].model_copy(
+            update={k: v for k, v in faults.items() if k in ("share_5xx", "p95_latency_ms")}
+        )
+        requests[name] = int(faults.get("requests", 0))
     assigned = [summaries[v].units for v in VARIANTS]
     srm = chi_square_p(assigned, [float(spec.weights[v]) for v in VARIANTS])
     common: dict[str, Any] = {
@@ -230,7 +253,7 @@ def analyze(observations: pd.DataFrame, spec: AbSpec) -> AbVerdict:
         "variants": summaries,
         "srm_p": srm,
         "samples": {v: summaries[v].with_outcome for v in VARIANTS},
-        "guardrail_breaches": _guardrails(observations, summaries, spec),
+        "guardrail_breaches": _guardrails(observations, summaries, spec, requests),
     }
     if srm < spec.srm_p:
         reason = (

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mlops_tasks.errors import ConfigurationError
 
 __all__ = [
+    "EVENT_ABTEST_CONCLUDED",
     "VARIANTS",
     "AbGuardrails",
     "AbSpec",
@@ -27,6 +28,9 @@ __all__ = [
 #: The two variant names: ``A`` is the champion (control), ``B`` the challenger.
 Variant = Literal["A", "B"]
 VARIANTS: tuple[Variant, Variant] = ("A", "B")
+
+#: The Prefect event emitted when an evaluation ends a test (resource ``mlops.endpoint.<name>``).
+EVENT_ABTEST_CONCLUDED = "mlops.abtest.concluded"
 
 #: Every verdict :func:`~mlops_tasks.abtest.analyze` can give.
 Verdict = Literal["B_better", "A_better", "no_difference", "keep_running", "invalid_sample_ratio"]

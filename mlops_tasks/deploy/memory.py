@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_tasks.deploy.interfaces import Entry, Reply, ServerView, SlotRunner, TrafficRouter
-from mlops_tasks.deploy.models import COLORS, Color, EndpointSpec, SlotStatus
+from mlops_tasks.deploy.models import AB_SUBJECT_HEADER, COLORS, AbSplit, Color, EndpointSpec, SlotStatus
 from mlops_tasks.deploy.registry_access import RegistryAccess
 from mlops_tasks.deploy.state import endpoint_dir
 from mlops_tasks.errors import (
@@ -305,6 +305,10 @@ class MemoryRouter(TrafficRouter):
         self.calls: list[tuple[Any, ...]] = []
         self._rr = itertools.count()
         self._current: dict[str, int] = {}
+        self.ab: AbSplit | None = None
+        #: ``(variant, subject)`` of every live request answered under an A/B split.
+        self.ab_log: list[tuple[str, str | None]] = []
+        self._draws = np.random.default_rng(14)
 
     def _need_alive(self) -> None:
         if not self.alive:
@@ -398,6 +402,47 @@ class MemoryRouter(TrafficRouter):
         self.calls.append(("set_preview", color))
         self.preview = color
 
+    def set_split(self, split: AbSplit | None) -> None:
+        self._need_alive()
+        self.calls.append(("set_split", split))
+        self.ab = split
+
+    def split(self) -> AbSplit | None:
+        self._need_alive()
+        return self.ab
+
+    def _ab_variant(self, headers: dict[str, str] | None) -> tuple[str, str | None]:
+        """Like the HAProxy rules: crc32(subject) % 100 or a random bucket; no subject -> A."""
+        assert self.ab is not None
+        subject = Reply(0, dict(headers or {})).header(AB_SUBJECT_HEADER) or None
+        if self.ab.mode == "request":
+            bucket = int(self._draws.integers(100))
+        elif subject is None:
+            return "A", None
+        else:
+            bucket = AbSplit.bucket_of(subject)
+        return ("A" if bucket < self.ab.percent_a else "B"), subject
+
+    def _send_ab(self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None) -> Reply:
+        """A live request under the split: only the variant's slot may answer it."""
+        assert self.ab is not None
+        variant, subject = self._ab_variant(headers)
+        color = self.ab.colors[variant]  # type: ignore[index]
+        members = [
+            m for m in self.pool.values() if m.color == color and not m.backup and self._status(m) == "UP"
+        ]
+        if not members:
+            return Reply(503, {"X-Variant": variant}, b"no server available (variant)")
+        member = self._pick(members)
+        member.responses += 1
+        server = self.target.runner.server(member.address)
+        assert server is not None
+        reply = server.handle(self.target.endpoint.name, method, path, body)
+        reply.headers["X-Variant"] = variant
+        if path == "/invocations":
+            self.ab_log.append((variant, subject))
+        return reply
+
     def routable(self) -> list[_Member]:
         """The live pool members a request can go to now (backup twins when no weighted one)."""
         up = [m for m in self.pool.values() if self._status(m) == "UP"]
@@ -436,6 +481,8 @@ class MemoryRouter(TrafficRouter):
             server = runner.server(self._pick(members).address)
             assert server is not None
             return server.handle(self.target.endpoint.name, method, path, body)
+        if self.ab is not None:
+            return self._send_ab(method, path, body, headers)
         members = self.routable()
         if not members:
             return Reply(503, body=b"no server available")

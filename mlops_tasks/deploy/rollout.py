@@ -39,6 +39,7 @@ from typing import Any
 import pandas as pd
 
 from mlops_tasks.deploy import state
+from mlops_tasks.deploy.ab_state import refuse_during_ab_test
 from mlops_tasks.deploy.gates import bake, confirm_serving, gate_candidate
 from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.models import Color, DeploymentRecord, EndpointSpec, Outcome, RolloutSpec, other
@@ -121,6 +122,7 @@ def deploy_blue_green(
         SmokeTestError: The candidate's predictions differ from the registered model's.
         GuardBreachError: The bake guard fired, or saw too little to judge; all traffic
             went back to the live slot.
+        AbTestRunningError: An A/B test runs on the endpoint; wait for its verdict or end it.
         CandidateUnhealthyError: The candidate stopped answering, was marked DOWN, restarted,
             or was not found serving the live port (before a shift, during a bake, before
             the alias moved or before the old slot was retired); all traffic went back to
@@ -144,6 +146,7 @@ def deploy_blue_green(
     registry = registry or MlflowRegistryAccess(mlflow_config)
     registry.check_deployable(model_name, version, force)
     tgt = resolve_target(target, endpoint or EndpointSpec())
+    refuse_during_ab_test(tgt.endpoint.name, f"deploying {model_name} version {version}")
     tgt.force = force
     lock = state.EndpointLock(tgt.endpoint.name)
     lock.acquire(lock_timeout_s)

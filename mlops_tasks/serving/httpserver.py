@@ -41,7 +41,17 @@ from mlops_tasks.serving.app import ModelServerApp
 
 logger = logging.getLogger("mlops_tasks.serving")
 
-_KEPT_HEADERS = frozenset({b"content-type", b"x-request-id", b"content-length", b"expect"})
+_KEPT_HEADERS = frozenset(
+    {
+        b"content-type",
+        b"x-request-id",
+        b"content-length",
+        b"expect",
+        b"x-mlops-caller",
+        b"x-ab-variant",
+        b"x-subject-id",
+    }
+)
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 

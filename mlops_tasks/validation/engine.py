@@ -32,8 +32,10 @@ from mlops_tasks.validation.fast_path import (
     FAST_EXPECTATION_TYPES,
     FastValidator,
     NotCoveredError,
+    certain_raise_rows,
     fallback_reason,
     fast_result_format,
+    is_column_domain,
 )
 from mlops_tasks.validation.gx_batch import gx_validate
 
@@ -94,8 +96,9 @@ def run_suite(
     slow = [i for i, reason in enumerate(reasons) if reason is not None]
     gx_result = None
     if slow:
-        gx_result = _run_gx(df, suite, configs, slow, result_format, dataset_name)
-        for i, evr in zip(slow, _matched(gx_result.results, [configs[i] for i in slow]), strict=True):
+        gx_results, gx_result = _run_fallbacks(df, suite, configs, slow, result_format, dataset_name, engine)
+        for i in slow:
+            evr = gx_results[i]
             evr.meta = {**(evr.meta or {}), META_KEY: {"path": "gx", "reason": reasons[i]}}
             fast[i] = evr
     ordered = [fast[i] for i in _gx_order(configs)]
@@ -106,7 +109,7 @@ def run_suite(
         len(slow),
     )
     statistics = calc_validation_statistics(ordered)
-    meta, batch_id = _suite_meta(gx_result, full_frame=len(slow) == len(configs))
+    meta, batch_id = _suite_meta(gx_result)
     for evr in ordered:
         # GX's validator writes its batch id into each result's configuration; one id for all.
         if evr.expectation_config is not None:
@@ -176,23 +179,52 @@ def _run_fast(
     return results
 
 
-def _run_gx(
+def _run_fallbacks(
     df: pd.DataFrame,
     suite: ExpectationSuite,
     configs: list[ExpectationConfiguration],
     slow: list[int],
     result_format: str | Mapping[str, Any],
     dataset_name: str,
-) -> ExpectationSuiteValidationResult:
-    """GX's result for the expectations at ``slow``, run on the columns they name."""
-    part = ExpectationSuite(
-        name=suite.name,
-        expectations=[configs[i].to_domain_obj() for i in slow],
-        suite_parameters=dict(suite.suite_parameters or {}),
-        meta=dict(suite.meta or {}),
-    )
-    frame = _gx_frame(df, [configs[i] for i in slow], result_format)
-    return gx_validate(frame, part, result_format=result_format, dataset_name=dataset_name)
+    engine: Engine,
+) -> tuple[dict[int, ExpectationValidationResult], ExpectationSuiteValidationResult | None]:
+    """GX's results for the expectations at ``slow``, and GX's suite result if it ran on all of ``df``.
+
+    GX loads a batch by hashing the frame it is given (twice per ``batch.validate``), which
+    costs more than the fast path's whole scan, so GX gets only what it needs: the columns
+    the expectations name (:func:`_gx_frame`), and, for expectations GX certainly raises on
+    (:func:`~.fast_path.certain_raise_rows`), only the rows up to the one it raises at. The
+    result of an expectation that raises is GX's exception alone, whatever the rows after.
+    ``engine="gx"`` is GX's own run as it always was: the whole frame, one batch.
+    """
+    groups: list[tuple[pd.DataFrame, list[int]]] = []
+    if engine == "gx":
+        groups.append((df, slow))
+    else:
+        raise_rows = {i: certain_raise_rows(configs[i], df) for i in slow}
+        rest = [i for i in slow if raise_rows[i] is None]
+        raising = [i for i in slow if raise_rows[i] is not None]
+        if rest:
+            groups.append((_gx_frame(df, [configs[i] for i in rest], result_format), rest))
+        if raising:
+            rows = max([1, *(raise_rows[i] or 0 for i in raising)])
+            groups.append((_gx_frame(df, [configs[i] for i in raising], result_format).iloc[:rows], raising))
+    results: dict[int, ExpectationValidationResult] = {}
+    whole: ExpectationSuiteValidationResult | None = None
+    for frame, positions in groups:
+        part = ExpectationSuite(
+            name=suite.name,
+            expectations=[configs[i].to_domain_obj() for i in positions],
+            suite_parameters=dict(suite.suite_parameters or {}),
+            meta=dict(suite.meta or {}),
+        )
+        gx_result = gx_validate(frame, part, result_format=result_format, dataset_name=dataset_name)
+        results.update(
+            zip(positions, _matched(gx_result.results, [configs[i] for i in positions]), strict=True)
+        )
+        if frame is df and len(positions) == len(configs):
+            whole = gx_result
+    return results, whole
 
 
 def _gx_frame(
@@ -202,7 +234,8 @@ def _gx_frame(
 
     GX loads its batch by hashing the whole frame, so handing it only the columns of the
     expectations that fall back saves most of its cost. Table-level expectations,
-    multi-column ones and result formats naming index columns get the whole frame. GX
+    multi-column ones (any but a single-column domain) and result formats naming index
+    columns get the whole frame. GX
     matches column names case-insensitively on pandas, so every column matching a name
     that way is kept (a missing column then raises in GX as it would on the whole frame).
     """
@@ -216,7 +249,7 @@ def _gx_frame(
     keep: dict[str, None] = {}
     for config in configs:
         named = config.kwargs.get("column")
-        if not isinstance(named, str) or any(key.startswith("column_") for key in config.kwargs):
+        if not isinstance(named, str) or not is_column_domain(config):
             return df
         keep.update(dict.fromkeys(folded.get(named.casefold(), [])))
     if not keep:
@@ -260,11 +293,9 @@ def _gx_order(configs: list[ExpectationConfiguration]) -> list[int]:
     return [i for positions in groups.values() for i in positions]
 
 
-def _suite_meta(
-    gx_result: ExpectationSuiteValidationResult | None, *, full_frame: bool
-) -> tuple[dict[str, Any], str]:
-    """GX's meta when GX validated everything, else the same keys for an in-memory batch."""
-    if gx_result is not None and full_frame:
+def _suite_meta(gx_result: ExpectationSuiteValidationResult | None) -> tuple[dict[str, Any], str]:
+    """GX's meta when GX validated all of the whole frame, else the same keys for an in-memory batch."""
+    if gx_result is not None:
         return dict(gx_result.meta), str(gx_result.batch_id)
     name = f"mlops-tasks-{uuid.uuid4().hex[:12]}"
     meta = {

@@ -20,10 +20,12 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from great_expectations.constants import MAX_RESULT_RECORDS
 from great_expectations.core.expectation_validation_result import ExpectationValidationResult
 from great_expectations.execution_engine import PandasExecutionEngine
+from great_expectations.expectations.expectation import ColumnAggregateExpectation, ColumnMapExpectation
 from great_expectations.expectations.expectation_configuration import (
     ExpectationConfiguration,
     parse_result_format,
@@ -41,8 +43,10 @@ __all__ = [
     "FAST_EXPECTATION_TYPES",
     "FastValidator",
     "NotCoveredError",
+    "certain_raise_rows",
     "fallback_reason",
     "fast_result_format",
+    "is_column_domain",
 ]
 
 # Arguments each covered type may hold (anything else, e.g. row_condition, goes to GX).
@@ -56,6 +60,9 @@ _ALLOWED_KWARGS: dict[str, frozenset[str]] = {
     ),
     "expect_column_values_to_be_in_set": frozenset({"column", "value_set", "mostly"}),
 }
+
+# Rows scanned at a time when looking for the first string in an object column.
+_CHUNK = 65_536
 
 #: Expectation types the fast path computes (with GX as the fallback for their other cases).
 FAST_EXPECTATION_TYPES = frozenset(_ALLOWED_KWARGS)
@@ -140,6 +147,74 @@ def fallback_reason(config: ExpectationConfiguration, df: pd.DataFrame) -> str |
     if df.index.nlevels > 1 or df.index.name is not None:
         return "the frame has a named index (GX reports unexpected rows by its names)"
     return _dtype_reason(kind, kwargs, df[column])
+
+
+def is_column_domain(config: ExpectationConfiguration) -> bool:
+    """Whether the expectation looks at one column only (a column map or column aggregate).
+
+    Args:
+        config: The expectation's configuration.
+
+    Returns:
+        True when GX evaluates it on the ``column`` it names alone, so a frame holding
+        only that column gives GX's result for the whole frame.
+
+    Example:
+        ```python
+        assert is_column_domain(gxe.ExpectColumnMeanToBeBetween(column="a", min_value=0).configuration)
+        ```
+    """
+    try:
+        expectation = config.to_domain_obj()
+    except Exception:  # noqa: BLE001 - an unknown or broken expectation: GX gets everything
+        return False
+    return isinstance(expectation, ColumnMapExpectation | ColumnAggregateExpectation)
+
+
+def certain_raise_rows(config: ExpectationConfiguration, df: pd.DataFrame) -> int | None:
+    """How many leading rows GX needs to raise on this expectation, when it certainly raises.
+
+    Two cases, for the covered column types: the column is not in the data (no name
+    matches even case-insensitively, GX's rule: no row needed), and a ``between`` with
+    numeric bounds on an ``object`` column that holds a ``str`` value. GX compares such a
+    column value by value, in order, and raises ``TypeError`` at the first string (or
+    earlier, at a value that cannot be compared), so the rows up to that string give the
+    same exception as the whole frame.
+
+    Args:
+        config: The expectation's configuration.
+        df: The frame.
+
+    Returns:
+        The number of rows, or None when GX may not raise (then it needs every row).
+
+    Example:
+        ```python
+        rows = certain_raise_rows(config, df)
+        ```
+    """
+    column = config.kwargs.get("column")
+    if config.type not in FAST_EXPECTATION_TYPES or not isinstance(column, str):
+        return None
+    if column not in df.columns:
+        folded = column.casefold()
+        return None if any(str(c).casefold() == folded for c in df.columns) else 0
+    series = df[column]
+    if config.type != "expect_column_values_to_be_between" or not _is_object(series):
+        return None
+    bounds = [config.kwargs.get(key) for key in ("min_value", "max_value")]
+    if not any(type(b) in (int, float) for b in bounds) or any(isinstance(b, str | dict) for b in bounds):
+        return None
+    values = series.to_numpy(dtype=object)
+    # Look for the first string a chunk at a time: in bad data it is usually near the top.
+    for start in range(0, len(values), _CHUNK):
+        kinds = np.frompyfunc(type, 1, 1)(values[start : start + _CHUNK])
+        codes, distinct = pd.factorize(kinds)
+        text = [code for code, kind in enumerate(distinct) if issubclass(kind, str)]
+        hits = np.flatnonzero(np.isin(codes, text))
+        if len(hits):
+            return start + int(hits[0]) + 1
+    return None
 
 
 def _dtype_reason(kind: str, kwargs: Mapping[str, Any], series: pd.Series) -> str | None:
