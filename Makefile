@@ -104,7 +104,8 @@ docker-pool: install
 	$(PY) -m deployments.docker_pool deploy --base-image $(BASE_IMAGE)
 
 ## make test: the code checks (`make check`), then the whole test suite (installs and starts Docker,
-## HAProxy and friends when missing)
+## HAProxy and friends when missing; builds the Airflow environment .airflow-venv in the background
+## for tests/test_airflow_provider.py)
 test: install airflow-venv-background check
 	bash scripts/ensure-system.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
