@@ -13,8 +13,10 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -56,17 +58,35 @@ def test_provider_exit_codes_are_the_command_lines() -> None:
     assert {e.name: e.value for e in module.ExitCode} == {e.name: e.value for e in ExitCode}
 
 
-def test_provider_suite_in_the_airflow_environment(airflow_python: Path, tmp_path: Path) -> None:
+def test_provider_suite_in_the_airflow_environment(airflow_python: Path) -> None:
+    # A folder of its own, not under pytest's shared base temp: another pytest session starting
+    # meanwhile (a developer's, or a second checkout's) prunes old base temps and would delete the
+    # state folder (MLflow store, endpoint sockets) under a running DAG.
+    work = Path(tempfile.mkdtemp(prefix="mlops-airflow-suite-"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env.update(MLOPS_TASKS_PYTHON=sys.executable, MLOPS_STATE_DIR=str(tmp_path / "state"))
-    done = subprocess.run(
-        [str(airflow_python), "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider", "--durations=15"],
-        cwd=PROVIDER,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    env.update(MLOPS_TASKS_PYTHON=sys.executable, MLOPS_STATE_DIR=str(work / "state"))
+    try:
+        done = subprocess.run(
+            [
+                str(airflow_python),
+                "-m",
+                "pytest",
+                "tests",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--durations=15",
+                "--basetemp",
+                str(work / "tmp"),
+            ],
+            cwd=PROVIDER,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     summary = "\n".join(line for line in done.stdout.splitlines() if "passed" in line or "failed" in line)
     print(done.stdout[-4000:])
     assert done.returncode == 0, (

@@ -105,10 +105,11 @@ def write_drifted_data(
 
 
 #: The retrained version's gate in the demo: the drifted demo data is harder to predict (about
-#: 0.72 accuracy, 0.79 ROC AUC on 1,000 rows, a slice under 0.6), so it asks for ROC AUC >= 0.7
-#: and no more than 0.02 below the champion's on the same holdout.
+#: 0.72 accuracy and 0.79 ROC AUC on 1,000 rows, a country slice under 0.6 accuracy), and the
+#: champion, trained on more undrifted rows, may still score a little higher on it; so it asks
+#: for ROC AUC >= 0.7 and no more than 0.05 below the champion's on the same holdout.
 DRIFTED_DATA_GATE: dict[str, Any] = {
-    "gate": {"thresholds": [{"metric": "roc_auc", "min_value": 0.7, "min_absolute_change": -0.02}]},
+    "gate": {"thresholds": [{"metric": "roc_auc", "min_value": 0.7, "min_absolute_change": -0.05}]},
     "compare_to_champion": True,
 }
 
@@ -150,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"registered version {registered['version']}")
     print(f"deploy {deployed['outcome']}: version {deployed['version']} at http://127.0.0.1:{args.port}")
-    drifted = write_drifted_data(args.python, state / "data" / "airflow-demo-drifted.csv", drift=0.5)
+    drifted = write_drifted_data(
+        args.python, state / "data" / "airflow-demo-drifted.csv", rows=2000, drift=0.5
+    )
     check = run_dag(drift_dag, drift_conf(args.model_name, drifted))
     report = xcom_result(check, "drift_check") or {}
     print(f"drift check on {drifted}: {report.get('status')}: {report.get('reason')}")
