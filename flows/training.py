@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from flows.parameters import require_model_name
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
+from mlops_tasks.cluster import DaskClusterSpec
 from mlops_tasks.data import DatasetSpec, write_dataset
 from mlops_tasks.demo import SEGMENT, TARGET, make_churn_data
 from mlops_tasks.errors import QualityGateError
@@ -86,6 +87,11 @@ class TrainingPipelineParams(BaseModel):
     )
     fail_on_gate: bool = Field(True, description="Fail the run when the gate fails (after registering).")
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
+    search_cluster: DaskClusterSpec | None = Field(
+        None,
+        description="Dask cluster for the hyper-parameter search's candidates (same best model as "
+        "local). Empty: search in this process.",
+    )
 
 
 class TrainingPipelineResult(BaseModel):
@@ -181,6 +187,7 @@ def training_pipeline(
         data=dataset.info,
         segment_column=params.segment_column,
         mlflow_config=params.mlflow,
+        cluster=params.search_cluster,
     )
     report = tasks.evaluate_model(
         trained,

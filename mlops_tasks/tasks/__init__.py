@@ -65,7 +65,7 @@ from mlops_tasks.tasks.retrain import (
     prepare_training_data,
     release_retrain_claim,
 )
-from mlops_tasks.tasks.scoring import score_batch
+from mlops_tasks.tasks.scoring import score_batch, score_partitions
 from mlops_tasks.tasks.training import train_model
 from mlops_tasks.tasks.validation import suggest_expectations, validate_data
 
@@ -89,6 +89,7 @@ __all__ = [
     "rollback_deployment",
     "rollback_model",
     "score_batch",
+    "score_partitions",
     "split_dataset",
     "stop_endpoint",
     "suggest_expectations",
