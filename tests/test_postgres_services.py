@@ -117,9 +117,9 @@ def test_training_rollout_and_a_deployment_run_of_the_drift_check_on_postgres(se
     from flows.deployment import DeploymentPipelineParams, deployment_pipeline, stop_endpoint_flow
     from flows.training import DemoData, TrainingPipelineParams, training_pipeline
     from mlops_tasks.demo import make_churn_data
-    from mlops_tasks.evaluation import MetricThreshold, QualityGate
     from mlops_tasks.deploy import EndpointSpec, RolloutSpec
     from mlops_tasks.deploy.targets.base import http_post_json
+    from mlops_tasks.evaluation import MetricThreshold, QualityGate
     from mlops_tasks.settings import state_dir
     from tests.orchestration_support import all_deployed
 
@@ -182,14 +182,14 @@ def test_training_rollout_and_a_deployment_run_of_the_drift_check_on_postgres(se
             timeout=0,
         )
         final = wait_final(run.id, timeout=300)
+        assert final.state.is_completed(), (tmp_path / "serve.log").read_text()[-3000:]
+        # every run of this test is in the Prefect server's PostgreSQL database
+        flows = {row[0] for row in rows(services["pg"], "prefect", "SELECT name FROM flow")}
+        assert {"training-pipeline", "deployment-pipeline", "drift-check"} <= flows
+        states = rows(services["pg"], "prefect", f"SELECT state_type FROM flow_run WHERE id = '{final.id}'")
+        assert states == [("COMPLETED",)]
     finally:
         stop_process_group(serving)
-    assert final.state.is_completed(), (tmp_path / "serve.log").read_text()[-3000:]
-    # every run of this test is in the Prefect server's PostgreSQL database
-    flows = {row[0] for row in rows(services["pg"], "prefect", "SELECT name FROM flow")}
-    assert {"training-pipeline", "deployment-pipeline", "drift-check"} <= flows
-    states = rows(services["pg"], "prefect", f"SELECT state_type FROM flow_run WHERE id = '{final.id}'")
-    assert states == [("COMPLETED",)]
     # and the drift check's monitoring run in MLflow's
     assert rows(services["pg"], "mlflow", "SELECT count(*) FROM runs")[0][0] >= 2
 
