@@ -16,18 +16,18 @@ local cluster of worker processes started for the run), or the cluster of prefec
 from __future__ import annotations
 
 import argparse
-from pathlib import PurePosixPath
 from typing import Any
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
 
+from flows.entry import prepare_command
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.cluster import DaskClusterSpec
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.scoring import BatchPredictions, is_partitioned
-from mlops_tasks.settings import MlflowConfig
+from mlops_tasks.stages.params import BatchPredictParams
+from mlops_tasks.stages.scoring import default_output
 
 __all__ = [
     "BatchPredictParams",
@@ -36,39 +36,6 @@ __all__ = [
     "default_output",
     "main",
 ]
-
-
-class BatchPredictParams(BaseModel):
-    """Parameters of :func:`batch_predict` (one form in the Prefect UI).
-
-    Example:
-        ```python
-        from flows.batch import BatchPredictParams
-        from mlops_tasks.data import DatasetSpec
-        params = BatchPredictParams(model_name="churn-classifier",
-                                    dataset=DatasetSpec(uri="s3://data/churn/2026-11.parquet"))
-        ```
-    """
-
-    model_name: str = Field(..., description="Registered model to score with.")
-    alias: str = Field("champion", description="Alias of the version to score with.")
-    version: int | None = Field(None, description="Version instead of the alias.")
-    dataset: DatasetSpec = Field(
-        ...,
-        description="CSV or Parquet file to score, or a folder / s3:// prefix of them (scored on Dask).",
-    )
-    output: str | None = Field(
-        None,
-        description="A .parquet/.csv file, or a log sink folder / s3:// prefix. "
-        "Empty: <dataset folder>/<dataset stem>-predictions (a sink).",
-    )
-    id_column: str | None = Field(None, description="Column to use as request_id (default: generated).")
-    mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
-    cluster: DaskClusterSpec | None = Field(
-        None,
-        description="Dask cluster for a partitioned dataset (an address, or empty address: a local "
-        "cluster of worker processes). Empty: a local cluster for a folder, this process for a file.",
-    )
 
 
 def dask_task_runner(cluster: DaskClusterSpec | None = None) -> Any:
@@ -99,19 +66,29 @@ def dask_task_runner(cluster: DaskClusterSpec | None = None) -> Any:
     )
 
 
-def default_output(uri: str) -> str:
-    """``<folder>/<stem>-predictions`` next to a local or ``s3://`` dataset.
-
-    Example:
-        ```python
-        assert default_output("s3://b/d/churn.csv") == "s3://b/d/churn-predictions"
-        ```
-    """
-    if uri.startswith("s3://"):
-        path = PurePosixPath(uri[len("s3://") :])
-        return f"s3://{path.parent / (path.stem + '-predictions')}"
-    path = PurePosixPath(uri)
-    return str(path.parent / f"{path.stem}-predictions")
+def _score_partitions(params: BatchPredictParams, output: str) -> BatchPredictions:
+    # submitted: under a DaskTaskRunner the task runs on the cluster and scores on it
+    result: BatchPredictions = tasks.score_partitions.submit(
+        params.dataset.uri,
+        params.model_name,
+        output=output,
+        alias=params.alias,
+        version=params.version,
+        id_column=params.id_column,
+        mlflow_config=params.mlflow,
+        s3=params.dataset.s3,
+        served_by=f"batch:{params.dataset.display_name}",
+        cluster=params.cluster,
+    ).result()
+    get_run_logger().info(
+        "Predictions of %s v%s for %d rows in %d partitions: %s",
+        params.model_name,
+        result.model_version,
+        result.rows,
+        result.partitions,
+        result.output_uri,
+    )
+    return result
 
 
 @flow(name="batch-predict", log_prints=False)
@@ -142,28 +119,7 @@ def batch_predict(params: BatchPredictParams) -> BatchPredictions:
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     output = params.output or default_output(params.dataset.uri)
     if is_partitioned(params.dataset.uri) or params.cluster is not None:
-        # submitted: under a DaskTaskRunner the task runs on the cluster and scores on it
-        result = tasks.score_partitions.submit(
-            params.dataset.uri,
-            params.model_name,
-            output=output,
-            alias=params.alias,
-            version=params.version,
-            id_column=params.id_column,
-            mlflow_config=params.mlflow,
-            s3=params.dataset.s3,
-            served_by=f"batch:{params.dataset.display_name}",
-            cluster=params.cluster,
-        ).result()
-        get_run_logger().info(
-            "Predictions of %s v%s for %d rows in %d partitions: %s",
-            params.model_name,
-            result.model_version,
-            result.rows,
-            result.partitions,
-            result.output_uri,
-        )
-        return result
+        return _score_partitions(params, output)
     loaded = tasks.load_dataset(params.dataset)
     result = tasks.score_batch(
         loaded.frame,
@@ -196,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "--dask-address", default=None, help="Score on this Dask scheduler (tcp://host:port or tls://...)."
     )
     args = parser.parse_args(argv)
+    prepare_command("python -m flows.batch")
     result = batch_predict(
         BatchPredictParams(
             model_name=args.model_name,

@@ -18,16 +18,15 @@ import json
 import sys
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
 
-from flows.parameters import require_model_name
+from flows.entry import prepare_command
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
-from mlops_tasks.data import DatasetSpec
-from mlops_tasks.demo import TARGET as DEMO_TARGET
+from mlops_tasks.deploy.ab_state import refuse_during_ab_test
 from mlops_tasks.deploy.models import DeploymentRecord, EndpointSpec, RolloutSpec
-from mlops_tasks.errors import MLOpsError, ModelNotFoundError
-from mlops_tasks.settings import MlflowConfig
+from mlops_tasks.errors import MLOpsError
+from mlops_tasks.stages.inputs import demo_dataset, label_column, pick_version, smoke_rows_of
+from mlops_tasks.stages.params import DemoData, DeploymentPipelineParams, RollbackParams, require_model_name
 
 __all__ = [
     "DeploymentPipelineParams",
@@ -38,51 +37,6 @@ __all__ = [
     "rollback_deployment_flow",
     "stop_endpoint_flow",
 ]
-
-
-class DeploymentPipelineParams(BaseModel):
-    """Parameters of :func:`deployment_pipeline` (one form in the Prefect UI).
-
-    Example:
-        ```python
-        params = DeploymentPipelineParams(model_name="churn-classifier",
-                                          endpoint=EndpointSpec(name="churn", port=8000))
-        ```
-    """
-
-    model_name: str | None = Field(
-        None, description="Registered model name in MLflow (required; the demo's is churn-classifier)."
-    )
-    version: int | None = Field(
-        None, ge=1, description="Version to deploy. Empty: alias challenger, else champion."
-    )
-    endpoint: EndpointSpec = Field(
-        default_factory=lambda: EndpointSpec(name="churn", port=8000),
-        description="Endpoint name (keys ports, state and lock), host, port, preview port, replicas.",
-    )
-    rollout: RolloutSpec = Field(
-        default_factory=lambda: RolloutSpec(strategy="canary", bake_seconds=10, termination_wait_s=10),
-        description="Strategy (all_at_once, canary, linear, shadow), bake periods, guard, waits.",
-    )
-    target: str = Field(
-        "local", description="Where slots and router run: local (processes) or docker (containers)."
-    )
-    target_block: str | None = Field(
-        None,
-        description="Name of a Deploy Target block (mlops_tasks.blocks.DeployTarget) giving the target "
-        "kind and the endpoint; target and endpoint set here win over it.",
-    )
-    smoke_dataset: DatasetSpec | None = Field(
-        None, description="Rows for the smoke test (CSV/Parquet). Empty: the demo data's holdout."
-    )
-    smoke_rows: int = Field(50, ge=1, description="Holdout rows sent through the preview port.")
-    target_column: str | None = Field(
-        None,
-        description="Label column dropped from the smoke rows. Empty: the target the version was "
-        "trained on (its run's mlops.target tag); the demo data's label for the demo data.",
-    )
-    force: bool = Field(False, description="Deploy a version whose quality gate did not pass.")
-    mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
 
 
 def resolve_target(params: DeploymentPipelineParams) -> tuple[str, EndpointSpec]:
@@ -106,50 +60,16 @@ def resolve_target(params: DeploymentPipelineParams) -> tuple[str, EndpointSpec]
     return kind, endpoint
 
 
-def _pick_version(params: DeploymentPipelineParams) -> int:
-    from mlops_tasks.registry import CHALLENGER, CHAMPION, get_alias_version
-    from mlops_tasks.tracking import connect
-
-    if params.version is not None:
-        return params.version
-    _, client = connect(params.mlflow)
-    for alias in (CHALLENGER, CHAMPION):
-        mv = get_alias_version(client, params.model_name, alias)
-        if mv is not None:
-            return int(mv.version)
-    raise ModelNotFoundError(
-        f"Model {params.model_name!r} has neither a challenger nor a champion; run the training "
-        "pipeline first, or give a version."
-    )
-
-
-def _label_column(params: DeploymentPipelineParams, version: int) -> str | None:
-    """The label to drop from the smoke rows: given, else the one the version was trained on."""
-    from mlops_tasks.registry import get_model_version
-    from mlops_tasks.tracking import connect
-    from mlops_tasks.training import TAG_TARGET
-
-    if params.target_column:
-        return params.target_column
-    if params.smoke_dataset is None:
-        return DEMO_TARGET  # the demo data's label
-    _, client = connect(params.mlflow)
-    run_id = get_model_version(client, params.model_name, version).run_id
-    return client.get_run(run_id).data.tags.get(TAG_TARGET) if run_id else None
-
-
 def _smoke_rows(params: DeploymentPipelineParams, version: int):
-    from flows.training import DemoData, demo_dataset
-
     spec = params.smoke_dataset or demo_dataset(DemoData())
-    target = _label_column(params, version)
-    frame = tasks.load_dataset(spec).frame
-    if target and target in frame.columns:
-        _, holdout = tasks.split_dataset(frame, target=target)
-        holdout = holdout.drop(columns=[target])
-    else:
-        holdout = frame
-    return holdout.head(params.smoke_rows)
+    target = label_column(
+        params.model_name,
+        version,
+        target_column=params.target_column,
+        smoke_dataset=params.smoke_dataset,
+        mlflow_config=params.mlflow,
+    )
+    return smoke_rows_of(tasks.load_dataset(spec).frame, target, params.smoke_rows)
 
 
 def _build_and_verify(params: DeploymentPipelineParams, endpoint: EndpointSpec, version: int, rows) -> None:
@@ -198,6 +118,7 @@ def deployment_pipeline(
             ``SmokeTestError``, ``GuardBreachError``, ``RolloutError``); the previous one
             kept, or got back, all traffic.
         EndpointBusyError: Another deployment of the endpoint runs.
+        AbTestRunningError: An A/B test runs on the endpoint (nothing was built or started).
         BlockNotFoundError: ``target_block`` or ``mlflow.block`` names no saved block.
 
     Example:
@@ -209,9 +130,10 @@ def deployment_pipeline(
     """
     require_model_name(params.model_name, "deployment-pipeline")
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
+    refuse_during_ab_test(params.endpoint.name, f"deploying {params.model_name}")  # before any image build
     logger = get_run_logger()
     kind, endpoint = resolve_target(params)
-    version = _pick_version(params)
+    version = pick_version(params.model_name, params.version, params.mlflow)
     logger.info(
         "Deploying %s version %s to endpoint %s (%s, %s)",
         params.model_name,
@@ -235,16 +157,6 @@ def deployment_pipeline(
     )
     tasks.describe_deployment(endpoint.name)
     return record
-
-
-class RollbackParams(BaseModel):
-    """Parameters of :func:`rollback_deployment_flow`."""
-
-    endpoint_name: str = Field("churn", description="Endpoint to roll back.")
-    rollout: RolloutSpec | None = Field(
-        None, description="Strategy when the previous slot is not warm (default all at once)."
-    )
-    mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
 
 
 @flow(name="rollback-deployment", log_prints=False)
@@ -333,6 +245,7 @@ def _report(record: DeploymentRecord, endpoint: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Command line: deploy (default), ``--rollback``, ``--stop`` or ``--describe`` an endpoint."""
     args = _parser().parse_args(argv)
+    prepare_command("python -m flows.deployment")
     try:
         if args.stop:
             from mlops_tasks.deploy import stop_endpoint

@@ -1,13 +1,17 @@
 """The drift check: reference of the live model vs a prediction-log window (or any dataset).
 
 Run it from the Prefect UI (its parameters are one form), from Python, or from
-the command line: ``python -m flows.monitoring --model-name churn-classifier
---prediction-log .mlops/prediction-log --last-hours 24``.
+the command line. Given an endpoint (``--endpoint churn``, the default of the command line
+and of the daily deployment), it checks the version live on that endpoint against the
+endpoint's own prediction log; ``python -m flows.monitoring`` alone checks the demo
+endpoint's last 24 h. ``--model-name churn-classifier --model-alias challenger
+--prediction-log some/folder`` checks any version on any log.
 
 How each bad input ends (the run state and the report say why):
 
-- empty window, or fewer rows than ``settings.min_rows``: **Completed**, status
-  ``not_enough_data``, no event;
+- empty window, or fewer rows than ``settings.min_rows`` (also an endpoint that has logged
+  no traffic yet): **Completed**, status ``not_enough_data``, reason "Not enough traffic: ...",
+  no event;
 - columns on one side only: **Completed**, they are listed in the report and the
   common ones are checked; all-null columns are listed as skipped;
 - labels that join to no request id: **Completed**, the performance section says so;
@@ -22,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
 
+import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.states import Completed
-from pydantic import BaseModel, Field, model_validator
 
-from flows.parameters import require_model_name
+from flows.entry import prepare_command
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
@@ -38,67 +41,15 @@ from mlops_tasks.monitoring import (
     DriftSettings,
     ReferenceData,
     error_report,
-    resolve_window,
 )
-from mlops_tasks.settings import MlflowConfig, S3Config, state_dir
+from mlops_tasks.stages.monitoring import follow_endpoint, no_log_yet, resolve_drift_inputs
+from mlops_tasks.stages.params import DriftCheckParams, require_model_name
 
-__all__ = ["DriftCheckParams", "drift_check", "main"]
+__all__ = ["DEMO_ENDPOINT", "DriftCheckParams", "drift_check", "main"]
 
-
-class DriftCheckParams(BaseModel):
-    """Parameters of :func:`drift_check` (one form in the Prefect UI).
-
-    Example:
-        ```python
-        from flows.monitoring import DriftCheckParams
-        params = DriftCheckParams(model_name="churn-classifier", prediction_log="s3://logs/churn",
-                                  last_hours=6)
-        ```
-    """
-
-    model_name: str | None = Field(
-        None, description="Registered model whose data is checked (required; the demo's is churn-classifier)."
-    )
-    alias: str = Field("champion", description="Alias of the version whose training data is the reference.")
-    version: int | None = Field(None, description="Version instead of the alias.")
-    reference: DatasetSpec | None = Field(
-        None, description="Reference dataset instead of the version's recorded training split."
-    )
-    prediction_log: str | None = Field(
-        None,
-        description="Prediction log (local folder or s3://bucket/prefix) to read the window from. "
-        "Empty (and no current dataset): the model server's default, <state dir>/prediction-log.",
-    )
-    current: DatasetSpec | None = Field(None, description="Current dataset instead of a log window.")
-    start: datetime | None = Field(None, description="Window start (inclusive, UTC if naive).")
-    end: datetime | None = Field(None, description="Window end (exclusive, UTC if naive); default now.")
-    last_hours: float | None = Field(
-        None,
-        gt=0,
-        description="Window of the last N hours up to `end` (default 24 when no start).",
-    )
-    labels: DatasetSpec | None = Field(
-        None, description="Ground truth (request_id + label column) for performance drift."
-    )
-    label_column: str = Field("label", description="Label column of the labels dataset.")
-    settings: DriftSettings = Field(
-        default_factory=DriftSettings, description="Thresholds, per-column tests, min_rows, HTML sample."
-    )
-    report_location: str | None = Field(
-        None, description="Folder or s3://prefix for the HTML report. Empty: <state dir>/monitoring."
-    )
-    s3: S3Config | None = Field(None, description="S3 endpoint and credentials for s3:// paths.")
-    mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
-    log_to_mlflow: bool = Field(True, description="Log a run in <experiment>-monitoring.")
-    emit_event: bool = Field(True, description="Emit mlops.drift.detected when drift is found.")
-
-    @model_validator(mode="after")
-    def _one_current(self) -> DriftCheckParams:
-        if self.prediction_log is not None and self.current is not None:
-            raise ValueError("give either prediction_log (a window of it is read) or current, not both")
-        if self.start is not None and self.last_hours is not None:
-            raise ValueError("give either start or last_hours, not both")
-        return self
+#: What ``python -m flows.monitoring`` checks without arguments: the endpoint ``make demo`` deploys.
+DEMO_ENDPOINT = "churn"
+DEMO_MODEL = "churn-classifier"
 
 
 @flow(name="drift-check", log_prints=False)
@@ -127,17 +78,13 @@ def drift_check(
         print(report.status, report.html_uri)
         ```
     """
-    require_model_name(params.model_name, "drift-check")
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
-    if params.prediction_log is None and params.current is None:
-        params = params.model_copy(update={"prediction_log": str(state_dir() / "prediction-log")})
-    window = None
-    if params.prediction_log is not None:
-        hours = params.last_hours if params.last_hours is not None or params.start else 24.0
-        window = resolve_window(params.start, params.end, hours)
-    elif params.start or params.end:
-        window = resolve_window(params.start, params.end, params.last_hours)
+    own_log = False
+    if params.endpoint:
+        params, own_log = follow_endpoint(params, tasks.endpoint_source(params.endpoint))
+    require_model_name(params.model_name, "drift-check")
+    params, window = resolve_drift_inputs(params)
     version = None if params.version is None else str(params.version)
     try:
         if params.reference is not None:
@@ -158,12 +105,16 @@ def drift_check(
             )
             version = reference.model_version
         if params.prediction_log is not None:
-            current = tasks.load_prediction_window(
-                params.prediction_log,
-                window,
-                model_name=params.model_name,
-                s3=params.s3,
-            )
+            if no_log_yet(params.prediction_log, own_log):
+                logger.info("Endpoint %s logged nothing yet (%s)", params.endpoint, params.prediction_log)
+                current = pd.DataFrame()
+            else:
+                current = tasks.load_prediction_window(
+                    params.prediction_log,
+                    window,
+                    model_name=params.model_name,
+                    s3=params.s3,
+                )
             source = params.prediction_log
         else:
             assert params.current is not None
@@ -197,7 +148,20 @@ def drift_check(
 def main(argv: list[str] | None = None) -> int:
     """Command line: run the drift check on a prediction-log window and print the verdict."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-name", default="churn-classifier")
+    parser.add_argument(
+        "--endpoint",
+        default=None,
+        help=f"endpoint to follow: its live version and its prediction log (default {DEMO_ENDPOINT!r} "
+        "unless --model-name, --prediction-log or --current is given)",
+    )
+    parser.add_argument("--model-name", default=None, help="registered model (default: the endpoint's)")
+    version = parser.add_mutually_exclusive_group()
+    version.add_argument("--model-version", type=int, default=None, help="check this version")
+    version.add_argument(
+        "--model-alias",
+        default=None,
+        help="check the version holding this alias (default champion; e.g. challenger after register_model)",
+    )
     parser.add_argument("--prediction-log", default=None)
     parser.add_argument("--current", default=None, help="a dataset instead of the log")
     parser.add_argument("--last-hours", type=float, default=None)
@@ -205,8 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", default=None)
     parser.add_argument("--min-rows", type=int, default=100)
     args = parser.parse_args(argv)
+    prepare_command("python -m flows.monitoring")
+    endpoint = args.endpoint
+    if endpoint is None and not (args.model_name or args.prediction_log or args.current):
+        endpoint = DEMO_ENDPOINT
+    chosen = {"alias": args.model_alias} if args.model_alias else {}  # else the endpoint's live version
     params = DriftCheckParams(
-        model_name=args.model_name,
+        **chosen,
+        endpoint=endpoint,
+        model_name=args.model_name or (None if endpoint else DEMO_MODEL),
+        version=args.model_version,
         prediction_log=args.prediction_log if args.current is None else None,
         current=DatasetSpec(uri=args.current) if args.current else None,
         last_hours=args.last_hours,

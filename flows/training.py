@@ -13,16 +13,13 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.parameters import require_model_name
+from flows.entry import prepare_command
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
-from mlops_tasks.cluster import DaskClusterSpec
-from mlops_tasks.data import DatasetSpec, write_dataset
-from mlops_tasks.demo import SEGMENT, TARGET, make_churn_data
 from mlops_tasks.errors import QualityGateError
-from mlops_tasks.evaluation import MetricThreshold, QualityGate, SliceThreshold
-from mlops_tasks.settings import MlflowConfig, resolve_mlflow_config, state_dir
-from mlops_tasks.training import TrainingSpec
+from mlops_tasks.settings import resolve_mlflow_config, state_dir
+from mlops_tasks.stages.inputs import demo_dataset
+from mlops_tasks.stages.params import DEFAULT_GATE, DemoData, TrainingPipelineParams, require_model_name
 
 __all__ = [
     "DEFAULT_GATE",
@@ -33,65 +30,6 @@ __all__ = [
     "main",
     "training_pipeline",
 ]
-
-DEFAULT_GATE = QualityGate(
-    thresholds=[
-        MetricThreshold(metric="accuracy", min_value=0.7),
-        MetricThreshold(metric="roc_auc", min_value=0.7, min_absolute_change=-0.02),
-    ],
-    slice_thresholds=[SliceThreshold(metric="accuracy", min_value=0.6)],
-)
-
-
-class DemoData(BaseModel):
-    """Generated churn data, used when no dataset is given."""
-
-    rows: int = Field(5000, ge=100, description="Rows to generate.")
-    seed: int = Field(7, description="Random seed of the generator.")
-    drift: float = Field(0.0, ge=0.0, le=1.0, description="0 = reference data, up to 1 = strongly drifted.")
-
-
-class TrainingPipelineParams(BaseModel):
-    """Parameters of :func:`training_pipeline` (one form in the Prefect UI)."""
-
-    model_name: str | None = Field(
-        None, description="Registered model name in MLflow (required; the demo's is churn-classifier)."
-    )
-    dataset: DatasetSpec | None = Field(
-        None, description="CSV or Parquet to train on (local or s3://). Empty: generated demo data."
-    )
-    demo: DemoData = Field(default_factory=DemoData, description="Demo data, when no dataset is given.")
-    training: TrainingSpec = Field(
-        default_factory=lambda: TrainingSpec(target=TARGET, params={"max_iter": 1000}),
-        description="Estimator, params, features and optional hyper-parameter search.",
-    )
-    segment_column: str | None = Field(SEGMENT, description="Column whose values are evaluation slices.")
-    expectation_suite: str | None = Field(
-        None,
-        description="Great Expectations suite JSON. Empty: <state dir>/expectations/<model_name>.json.",
-    )
-    suggest_suite_if_missing: bool = Field(
-        True, description="Infer and write the suite from this data when the file does not exist."
-    )
-    suite_range_margin: float = Field(
-        0.5, ge=0, description="Margin of suggested numeric ranges, as a share of the observed span."
-    )
-    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="Share of rows kept for evaluation.")
-    split_seed: int = Field(42, description="Seed of the train/holdout split.")
-    gate: QualityGate = Field(default_factory=lambda: DEFAULT_GATE, description="Quality gate.")
-    compare_to_champion: bool = Field(True, description="Gate against the current champion.")
-    promote_on_pass: bool = Field(
-        False,
-        description="Move alias champion right away when the gate passes. Off by default: "
-        "champion moves when deployment_pipeline has put the version live.",
-    )
-    fail_on_gate: bool = Field(True, description="Fail the run when the gate fails (after registering).")
-    mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
-    search_cluster: DaskClusterSpec | None = Field(
-        None,
-        description="Dask cluster for the hyper-parameter search's candidates (same best model as "
-        "local). Empty: search in this process.",
-    )
 
 
 class TrainingPipelineResult(BaseModel):
@@ -107,27 +45,6 @@ class TrainingPipelineResult(BaseModel):
     promoted: bool
     champion_version: int | None
     tracking_uri: str
-
-
-def demo_dataset(demo: DemoData) -> DatasetSpec:
-    """The churn demo's dataset, written once into the state folder.
-
-    Args:
-        demo: Rows, seed and drift of the synthetic data.
-
-    Returns:
-        A spec of the CSV file (``<state>/data/churn-rows<n>-seed<s>-drift<d>.csv``).
-
-    Example:
-        ```python
-        from flows.training import DemoData, demo_dataset
-        spec = demo_dataset(DemoData(rows=2000))
-        ```
-    """
-    path = state_dir() / "data" / f"churn-rows{demo.rows}-seed{demo.seed}-drift{demo.drift:g}.csv"
-    if not path.exists():
-        write_dataset(make_churn_data(demo.rows, seed=demo.seed, drift=demo.drift), str(path))
-    return DatasetSpec(uri=str(path), name="churn-demo")
 
 
 @flow(name="training-pipeline", log_prints=False)
@@ -241,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drift", type=float, default=0.0)
     parser.add_argument("--model-name", default="churn-classifier")
     args = parser.parse_args(argv)
+    prepare_command("python -m flows.training")
     params = TrainingPipelineParams(
         model_name=args.model_name, demo=DemoData(rows=args.rows, seed=args.seed, drift=args.drift)
     )

@@ -16,7 +16,8 @@ Families:
   evaluated, or failed its gate.
 - :class:`RegistryError`: the MLflow model registry refused or lacks something.
 - :class:`ContainerRegistryError`: a container (Docker/OCI) registry refused a push.
-- :class:`EndpointDeployError`: a model endpoint's rollout failed or was rolled back.
+- :class:`EndpointDeployError`: a model endpoint's rollout failed or was rolled back (also
+  :class:`AbTestError`: an A/B test cannot start, be evaluated or end as asked).
 - :class:`OrchestrationError`: Prefect deployments, work pools or automations (a *Prefect
   deployment* is not a model endpoint's rollout).
 - :class:`ClusterError`: a Dask cluster cannot be reached or its workers cannot run the job.
@@ -30,6 +31,10 @@ import warnings
 from typing import Any
 
 __all__ = [
+    "AbTestError",
+    "AbTestNotFoundError",
+    "AbTestRunningError",
+    "OutcomesJoinError",
     "BaseImageNotFoundError",
     "BlockNotFoundError",
     "CandidateUnhealthyError",
@@ -52,6 +57,7 @@ __all__ = [
     "DriftError",
     "EmptyDatasetError",
     "EndpointBusyError",
+    "EndpointNotFoundError",
     "EndpointPortError",
     "EstimatorError",
     "EvaluationError",
@@ -341,8 +347,24 @@ class RouterConfigError(RouterError, ConfigurationError):
     """HAProxy rejected a rendered configuration (``haproxy -c`` failed); nothing was applied."""
 
 
+class EndpointSecurityError(EndpointDeployError, ConfigurationError):
+    """An endpoint's TLS or API-key settings are wrong (raised before anything changes live).
+
+    A certificate that does not match its key or has expired, a missing or unreadable key
+    file, an unknown key name.
+    """
+
+
+class SecretBlockNotFoundError(EndpointSecurityError, BlockNotFoundError):
+    """A Prefect Secret block named in an endpoint's security settings does not exist."""
+
+
 class EndpointBusyError(EndpointDeployError):
     """Another deployment of the same endpoint holds its lock; wait for it to finish."""
+
+
+class EndpointNotFoundError(EndpointDeployError, ConfigurationError):
+    """No endpoint of that name was ever deployed from this state folder (or the name is malformed)."""
 
 
 class EndpointPortError(EndpointDeployError):
@@ -378,6 +400,22 @@ class CandidateUnhealthyError(GuardBreachError):
 
 class RollbackError(EndpointDeployError):
     """A manual rollback had nothing to go back to, or could not put it back."""
+
+
+class AbTestError(EndpointDeployError):
+    """An A/B test cannot start, be evaluated or end as asked; the endpoint keeps serving."""
+
+
+class AbTestRunningError(AbTestError, EndpointBusyError):
+    """An A/B test runs on the endpoint: a second test, a deployment or a retrain must wait for its end."""
+
+
+class AbTestNotFoundError(AbTestError, ConfigurationError):
+    """No A/B test runs on the endpoint named."""
+
+
+class OutcomesJoinError(DataError):
+    """An A/B test's outcomes dataset joins no logged request or subject (wrong keys or window)."""
 
 
 # --- databases (PostgreSQL behind MLflow and Prefect) ---

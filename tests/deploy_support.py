@@ -193,8 +193,13 @@ class LoadClient:
         connections: int = 8,
         rate: float = 40.0,
         timeout_s: float = 30.0,
+        headers: dict[str, str] | None = None,
+        ssl_context: Any = None,
     ) -> None:
         self.host, self.port, self.bodies = host, port, bodies
+        #: Extra request headers (an API key); ``ssl_context``: connect over TLS with it.
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        self.ssl_context = ssl_context
         self.connections, self.rate, self.timeout_s = connections, rate, timeout_s
         self.result = LoadResult()
         self._stop = threading.Event()
@@ -234,9 +239,15 @@ class LoadClient:
             k += self.connections
             started = time.monotonic()
             if conn is None:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+                conn = (
+                    http.client.HTTPSConnection(
+                        self.host, self.port, timeout=self.timeout_s, context=self.ssl_context
+                    )
+                    if self.ssl_context is not None
+                    else http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+                )
             try:
-                conn.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+                conn.request("POST", "/invocations", body=body, headers=self.headers)
                 resp = conn.getresponse()
                 resp.read()
                 answer = Answer(

@@ -29,15 +29,15 @@ def target() -> MemoryTarget:
     return target
 
 
-def _drop_first_metrics_reads(target: MemoryTarget, drops: int) -> list[str]:
-    """Make the next ``drops`` /metrics reads give no answer; returns the paths read."""
+def _drop_first_reads(target: MemoryTarget, drops: int, path_dropped: str = "/metrics") -> list[str]:
+    """Make the next ``drops`` reads of ``path_dropped`` give no answer; returns the paths read."""
     runner = target.runner
     real = runner.read_server
     seen: list[str] = []
 
     def read_server(address: str, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
         seen.append(path)
-        if path == "/metrics" and seen.count("/metrics") <= drops:
+        if path == path_dropped and seen.count(path_dropped) <= drops:
             return 0, b""
         return real(address, path, timeout_s)
 
@@ -50,14 +50,14 @@ def _addresses(target: MemoryTarget) -> list[str]:
 
 
 def test_one_lost_scrape_is_asked_again_not_a_breach(target: MemoryTarget) -> None:
-    seen = _drop_first_metrics_reads(target, drops=1)
+    seen = _drop_first_reads(target, drops=1)
     ev = read_evidence(target.runner, target.traffic, "blue", _addresses(target))
     assert ev.problems() == []
     assert seen == ["/metrics", "/metrics", "/health"]
 
 
 def test_two_lost_scrapes_make_the_server_unreachable(target: MemoryTarget) -> None:
-    _drop_first_metrics_reads(target, drops=2)
+    _drop_first_reads(target, drops=2)
     ev = read_evidence(target.runner, target.traffic, "blue", _addresses(target))
     assert ev.unreachable == _addresses(target)
 
@@ -65,7 +65,7 @@ def test_two_lost_scrapes_make_the_server_unreachable(target: MemoryTarget) -> N
 @pytest.mark.parametrize("fault", ["kill", "hang"])
 def test_killed_or_hung_server_is_unreachable_after_the_second_ask(target: MemoryTarget, fault: str) -> None:
     getattr(target, fault)("blue")
-    seen = _drop_first_metrics_reads(target, drops=0)
+    seen = _drop_first_reads(target, drops=0)
     ev = read_evidence(target.runner, None, "blue", _addresses(target))
     assert ev.unreachable == _addresses(target)
     assert seen == ["/metrics", "/metrics"]
@@ -83,3 +83,12 @@ def test_an_error_answer_counts_at_once(target: MemoryTarget) -> None:
     runner.read_server = read_server  # type: ignore[method-assign]
     ev = read_evidence(runner, None, "blue", _addresses(target))
     assert ev.unreachable == _addresses(target) and seen == ["/metrics"]
+
+
+def test_one_lost_health_read_is_asked_again_two_make_it_unhealthy(target: MemoryTarget) -> None:
+    seen = _drop_first_reads(target, 1, "/health")
+    ev = read_evidence(target.runner, None, "blue", _addresses(target))
+    assert ev.problems() == [] and seen == ["/metrics", "/health", "/health"]
+    _drop_first_reads(target, 2, "/health")
+    ev = read_evidence(target.runner, None, "blue", _addresses(target))
+    assert ev.unhealthy == _addresses(target)

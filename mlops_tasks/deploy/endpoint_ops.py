@@ -8,6 +8,8 @@ import uuid
 import pandas as pd
 
 from mlops_tasks.deploy import state
+from mlops_tasks.deploy.ab_state import close_ab_test, refuse_during_ab_test, running_ab_test
+from mlops_tasks.deploy.access import list_api_keys
 from mlops_tasks.deploy.gates import confirm_serving, gate_candidate
 from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.models import (
@@ -50,6 +52,7 @@ def rollback_deployment(
     Raises:
         RollbackError: Nothing is deployed, or no previous version is recorded.
         EndpointBusyError: A deployment of the endpoint runs.
+        AbTestRunningError: An A/B test runs on the endpoint (end it for A instead).
 
     Example:
         ```python
@@ -61,6 +64,7 @@ def rollback_deployment(
     saved = state.load_endpoint(endpoint_name)
     if saved is None:
         raise RollbackError(f"Endpoint {endpoint_name!r} has no deployment to roll back.")
+    refuse_during_ab_test(endpoint_name, "a rollback")
     spec, kind, model_name = saved
     tgt = resolve_target(kind, spec)
     registry = registry or MlflowRegistryAccess(mlflow_config)
@@ -205,22 +209,24 @@ def describe_deployment(endpoint_name: str = "default") -> EndpointDescription:
         heaviest = max(weighted, key=lambda c: slots[c].weight)  # no Optional context for max
         live = heaviest
     host = "127.0.0.1" if spec.host in ("0.0.0.0", "") else spec.host
+    scheme = "https" if spec.security.tls else "http"
     return EndpointDescription(
         endpoint=endpoint_name,
         target=kind,
-        url=f"http://{host}:{spec.port}",
-        preview_url=f"http://{host}:{spec.preview}",
+        url=f"{scheme}://{host}:{spec.port}",
+        preview_url=f"{scheme}://{host}:{spec.preview}",
         router_running=running,
         live_color=live,
         live_version=slots[live].version if live else None,
         model_name=model_name,
         slots=dict(slots),
         last_deployment=state.last_record(endpoint_name),
+        api_keys=list_api_keys(endpoint_name) if spec.security.api_keys and kind == "local" else [],
     )
 
 
 def stop_endpoint(endpoint_name: str = "default", *, lock_timeout_s: float = 10.0) -> bool:
-    """Stop the endpoint's router and both slots and forget it is live.
+    """Stop the endpoint's router and both slots and forget it is live (an A/B test on it ends too).
 
     Returns:
         True when something was running.
@@ -243,4 +249,7 @@ def stop_endpoint(endpoint_name: str = "default", *, lock_timeout_s: float = 10.
         for color in COLORS:
             tgt.runner.stop_slot(color)
         state.forget_endpoint(endpoint_name)
+        test = running_ab_test(endpoint_name)
+        if test is not None:
+            close_ab_test(test, "A", "the endpoint was stopped during the test; nothing was promoted")
     return was_running

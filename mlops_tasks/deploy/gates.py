@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from mlops_tasks.deploy.guard import GuardVerdict, judge_evidence, read_evidence
+from mlops_tasks.deploy.guard import GuardVerdict, growth, judge_evidence, read_counts, read_evidence
 from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.models import Color, GuardLimits
 from mlops_tasks.errors import CandidateUnhealthyError, GuardBreachError
@@ -102,6 +102,7 @@ def bake(
     probe_doc: dict[str, Any] | None = None,
     on_reading: Callable[[GuardVerdict], None] | None = None,
     on_extend: Callable[[str], None] | None = None,
+    live_addresses: list[str] | None = None,
 ) -> GuardVerdict | None:
     """Watch the candidate for ``seconds``; raise on a breach or on too little evidence.
 
@@ -116,6 +117,8 @@ def bake(
         probe_doc: The request body probes send (one smoke row); None sends none.
         on_reading: Called with every guard verdict (the record keeps the last one).
         on_extend: Called with a message when the bake is extended for lack of evidence.
+        live_addresses: Servers of the live slot when it gets the same traffic (split or
+            mirrored): the candidate's 4xx share is compared with theirs.
 
     Returns:
         The last verdict (None when there was no bake).
@@ -123,8 +126,8 @@ def bake(
     Raises:
         CandidateUnhealthyError: The candidate stopped answering, restarted, was marked
             DOWN, or got far fewer requests than its share.
-        GuardBreachError: 5xx share or p95 latency over the limits, or too few answers
-            to judge even after the extension.
+        GuardBreachError: 5xx share or p95 latency over the limits, a 4xx share clearly
+            over the live slot's, or too few answers to judge even after the extension.
 
     Example:
         ```python
@@ -135,15 +138,18 @@ def bake(
         return None
     clock = target.clock
     start = read_evidence(target.runner, target.traffic, color, addresses)
+    live_start = read_counts(target.runner, live_addresses) if live_addresses else None
     deadline = clock.monotonic() + seconds
     extended = False
     n = 0
     while True:
         clock.sleep(max(0.0, min(limits.interval_s, deadline - clock.monotonic())))
         n += 1
-        verdict = judge_evidence(
-            start, read_evidence(target.runner, target.traffic, color, addresses), limits, share
-        )
+        now = read_evidence(target.runner, target.traffic, color, addresses)
+        live = None
+        if live_addresses and live_start is not None:
+            live = growth(live_start, read_counts(target.runner, live_addresses))
+        verdict = judge_evidence(start, now, limits, share, live)
         probe_status = _probe(target, probe_doc, n) if limits.probe and not verdict.breach else 200
         if probe_status != 200:
             verdict.unhealthy = True

@@ -11,12 +11,22 @@ Missing evidence is never a pass (:func:`judge_evidence`): a server whose ``/met
 process restarted), or far fewer answers than the candidate's traffic share should have
 brought are breaches; too few requests to judge is *insufficient*, which the strategy
 turns into a longer bake and then a failure, never a pass.
+
+The guard judges the server, not its callers: a 4xx answer (a malformed body, a missing
+column) never counts as an error on its own, so a burst of bad requests during a bake
+cannot roll back a good candidate. 5xx answers and latency count. And when the live slot
+gets the same traffic (a canary or linear split, or mirrored copies in a shadow bake), the
+candidate's 4xx share is compared with the live slot's over the same period: a candidate
+refusing more than ``GuardLimits.max_4xx_share_margin`` (2 points by default) more of
+it than the live slot did is a breach (a changed schema that refuses good requests is the
+candidate's fault).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mlops_tasks.deploy.interfaces import SlotRunner, TrafficRouter
@@ -28,9 +38,12 @@ __all__ = [
     "GuardLimits",
     "GuardVerdict",
     "MetricsSnapshot",
+    "compare_client_errors",
+    "growth",
     "judge",
     "judge_evidence",
     "parse_metrics",
+    "read_counts",
     "read_evidence",
     "read_snapshot",
 ]
@@ -54,6 +67,7 @@ class MetricsSnapshot:
     errors_5xx: int = 0
     buckets: dict[float, int] = field(default_factory=dict)
     count: int = 0
+    errors_4xx: int = 0
 
     def __add__(self, other: MetricsSnapshot) -> MetricsSnapshot:
         keys = set(self.buckets) | set(other.buckets)
@@ -62,6 +76,7 @@ class MetricsSnapshot:
             self.errors_5xx + other.errors_5xx,
             {k: self.buckets.get(k, 0) + other.buckets.get(k, 0) for k in keys},
             self.count + other.count,
+            self.errors_4xx + other.errors_4xx,
         )
 
     def __sub__(self, other: MetricsSnapshot) -> MetricsSnapshot:
@@ -71,12 +86,18 @@ class MetricsSnapshot:
             self.errors_5xx - other.errors_5xx,
             {k: self.buckets.get(k, 0) - other.buckets.get(k, 0) for k in keys},
             self.count - other.count,
+            self.errors_4xx - other.errors_4xx,
         )
 
     @property
     def error_share(self) -> float:
         """5xx answers / all ``/invocations`` answers (0 when there were none)."""
         return self.errors_5xx / self.total if self.total else 0.0
+
+    @property
+    def client_error_share(self) -> float:
+        """4xx answers / all ``/invocations`` answers (0 when there were none)."""
+        return self.errors_4xx / self.total if self.total else 0.0
 
     def quantile_ms(self, q: float = 0.95) -> float:
         """Upper bound (ms) of the histogram bucket holding quantile ``q`` (0 when empty)."""
@@ -111,6 +132,8 @@ def parse_metrics(text: str) -> MetricsSnapshot:
             snap.total += int(value)
             if labels.get("status", "").startswith("5"):
                 snap.errors_5xx += int(value)
+            elif labels.get("status", "").startswith("4"):
+                snap.errors_4xx += int(value)
         elif name == "mlops_serve_request_duration_seconds_bucket":
             le = labels.get("le", "+Inf")
             bound = math.inf if le == "+Inf" else float(le)
@@ -118,6 +141,75 @@ def parse_metrics(text: str) -> MetricsSnapshot:
         elif name == "mlops_serve_request_duration_seconds_count":
             snap.count += int(value)
     return snap
+
+
+def read_counts(
+    runner: SlotRunner, addresses: list[str], timeout_s: float = 2.0
+) -> dict[str, MetricsSnapshot]:
+    """``/metrics`` of each server in ``addresses`` that answers 200 (no answer: asked once more).
+
+    Example:
+        ```python
+        live = read_counts(target.runner, target.runner.slot_status("blue").addresses)
+        ```
+    """
+    out = {}
+    for address in addresses:
+        status, body = runner.read_server(address, "/metrics", timeout_s)
+        if status == 0:
+            status, body = runner.read_server(address, "/metrics", timeout_s)
+        if status == 200:
+            out[address] = parse_metrics(body.decode(errors="replace"))
+    return out
+
+
+def growth(start: Mapping[str, MetricsSnapshot], now: Mapping[str, MetricsSnapshot]) -> MetricsSnapshot:
+    """What the servers answered between two readings (restarted or missing servers left out).
+
+    Example:
+        ```python
+        delta = growth(start.per_server, now.per_server)
+        ```
+    """
+    delta = MetricsSnapshot()
+    for address, snap in now.items():
+        before = start.get(address)
+        if before is not None and snap.total >= before.total:
+            delta = delta + (snap - before)
+    return delta
+
+
+def compare_client_errors(
+    candidate: MetricsSnapshot, live: MetricsSnapshot, limits: GuardLimits
+) -> str | None:
+    """A breach when the candidate refuses (4xx) clearly more of the same traffic than the live slot.
+
+    Both slots need ``limits.min_requests`` answers. The candidate's 4xx share must exceed
+    the live slot's by more than ``limits.max_4xx_share_margin`` and by more than chance
+    explains (over 3 standard errors of the difference), so a burst of malformed requests
+    that happens to hit the small canary share does not count.
+
+    Example:
+        ```python
+        live = MetricsSnapshot(total=900, errors_4xx=270)
+        assert compare_client_errors(MetricsSnapshot(total=100, errors_4xx=30), live, GuardLimits()) is None
+        assert compare_client_errors(MetricsSnapshot(total=100, errors_4xx=100), live, GuardLimits())
+        ```
+    """
+    n1, n2 = candidate.total, live.total
+    if n1 < limits.min_requests or n2 < limits.min_requests:
+        return None
+    p1, p2 = candidate.client_error_share, live.client_error_share
+    pooled = (candidate.errors_4xx + live.errors_4xx) / (n1 + n2)
+    spread = 3.0 * math.sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2))
+    excess = p1 - p2
+    if excess <= limits.max_4xx_share_margin or excess <= spread:
+        return None
+    return (
+        f"4xx share {p1:.1%} of {n1} requests is {(p1 - p2) * 100:.1f} points over the live slot's "
+        f"{p2:.1%} of {n2} on the same traffic (margin {limits.max_4xx_share_margin * 100:g} points): "
+        "the candidate refuses requests the live slot accepts"
+    )
 
 
 def read_snapshot(runner: SlotRunner, addresses: list[str]) -> MetricsSnapshot:
@@ -145,6 +237,9 @@ class GuardVerdict:
     routed_total: int = 0
     #: The breach is about the candidate's fitness (no answer, DOWN, restarted), not a limit.
     unhealthy: bool = False
+    #: 4xx shares of the candidate and of the live slot on the same traffic (-1: not compared).
+    client_error_share: float = 0.0
+    live_client_error_share: float = -1.0
 
     def as_dict(self) -> dict[str, float]:
         """Figures for the deployment record."""
@@ -155,6 +250,8 @@ class GuardVerdict:
             "routed": float(self.routed),
             "routed_total": float(self.routed_total),
             "sufficient": 1.0 if self.sufficient else 0.0,
+            "client_error_share": self.client_error_share,
+            "live_client_error_share": self.live_client_error_share,
         }
 
 
@@ -213,10 +310,11 @@ def read_evidence(
 ) -> Evidence:
     """Read ``/metrics`` and ``/health`` of each server and the router's view of the slot.
 
-    A server whose ``/metrics`` gives no answer at all (refused, reset or ``timeout_s`` passed)
-    is asked once more before it counts as unreachable: a killed server refuses both at once
-    and a hung one times out twice, while one scrape lost to a CPU spike on a busy host does
-    not end a healthy bake. An answer that is not 200 counts at once.
+    A ``/metrics`` or ``/health`` read that gets no answer at all (refused, reset or
+    ``timeout_s`` passed) is asked once more before the server counts as unreachable or
+    unhealthy: a killed server refuses both at once and a hung one times out twice, while
+    one read lost to a CPU spike on a busy host does not end a healthy bake. An answer that
+    is not 200 counts at once.
 
     Example:
         ```python
@@ -225,15 +323,13 @@ def read_evidence(
     """
     ev = Evidence()
     for address in addresses:
-        status, body = runner.read_server(address, "/metrics", timeout_s)
-        if status == 0:  # no answer at all: ask once more before calling it unreachable
-            status, body = runner.read_server(address, "/metrics", timeout_s)
+        status, body = _read_asking_twice(runner, address, "/metrics", timeout_s)
         if status == 200:
             ev.per_server[address] = parse_metrics(body.decode(errors="replace"))
         else:
             ev.unreachable.append(address)
             continue  # no need to wait for /health too
-        if runner.read_server(address, "/health", timeout_s)[0] != 200:
+        if _read_asking_twice(runner, address, "/health", timeout_s)[0] != 200:
             ev.unhealthy.append(address)
     if traffic is not None:
         try:
@@ -250,11 +346,20 @@ def read_evidence(
     return ev
 
 
+def _read_asking_twice(runner: SlotRunner, address: str, path: str, timeout_s: float) -> tuple[int, bytes]:
+    """Read ``path`` of one server, asking a second time when the first read got no answer."""
+    status, body = runner.read_server(address, path, timeout_s)
+    if status == 0:
+        status, body = runner.read_server(address, path, timeout_s)
+    return status, body
+
+
 def judge_evidence(
     start: Evidence,
     now: Evidence,
     limits: GuardLimits,
     share: float | None,
+    live: MetricsSnapshot | None = None,
 ) -> GuardVerdict:
     """Judge a bake from two readings; anything unknown is a breach, never a pass.
 
@@ -264,6 +369,9 @@ def judge_evidence(
         limits: The guard limits.
         share: The candidate's live traffic share (0..1), or None when it gets only
             mirrored or probe requests (shadow), so no routed count is expected.
+        live: What the live slot answered over the same period, when it gets the same
+            traffic as the candidate (split or mirrored): the 4xx shares are compared
+            (:func:`compare_client_errors`). None: no comparison.
 
     Example:
         ```python
@@ -271,11 +379,7 @@ def judge_evidence(
         if verdict.breach: ...
         ```
     """
-    delta = MetricsSnapshot()
-    for address, snap in now.per_server.items():
-        before = start.per_server.get(address)
-        if before is not None and snap.total >= before.total:
-            delta = delta + (snap - before)
+    delta = growth(start.per_server, now.per_server)
     routed = now.routed - start.routed
     routed_total = now.routed_total - start.routed_total
     base = judge(delta, limits)
@@ -287,7 +391,12 @@ def judge_evidence(
         sufficient=delta.total >= limits.min_requests,
         routed=routed,
         routed_total=routed_total,
+        client_error_share=delta.client_error_share,
     )
+    if live is not None:
+        verdict.live_client_error_share = live.client_error_share
+        if verdict.breach is None:
+            verdict.breach = compare_client_errors(delta, live, limits)
     problems = now.problems()
     restarted = [
         a
@@ -308,7 +417,7 @@ def judge_evidence(
 
 
 def judge(delta: MetricsSnapshot, limits: GuardLimits) -> GuardVerdict:
-    """Compare what the candidate answered since the bake started with the limits.
+    """Compare what the candidate answered since the bake started with the limits (4xx never count).
 
     Example:
         ```python

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from mlops_tasks.deploy.models import COLORS, Color, EndpointSpec, SlotStatus
-from mlops_tasks.errors import SlotStartError
+from mlops_tasks.deploy.models import COLORS, AbSplit, Color, EndpointSpec, SlotStatus
+from mlops_tasks.errors import RouterError, SlotStartError
 from mlops_tasks.settings import MlflowConfig
 
 __all__ = [
@@ -300,6 +300,22 @@ class TrafficRouter(ABC):
         """Send one request through the ``live`` or ``preview`` entry point."""
 
     # -- with defaults ------------------------------------------------------------------
+
+    def set_split(self, split: AbSplit | None) -> None:
+        """Split live traffic between two attached slots by variant (A/B test); ``None`` ends it.
+
+        While a split is set it decides which slot answers each live request (the
+        weights do not); each answer names its variant (``X-Variant``). A router that
+        cannot split keeps this default.
+
+        Raises:
+            RouterError: The router cannot split traffic by variant.
+        """
+        raise RouterError(f"{type(self).__name__} cannot split traffic by variant (A/B tests).")
+
+    def split(self) -> AbSplit | None:
+        """The A/B split in force (``None``: none)."""
+        return None
 
     def slot_servers(self, color: Color) -> list[ServerView]:
         """The slot's weighted (non-backup) servers."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_tasks.deploy.interfaces import Entry, Reply, ServerView, SlotRunner, TrafficRouter
-from mlops_tasks.deploy.models import COLORS, Color, EndpointSpec, SlotStatus
+from mlops_tasks.deploy.models import AB_SUBJECT_HEADER, COLORS, AbSplit, Color, EndpointSpec, SlotStatus
 from mlops_tasks.deploy.registry_access import RegistryAccess
 from mlops_tasks.deploy.state import endpoint_dir
 from mlops_tasks.errors import (
@@ -113,7 +114,8 @@ class SimServer:
     replica: int
     model_name: str
     version: int
-    #: ``ok``, ``dead`` (killed), ``hung`` (stopped), ``slow`` or ``failing`` (answers 500).
+    #: ``ok``, ``dead`` (killed), ``hung`` (stopped), ``slow``, ``failing`` (answers 500)
+    #: or ``refusing`` (answers 422 to well-formed requests: a changed schema).
     condition: str = "ok"
     latency_s: float = 0.002
     prediction_offset: float = 0.0
@@ -162,12 +164,19 @@ class SimServer:
             return Reply(200, headers, json.dumps(doc).encode())
         if path == "/metrics":
             return Reply(200, headers, self.metrics().encode())
+        try:
+            request: dict[str, Any] | None = json.loads(body or b"{}")
+        except ValueError:
+            request = None
         status = 500 if self.condition == "failing" else 200
+        if status == 200 and (request is None or self.condition == "refusing"):
+            status = 400 if request is None else 422  # the caller's mistake, or a changed schema
         self.counts[status] = self.counts.get(status, 0) + 1
         self.latencies.append(self.latency_s)
         if status != 200:
             return Reply(status, headers, b'{"error": "injected failure"}')
-        rows = len(json.loads(body or b"{}").get("dataframe_split", {}).get("data", []))
+        assert request is not None
+        rows = len(request.get("dataframe_split", {}).get("data", []))
         offset = self.prediction_offset if (mirrored or self.impostor) else 0.0
         return Reply(200, headers, json.dumps({"predictions": memory_predictions(rows, offset)}).encode())
 
@@ -296,6 +305,10 @@ class MemoryRouter(TrafficRouter):
         self.calls: list[tuple[Any, ...]] = []
         self._rr = itertools.count()
         self._current: dict[str, int] = {}
+        self.ab: AbSplit | None = None
+        #: ``(variant, subject)`` of every live request answered under an A/B split.
+        self.ab_log: list[tuple[str, str | None]] = []
+        self._draws = np.random.default_rng(14)
 
     def _need_alive(self) -> None:
         if not self.alive:
@@ -389,6 +402,47 @@ class MemoryRouter(TrafficRouter):
         self.calls.append(("set_preview", color))
         self.preview = color
 
+    def set_split(self, split: AbSplit | None) -> None:
+        self._need_alive()
+        self.calls.append(("set_split", split))
+        self.ab = split
+
+    def split(self) -> AbSplit | None:
+        self._need_alive()
+        return self.ab
+
+    def _ab_variant(self, headers: dict[str, str] | None) -> tuple[str, str | None]:
+        """Like the HAProxy rules: crc32(subject) % 100 or a random bucket; no subject -> A."""
+        assert self.ab is not None
+        subject = Reply(0, dict(headers or {})).header(AB_SUBJECT_HEADER) or None
+        if self.ab.mode == "request":
+            bucket = int(self._draws.integers(100))
+        elif subject is None:
+            return "A", None
+        else:
+            bucket = AbSplit.bucket_of(subject)
+        return ("A" if bucket < self.ab.percent_a else "B"), subject
+
+    def _send_ab(self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None) -> Reply:
+        """A live request under the split: only the variant's slot may answer it."""
+        assert self.ab is not None
+        variant, subject = self._ab_variant(headers)
+        color = self.ab.colors[variant]  # type: ignore[index]
+        members = [
+            m for m in self.pool.values() if m.color == color and not m.backup and self._status(m) == "UP"
+        ]
+        if not members:
+            return Reply(503, {"X-Variant": variant}, b"no server available (variant)")
+        member = self._pick(members)
+        member.responses += 1
+        server = self.target.runner.server(member.address)
+        assert server is not None
+        reply = server.handle(self.target.endpoint.name, method, path, body)
+        reply.headers["X-Variant"] = variant
+        if path == "/invocations":
+            self.ab_log.append((variant, subject))
+        return reply
+
     def routable(self) -> list[_Member]:
         """The live pool members a request can go to now (backup twins when no weighted one)."""
         up = [m for m in self.pool.values() if self._status(m) == "UP"]
@@ -427,6 +481,8 @@ class MemoryRouter(TrafficRouter):
             server = runner.server(self._pick(members).address)
             assert server is not None
             return server.handle(self.target.endpoint.name, method, path, body)
+        if self.ab is not None:
+            return self._send_ab(method, path, body, headers)
         members = self.routable()
         if not members:
             return Reply(503, body=b"no server available")
@@ -447,13 +503,13 @@ class MemoryRouter(TrafficRouter):
             for m in self.pool.values()
             if m.color == self.mirror and not m.backup and self._status(m) == "UP"
         ]
-        if not targets or reply.status != 200:
+        if not targets:
             return
         rid = f"r{next(self._rr)}"
         copy = runner.server(self._pick(targets).address)
         assert copy is not None
         mirrored = copy.handle(self.target.endpoint.name, "POST", "/invocations", body, mirrored=True)
-        if mirrored.status == 200:
+        if mirrored.status == 200 and reply.status == 200:
             runner.mirror_log.append((rid, member.color, json.loads(reply.body)["predictions"][0]))
             runner.mirror_log.append((rid, copy.color, json.loads(mirrored.body)["predictions"][0]))
 
@@ -488,6 +544,9 @@ class MemoryTarget:
         self.traffic = MemoryRouter(self)
         #: Simulated client requests per virtual second through the live entry point.
         self.rps = 40.0
+        #: Share of simulated client requests with a malformed body (a caller's mistake).
+        self.malformed_share = 0.0
+        self._random = random.Random(0)
         #: Virtual seconds after which a killed *supervised* slot is restarted (the watchdog
         #: of the local target, the restart policy of docker); None: never.
         self.restart_after_s: float | None = 3.0
@@ -568,6 +627,10 @@ class MemoryTarget:
         """The slot answers ``/invocations`` with 500."""
         self._set(color, "failing")
 
+    def refuse(self, color: Color) -> None:
+        """The slot answers well-formed ``/invocations`` requests with 422 (a changed schema)."""
+        self._set(color, "refusing")
+
     def kill_router(self) -> None:
         """The router process dies (requests are refused until it is started again)."""
         self.traffic.alive = False
@@ -581,13 +644,15 @@ class MemoryTarget:
 
     def send_traffic(self, elapsed_s: float) -> None:
         """Send ``rps x elapsed_s`` (at least one) client requests through the live entry point."""
-        body = json.dumps({"dataframe_split": {"columns": ["x"], "data": [[1.0]]}}).encode()
+        good = json.dumps({"dataframe_split": {"columns": ["x"], "data": [[1.0]]}}).encode()
         for _ in range(max(1, int(self.rps * elapsed_s))):
-            reply = self.traffic.send("live", "POST", "/invocations", body)
-            self.client_results.append((self.clock.now, reply.status, reply.header("X-Served-By")))
+            malformed = self.malformed_share > 0 and self._random.random() < self.malformed_share
+            reply = self.traffic.send("live", "POST", "/invocations", b"{" if malformed else good)
+            if not malformed:
+                self.client_results.append((self.clock.now, reply.status, reply.header("X-Served-By")))
 
     def client_failures(self) -> list[tuple[float, int, str]]:
-        """Client requests that did not get a 200."""
+        """Well-formed client requests that did not get a 200."""
         return [r for r in self.client_results if r[1] != 200]
 
     def serving_version(self) -> int | None:

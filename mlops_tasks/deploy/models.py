@@ -15,10 +15,14 @@ Strategy = Literal["all_at_once", "canary", "linear", "shadow"]
 Outcome = Literal["running", "succeeded", "rolled_back", "failed", "noop"]
 
 __all__ = [
+    "AB_SUBJECT_HEADER",
+    "AbSplit",
     "COLORS",
     "Color",
     "DeploymentRecord",
+    "ApiKeyView",
     "EndpointDescription",
+    "EndpointSecurity",
     "EndpointSpec",
     "GuardLimits",
     "Outcome",
@@ -59,6 +63,56 @@ def whoami() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+#: The request header a caller names its subject in (sticky A/B assignment).
+AB_SUBJECT_HEADER = "X-Subject-Id"
+
+
+class AbSplit(BaseModel):
+    """How the router splits live traffic between variants A and B of an A/B test.
+
+    ``sticky``: the router hashes the ``X-Subject-Id`` header (``crc32 % 100``) and sends
+    buckets below ``percent_a`` to A, the rest to B, so a subject always meets the same
+    variant and :func:`bucket_of` recomputes it; a request without the header goes to A
+    (the champion) and is not part of the experiment. ``request``: each request draws
+    its bucket at random. A request never moves to the other variant (retries and
+    redispatch stay inside the variant's slot).
+
+    Example:
+        ```python
+        AbSplit(mode="sticky", percent_a=50, colors={"A": "blue", "B": "green"})
+        ```
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Literal["sticky", "request"] = "sticky"
+    percent_a: int = Field(50, ge=1, le=99, description="Share of buckets (of 100) that go to A.")
+    colors: dict[Literal["A", "B"], Color] = Field(description="Slot of each variant.")
+
+    @model_validator(mode="after")
+    def _two_slots(self) -> AbSplit:
+        if set(self.colors) != {"A", "B"} or self.colors["A"] == self.colors["B"]:
+            raise ValueError(f"A/B split needs A and B in different slots, got {self.colors}")
+        return self
+
+    @staticmethod
+    def bucket_of(subject: str) -> int:
+        """The bucket (0-99) the router gives ``subject``: ``crc32(subject) % 100``.
+
+        Example:
+            ```python
+            assert AbSplit.bucket_of("alice") == 35
+            ```
+        """
+        import zlib
+
+        return zlib.crc32(subject.encode("utf-8")) % 100
+
+    def variant_of(self, subject: str) -> Literal["A", "B"]:
+        """The variant a sticky split assigns ``subject``."""
+        return "A" if self.bucket_of(subject) < self.percent_a else "B"
+
+
 class GuardLimits(BaseModel):
     """Limits the bake guard checks on the candidate's own ``/metrics`` during every bake period.
 
@@ -90,6 +144,14 @@ class GuardLimits(BaseModel):
     )
     extend_s: float = Field(
         30.0, ge=0, description="Longest extension of a bake that saw too few candidate answers."
+    )
+    max_4xx_share_margin: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="How far the candidate's 4xx share may exceed the live slot's on the same "
+        "(split or mirrored) traffic before it is a breach (beyond chance); a caller's 4xx "
+        "never counts on its own.",
     )
 
 
@@ -155,6 +217,71 @@ class RolloutSpec(BaseModel):
         return []
 
 
+class EndpointSecurity(BaseModel):
+    """Who may call an endpoint and how: API keys, rate limits, TLS (all off by default).
+
+    Keys come from a file (lines ``name key [expires ISO-8601]``, mode 600) and/or a Prefect
+    Secret block (the same lines, or a JSON object ``{name: key}``), and keys issued with
+    :func:`~mlops_tasks.deploy.apikeys.issue_key`. The router only ever holds SHA-256
+    hashes of them. TLS takes a PEM certificate and key from files or a Secret block (the
+    PEM text of both).
+
+    Example:
+        ```python
+        security = EndpointSecurity(api_keys=True, api_keys_file="/etc/mlops/churn.keys",
+                                    rate_limit=200, tls_cert_file="/etc/mlops/churn.pem",
+                                    tls_key_file="/etc/mlops/churn.key")
+        endpoint = EndpointSpec(name="churn", host="0.0.0.0", port=8443, security=security)
+        ```
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    api_keys: bool = Field(False, description="Require an API key (Authorization: Bearer, or X-API-Key).")
+    api_keys_file: str | None = Field(None, description="File of 'name key [expires]' lines (mode 600).")
+    api_keys_secret: str | None = Field(None, description="Prefect Secret block holding keys.")
+    rate_limit: int = Field(
+        0, ge=0, description="Requests per rate_period_s allowed to each key (0: no limit); over it: 429."
+    )
+    rate_period_s: int = Field(1, ge=1, le=3600, description="Period of rate_limit, in seconds.")
+    tls_cert_file: str | None = Field(None, description="PEM certificate (chain) of the endpoint.")
+    tls_key_file: str | None = Field(None, description="PEM private key of the certificate.")
+    tls_secret: str | None = Field(None, description="Prefect Secret block holding the PEM cert and key.")
+    http_redirect_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="With TLS: a plain-HTTP port that redirects to HTTPS; a request carrying "
+        "a key there is refused (403) and logged as a key exposure. None: no plain HTTP at all.",
+    )
+
+    @property
+    def tls(self) -> bool:
+        """TLS is configured."""
+        return bool(self.tls_secret or self.tls_cert_file)
+
+    @property
+    def enabled(self) -> bool:
+        """Any protection is configured."""
+        return self.api_keys or self.tls
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EndpointSecurity:
+        if self.tls_cert_file and not self.tls_key_file:
+            raise ValueError("tls_cert_file needs tls_key_file (the certificate's private key)")
+        if self.tls_key_file and not self.tls_cert_file:
+            raise ValueError("tls_key_file needs tls_cert_file")
+        if self.tls_secret and self.tls_cert_file:
+            raise ValueError("give the certificate either as files or as tls_secret, not both")
+        if (self.api_keys_file or self.api_keys_secret) and not self.api_keys:
+            raise ValueError("api_keys_file/api_keys_secret given but api_keys is off; set api_keys=True")
+        if self.http_redirect_port is not None and not self.tls:
+            raise ValueError("http_redirect_port needs TLS (tls_cert_file/tls_key_file or tls_secret)")
+        if self.rate_limit and not self.api_keys:
+            raise ValueError("rate_limit is per API key; set api_keys=True")
+        return self
+
+
 class EndpointSpec(BaseModel):
     """Where an endpoint listens. Its name keys ports, state folder and lock.
 
@@ -174,6 +301,9 @@ class EndpointSpec(BaseModel):
         None, ge=1, le=65535, description="Port that always reaches the idle slot (default port + 1)."
     )
     replicas: int = Field(1, ge=1, le=16, description="Model-server processes per slot.")
+    security: EndpointSecurity = Field(
+        default_factory=EndpointSecurity, description="API keys, rate limits and TLS (off: plain HTTP)."
+    )
 
     @property
     def preview(self) -> int:
@@ -236,7 +366,7 @@ class DeploymentRecord(BaseModel):
     previous_version: int | None = None
     live_color: Color | None = Field(None, description="Slot serving when the deployment ended.")
     strategy: Strategy
-    kind: Literal["deploy", "rollback"] = "deploy"
+    kind: Literal["deploy", "rollback", "abtest"] = "deploy"
     who: str = Field(default_factory=whoami)
     started_at: str = Field(default_factory=now_iso)
     finished_at: str | None = None
@@ -255,6 +385,21 @@ class DeploymentRecord(BaseModel):
         ev = TimelineEvent(step=step, detail=detail)
         self.timeline.append(ev)
         return ev
+
+
+class ApiKeyView(BaseModel):
+    """One API key of an endpoint as ``describe`` lists it (never the key itself)."""
+
+    name: str
+    created: str
+    expires: str | None = None
+    source: str = Field("issued", description="issued, file, secret or internal (the tooling's own).")
+    expired: bool = False
+    requests: int = Field(
+        0, description="Requests the router counted (24 h after the last one; reset on restart)."
+    )
+    last_used: str | None = Field(None, description="Time of the last request the router counted.")
+    internal: bool = False
 
 
 class EndpointDescription(BaseModel):
@@ -277,3 +422,6 @@ class EndpointDescription(BaseModel):
     model_name: str | None
     slots: dict[str, SlotStatus]
     last_deployment: DeploymentRecord | None = None
+    api_keys: list[ApiKeyView] = Field(
+        default_factory=list, description="Keys, with use counts (API keys on)."
+    )

@@ -15,8 +15,9 @@ Steps of :func:`deploy_blue_green` (SageMaker's deployment guardrails are the mo
 4. **Shift traffic** (``all_at_once``, ``canary``, ``linear``) through the router, or mirror
    it (``shadow``). Before every shift the candidate must be UP in the router and answer
    ``/health`` and ``/metrics`` (:mod:`mlops_tasks.deploy.gates`).
-5. **Bake guard** after each step: the candidate's 5xx share and p95 latency, and missing
-   evidence counted as a breach (no answer, DOWN, restarted, fewer requests than its
+5. **Bake guard** after each step: the candidate's 5xx share and p95 latency, its 4xx
+   share against the live slot's on the same traffic (a caller's 4xx never counts on its
+   own), and missing evidence counted as a breach (no answer, DOWN, restarted, fewer requests than its
    share); a breach sends all traffic back to the live slot at once and raises
    :class:`~mlops_tasks.errors.GuardBreachError` (``CandidateUnhealthyError`` when the
    candidate itself failed).
@@ -38,6 +39,7 @@ from typing import Any
 import pandas as pd
 
 from mlops_tasks.deploy import state
+from mlops_tasks.deploy.ab_state import refuse_during_ab_test
 from mlops_tasks.deploy.gates import bake, confirm_serving, gate_candidate
 from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.models import Color, DeploymentRecord, EndpointSpec, Outcome, RolloutSpec, other
@@ -120,6 +122,7 @@ def deploy_blue_green(
         SmokeTestError: The candidate's predictions differ from the registered model's.
         GuardBreachError: The bake guard fired, or saw too little to judge; all traffic
             went back to the live slot.
+        AbTestRunningError: An A/B test runs on the endpoint; wait for its verdict or end it.
         CandidateUnhealthyError: The candidate stopped answering, was marked DOWN, restarted,
             or was not found serving the live port (before a shift, during a bake, before
             the alias moved or before the old slot was retired); all traffic went back to
@@ -143,6 +146,7 @@ def deploy_blue_green(
     registry = registry or MlflowRegistryAccess(mlflow_config)
     registry.check_deployable(model_name, version, force)
     tgt = resolve_target(target, endpoint or EndpointSpec())
+    refuse_during_ab_test(tgt.endpoint.name, f"deploying {model_name} version {version}")
     tgt.force = force
     lock = state.EndpointLock(tgt.endpoint.name)
     lock.acquire(lock_timeout_s)
@@ -285,8 +289,13 @@ class _Rollout:
         seconds: float,
         share: float | None,
         step: str,
+        live: Color | None = None,
     ) -> None:
-        """Bake the candidate (the record keeps the guard's last reading)."""
+        """Bake the candidate (the record keeps the guard's last reading).
+
+        ``live`` is the slot that gets the same traffic (split or mirrored); the guard
+        compares the candidate's 4xx share with its.
+        """
 
         def keep(verdict: Any) -> None:
             self.run.record.guard = verdict.as_dict()
@@ -302,6 +311,7 @@ class _Rollout:
             probe_doc=probe_doc,
             on_reading=keep,
             on_extend=lambda message: self.run.event("bake-extended", message),
+            live_addresses=self.runner.slot_status(live).addresses if live is not None else None,
         )
 
     def shift_traffic(
@@ -328,7 +338,7 @@ class _Rollout:
                 live,
                 candidate,
                 lambda: self.bake(
-                    candidate, addresses, probe_doc, spec.bake_seconds, None, "the shadow comparison"
+                    candidate, addresses, probe_doc, spec.bake_seconds, None, "the shadow comparison", live
                 ),
             ):
                 return False
@@ -337,7 +347,13 @@ class _Rollout:
         for percent in spec.steps():
             shift(percent, f"{candidate} {percent} %, {live} {100 - percent} %")
             self.bake(
-                candidate, addresses, probe_doc, spec.bake_seconds, percent / 100, f"the {percent} % step"
+                candidate,
+                addresses,
+                probe_doc,
+                spec.bake_seconds,
+                percent / 100,
+                f"the {percent} % step",
+                live if percent < 100 else None,
             )
         return True
 

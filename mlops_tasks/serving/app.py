@@ -30,7 +30,7 @@ import numpy as np
 import orjson
 
 from mlops_tasks.errors import InvalidInputError, ModelLoadError
-from mlops_tasks.serving.inputs import ParsedInput
+from mlops_tasks.serving.inputs import ExtraColumns, ParsedInput
 from mlops_tasks.serving.metrics import ServerMetrics
 from mlops_tasks.serving.model import LoadedModel, load_model
 from mlops_tasks.serving.predictor import Predictor
@@ -38,6 +38,11 @@ from mlops_tasks.serving.predictor import Predictor
 logger = logging.getLogger("mlops_tasks.serving")
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+#: Request header naming the caller (the API key's name); the router removes any a client
+#: sent and sets it from the key, so the prediction log records who sent each request.
+CALLER_HEADER = b"x-mlops-caller"
+#: Request line plus headers larger than this get 431 (HAProxy's own buffer is 16 KiB).
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 
 
 def server_version() -> str:
@@ -95,6 +100,16 @@ class ServerConfig:
         graceful_timeout_s: How long shutdown waits for requests in flight.
         keep_alive_timeout_s: Idle keep-alive connections are closed after this long
             (built-in HTTP front end).
+        extra_columns: Request columns the model's signature does not name: ``ignore``
+            (dropped, as MLflow's scoring server does) or ``reject`` (422).
+        tracking_uri: MLflow store to resolve ``models:/`` and ``runs:/`` URIs in; ``None``:
+            ``MLFLOW_TRACKING_URI``, else the state folder's store.
+        registry_uri: MLflow registry, when not the tracking store.
+        max_header_bytes: A request line plus headers larger than this gets 431
+            (built-in HTTP front end).
+        request_timeout_s: A request (or a new connection's first request) not received
+            completely within this long gets 408 and the connection is closed, so a slow
+            client cannot hold the server (built-in HTTP front end).
 
     Example:
         ```python
@@ -118,6 +133,11 @@ class ServerConfig:
     model_cache_dir: str | None = None
     graceful_timeout_s: float = 30.0
     keep_alive_timeout_s: float = 75.0
+    extra_columns: ExtraColumns = "ignore"
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    request_timeout_s: float = 30.0
 
     def served_by(self) -> str:
         """The instance name, defaulting to ``hostname:port``."""
@@ -131,22 +151,40 @@ _METRICS_HEADERS = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8
 class _Call:
     """One /invocations request on its way through the batcher."""
 
-    __slots__ = ("request_id", "started", "respond", "headers", "parsed")
+    __slots__ = ("request_id", "started", "respond", "headers", "parsed", "caller", "variant", "subject")
 
     def __init__(
-        self, request_id: str, started: float, respond: Respond, headers: list[tuple[bytes, bytes]]
+        self,
+        request_id: str,
+        started: float,
+        respond: Respond,
+        headers: list[tuple[bytes, bytes]],
+        caller: str | None = None,
     ) -> None:
         self.request_id = request_id
+        self.caller = caller
         self.started = started
         self.respond = respond
         self.headers = headers
         self.parsed: ParsedInput | None = None
+        #: A/B test: the variant the router assigned (``X-Ab-Variant``) and the caller's subject.
+        self.variant: str | None = None
+        self.subject: str | None = None
 
     @property
     def parsed_input(self) -> ParsedInput:
         """The parsed body; set before the call is answered or queued."""
         assert self.parsed is not None
         return self.parsed
+
+
+def _header_text(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    """A header's value when it is short printable text (else ``None``)."""
+    raw = headers.get(name)
+    if not raw:
+        return None
+    text = raw.decode("latin-1")
+    return text if len(text) <= 200 and text.isprintable() else None
 
 
 def _json(obj: Any) -> bytes:
@@ -217,9 +255,16 @@ class ModelServerApp:
 
     def _load(self) -> None:
         try:
-            model = load_model(self.config.model_uri, self.config.model_cache_dir)
+            model = load_model(
+                self.config.model_uri,
+                self.config.model_cache_dir,
+                tracking_uri=self.config.tracking_uri,
+                registry_uri=self.config.registry_uri,
+            )
             try:
-                predictor = Predictor(model, fast_path=self.config.fast_path)
+                predictor = Predictor(
+                    model, fast_path=self.config.fast_path, extra_columns=self.config.extra_columns
+                )
                 predictor.warm_up()
                 writer = self._make_writer(model)
             except BaseException:
@@ -350,30 +395,29 @@ class ModelServerApp:
         respond: Respond,
     ) -> None:
         started = time.perf_counter()
-        request_id = None
-        raw_id = headers.get(b"x-request-id")
-        if raw_id:
-            text = raw_id.decode("latin-1")
-            if len(text) <= 200 and text.isprintable():
-                request_id = text
-        if request_id is None:
-            request_id = uuid.uuid4().hex
+        request_id = _header_text(headers, b"x-request-id") or uuid.uuid4().hex
         call = _Call(
             request_id,
             started,
             respond,
             [*self._static_headers, (b"x-request-id", request_id.encode("latin-1"))],
+            _caller(headers.get(CALLER_HEADER)),
         )
+        call.variant = _header_text(headers, b"x-ab-variant")
+        call.subject = _header_text(headers, b"x-subject-id")
         try:
             if body_error is not None:
                 raise body_error
             if not self.ready or self.predictor is None:
                 _, doc = self.health()
                 raise InvalidInputError(f"Model not ready: {doc['detail']}", status=503)
-            content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
-            call.parsed = self.predictor.parser.parse(body, content_type.lower())
-        except Exception as exc:
+            content_type = headers.get(b"content-type", b"").decode("latin-1")
+            call.parsed = self.predictor.parser.parse(body, content_type)
+        except InvalidInputError as exc:
             self._answer_error(call, exc)
+            return
+        except Exception as exc:  # anything reading the body raises is the body's fault
+            self._answer_error(call, _unreadable(exc))
             return
         self._enqueue(call)
 
@@ -562,7 +606,7 @@ class ModelServerApp:
         except Exception as exc:
             if len(group) == 1:
                 self.metrics.predict_errors += 1
-                self._answer_error(group[0], exc)
+                self._answer_error(group[0], exc if not isinstance(exc, RecursionError) else _unreadable(exc))
                 return
             # One bad request must not fail its neighbours: retry each alone.
             for call in group:
@@ -586,18 +630,40 @@ class ModelServerApp:
             predictions = predictions[mask]
             group = keep
         # One log entry per batch: the writer repeats each id over its request's rows.
+        ab = any(c.variant is not None or c.subject is not None for c in group)
         self.log_writer.append(
             [c.request_id for c in group],
             [time.time()] * len(group),
             merged.matrix if merged.matrix is not None else merged.columns,
             predictions,
             row_counts=[c.parsed_input.n_rows for c in group],
+            callers=[c.caller for c in group],
+            variants=[c.variant for c in group] if ab else None,
+            subjects=[c.subject for c in group] if ab else None,
         )
+
+
+def _caller(raw: bytes | None) -> str | None:
+    """The caller name the router put in ``X-Mlops-Caller`` (None: absent or not a name)."""
+    if not raw:
+        return None
+    text = raw.decode("latin-1")
+    return text if len(text) <= 64 and text.isprintable() else None
+
+
+def _unreadable(exc: BaseException) -> InvalidInputError:
+    """The 400 for a body that broke the parser in an unforeseen way (never a 500)."""
+    logger.warning("unreadable request body: %s: %s", type(exc).__name__, str(exc)[:200])
+    kind = "nested too deeply" if isinstance(exc, RecursionError) else f"{type(exc).__name__}: {exc}"
+    return InvalidInputError(f"Cannot read the request body ({kind})."[:500], status=400)
 
 
 _ERROR_CODES = {
     400: "BAD_REQUEST",
+    408: "REQUEST_TIMEOUT",
     413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    431: "REQUEST_HEADER_FIELDS_TOO_LARGE",
     422: "INVALID_PARAMETER_VALUE",
     503: "NOT_READY",
 }

@@ -11,6 +11,14 @@ it is kept, the rest is read and discarded, and the answer is 413 (answering bef
 the client has finished sending would make the kernel reset the connection and the
 client could lose the answer). No 100 Continue is sent for such a body.
 
+Limits against clients that misbehave: a request line plus headers over
+``max_header_bytes`` gets 431, and a request not received completely within
+``request_timeout_s`` (counted from its first byte, or from the connection's opening for
+its first request) gets 408; both close the connection after the answer. A refused
+connection is closed gently: the answer is sent, the write side shut, and what the client
+still sends is read and dropped for a moment, so the client reads the answer instead of a
+connection reset.
+
 Graceful stop (:func:`run`): on SIGTERM or SIGINT the listening socket is closed,
 idle connections are closed, connections with requests in flight are closed once
 those are answered, then the app flushes its prediction log.
@@ -33,7 +41,17 @@ from mlops_tasks.serving.app import ModelServerApp
 
 logger = logging.getLogger("mlops_tasks.serving")
 
-_KEPT_HEADERS = frozenset({b"content-type", b"x-request-id", b"content-length", b"expect"})
+_KEPT_HEADERS = frozenset(
+    {
+        b"content-type",
+        b"x-request-id",
+        b"content-length",
+        b"expect",
+        b"x-mlops-caller",
+        b"x-ab-variant",
+        b"x-subject-id",
+    }
+)
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
@@ -68,12 +86,18 @@ class HttpProtocol(asyncio.Protocol):
     def __init__(self, app: ModelServerApp, connections: set[HttpProtocol]) -> None:
         self.app = app
         self.limit = app.config.max_body_bytes
+        self.header_limit = app.config.max_header_bytes
+        self.request_timeout_s = app.config.request_timeout_s
         self.connections = connections
         self.parser = httptools.HttpRequestParser(self)
         self.transport: Any = None
         self.slots: deque[_Slot] = deque()
         self.closing = False
         self.last_active = time.monotonic()
+        #: When the request being received started (None: between requests).
+        self.receiving_since: float | None = self.last_active
+        self.refused = False
+        self._header_bytes = 0
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
@@ -95,6 +119,8 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         """Feed bytes to the parser; malformed HTTP gets 400 and a close."""
         self.last_active = time.monotonic()
+        if self.refused:
+            return  # a refused connection: drop what the client still sends
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -102,18 +128,43 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fatal(400, f"Malformed HTTP request: {exc}".encode())
 
-    def _fatal(self, status: int, message: bytes) -> None:
-        if self.transport is None:
+    def _fatal(self, status: int, message: bytes, code: bytes = b"BAD_REQUEST") -> None:
+        """Answer ``status`` and close gently (answer, shut the write side, drop the rest)."""
+        transport = self.transport
+        if transport is None or self.refused:
             return
-        body = b'{"error": "%s", "error_code": "BAD_REQUEST"}' % message.replace(b'"', b"'")
-        self.transport.write(
+        self.refused = True
+        self.receiving_since = None
+        self.slots.clear()
+        body = b'{"error": "%s", "error_code": "%s"}' % (message.replace(b'"', b"'"), code)
+        transport.write(
             _status_line(status)
             + b"content-type: application/json\r\nconnection: close\r\n"
             + b"content-length: %d\r\n\r\n" % len(body)
             + body
         )
-        self.transport.close()
-        self.transport = None
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.app.metrics.request("other", status)
+        asyncio.get_running_loop().call_later(2.0, self._close_now)
+
+    def _close_now(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def too_slow(self, now: float) -> bool:
+        """A request is being received for longer than the request timeout."""
+        since = self.receiving_since
+        return since is not None and now - since > self.request_timeout_s
+
+    def request_timed_out(self) -> None:
+        """Answer 408 to a request that was not received within the request timeout."""
+        self._fatal(
+            408,
+            b"Request not received within %g s; send the whole request at once." % self.request_timeout_s,
+            b"REQUEST_TIMEOUT",
+        )
 
     def shutdown(self) -> None:
         """Close now if idle, else once the requests in flight are answered."""
@@ -125,6 +176,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         """httptools: a new request starts."""
+        if self.receiving_since is None:
+            self.receiving_since = time.monotonic()
+        self._header_bytes = 0
         self._url = b""
         self._headers = {}
         self._body = []
@@ -134,9 +188,21 @@ class HttpProtocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         """httptools: (part of) the request target."""
         self._url += url
+        self._count_header_bytes(len(url))
+
+    def _count_header_bytes(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > self.header_limit:
+            self._fatal(
+                431,
+                b"Request line and headers larger than the limit of %d bytes." % self.header_limit,
+                b"REQUEST_HEADER_FIELDS_TOO_LARGE",
+            )
+            raise httptools.HttpParserError("header limit")  # stop this parse
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """httptools: one header; only the ones the app reads are kept."""
+        self._count_header_bytes(len(name) + len(value) + 4)
         name = name.lower()
         if name in _KEPT_HEADERS:
             self._headers[name] = value
@@ -162,6 +228,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         """httptools: the request is complete; hand it to the app."""
+        self.receiving_since = None
         method = self.parser.get_method().decode("latin-1")
         keep_alive = self.parser.should_keep_alive() and not self.closing
         slot = _Slot(keep_alive, method == "HEAD")
@@ -195,6 +262,8 @@ class HttpProtocol(asyncio.Protocol):
         self._drain()
 
     def _drain(self) -> None:
+        if self.refused:
+            return  # the connection was answered with an error and is closing
         slots = self.slots
         while slots and slots[0].data is not None:
             slot = slots.popleft()
@@ -209,13 +278,18 @@ class HttpProtocol(asyncio.Protocol):
             self.transport = None
 
 
-async def _close_idle(connections: set[HttpProtocol], timeout_s: float) -> None:
-    """Close keep-alive connections that sent nothing for ``timeout_s`` and await no answer."""
+async def _close_idle(connections: set[HttpProtocol], timeout_s: float, request_timeout_s: float) -> None:
+    """Close idle keep-alive connections; answer 408 to requests received too slowly."""
     while True:
-        await asyncio.sleep(min(timeout_s / 2, 5.0))
-        cutoff = time.monotonic() - timeout_s
+        await asyncio.sleep(max(0.05, min(timeout_s / 2, request_timeout_s / 4, 5.0)))
+        now = time.monotonic()
+        cutoff = now - timeout_s
         for conn in list(connections):
-            if not conn.slots and conn.last_active < cutoff and conn.transport is not None:
+            if conn.transport is None or conn.refused:
+                continue
+            if conn.too_slow(now):
+                conn.request_timed_out()
+            elif not conn.slots and conn.receiving_since is None and conn.last_active < cutoff:
                 conn.transport.close()
                 conn.transport = None
 
@@ -263,7 +337,9 @@ async def serve_forever(
     app.on_fatal = stop.set
     app.start()
     logger.info("listening on http://%s:%s", host, port)
-    sweeper = asyncio.ensure_future(_close_idle(connections, keep_alive_timeout_s))
+    sweeper = asyncio.ensure_future(
+        _close_idle(connections, keep_alive_timeout_s, app.config.request_timeout_s)
+    )
     try:
         await stop.wait()
     finally:

@@ -13,6 +13,10 @@ estimator sees exactly what ``mlflow.pyfunc`` would give it.
 Every problem raises :class:`~mlops_tasks.errors.InvalidInputError` carrying the HTTP
 status (400 for a body that cannot be read, 422 for one that does not fit the
 signature) and the offending column names.
+
+Columns the signature does not name (an id the model does not use) follow the
+``extra_columns`` policy: ``ignore`` (the default, as MLflow's scoring server does: they
+are dropped before the model sees the rows) or ``reject`` (422 naming them).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -41,6 +45,8 @@ FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _IGNORED_KEYS = frozenset({"params"})
 _NUMBER_TYPES = frozenset({int, float})
 _INT_TYPES = frozenset({int})
+ExtraColumns = Literal["ignore", "reject"]
+EXTRA_COLUMN_POLICIES: tuple[ExtraColumns, ...] = ("ignore", "reject")
 
 
 @dataclass
@@ -92,17 +98,34 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+#: Deepest JSON nesting a body may have (orjson's own limit; MLflow's formats need 4).
+MAX_JSON_DEPTH = 1024
+#: Media types ``/invocations`` reads (others get 415).
+ACCEPTED_CONTENT_TYPES = ("application/json", "text/csv")
+
+
+def _nesting_error(exc: BaseException | None = None) -> InvalidInputError:
+    error = InvalidInputError(
+        f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels; MLflow's scoring formats "
+        "need at most 4 (an object holding a list of rows).",
+        status=400,
+    )
+    error.__cause__ = exc
+    return error
+
+
 def decode_json(body: bytes) -> Any:
     """Parse a JSON body (NaN and Infinity literals are accepted, as MLflow does).
 
     Args:
-        body: Raw request bytes.
+        body: Raw request bytes (UTF-8).
 
     Returns:
         The decoded value.
 
     Raises:
-        InvalidInputError: 400 when the body is not valid JSON.
+        InvalidInputError: 400 when the body is not UTF-8, is nested deeper than
+            :data:`MAX_JSON_DEPTH` levels, or is not valid JSON.
 
     Example:
         ```python
@@ -111,12 +134,61 @@ def decode_json(body: bytes) -> Any:
     """
     try:
         return _fast_loads(body)
-    except ValueError:
-        pass
+    except ValueError as exc:
+        if "depth limit" in str(exc) or "recursion" in str(exc).lower():
+            raise _nesting_error(exc) from exc
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"The body is not valid UTF-8 (byte 0x{body[exc.start]:02x} at position {exc.start}); "
+            "send JSON encoded as UTF-8.",
+            status=400,
+        ) from exc
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise _nesting_error(exc) from exc
+    except ValueError as exc:
         raise InvalidInputError(f"Malformed JSON body: {exc}", status=400) from exc
+
+
+def media_type(content_type: str) -> str:
+    """The media type of a ``Content-Type`` value, checked against the accepted ones.
+
+    Args:
+        content_type: The header value (empty: JSON is assumed, as MLflow's clients send).
+
+    Returns:
+        ``application/json`` or ``text/csv``.
+
+    Raises:
+        InvalidInputError: 415 naming the accepted types, for any other type or for a
+            charset other than UTF-8.
+
+    Example:
+        ```python
+        assert media_type("application/json; charset=utf-8") == "application/json"
+        ```
+    """
+    if not content_type.strip():
+        return "application/json"
+    kind, _, params = content_type.partition(";")
+    kind = kind.strip().lower()
+    if kind not in ACCEPTED_CONTENT_TYPES:
+        raise InvalidInputError(
+            f"Unsupported Content-Type {content_type.strip()[:100]!r}; /invocations accepts "
+            f"{' or '.join(ACCEPTED_CONTENT_TYPES)}.",
+            status=415,
+        )
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise InvalidInputError(
+                f"Unsupported charset {value.strip()[:40]!r} in Content-Type; send the body as UTF-8.",
+                status=415,
+            )
+    return kind
 
 
 class InputParser:
@@ -127,6 +199,8 @@ class InputParser:
             signature (then no column checks are made).
         fast_dtype: When set, ``dataframe_split`` bodies of plain numbers are read into
             one matrix of this dtype (the model must accept a matrix in signature order).
+        extra_columns: ``ignore`` drops columns the signature does not name (MLflow's
+            scoring server does the same); ``reject`` answers 422 naming them.
 
     Example:
         ```python
@@ -137,7 +211,15 @@ class InputParser:
         ```
     """
 
-    def __init__(self, columns: list[ColumnSpec], fast_dtype: np.dtype | None = None) -> None:
+    def __init__(
+        self,
+        columns: list[ColumnSpec],
+        fast_dtype: np.dtype | None = None,
+        extra_columns: ExtraColumns = "ignore",
+    ) -> None:
+        if extra_columns not in EXTRA_COLUMN_POLICIES:
+            raise ValueError(f"extra_columns must be one of {EXTRA_COLUMN_POLICIES}, got {extra_columns!r}")
+        self.extra_columns = extra_columns
         self.specs = list(columns)
         self.names = [c.name for c in self.specs]
         self._by_name = {c.name: c for c in self.specs}
@@ -151,18 +233,20 @@ class InputParser:
 
         Args:
             body: The raw body.
-            content_type: The request's ``Content-Type`` (``text/csv`` selects CSV).
+            content_type: The request's ``Content-Type`` (``text/csv`` selects CSV, other
+                types than JSON and CSV get 415).
 
         Returns:
             The checked input.
 
         Raises:
-            InvalidInputError: The body is unreadable (400) or does not fit the signature (422).
+            InvalidInputError: The body is unreadable (400), of an unsupported type (415)
+                or does not fit the signature (422).
         """
         names: list[str]
         rows: list[Any] | None
         cols: list[Any] | None
-        if content_type.startswith("text/csv"):
+        if media_type(content_type) == "text/csv":
             names, rows, cols = self._from_csv(body)
         else:
             names, rows, cols = self._from_json(decode_json(body))
@@ -291,13 +375,13 @@ class InputParser:
             return
         given = set(names)
         missing = [c.name for c in self.specs if c.required and c.name not in given]
-        extra = [n for n in names if n not in self._by_name]
+        extra = [n for n in names if n not in self._by_name] if self.extra_columns == "reject" else []
         if missing or extra:
             parts = []
             if missing:
                 parts.append(f"missing columns {missing}")
             if extra:
-                parts.append(f"unexpected columns {extra}")
+                parts.append(f"unexpected columns {extra} (this server rejects extra columns)")
             raise InvalidInputError(
                 f"Input does not match the model signature: {'; '.join(parts)}. "
                 f"Expected columns {self.names}.",

@@ -5,8 +5,12 @@ Layout (one file per flush and hour, never rewritten)::
     <sink>/date=YYYY-MM-DD/hour=HH/<YYYYMMDDTHHMMSSffffff>Z-<uuid8>.parquet   (or .jsonl)
 
 Columns: ``request_id``, ``timestamp`` (UTC), ``model_name``, ``model_version``,
-``served_by``, one column per input feature (a feature whose name clashes with one
-of these gets the prefix ``feature_``), and ``prediction``.
+``served_by``, ``caller`` (the API key's name the router vouched for; null without
+keys, and in partitions written before the column existed), ``variant`` and ``subject``
+(A/B tests: the variant the router assigned and the caller's ``X-Subject-Id``; nullable,
+written only by files that saw them, so older partitions read with nulls there), one
+column per input feature (a feature whose name clashes with one of these gets the prefix
+``feature_``), and ``prediction``.
 
 ``<sink>`` is a local folder (files are written to a hidden temporary name and
 renamed, so readers never see half a file) or an ``s3://bucket/prefix`` (one
@@ -34,7 +38,18 @@ from mlops_tasks.errors import DatasetNotFoundError, PredictionLogError
 
 logger = logging.getLogger("mlops_tasks.serving.predlog")
 
-RESERVED_COLUMNS = ("request_id", "timestamp", "model_name", "model_version", "served_by")
+RESERVED_COLUMNS = (
+    "request_id",
+    "timestamp",
+    "model_name",
+    "model_version",
+    "served_by",
+    "caller",
+    "variant",
+    "subject",
+)
+#: Nullable string columns written only when some request of the file had them.
+AB_COLUMNS = ("variant", "subject")
 FORMATS = ("parquet", "jsonl")
 
 
@@ -191,6 +206,9 @@ class _Entry:
     features: Any  # 2-D ndarray (signature order) or dict name -> 1-D array
     predictions: np.ndarray
     n_rows: int
+    callers: list[str | None] | None = None  # one per request (None: no caller known)
+    variants: list[str | None] | None = None  # one per request (A/B tests)
+    subjects: list[str | None] | None = None
 
 
 @dataclass
@@ -293,6 +311,9 @@ class PredictionLogWriter:
         features: Any,
         predictions: np.ndarray,
         row_counts: list[int] | None = None,
+        callers: list[str | None] | None = None,
+        variants: list[str | None] | None = None,
+        subjects: list[str | None] | None = None,
     ) -> None:
         """Queue rows for writing (cheap; safe from any thread).
 
@@ -303,13 +324,21 @@ class PredictionLogWriter:
                 of column name -> 1-D array.
             predictions: One prediction per row.
             row_counts: Rows of each request (they sum to the number of rows).
+            callers: The caller (API key name) of each entry of ``request_ids``; None
+                when no caller is known.
+            variants: A/B variant of each entry of ``request_ids`` (``None``: not in a test).
+            subjects: The caller's subject of each entry of ``request_ids``.
         """
         n = len(request_ids) if row_counts is None else sum(row_counts)
         with self._lock:
             if self._pending_rows + n > self.max_pending_rows:
                 self.stats.dropped_rows += n
                 return
-            self._pending.append(_Entry(request_ids, timestamps, row_counts, features, predictions, n))
+            self._pending.append(
+                _Entry(
+                    request_ids, timestamps, row_counts, features, predictions, n, callers, variants, subjects
+                )
+            )
             self._pending_rows += n
             wake = self._pending_rows >= self.max_batch_rows
         if wake:
@@ -392,8 +421,10 @@ class PredictionLogWriter:
         ids: list[str] = []
         times: list[float] = []
         counts: list[int] = []
+        callers: list[str | None] = []
         for e in entries:
             ids.extend(e.request_ids)
+            callers.extend(e.callers if e.callers is not None else [None] * len(e.request_ids))
             times.extend(e.timestamps)
             counts.extend(e.row_counts if e.row_counts is not None else [1] * len(e.request_ids))
         repeat = np.array(counts, dtype=np.int64)
@@ -407,6 +438,13 @@ class PredictionLogWriter:
         cols["model_name"] = np.full(n, self.model_name, dtype=object)
         cols["model_version"] = np.full(n, self.model_version, dtype=object)
         cols["served_by"] = np.full(n, self.served_by, dtype=object)
+        cols["caller"] = np.repeat(np.array(callers, dtype=object), repeat)
+        if any(e.variants is not None or e.subjects is not None for e in entries):
+            for name, attr in (("variant", "variants"), ("subject", "subjects")):
+                texts: list[str | None] = []
+                for e in entries:
+                    texts.extend(getattr(e, attr) or [None] * len(e.request_ids))
+                cols[name] = np.repeat(np.array(texts, dtype=object), repeat)
         names = self.feature_names
         if not names and entries and isinstance(entries[0].features, dict):
             names = list(entries[0].features)
@@ -453,7 +491,11 @@ class PredictionLogWriter:
             sink = pa.BufferOutputStream()
             # Dictionary-encode only the string columns: trying it on unique floats
             # costs several times the rest of the encoding.
-            strings = [n for n in ("request_id", "model_name", "model_version", "served_by") if n in arrays]
+            strings = [
+                n
+                for n in ("request_id", "model_name", "model_version", "served_by", "caller", *AB_COLUMNS)
+                if n in arrays
+            ]
             pq.write_table(table, sink, compression="snappy", use_dictionary=strings)
             encoded: bytes = sink.getvalue().to_pybytes()
             return encoded
@@ -569,8 +611,10 @@ def read_prediction_log(
 
     Returns:
         A DataFrame with ``request_id``, ``timestamp`` (tz-aware UTC), ``model_name``,
-        ``model_version``, ``served_by``, the feature columns and ``prediction``; empty
-        (with no columns) when nothing was logged in the window.
+        ``model_version``, ``served_by``, ``caller`` (null where unknown or written before
+        the column existed), the feature columns and ``prediction``, plus ``variant`` and
+        ``subject`` when any file read has them (null in older files); empty (with no
+        columns) when nothing was logged in the window.
 
     Raises:
         DatasetNotFoundError: A local sink folder does not exist.
@@ -620,6 +664,9 @@ def read_prediction_log(
     if not frames:
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
+    if "caller" not in out.columns:  # only partitions written before the column existed
+        out.insert(min(5, len(out.columns)), "caller", None)
+    out["caller"] = [v if isinstance(v, str) else None for v in out["caller"]]
     if lo is not None:
         out = out[out["timestamp"] >= pd.Timestamp(lo)]
     if hi is not None:

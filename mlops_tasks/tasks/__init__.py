@@ -43,11 +43,14 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from mlops_tasks.tasks.abtest import evaluate_ab_test, start_ab_test
+from mlops_tasks.tasks.access import expire_api_keys, issue_api_key, revoke_api_key, rotate_certificate
 from mlops_tasks.tasks.containerize import build_model_image, push_model_image, verify_model_image
 from mlops_tasks.tasks.data import load_dataset, split_dataset
 from mlops_tasks.tasks.deploy import (
     deploy_blue_green,
     describe_deployment,
+    endpoint_source,
     rollback_deployment,
     stop_endpoint,
 )
@@ -75,7 +78,11 @@ __all__ = [
     "claim_retrain",
     "deploy_blue_green",
     "describe_deployment",
+    "endpoint_source",
+    "evaluate_ab_test",
     "evaluate_model",
+    "expire_api_keys",
+    "issue_api_key",
     "load_dataset",
     "load_drift_reference",
     "load_prediction_window",
@@ -87,10 +94,13 @@ __all__ = [
     "register_model",
     "release_retrain_claim",
     "rollback_deployment",
+    "revoke_api_key",
     "rollback_model",
+    "rotate_certificate",
     "score_batch",
     "score_partitions",
     "split_dataset",
+    "start_ab_test",
     "stop_endpoint",
     "suggest_expectations",
     "train_model",

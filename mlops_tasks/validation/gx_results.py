@@ -17,7 +17,14 @@ from great_expectations.core.expectation_validation_result import (
 )
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-from mlops_tasks.validation.report import MAX_PARTIAL_UNEXPECTED, FailedExpectation, ValidationReport
+from mlops_tasks.validation.engine import result_path
+from mlops_tasks.validation.messages import explain_failures
+from mlops_tasks.validation.report import (
+    MAX_PARTIAL_UNEXPECTED,
+    ExpectationPath,
+    FailedExpectation,
+    ValidationReport,
+)
 
 __all__ = ["failure_message", "report_from_result"]
 
@@ -59,7 +66,8 @@ def report_from_result(
         duration: Seconds the validation took.
 
     Returns:
-        The report; failures sorted table-level first, then by column.
+        The report; failures sorted table-level first, then by column. ``paths`` says
+        how each result was computed, and ``gx_result`` holds ``result`` itself.
 
     Example:
         ```python
@@ -80,6 +88,9 @@ def report_from_result(
     statistics["row_count"] = int(df.shape[0])
     statistics["column_count"] = int(df.shape[1])
     statistics["duration_seconds"] = round(duration, 4)
+    paths = [_path(r) for r in result.results]
+    statistics["fast_path_expectations"] = sum(1 for p in paths if p.path == "fast")
+    statistics["gx_expectations"] = len(paths) - statistics["fast_path_expectations"]
     return ValidationReport(
         suite_name=suite.name,
         dataset=dataset,
@@ -88,6 +99,19 @@ def report_from_result(
         successful=successful,
         failed=failed,
         statistics=statistics,
+        paths=paths,
+    ).with_gx_result(result)
+
+
+def _path(result: ExpectationValidationResult) -> ExpectationPath:
+    config = result.expectation_config
+    column = config.kwargs.get("column") if config is not None else None
+    path, reason = result_path(result)
+    return ExpectationPath(
+        expectation_type=config.type if config is not None else "unknown",
+        column=str(column) if column is not None else None,
+        path=path,
+        reason=reason,
     )
 
 
@@ -117,6 +141,7 @@ def _failed_expectation(result: ExpectationValidationResult, columns: Sequence[s
         column=column,
         expected=expected,
         observed=observed,
+        path=result_path(result)[0],
     )
 
 
@@ -189,13 +214,16 @@ def failure_message(report: ValidationReport) -> str:
         parts.append(f"columns: {', '.join(dict.fromkeys(columns))}")
     for failure in report.failed:
         mismatched = (failure.observed.get("details") or {}).get("mismatched") or {}
+        if not isinstance(mismatched, dict):
+            continue  # expect_table_columns_to_match_ordered_list lists positions instead
         for key in ("missing", "unexpected"):
             if mismatched.get(key):
                 parts.append(f"{key} columns: {', '.join(map(str, mismatched[key]))}")
     where = f" ({'; '.join(parts)})" if parts else ""
+    explained = explain_failures(report.failed)
     return (
         f"Dataset {report.dataset!r} failed {len(report.failed)} of {report.evaluated} "
-        f"expectations of suite {report.suite_name!r}{where}. Fix the data, or if the change "
-        f"is intended, update the suite file (edit it, or regenerate it with "
+        f"expectations of suite {report.suite_name!r}{where}: {explained}. Fix the data, or if "
+        f"the change is intended, update the suite file (edit it, or regenerate it with "
         f"suggest_expectations() and write_suite())."
     )

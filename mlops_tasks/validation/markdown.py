@@ -84,6 +84,9 @@ def describe_observed(observed: Mapping[str, Any]) -> str:
     if observed.get("partial_unexpected_list"):
         parts.append(f"e.g. {_short(observed['partial_unexpected_list'])}")
     mismatched = (observed.get("details") or {}).get("mismatched") or {}
+    if not isinstance(mismatched, dict):  # an ordered column list: positions that differ
+        mismatched = {}
+        parts.append(f"observed {_short(observed.get('observed_value'))}")
     for key in ("missing", "unexpected"):
         if mismatched.get(key):
             parts.append(f"{key}: {_short(mismatched[key])}")

@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from mlops_tasks.validation.markdown import describe_expected, describe_observed, md_cell
 
-__all__ = ["MAX_PARTIAL_UNEXPECTED", "FailedExpectation", "ValidationReport", "failed_columns"]
+__all__ = [
+    "MAX_PARTIAL_UNEXPECTED",
+    "ExpectationPath",
+    "FailedExpectation",
+    "ValidationReport",
+    "describe_paths",
+    "failed_columns",
+]
 
 #: How many unexpected values a report keeps per failed expectation.
 MAX_PARTIAL_UNEXPECTED = 10
@@ -46,11 +53,37 @@ class FailedExpectation(BaseModel):
     column: str | None = Field(None, description="Column checked, None for table-level.")
     expected: dict[str, Any] = Field(default_factory=dict, description="Expectation kwargs.")
     observed: dict[str, Any] = Field(default_factory=dict, description="What GX observed.")
+    path: str | None = Field(None, description="How the result was computed: 'fast' or 'gx'.")
 
     @property
     def raised(self) -> bool:
         """Whether GX raised an error for this expectation instead of evaluating it."""
         return "exception" in self.observed
+
+
+class ExpectationPath(BaseModel):
+    """How the result of one expectation was computed.
+
+    Attributes:
+        expectation_type: GX expectation type.
+        column: The column, or ``None`` for table-level expectations.
+        path: ``"fast"`` (vectorised metrics fed to GX's own result code) or ``"gx"``
+            (Great Expectations' validator).
+        reason: Why it went through GX (e.g. ``"expectation type ... has no fast path"``,
+            ``"column 'x' is not in the data"``); ``None`` on the fast path.
+
+    Example:
+        ```python
+        slow = [p for p in report.paths if p.path == "gx"]
+        ```
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    expectation_type: str
+    column: str | None = None
+    path: str
+    reason: str | None = None
 
 
 class ValidationReport(BaseModel):
@@ -65,7 +98,9 @@ class ValidationReport(BaseModel):
         failed: The expectations not met: table-level ones first, then by column.
         statistics: GX statistics (``evaluated_expectations``, ``successful_expectations``,
             ``unsuccessful_expectations``, ``success_percent``) plus ``row_count``,
-            ``column_count`` and ``duration_seconds``.
+            ``column_count``, ``duration_seconds``, ``fast_path_expectations`` and
+            ``gx_expectations``.
+        paths: How each expectation's result was computed, in GX's result order.
 
     Example:
         ```python
@@ -84,6 +119,42 @@ class ValidationReport(BaseModel):
     successful: int = Field(ge=0)
     failed: list[FailedExpectation] = Field(default_factory=list)
     statistics: dict[str, Any] = Field(default_factory=dict)
+    paths: list[ExpectationPath] = Field(default_factory=list)
+    _gx_result: Any = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        """Reports are equal when their JSON fields are (``gx_result`` is not compared)."""
+        if not isinstance(other, ValidationReport):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable lists inside: never hashable
+
+    @property
+    def gx_result(self) -> Any:
+        """GX's ``ExpectationSuiteValidationResult`` behind this report (not serialised).
+
+        ``None`` for a report read back from JSON. Data Docs and other GX consumers read
+        it unchanged, whichever path computed each result.
+        """
+        return self._gx_result
+
+    def with_gx_result(self, result: Any) -> ValidationReport:
+        """Attach GX's suite result object (kept out of the JSON form).
+
+        Args:
+            result: The ``ExpectationSuiteValidationResult`` the report was built from.
+
+        Returns:
+            This report.
+
+        Example:
+            ```python
+            report = report_from_result(result, ...).with_gx_result(result)
+            ```
+        """
+        self._gx_result = result
+        return self
 
     @property
     def failed_columns(self) -> list[str]:
@@ -135,6 +206,8 @@ class ValidationReport(BaseModel):
         for key in ("row_count", "column_count"):
             if key in self.statistics:
                 lines.append(f"- **{key.replace('_', ' ').capitalize()}:** {self.statistics[key]}")
+        if self.paths:
+            lines.append(f"- **Computed by:** {describe_paths(self.paths)}")
         if not self.failed:
             lines += ["", "All expectations were met."]
             return "\n".join(lines) + "\n"
@@ -174,7 +247,37 @@ def failed_columns(failed: Sequence[FailedExpectation]) -> list[str]:
         if failure.column is not None:
             columns[failure.column] = None
         mismatched = (failure.observed.get("details") or {}).get("mismatched") or {}
+        if not isinstance(mismatched, dict):
+            continue  # expect_table_columns_to_match_ordered_list lists positions instead
         for key in ("missing", "unexpected"):
             for column in mismatched.get(key) or []:
                 columns[str(column)] = None
     return list(columns)
+
+
+def describe_paths(paths: Sequence[ExpectationPath]) -> str:
+    """One line saying how many results each path computed, and why some went through GX.
+
+    Args:
+        paths: ``ValidationReport.paths``.
+
+    Returns:
+        For example ``60 fast path, 2 Great Expectations (expect_column_values_to_match_regex
+        on `code`: expectation type ... has no fast path)``.
+
+    Example:
+        ```python
+        print(describe_paths(report.paths))
+        ```
+    """
+    fast = sum(1 for p in paths if p.path == "fast")
+    slow = [p for p in paths if p.path != "fast"]
+    text = f"{fast} fast path, {len(slow)} Great Expectations"
+    reasons = [
+        f"{p.expectation_type}{f' on `{md_cell(p.column)}`' if p.column else ''}: {md_cell(p.reason or '')}"
+        for p in slow[:5]
+    ]
+    if reasons:
+        more = f"; {len(slow) - 5} more" if len(slow) > 5 else ""
+        text += f" ({'; '.join(reasons)}{more})"
+    return text

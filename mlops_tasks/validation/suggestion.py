@@ -35,6 +35,10 @@ _FLOAT_TYPES = ("float16", "float32", "float64", "Float32Dtype", "Float64Dtype",
 _STRING_TYPES = ("str", "StringDtype")
 _BOOL_TYPES = ("bool", "BooleanDtype")
 _DATETIME_TYPES = ("datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]")
+# What infer_dtype(skipna=False) says of an object column holding no null at all.
+_NEVER_NULL_KINDS = frozenset({"string", "boolean", "integer"})
+# Rows looked at before hashing a whole column for its distinct values.
+_UNIQUE_PREFIX = 10_000
 _TIMEDELTA_TYPES = ("timedelta64[ns]", "timedelta64[us]", "timedelta64[ms]", "timedelta64[s]")
 
 
@@ -116,7 +120,8 @@ def suggest_expectations(
         if column in excluded:
             continue
         series = reference[column]
-        family, type_list = _type_family(series)
+        null_rate, non_null, kind = _column_profile(series)
+        family, type_list = _type_family(series, has_nulls=null_rate > 0, kind=kind)
         if type_list is None:
             untyped[column] = str(series.dtype)
             logger.info(
@@ -133,11 +138,11 @@ def suggest_expectations(
                     meta=_suggested_meta(dtype=str(series.dtype), family=family),
                 )
             )
-        expectations.append(_null_expectation(series, column, null_margin))
+        expectations.append(_null_expectation(null_rate, column, null_margin))
         if family in {"integer", "float"} and pd.api.types.is_numeric_dtype(series.dtype):
             expectations.extend(_range_expectation(series, column, range_margin))
         if _is_categorical_like(series.dtype):
-            expectations.extend(_value_set_expectation(series, column, categorical_max_unique))
+            expectations.extend(_value_set_expectation(non_null, column, categorical_max_unique))
 
     meta: dict[str, Any] = {
         "suggested_by": SUGGESTED_BY,
@@ -195,8 +200,22 @@ def _checked_settings(
     return excluded
 
 
-def _null_expectation(series: pd.Series, column: str, null_margin: float) -> Any:
-    null_rate = float(series.isna().mean())
+def _column_profile(series: pd.Series) -> tuple[float, pd.Series, str | None]:
+    """One pass for the null share: (null rate, the non-null values, object columns' inferred kind).
+
+    An ``object`` column that pandas' C-level type inference finds to hold only ``str``,
+    ``bool`` or ``int`` values has no nulls, so ``isna()`` (several times slower on
+    object columns) is skipped for it.
+    """
+    kind = pd.api.types.infer_dtype(series, skipna=False) if series.dtype == object else None
+    if kind in _NEVER_NULL_KINDS or len(series) == 0:
+        return 0.0, series, kind
+    nulls = np.asarray(series.isna(), dtype=bool)
+    count = int(np.count_nonzero(nulls))
+    return count / len(series), (series[~nulls] if count else series), kind
+
+
+def _null_expectation(null_rate: float, column: str, null_margin: float) -> Any:
     mostly = 1.0 if null_rate == 0 else max(0.0, 1.0 - null_rate - null_margin)
     return gxe.ExpectColumnValuesToNotBeNull(
         column=column,
@@ -223,9 +242,14 @@ def _range_expectation(series: pd.Series, column: str, range_margin: float) -> l
     ]
 
 
-def _value_set_expectation(series: pd.Series, column: str, max_unique: int) -> list[Any]:
-    """The column's distinct values when there are 1 to ``max_unique`` of them."""
-    values = series.dropna().unique()
+def _value_set_expectation(non_null: pd.Series, column: str, max_unique: int) -> list[Any]:
+    """The column's distinct (non-null) values when there are 1 to ``max_unique`` of them."""
+    # A prefix with more distinct values than allowed settles it without hashing the rest
+    # (e.g. an id column of a million rows).
+    prefix = non_null.iloc[:_UNIQUE_PREFIX]
+    if len(non_null) > _UNIQUE_PREFIX and len(prefix.unique()) > max_unique:
+        return []
+    values = non_null.unique()
     if not 0 < len(values) <= max_unique:
         return []
     value_set = _sorted_values(values)
@@ -238,10 +262,15 @@ def _value_set_expectation(series: pd.Series, column: str, max_unique: int) -> l
     ]
 
 
-def _type_family(series: pd.Series) -> tuple[str, tuple[str, ...] | None]:
-    """Name the column's type family and the GX type list that accepts it (None: untypeable)."""
+def _type_family(
+    series: pd.Series, *, has_nulls: bool, kind: str | None
+) -> tuple[str, tuple[str, ...] | None]:
+    """Name the column's type family and the GX type list that accepts it (None: untypeable).
+
+    ``kind`` is ``infer_dtype(series, skipna=False)`` for an object column, which for a
+    column without nulls is also what ``skipna=True`` gives.
+    """
     dtype = series.dtype
-    has_nulls = bool(series.isna().any())
     if isinstance(dtype, pd.CategoricalDtype):
         return "categorical", None
     if pd.api.types.is_bool_dtype(dtype):
@@ -261,7 +290,7 @@ def _type_family(series: pd.Series) -> tuple[str, tuple[str, ...] | None]:
     if isinstance(dtype, np.dtype) and dtype.kind == "m":
         return "timedelta", _TIMEDELTA_TYPES
     if pd.api.types.is_object_dtype(dtype):
-        inferred = pd.api.types.infer_dtype(series, skipna=True)
+        inferred = kind if kind in _NEVER_NULL_KINDS else pd.api.types.infer_dtype(series, skipna=True)
         if inferred == "string":
             return "string", _STRING_TYPES
         if inferred == "boolean":

@@ -17,6 +17,14 @@ Layout of the rendered configuration (one HAProxy process per endpoint):
   weighted server is UP (the live slot crashed while the candidate still had weight 0, or
   the candidate died after the last shift), HAProxy sends traffic to whichever attached
   slot is UP instead of answering 503, until the strategy or the watchdog has acted;
+- A/B tests (when ``ab_map`` is set): the frontend reads a runtime map (``mode``
+  ``off``/``sticky``/``request``, ``threshold``, the slot of ``A`` and ``B``), gives each
+  request a bucket (``crc32`` of ``X-Subject-Id`` mod 100, or ``rand(100)``) and sends
+  buckets below the threshold to backend ``ab_<A's color>``, the rest to ``ab_<B's>``;
+  those backends hold one slot each, so retries and redispatch never cross variants.
+  The variant goes to the server as ``X-Ab-Variant`` and back to the caller as
+  ``X-Variant``. The map changes at runtime (``set map``) and is also written to its
+  file, so a reload keeps the split;
 - an admin socket (mode 600: its owner only) with ``expose-fd listeners`` for seamless
   reloads in master-worker mode.
 
@@ -30,10 +38,20 @@ from importlib.resources import files
 
 from pydantic import BaseModel, Field
 
+from mlops_tasks.deploy.haproxy.security import (
+    SecurityLayout,
+    bind_line,
+    global_lines,
+    key_rules,
+    rate_table,
+    redirect_frontend,
+)
 from mlops_tasks.deploy.models import COLORS, Color
 from mlops_tasks.errors import RouterError
 
 __all__ = [
+    "AB_BACKENDS",
+    "AB_MAP_DEFAULT",
     "BACKENDS",
     "BACKUP_SUFFIX",
     "LIVE",
@@ -58,6 +76,10 @@ BACKENDS = (LIVE, PREVIEW, SHADOW)
 PARKED = ("127.0.0.1", 9)
 #: Suffix of the backup twin a slot server has in backend ``live``.
 BACKUP_SUFFIX = "_b"
+#: The one-slot backends of an A/B test, by slot color.
+AB_BACKENDS: dict[Color, str] = {c: f"ab_{c}" for c in COLORS}
+#: The A/B map's content when no test runs.
+AB_MAP_DEFAULT = "mode off\nthreshold 100\nA blue\nB green\n"
 
 
 def mirror_lua() -> str:
@@ -95,6 +117,12 @@ class RouterConfig(BaseModel):
     shadow_color: Color | None = Field(None, description="Slot that live requests are mirrored to.")
     check_interval_ms: int = Field(300, ge=50, description="Health-check interval.")
     hard_stop_after_s: int = Field(30, ge=1, description="How long an old worker may finish requests.")
+    ab_map: str | None = Field(
+        None, description="Path of the A/B runtime map, as HAProxy sees it (None: no A/B rules)."
+    )
+    security: SecurityLayout | None = Field(
+        None, description="TLS, API keys, rate limits and access log (None: plain HTTP, no keys)."
+    )
     idle_close_on_response: bool = Field(
         False,
         description="HAProxy >= 2.7: on reload, close idle client connections only after one "
@@ -158,6 +186,7 @@ def render_config(cfg: RouterConfig) -> str:
         "    tune.lua.maxmem 64",
         *(["    idle-close-on-response"] if cfg.idle_close_on_response else []),
         f"    lua-load {cfg.lua_path}",
+        *global_lines(cfg.security),
     ]
     if cfg.pidfile:
         lines.append(f"    pidfile {cfg.pidfile}")
@@ -186,16 +215,21 @@ def render_config(cfg: RouterConfig) -> str:
         "on-error mark-down",
         "",
         "frontend live_in",
-        f"    bind {cfg.bind_host}:{cfg.port}",
+        bind_line(cfg.bind_host, cfg.port, cfg.security),
         "    option http-buffer-request",
+        *key_rules(cfg.security),
         "    http-request set-header X-Request-Id %[uuid()] unless { req.hdr(x-request-id) -m found }",
         "    http-request lua.mirror if METH_POST { path /invocations } { nbsrv(shadow) gt 0 }",
+        *_ab_rules(cfg.ab_map),
         f"    default_backend {LIVE}",
         "",
         "frontend preview_in",
-        f"    bind {cfg.bind_host}:{cfg.preview_port}",
+        bind_line(cfg.bind_host, cfg.preview_port, cfg.security),
         "    option http-buffer-request",
+        *key_rules(cfg.security),
         f"    default_backend {PREVIEW}",
+        *redirect_frontend(cfg.bind_host, cfg.security),
+        *rate_table(cfg.security),
     ]
     for backend in BACKENDS:
         lines += ["", f"backend {backend}", "    balance roundrobin"]
@@ -220,7 +254,42 @@ def render_config(cfg: RouterConfig) -> str:
                     lines.append(
                         f"    server {name}{BACKUP_SUFFIX} {host}:{port} weight 1 backup check{state}"
                     )
+    if cfg.ab_map:
+        for color, backend in AB_BACKENDS.items():
+            lines += ["", f"backend {backend}", "    balance roundrobin"]
+            for name in server_names(color, cfg.replicas):
+                host, port = cfg.servers.get(name, PARKED)
+                state = "" if name in cfg.servers else " disabled"
+                lines.append(f"    server {name} {host}:{port} weight 100 check{state}")
     return "\n".join(lines) + "\n"
+
+
+def _ab_rules(ab_map: str | None) -> list[str]:
+    """Frontend rules of the A/B split (see the module docstring); none without a map."""
+    if not ab_map:
+        return []
+    found = "{ var(txn.ab_variant) -m found }"
+    return [
+        "    http-request del-header x-ab-variant",
+        f"    http-request set-var(txn.ab_mode) str(mode),map({ab_map},off)",
+        f"    http-request set-var(txn.ab_thr) str(threshold),map({ab_map},100)",
+        "    http-request set-var(txn.ab_bucket) req.hdr(x-subject-id),crc32,mod(100) "
+        "if { var(txn.ab_mode) -m str sticky } { req.hdr(x-subject-id) -m len gt 0 }",
+        "    http-request set-var(txn.ab_bucket) rand(100) if { var(txn.ab_mode) -m str request }",
+        "    http-request set-var(txn.ab_diff) var(txn.ab_bucket),sub(txn.ab_thr) "
+        "if { var(txn.ab_bucket) -m found }",
+        "    http-request set-var(txn.ab_variant) str(A) if { var(txn.ab_diff) -m int lt 0 }",
+        "    http-request set-var(txn.ab_variant) str(B) if { var(txn.ab_diff) -m int ge 0 }",
+        # sticky, but no subject: the champion answers (outside the experiment)
+        f"    http-request set-var(txn.ab_variant) str(A) if {{ var(txn.ab_mode) -m str sticky }} !{found}",
+        f"    http-request set-header X-Ab-Variant %[var(txn.ab_variant)] if {found}",
+        f"    http-request set-var(txn.ab_slot) var(txn.ab_variant),map({ab_map}) if {found}",
+        f"    http-response set-header X-Variant %[var(txn.ab_variant)] if {found}",
+        *(
+            f"    use_backend {backend} if {{ var(txn.ab_slot) -m str {color} }}"
+            for color, backend in AB_BACKENDS.items()
+        ),
+    ]
 
 
 def with_server_state(text: str, state_file: str) -> str:

@@ -9,12 +9,13 @@ endpoint and preview ports.
 from __future__ import annotations
 
 import http.client
+import ssl
 from typing import Protocol
 
 from mlops_tasks.deploy.haproxy.config import BACKUP_SUFFIX, LIVE, color_of
 from mlops_tasks.deploy.haproxy.runtime import RouterClient
 from mlops_tasks.deploy.interfaces import Entry, Reply, ServerView, TrafficRouter
-from mlops_tasks.deploy.models import Color, EndpointSpec, SlotStatus
+from mlops_tasks.deploy.models import AbSplit, Color, EndpointSpec, SlotStatus
 
 __all__ = ["HAProxyHost", "HAProxyRouter", "http_request"]
 
@@ -49,6 +50,10 @@ class HAProxyHost(Protocol):
         """``host:port`` of the preview frontend."""
         ...
 
+    def client_auth(self) -> tuple[dict[str, str], bool]:
+        """Headers the tooling's own requests carry (its API key) and whether to use TLS."""
+        ...
+
 
 def http_request(
     address: str,
@@ -57,8 +62,12 @@ def http_request(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
     timeout_s: float = 10.0,
+    tls: bool = False,
 ) -> Reply:
     """One HTTP request to ``host:port``; ``Reply(0, error=...)`` when nothing answers.
+
+    With ``tls`` the request goes over HTTPS without verifying the certificate: the
+    tooling talks to its own router on this machine (clients verify theirs).
 
     Example:
         ```python
@@ -66,7 +75,14 @@ def http_request(
         ```
     """
     host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+    conn: http.client.HTTPConnection
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(host, int(port), timeout=timeout_s, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -141,6 +157,12 @@ class HAProxyRouter(TrafficRouter):
     def set_preview(self, color: Color | None) -> None:
         self.host.router.set_preview(color, self.replicas)
 
+    def set_split(self, split: AbSplit | None) -> None:
+        self.host.router.set_split(split)
+
+    def split(self) -> AbSplit | None:
+        return self.host.router.split()
+
     def send(
         self,
         entry: Entry,
@@ -153,6 +175,7 @@ class HAProxyRouter(TrafficRouter):
         address = (
             self.host.preview_address()
             if entry == "preview"
-            else self.host.base_url().removeprefix("http://")
+            else self.host.base_url().removeprefix("http://").removeprefix("https://")
         )
-        return http_request(address, method, path, body, headers, timeout_s)
+        auth, tls = self.host.client_auth()
+        return http_request(address, method, path, body, {**(headers or {}), **auth}, timeout_s, tls)

@@ -21,6 +21,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from mlops_tasks.deploy.haproxy.config import (
+    AB_BACKENDS,
+    AB_MAP_DEFAULT,
     BACKENDS,
     BACKUP_SUFFIX,
     LIVE,
@@ -29,7 +31,7 @@ from mlops_tasks.deploy.haproxy.config import (
     backup_names,
     server_names,
 )
-from mlops_tasks.deploy.models import COLORS, Color
+from mlops_tasks.deploy.models import COLORS, AbSplit, Color
 from mlops_tasks.errors import RouterError
 
 __all__ = ["RouterClient", "ServerState"]
@@ -75,6 +77,8 @@ class RouterClient:
         self.timeout_s = timeout_s
         #: Where slot-level changes are dumped for a restarted HAProxy (see :func:`with_server_state`).
         self.state_file = Path(state_file) if state_file is not None else None
+        #: The A/B runtime map's file (beside the state file), rewritten on every split change.
+        self.ab_map_file = self.state_file.parent / "ab.map" if self.state_file is not None else None
 
     def command(self, cmd: str) -> str:
         """Send one command line (several may be joined with ``;``) and return the answer.
@@ -216,6 +220,11 @@ class RouterClient:
             self.set_state(LIVE, twin, "maint")
             self.set_addr(LIVE, twin, host, port)
             self.set_state(LIVE, twin, "ready")
+        if self.has_ab_backends():
+            for name, (host, port) in zip(names, addresses, strict=True):
+                self.set_state(AB_BACKENDS[color], name, "maint")
+                self.set_addr(AB_BACKENDS[color], name, host, port)
+                self.set_state(AB_BACKENDS[color], name, "ready")
         self.save_state()
 
     def set_preview(self, color: Color | None, replicas: int) -> None:
@@ -256,6 +265,8 @@ class RouterClient:
             for backend in BACKENDS:
                 self.set_state(backend, name, "maint")
             self.set_state(LIVE, f"{name}{BACKUP_SUFFIX}", "maint")
+            if self.has_ab_backends():
+                self.set_state(AB_BACKENDS[color], name, "maint")
         self.save_state()
 
     def slot_servers(self, color: Color, replicas: int) -> list[ServerState]:
@@ -286,3 +297,73 @@ class RouterClient:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
+
+    # -- A/B split (runtime map) -----------------------------------------------------------
+
+    def has_ab_backends(self) -> bool:
+        """The running configuration has the A/B backends (rendered with an A/B map)."""
+        return AB_BACKENDS["blue"] in self.command("show backend").split()
+
+    def _ab_map_ref(self) -> str:
+        for line in self.command("show map").splitlines():
+            parts = line.split()
+            if len(parts) > 1 and parts[0].lstrip("-").isdigit() and parts[1].rstrip(")").endswith("/ab.map"):
+                return f"#{parts[0]}"
+        raise RouterError(
+            "This endpoint's HAProxy runs a configuration without the A/B map (started by an older "
+            "version); redeploy the champion once so the router reloads with it, then start the test."
+        )
+
+    def ab_map(self) -> dict[str, str]:
+        """The A/B map's entries as HAProxy holds them now."""
+        out = {}
+        for line in self.command(f"show map {self._ab_map_ref()}").splitlines():
+            parts = line.split()
+            if len(parts) >= 3:
+                out[parts[1]] = parts[2]
+        return out
+
+    def set_split(self, split: AbSplit | None) -> None:
+        """Turn the A/B split on (``split``) or off (``None``), at runtime and in the map file.
+
+        Turning on sets the slots and threshold before the mode; turning off sets the mode
+        first, so no request ever sees half a change.
+        """
+        ref = self._ab_map_ref()
+        if split is None:
+            entries = [("mode", "off")]
+        else:
+            entries = [
+                ("A", split.colors["A"]),
+                ("B", split.colors["B"]),
+                ("threshold", str(split.percent_a)),
+                ("mode", split.mode),
+            ]
+        for key, value in entries:
+            self.command(f"set map {ref} {key} {value}")
+        self._write_ab_map()
+
+    def split(self) -> AbSplit | None:
+        """The split in force (``None`` when the mode is off or there is no map)."""
+        try:
+            entries = self.ab_map()
+        except RouterError:
+            return None
+        if entries.get("mode") not in ("sticky", "request"):
+            return None
+        return AbSplit(
+            mode=entries["mode"],
+            percent_a=int(entries.get("threshold", "50")),
+            colors={"A": entries["A"], "B": entries["B"]},
+        )
+
+    def _write_ab_map(self) -> None:
+        if self.ab_map_file is None:
+            return
+        entries = self.ab_map()
+        text = "".join(f"{k} {entries[k]}\n" for k in ("mode", "threshold", "A", "B") if k in entries)
+        fd, tmp = tempfile.mkstemp(prefix=".ab-map-", dir=self.ab_map_file.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text or AB_MAP_DEFAULT)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.ab_map_file)

@@ -213,9 +213,19 @@ class Target(SlotRunner):
         return servers, weights, idle
 
     def base_url(self) -> str:
-        """The endpoint's URL as clients on this machine reach it."""
+        """The endpoint's URL as clients on this machine reach it (``https`` with TLS)."""
         host = "127.0.0.1" if self.endpoint.host in ("0.0.0.0", "") else self.endpoint.host
-        return f"http://{host}:{self.endpoint.port}"
+        scheme = "https" if self.endpoint.security.tls else "http"
+        return f"{scheme}://{host}:{self.endpoint.port}"
+
+    def client_auth(self) -> tuple[dict[str, str], bool]:
+        """The tooling's own API key header (with keys on) and whether the router speaks TLS."""
+        headers = {}
+        if self.endpoint.security.api_keys:
+            from mlops_tasks.deploy.apikeys import KeyStore
+
+            headers["X-API-Key"] = KeyStore(self.folder).internal_key()
+        return headers, self.endpoint.security.tls
 
     def preview_address(self) -> str:
         """``host:port`` of the preview frontend."""

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_tasks.deploy.haproxy.config import (
+    AB_MAP_DEFAULT,
     BACKENDS,
     BACKUP_SUFFIX,
     LIVE,
@@ -83,6 +84,7 @@ from mlops_tasks.deploy.targets.local import port_free
 from mlops_tasks.errors import (
     EndpointDeployError,
     EndpointPortError,
+    EndpointSecurityError,
     SlotStartError,
     UnverifiedImageError,
 )
@@ -466,6 +468,7 @@ class DockerTarget(DockerRouterContainer, Target):
                     preview_port=ROUTER_PREVIEW_PORT,
                     admin_socket=f"{ROUTER_MOUNT}/admin.sock",
                     lua_path=f"{ROUTER_MOUNT}/mirror.lua",
+                    ab_map=f"{ROUTER_MOUNT}/ab.map",
                     pidfile=None,
                     replicas=self.endpoint.replicas,
                     servers=servers,
@@ -490,7 +493,7 @@ class DockerTarget(DockerRouterContainer, Target):
         return f"# endpoint {spec.host}:{spec.port} preview {spec.preview} image {self.options.router_image}"
 
     def _signature(self) -> str:
-        return f"{self._publish_signature()} replicas {self.endpoint.replicas}"
+        return f"{self._publish_signature()} replicas {self.endpoint.replicas} ab-map"
 
     def _check_ports_free(self, signature: str = "") -> None:
         import re
@@ -508,6 +511,12 @@ class DockerTarget(DockerRouterContainer, Target):
                 )
 
     def ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> RouterClient:
+        if self.endpoint.security.enabled:
+            raise EndpointSecurityError(
+                f"Endpoint {self.endpoint.name!r}: API keys and TLS are built for the local target "
+                "only so far; deploy a secured endpoint with target='local' (or put a TLS proxy "
+                "in front of the docker router)."
+            )
         with supervise_lock(self.folder):
             router = self._ensure_router(slots, live)
             self.start_watchdog()
@@ -517,6 +526,9 @@ class DockerTarget(DockerRouterContainer, Target):
         self.router_dir.mkdir(parents=True, exist_ok=True)
         (self.router_dir / "mirror.lua").write_text(MIRROR_LUA, encoding="utf-8")
         os.chmod(self.router_dir / "mirror.lua", 0o644)
+        if not (self.router_dir / "ab.map").exists():  # it holds the A/B split across reloads
+            (self.router_dir / "ab.map").write_text(AB_MAP_DEFAULT, encoding="utf-8")
+            os.chmod(self.router_dir / "ab.map", 0o644)
         if self.router_running():
             current = self.cfg_path.read_text(encoding="utf-8") if self.cfg_path.exists() else ""
             first = current.splitlines()[:1]

@@ -35,9 +35,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlops_tasks.deploy.endpoint_security import prepare_security
 from mlops_tasks.deploy.haproxy.binary import haproxy_binary, haproxy_version, write_checked
-from mlops_tasks.deploy.haproxy.config import MIRROR_LUA, RouterConfig, render_config, with_server_state
+from mlops_tasks.deploy.haproxy.config import (
+    AB_MAP_DEFAULT,
+    MIRROR_LUA,
+    RouterConfig,
+    render_config,
+    with_server_state,
+)
 from mlops_tasks.deploy.haproxy.runtime import RouterClient
+from mlops_tasks.deploy.haproxy.security import SecurityLayout
 from mlops_tasks.deploy.models import Color, SlotStatus
 from mlops_tasks.deploy.processes import cmdline, pid_alive, session_members, terminate
 from mlops_tasks.deploy.state import supervise_lock
@@ -305,7 +313,9 @@ class LocalTarget(Target):
     def router_running(self) -> bool:
         return self._router_pid() is not None and self.socket_path.exists() and self.router.alive()
 
-    def _render(self, slots: dict[Color, SlotStatus], live: Color | None) -> str:
+    def _render(
+        self, slots: dict[Color, SlotStatus], live: Color | None, security: SecurityLayout | None
+    ) -> str:
         servers, weights, idle = self.initial_servers(slots, live)
         return with_server_state(
             render_config(
@@ -315,11 +325,13 @@ class LocalTarget(Target):
                     preview_port=self.endpoint.preview,
                     admin_socket=str(self.socket_path),
                     lua_path=str(self.folder / "mirror.lua"),
+                    ab_map=str(self.folder / "ab.map"),
                     pidfile=str(self.pid_path),
                     replicas=self.endpoint.replicas,
                     servers=servers,
                     weights=weights,
                     preview_color=idle,
+                    security=security,
                     idle_close_on_response=haproxy_version() >= (2, 7),
                 )
             ),
@@ -328,7 +340,9 @@ class LocalTarget(Target):
 
     def _signature(self) -> str:
         spec = self.endpoint
-        return f"# endpoint {spec.host}:{spec.port} preview {spec.preview} replicas {spec.replicas}"
+        sec = json.dumps(spec.security.model_dump(), sort_keys=True) if spec.security.enabled else "off"
+        where = f"{spec.host}:{spec.port} preview {spec.preview}"
+        return f"# endpoint {where} replicas {spec.replicas} security {sec} ab-map"
 
     def ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> RouterClient:
         with supervise_lock(self.folder):
@@ -338,8 +352,14 @@ class LocalTarget(Target):
 
     def _ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> None:
         (self.folder / "mirror.lua").write_text(MIRROR_LUA, encoding="utf-8")
-        text = self._signature() + "\n" + self._render(slots, live)
-        if self.router_running():
+        if not (self.folder / "ab.map").exists():  # it holds the A/B split across reloads
+            (self.folder / "ab.map").write_text(AB_MAP_DEFAULT, encoding="utf-8")
+        running = self.router_running()
+        # Keys and certificate are checked before anything changes; a running router gets
+        # them through its runtime API (no reload for a key or certificate change).
+        layout = prepare_security(self.folder, self.endpoint, self.router.command if running else None)
+        text = self._signature() + "\n" + self._render(slots, live, layout)
+        if running:
             current = self.cfg_path.read_text(encoding="utf-8") if self.cfg_path.exists() else ""
             if current.splitlines()[:1] == [self._signature()]:
                 return

@@ -1,0 +1,9 @@
+"""``python -m mlops_tasks.cli <stage>``: the same as the ``mlops-tasks`` console script."""
+
+from __future__ import annotations
+
+from mlops_tasks.cli.main import main
+
+__all__: list[str] = []
+
+raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Security setup while a target configures its router: keys and certificate, checked first.
+
+:func:`prepare_security` reads and checks every source (key file, Secret blocks,
+certificate and key) before any file changes, so a configuration mistake raises
+:class:`~mlops_tasks.errors.EndpointSecurityError` and the live endpoint keeps serving as
+it was. With the router already running it pushes the key map atomically (``prepare map``
+/ ``add map @ver`` / ``commit map``) and a changed certificate through the runtime API, so
+a redeploy never reloads for a key or certificate change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from mlops_tasks.deploy.apikeys import KeyStore
+from mlops_tasks.deploy.haproxy.security import SecurityLayout
+from mlops_tasks.deploy.models import EndpointSpec
+from mlops_tasks.deploy.tls import check_pem, load_pem, pem_path, replace_certificate
+from mlops_tasks.errors import RouterError
+
+__all__ = ["prepare_security"]
+
+logger = logging.getLogger(__name__)
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+Command = Callable[[str], str]
+
+
+def prepare_security(
+    folder: Path,
+    endpoint: EndpointSpec,
+    command: Command | None = None,
+    map_ref: str | None = None,
+    pem_ref: str | None = None,
+) -> SecurityLayout | None:
+    """Check and write the endpoint's keys and certificate; the layout the config needs.
+
+    Args:
+        folder: The endpoint folder (the router reads its files there).
+        endpoint: The endpoint, with its :class:`EndpointSecurity`.
+        command: The running router's runtime API (None: not running; files only).
+        map_ref: The key map's path as HAProxy sees it (default: its path here).
+        pem_ref: The PEM's path as HAProxy sees it.
+
+    Returns:
+        None for a plain-HTTP endpoint without keys.
+
+    Raises:
+        EndpointSecurityError: A source is missing, unreadable or malformed, the key does
+            not match the certificate, or the certificate expired (nothing was changed).
+
+    Example:
+        ```python
+        layout = prepare_security(target.folder, endpoint)
+        ```
+    """
+    sec = endpoint.security
+    if endpoint.host not in _LOOPBACK and not (sec.tls and sec.api_keys):
+        logger.warning(
+            "Endpoint %s listens on %s without %s: anyone who can reach port %s can call it "
+            "(set EndpointSpec.security: api_keys and a TLS certificate).",
+            endpoint.name,
+            endpoint.host,
+            "TLS and API keys" if not (sec.tls or sec.api_keys) else ("TLS" if not sec.tls else "API keys"),
+            endpoint.port,
+        )
+    if not sec.enabled:
+        return None
+    pem = load_pem(sec) if sec.tls else None
+    if pem is not None:
+        check_pem(pem, f"the certificate of endpoint {endpoint.name!r}")
+    store = KeyStore(folder, command, endpoint=endpoint.name)
+    if sec.api_keys:
+        store.sync(sec)  # reads and checks every source before writing
+        if command is not None:
+            _push_map(store, command, map_ref or str(store.map_path))
+    if pem is not None:
+        path = pem_path(folder)
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if old != pem.strip() + "\n":
+            replace_certificate(folder, pem, command, pem_ref)
+    return SecurityLayout(
+        keys_map=(map_ref or str(store.map_path)) if sec.api_keys else None,
+        rate_period_s=sec.rate_period_s,
+        tls_pem=(pem_ref or str(pem_path(folder))) if pem is not None else None,
+        http_redirect_port=sec.http_redirect_port,
+        https_port=endpoint.port,
+    )
+
+
+def _push_map(store: KeyStore, command: Command, ref: str) -> None:
+    """Replace the running router's key map with the file's, atomically."""
+    lines = [line for line in store.map_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        answer = command(f"prepare map {ref}")
+        version = answer.strip().rsplit(" ", 1)[-1]
+        if not version.isdigit():
+            raise RouterError(f"unexpected answer to prepare map: {answer.strip()!r}")
+        if lines:
+            command(f"add map @{version} {ref} <<\n" + "\n".join(lines) + "\n")
+        command(f"commit map @{version} {ref}")
+    except RouterError as exc:
+        logger.warning("router key map not replaced (%s); the file holds the keys for its next start", exc)

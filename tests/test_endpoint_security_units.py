@@ -1,0 +1,154 @@
+"""Endpoint security settings checked before anything runs: key sources, Secret blocks, log column."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlops_tasks.deploy.apikeys import KeyStore, hash_key, new_key, parse_keys
+from mlops_tasks.deploy.endpoint_security import prepare_security
+from mlops_tasks.deploy.models import EndpointSecurity, EndpointSpec
+from mlops_tasks.deploy.secrets import register_secret_reader
+from mlops_tasks.errors import EndpointSecurityError, SecretBlockNotFoundError
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("svc-a short\n", "at least 22"),
+        ("bad/name " + "k" * 30, "not valid"),
+        (f"svc-a {'k' * 30}\nsvc-a {'j' * 30}\n", "appears twice"),
+        (f"svc-a {'k' * 30} 2026-01-01 extra\n", "has 4 fields"),
+        (f"svc-a {'k' * 30} tomorrow\n", "not an ISO-8601 time"),
+        ('{"svc-a": ', "not valid JSON"),
+    ],
+)
+def test_malformed_key_sources_are_refused(text: str, needle: str) -> None:
+    with pytest.raises(EndpointSecurityError, match=needle):
+        parse_keys(text, "test")
+
+
+def test_keys_from_json_and_lines() -> None:
+    key = new_key()
+    assert len(key) >= 4 + 43  # 256 random bits, URL-safe
+    assert parse_keys(
+        f'{{"a": "{key}", "b": {{"key": "{key}x", "expires": "2030-01-01T00:00:00Z"}}}}', "t"
+    ) == [
+        ("a", key, None),
+        ("b", key + "x", "2030-01-01T00:00:00Z"),
+    ]
+    assert parse_keys(f"# comment\n\na {key}  # trailing\n", "t") == [("a", key, None)]
+
+
+def test_store_keeps_hashes_only_and_refuses_bad_operations(tmp_path: Path) -> None:
+    security = EndpointSecurity(api_keys=True, rate_limit=5)
+    store = KeyStore(tmp_path, endpoint="ep")
+    store.sync(security)
+    key = store.issue(security, "svc-a", expires="2099-01-01T00:00:00Z")
+    text = (tmp_path / "apikeys.map").read_text()
+    assert key not in text and hash_key(key) in text and "svc-a|4070908800|5" in text
+    with pytest.raises(EndpointSecurityError, match="already exists"):
+        store.issue(security, "svc-a")
+    with pytest.raises(EndpointSecurityError, match="in the past"):
+        store.issue(security, "old", expires="2001-01-01T00:00:00Z")
+    with pytest.raises(EndpointSecurityError, match="has no API key 'nobody'"):
+        store.revoke(security, "nobody")
+    with pytest.raises(EndpointSecurityError, match="tooling's own key"):
+        store.revoke(security, "mlops-internal")
+    store.revoke(security, "svc-a")
+    assert hash_key(key) not in (tmp_path / "apikeys.map").read_text()
+
+
+def test_a_missing_secret_block_is_a_configuration_error(tmp_path: Path) -> None:
+    def reader(name: str) -> str:
+        raise ValueError(f"Unable to find block document named {name} for block type secret")
+
+    register_secret_reader(reader)
+    spec = EndpointSpec(name="sec-unit", security=EndpointSecurity(api_keys=True, api_keys_secret="nope"))
+    with pytest.raises(SecretBlockNotFoundError, match="'nope'.*does not exist"):
+        prepare_security(tmp_path, spec)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_the_prefect_secret_block_reader(prefect_harness, tmp_path: Path) -> None:
+    from prefect.blocks.system import Secret
+
+    from mlops_tasks.tasks.access import read_prefect_secret
+
+    key = new_key()
+    Secret(value=f"svc-s {key}\n").save("sec-unit-keys", overwrite=True)
+    register_secret_reader(read_prefect_secret)
+    spec = EndpointSpec(
+        name="sec-unit2", security=EndpointSecurity(api_keys=True, api_keys_secret="sec-unit-keys")
+    )
+    prepare_security(tmp_path, spec)
+    assert f"{hash_key(key)} svc-s|" in (tmp_path / "apikeys.map").read_text()
+    bad = EndpointSpec(
+        name="sec-unit3", security=EndpointSecurity(api_keys=True, api_keys_secret="missing-block")
+    )
+    with pytest.raises(SecretBlockNotFoundError):
+        prepare_security(tmp_path / "other", bad)
+
+
+def test_binding_beyond_loopback_without_tls_and_keys_warns(tmp_path: Path, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert prepare_security(tmp_path, EndpointSpec(name="open", host="0.0.0.0")) is None
+    assert "without TLS and API keys" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        prepare_security(tmp_path, EndpointSpec(name="demo"))
+    assert caplog.text == ""
+
+
+@pytest.mark.parametrize(
+    ("settings", "needle"),
+    [
+        ({"tls_cert_file": "c.pem"}, "needs tls_key_file"),
+        ({"api_keys_file": "k.txt"}, "api_keys is off"),
+        ({"http_redirect_port": 8080}, "needs TLS"),
+        ({"rate_limit": 10}, "per API key"),
+    ],
+)
+def test_inconsistent_security_settings(settings: dict, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        EndpointSecurity(**settings)
+
+
+def test_prediction_log_caller_column_is_nullable_and_old_partitions_still_read(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlops_tasks.serving import PredictionLogWriter, read_prediction_log
+
+    old = tmp_path / "date=2026-01-01" / "hour=00"
+    old.mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {
+                "request_id": ["old"],
+                "timestamp": pa.array([1767225600_000000], type=pa.timestamp("us", tz="UTC")),
+                "model_name": ["m"],
+                "model_version": ["1"],
+                "served_by": ["s"],
+                "x": [1.0],
+                "prediction": [0.5],
+            }
+        ),
+        old / "20260101T000000000000Z-aaaaaaaa.parquet",
+    )
+    writer = PredictionLogWriter(str(tmp_path), ["x"], "m", "1", "s", flush_interval_s=0.05)
+    writer.start()
+    writer.append(
+        ["a", "b"],
+        [1767225601.0, 1767225602.0],
+        np.array([[1.0], [2.0]]),
+        np.array([1, 0]),
+        callers=["svc-a", None],
+    )
+    writer.close()
+    log = read_prediction_log(str(tmp_path))
+    assert log["request_id"].tolist() == ["old", "a", "b"]
+    assert log["caller"].tolist() == [None, "svc-a", None]
