@@ -19,7 +19,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: install demo stop serve prefect-deploy docker-pool test check docs lint lock clean
+.PHONY: install demo stop serve prefect-deploy docker-pool test check docs lint lock clean ui-check
 
 install: $(STAMP)
 
@@ -79,6 +79,13 @@ check: install
 	$(VENV)/bin/ruff format --check $(CHECK_PATHS)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+
+## make ui-check: the Prefect UI in headless Chromium (Debian's chromium, no browser download): starts
+## mlflow server --serve-artifacts, a Prefect server and the served deployments on free loopback ports,
+## runs training once and saves screenshots to .ui-check/screenshots (look at them); not part of make test
+ui-check: install
+	bash scripts/ensure-system.sh --chromium
+	$(PY) scripts/ui_check.py
 
 docs: install
 	$(VENV)/bin/mkdocs build --strict --site-dir site

@@ -29,6 +29,8 @@ DEFAULT_WORK_POOL = "mlops-process"
 TAGS = ["mlops"]
 #: What the demo deployments fill in that the reusable flows leave to the caller.
 DEMO_MODEL_NAME = "churn-classifier"
+#: The endpoint ``make demo`` deploys (``ENDPOINT ?= churn`` in the Makefile).
+DEMO_ENDPOINT = "churn"
 DEMO: Mapping[str, Any] = {"model_name": DEMO_MODEL_NAME}
 
 
@@ -112,7 +114,9 @@ class DeploymentSpec:
             return {}
         module, name = self.params_model.split(":")
         model: type[BaseModel] = getattr(importlib.import_module(module), name)
-        return {self.parameter_name: model(**self.demo_parameters).model_dump(mode="json")}
+        # Unset (None) fields are left out: the server checks deployment parameters against the
+        # form's schema, where optional plain inputs are typed without null (FormParams).
+        return {self.parameter_name: model(**self.demo_parameters).model_dump(mode="json", exclude_none=True)}
 
 
 DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
@@ -148,19 +152,23 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         name="daily",
         flow_name="drift-check",
         entrypoint="flows/monitoring.py:drift_check",
-        description="Compare the champion's training data with the last 24 h of its prediction log "
-        "(Evidently); emits mlops.drift.detected on drift.",
+        description=f"Follow endpoint {DEMO_ENDPOINT!r}: compare the training data of the version live on it "
+        "with the last 24 h of the endpoint's prediction log (Evidently); emits mlops.drift.detected on "
+        "drift, ends Completed with a 'not enough traffic' verdict when the window is too small.",
         tags=(*TAGS, "monitoring"),
         params_model="flows.monitoring:DriftCheckParams",
-        demo_parameters=DEMO,
+        demo_parameters={"endpoint": DEMO_ENDPOINT},
         schedule=ScheduleSpec(cron="0 6 * * *"),
     ),
     DeploymentSpec(
         name="retrain",
         flow_name="retrain-pipeline",
         entrypoint="flows/retrain.py:retrain_pipeline",
-        description="Retrain a model on fresh data and register it; runs inside the cool-down end at "
-        "once as Skipped. Started by the drift automation; its weekly schedule is off by default.",
+        description="Retrain a model on fresh data and deploy it to endpoint "
+        f"{DEMO_ENDPOINT!r}; runs inside the cool-down end at once as Skipped. Started by the drift "
+        "automation; its weekly schedule is off by default. Fresh rows come from the endpoint's "
+        "prediction log joined with labels, so set labels (a dataset of request_id and label) or a "
+        "labelled dataset in its parameters first: without either a run fails and says so.",
         tags=(*TAGS, "training", "retrain"),
         params_model="flows.retrain:RetrainParams",
         demo_parameters=DEMO,

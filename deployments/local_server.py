@@ -24,31 +24,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from mlops_tasks.errors import PrefectUnavailableError
+from mlops_tasks.prefect_api import api_is_healthy, configured_api_url
 from mlops_tasks.settings import state_dir
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
-
-
-def configured_api_url() -> str | None:
-    """``PREFECT_API_URL`` from the environment or the active Prefect profile, else ``None``."""
-    from prefect.settings import get_current_settings
-
-    url = os.environ.get("PREFECT_API_URL") or get_current_settings().api.url
-    return str(url).rstrip("/") if url else None
-
-
-def api_is_healthy(api_url: str, timeout: float = 2.0) -> bool:
-    """Whether ``GET <api_url>/health`` answers 200 (a Prefect server is up there)."""
-    try:
-        return httpx.get(f"{api_url}/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def check_api(api_url: str, timeout: float = 5.0) -> None:

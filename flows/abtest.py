@@ -23,9 +23,9 @@ from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.states import Completed
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from flows.parameters import require_model_name
+from flows.parameters import FormParams, require_model_name
 from mlops_tasks import tasks
 from mlops_tasks.abtest import AbGuardrails, AbSpec
 from mlops_tasks.abtest.control import AbEvaluation, OutcomeSource
@@ -37,7 +37,7 @@ from mlops_tasks.settings import MlflowConfig, S3Config
 __all__ = ["AbEvaluateParams", "AbTestParams", "ab_evaluate", "ab_test_pipeline", "main"]
 
 
-class AbTestParams(BaseModel):
+class AbTestParams(FormParams):
     """Parameters of :func:`ab_test_pipeline` (one form in the Prefect UI).
 
     Example:
@@ -76,7 +76,7 @@ class AbTestParams(BaseModel):
         )  # fmt: skip
 
 
-class AbEvaluateParams(BaseModel):
+class AbEvaluateParams(FormParams):
     """Parameters of :func:`ab_evaluate`."""
 
     endpoint_name: str = Field("churn", description="Endpoint whose running A/B test is judged.")

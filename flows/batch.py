@@ -13,6 +13,7 @@ import argparse
 
 from prefect import flow, get_run_logger
 
+from flows.entry import prepare_command
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-name", default="churn-classifier")
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
+    prepare_command("python -m flows.batch")
     result = batch_predict(
         BatchPredictParams(
             model_name=args.model_name,

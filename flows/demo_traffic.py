@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel
 
+from flows.entry import prepare_command
 from mlops_tasks.demo import TARGET, make_churn_data
 from mlops_tasks.errors import MLOpsError, ServiceUnavailableError
 from mlops_tasks.monitoring import DriftReport, DriftSettings, DriftWindow
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drift", type=float, default=0.9, help="drift of the second window (0..1)")
     parser.add_argument("--flush-wait", type=float, default=1.5, help="seconds for the servers to flush")
     args = parser.parse_args(argv)
+    prepare_command("python -m flows.demo_traffic")
 
     log = str(endpoint_dir(args.endpoint) / "prediction-log")
     # The Prefect API (ephemeral by default: several seconds to start) comes up while traffic flows.

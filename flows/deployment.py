@@ -19,6 +19,7 @@ import sys
 
 from prefect import flow, get_run_logger
 
+from flows.entry import prepare_command
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.deploy.ab_state import refuse_during_ab_test
@@ -244,6 +245,7 @@ def _report(record: DeploymentRecord, endpoint: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Command line: deploy (default), ``--rollback``, ``--stop`` or ``--describe`` an endpoint."""
     args = _parser().parse_args(argv)
+    prepare_command("python -m flows.deployment")
     try:
         if args.stop:
             from mlops_tasks.deploy import stop_endpoint

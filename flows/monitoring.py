@@ -1,13 +1,17 @@
 """The drift check: reference of the live model vs a prediction-log window (or any dataset).
 
 Run it from the Prefect UI (its parameters are one form), from Python, or from
-the command line: ``python -m flows.monitoring --model-name churn-classifier
---prediction-log .mlops/prediction-log --last-hours 24``.
+the command line. Given an endpoint (``--endpoint churn``, the default of the command line
+and of the daily deployment), it checks the version live on that endpoint against the
+endpoint's own prediction log; ``python -m flows.monitoring`` alone checks the demo
+endpoint's last 24 h. ``--model-name churn-classifier --model-alias challenger
+--prediction-log some/folder`` checks any version on any log.
 
 How each bad input ends (the run state and the report say why):
 
-- empty window, or fewer rows than ``settings.min_rows``: **Completed**, status
-  ``not_enough_data``, no event;
+- empty window, or fewer rows than ``settings.min_rows`` (also an endpoint that has logged
+  no traffic yet): **Completed**, status ``not_enough_data``, reason "Not enough traffic: ...",
+  no event;
 - columns on one side only: **Completed**, they are listed in the report and the
   common ones are checked; all-null columns are listed as skipped;
 - labels that join to no request id: **Completed**, the performance section says so;
@@ -23,9 +27,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.states import Completed
 
+from flows.entry import prepare_command
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
@@ -36,10 +42,14 @@ from mlops_tasks.monitoring import (
     ReferenceData,
     error_report,
 )
-from mlops_tasks.stages.monitoring import resolve_drift_inputs
+from mlops_tasks.stages.monitoring import follow_endpoint, no_log_yet, resolve_drift_inputs
 from mlops_tasks.stages.params import DriftCheckParams, require_model_name
 
-__all__ = ["DriftCheckParams", "drift_check", "main"]
+__all__ = ["DEMO_ENDPOINT", "DriftCheckParams", "drift_check", "main"]
+
+#: What ``python -m flows.monitoring`` checks without arguments: the endpoint ``make demo`` deploys.
+DEMO_ENDPOINT = "churn"
+DEMO_MODEL = "churn-classifier"
 
 
 @flow(name="drift-check", log_prints=False)
@@ -68,9 +78,12 @@ def drift_check(
         print(report.status, report.html_uri)
         ```
     """
-    require_model_name(params.model_name, "drift-check")
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
     logger = get_run_logger()
+    own_log = False
+    if params.endpoint:
+        params, own_log = follow_endpoint(params, tasks.endpoint_source(params.endpoint))
+    require_model_name(params.model_name, "drift-check")
     params, window = resolve_drift_inputs(params)
     version = None if params.version is None else str(params.version)
     try:
@@ -92,12 +105,16 @@ def drift_check(
             )
             version = reference.model_version
         if params.prediction_log is not None:
-            current = tasks.load_prediction_window(
-                params.prediction_log,
-                window,
-                model_name=params.model_name,
-                s3=params.s3,
-            )
+            if no_log_yet(params.prediction_log, own_log):
+                logger.info("Endpoint %s logged nothing yet (%s)", params.endpoint, params.prediction_log)
+                current = pd.DataFrame()
+            else:
+                current = tasks.load_prediction_window(
+                    params.prediction_log,
+                    window,
+                    model_name=params.model_name,
+                    s3=params.s3,
+                )
             source = params.prediction_log
         else:
             assert params.current is not None
@@ -131,7 +148,20 @@ def drift_check(
 def main(argv: list[str] | None = None) -> int:
     """Command line: run the drift check on a prediction-log window and print the verdict."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-name", default="churn-classifier")
+    parser.add_argument(
+        "--endpoint",
+        default=None,
+        help=f"endpoint to follow: its live version and its prediction log (default {DEMO_ENDPOINT!r} "
+        "unless --model-name, --prediction-log or --current is given)",
+    )
+    parser.add_argument("--model-name", default=None, help="registered model (default: the endpoint's)")
+    version = parser.add_mutually_exclusive_group()
+    version.add_argument("--model-version", type=int, default=None, help="check this version")
+    version.add_argument(
+        "--model-alias",
+        default=None,
+        help="check the version holding this alias (default champion; e.g. challenger after register_model)",
+    )
     parser.add_argument("--prediction-log", default=None)
     parser.add_argument("--current", default=None, help="a dataset instead of the log")
     parser.add_argument("--last-hours", type=float, default=None)
@@ -139,8 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", default=None)
     parser.add_argument("--min-rows", type=int, default=100)
     args = parser.parse_args(argv)
+    prepare_command("python -m flows.monitoring")
+    endpoint = args.endpoint
+    if endpoint is None and not (args.model_name or args.prediction_log or args.current):
+        endpoint = DEMO_ENDPOINT
+    chosen = {"alias": args.model_alias} if args.model_alias else {}  # else the endpoint's live version
     params = DriftCheckParams(
-        model_name=args.model_name,
+        **chosen,
+        endpoint=endpoint,
+        model_name=args.model_name or (None if endpoint else DEMO_MODEL),
+        version=args.model_version,
         prediction_log=args.prediction_log if args.current is None else None,
         current=DatasetSpec(uri=args.current) if args.current else None,
         last_hours=args.last_hours,

@@ -10,6 +10,6 @@ module keeps the old import path.
 
 from __future__ import annotations
 
-from mlops_tasks.stages.params import require_model_name
+from mlops_tasks.stages.params import FormParams, plain_optional_inputs, require_model_name
 
-__all__ = ["require_model_name"]
+__all__ = ["FormParams", "plain_optional_inputs", "require_model_name"]

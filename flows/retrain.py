@@ -33,7 +33,8 @@ from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field, model_validator
 
 from flows.deployment import DeploymentPipelineParams, deployment_pipeline
-from flows.parameters import require_model_name
+from flows.entry import prepare_command
+from flows.parameters import FormParams, require_model_name
 from flows.training import DEFAULT_GATE, TrainingPipelineParams, TrainingPipelineResult, training_pipeline
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
@@ -68,7 +69,7 @@ class ApprovalInput(RunInput):
     reason: str = Field("", description="Why (kept in the run's result and artifact).")
 
 
-class RetrainParams(BaseModel):
+class RetrainParams(FormParams):
     """Parameters of :func:`retrain_pipeline` (one form in the Prefect UI).
 
     Fresh data is the live version's training split (``include_reference``) plus the
@@ -97,7 +98,7 @@ class RetrainParams(BaseModel):
         None,
         title="Prediction log",
         description="Prediction log (folder or s3://prefix) whose window is joined with `labels`. Empty "
-        "with labels given: the endpoint's log, <state dir>/endpoints/<endpoint>/prediction-log.",
+        "with labels given: the endpoint's log, {state dir}/endpoints/{endpoint}/prediction-log.",
     )
     labels: DatasetSpec | None = Field(
         None,
@@ -122,7 +123,7 @@ class RetrainParams(BaseModel):
     data_location: str | None = Field(
         None,
         title="Where to write the training data",
-        description="Parquet file for the combined data. Empty: <state dir>/retrain/<model>/<time>.parquet.",
+        description="Parquet file for the combined data. Empty: {state dir}/retrain/{model}/{time}.parquet.",
     )
     training: TrainingSpec | None = Field(
         None,
@@ -133,7 +134,7 @@ class RetrainParams(BaseModel):
     expectation_suite: str | None = Field(
         None,
         title="Expectation suite",
-        description="Great Expectations suite JSON. Empty: <state dir>/expectations/<model_name>.json.",
+        description="Great Expectations suite JSON. Empty: {state dir}/expectations/{model_name}.json.",
     )
     check_value_ranges: bool = Field(
         False,
@@ -363,8 +364,10 @@ def retrain_pipeline(
     run_id = str(flow_run.id or "local")
     if params.dataset is None and params.labels is None:
         raise ConfigurationError(
-            f"Retrain of {params.model_name!r} has no fresh data: give a labelled dataset (dataset=...) "
-            "or labels for the prediction log (labels=..., optionally prediction_log=...)."
+            f"Retrain of {params.model_name!r} has no fresh data: give labels for the prediction log of "
+            f"endpoint {params.endpoint.name!r} (labels=..., a dataset of request_id and "
+            f"{params.label_column!r}; prediction_log=... for another log), or a labelled dataset "
+            "(dataset=...). In the Prefect UI set them in the retrain deployment's parameters."
         )
     refuse_during_ab_test(params.endpoint.name, f"a retrain of {params.model_name}")
     live_version = None
@@ -583,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cooldown-minutes", type=float, default=24 * 60)
     parser.add_argument("--no-deploy", action="store_true")
     args = parser.parse_args(argv)
+    prepare_command("python -m flows.retrain")
     try:
         params = RetrainParams(
             model_name=args.model_name,

@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from flows.entry import prepare_command
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.errors import QualityGateError
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drift", type=float, default=0.0)
     parser.add_argument("--model-name", default="churn-classifier")
     args = parser.parse_args(argv)
+    prepare_command("python -m flows.training")
     params = TrainingPipelineParams(
         model_name=args.model_name, demo=DemoData(rows=args.rows, seed=args.seed, drift=args.drift)
     )

@@ -51,6 +51,7 @@ __all__ = [
     "DriftError",
     "EmptyDatasetError",
     "EndpointBusyError",
+    "EndpointNotFoundError",
     "EndpointPortError",
     "EstimatorError",
     "EvaluationError",
@@ -353,6 +354,10 @@ class SecretBlockNotFoundError(EndpointSecurityError, BlockNotFoundError):
 
 class EndpointBusyError(EndpointDeployError):
     """Another deployment of the same endpoint holds its lock; wait for it to finish."""
+
+
+class EndpointNotFoundError(EndpointDeployError, ConfigurationError):
+    """No endpoint of that name was ever deployed from this state folder (or the name is malformed)."""
 
 
 class EndpointPortError(EndpointDeployError):

@@ -50,6 +50,7 @@ __all__ = [
     "apply_gate",
     "compute_metrics",
     "evaluate_model",
+    "plot_urls",
 ]
 
 logger = logging.getLogger(__name__)
@@ -171,6 +172,9 @@ class EvaluationReport(BaseModel):
     champion_note: str | None = None
     checks: list[GateCheck] = Field(default_factory=list)
     passed: bool
+    plots: list[str] = Field(
+        default_factory=list, description="Artifact paths of the plots logged on the run (plots/*.png)."
+    )
 
     @property
     def failed_reasons(self) -> list[str]:
@@ -330,6 +334,7 @@ def evaluate_model(
     compare_to_champion: bool = True,
     fail_on_error: bool = True,
     mlflow_config: MlflowConfig | None = None,
+    plots: bool = True,
 ) -> EvaluationReport:
     """Score the candidate (and the champion) on the holdout and apply the gate.
 
@@ -342,10 +347,15 @@ def evaluate_model(
         compare_to_champion: Set False to apply only absolute thresholds.
         fail_on_error: Raise :class:`QualityGateError` when the gate fails.
         mlflow_config: Where MLflow lives.
+        plots: Draw the evaluation plots (:mod:`mlops_tasks.plots`: ROC, precision-recall,
+            confusion matrix and calibration, or predicted-vs-actual and residuals, with the
+            champion beside the candidate; per-slice bars with the gate's thresholds) and log
+            them on the candidate's run as ``plots/*.png``.
 
     Returns:
         The report; it is also logged to the candidate's MLflow run
-        (``holdout_*`` metrics, ``evaluation/report.json``, tag ``mlops.gate.passed``).
+        (``holdout_*`` metrics, ``evaluation/report.json``, ``plots/*.png``, tag
+        ``mlops.gate.passed``).
 
     Raises:
         SchemaError: Feature, target or segment columns are missing from the holdout.
@@ -387,11 +397,13 @@ def evaluate_model(
         slice_metrics, slice_rows = _slices(
             trained.task, candidate, x, y, holdout[segment_column], segment_column
         )
-    champion, note = None, None
+    champion, note, champion_model = None, None, None
     if champion_version is not None and champion_version.run_id == trained.run_id:
         note = f"candidate is the champion (version {champion_version.version}); no comparison"
     elif champion_version is not None:
-        champion = _score_champion(resolved, trained.task, model_name or "", champion_version, x, y)
+        champion, champion_model = _score_champion(
+            resolved, trained.task, model_name or "", champion_version, x, y
+        )
     elif compare_to_champion and model_name:
         note = "no champion yet: only absolute thresholds apply"
 
@@ -410,6 +422,9 @@ def evaluate_model(
         checks=checks,
         passed=all(c.passed for c in checks),
     )
+    if plots:
+        figures = _figures(trained.task, candidate, champion_model, champion, x, y, report, gate)
+        report.plots = _log_plots(client, report.run_id, figures)
     _log_report(client, report)
     logger.info(
         "Evaluated run %s: gate %s %s",
@@ -434,17 +449,76 @@ def _load_model(resolved: Any, model_uri: str) -> Any:
 
 def _score_champion(
     resolved: Any, task: TaskType, model_name: str, version: Any, x: pd.DataFrame, y: pd.Series
-) -> ChampionComparison:
-    """The champion's metrics on the holdout (it must still read this data)."""
+) -> tuple[ChampionComparison, Any]:
+    """The champion's metrics on the holdout (it must still read this data), and the model."""
     uri = f"models:/{model_name}/{version.version}"
     try:
-        champ_metrics = compute_metrics(task, _load_model(resolved, uri), x, y)
+        model = _load_model(resolved, uri)
+        champ_metrics = compute_metrics(task, model, x, y)
     except Exception as exc:
         raise EvaluationError(
             f"Champion {uri} could not score this holdout ({exc}); if the data's schema "
             "changed on purpose, evaluate with compare_to_champion=False."
         ) from exc
-    return ChampionComparison(version=int(version.version), run_id=version.run_id, metrics=champ_metrics)
+    comparison = ChampionComparison(
+        version=int(version.version), run_id=version.run_id, metrics=champ_metrics
+    )
+    return comparison, model
+
+
+def _figures(
+    task: TaskType,
+    candidate: Any,
+    champion_model: Any,
+    champion: ChampionComparison | None,
+    x: pd.DataFrame,
+    y: pd.Series,
+    report: EvaluationReport,
+    gate: QualityGate,
+) -> dict[str, Any]:
+    """The evaluation plots; a plot that cannot be drawn is a warning, never a failed evaluation."""
+    from mlops_tasks.plots import evaluation_figures
+
+    lines: dict[str, dict[str, float]] = {}
+    for s in gate.slice_thresholds:
+        for word, value in (("min", s.min_value), ("max", s.max_value)):
+            if value is not None:
+                lines.setdefault(s.metric, {})[f"slice {word} {value:g}"] = value
+    if not lines and report.slice_metrics:  # no slice gate: the overall gate, else the first metric
+        for t in gate.thresholds:
+            for word, value in (("min", t.min_value), ("max", t.max_value)):
+                if value is not None:
+                    lines.setdefault(t.metric, {})[f"overall {word} {value:g}"] = value
+        first = next(iter(report.metrics), None)
+        if not lines and first:
+            lines[first] = {}
+    try:
+        return evaluation_figures(
+            task,
+            candidate,
+            x,
+            y,
+            champion_model=champion_model,
+            champion_label=f"champion v{champion.version}" if champion else "champion",
+            slice_metrics=report.slice_metrics,
+            slice_rows=report.slice_rows,
+            slice_thresholds=lines,
+        )
+    except Exception as exc:  # plots help people look; they never decide the gate
+        logger.warning("Evaluation plots of run %s not drawn: %s: %s", report.run_id, type(exc).__name__, exc)
+        return {}
+
+
+def _log_plots(client: Any, run_id: str, figures: dict[str, Any]) -> list[str]:
+    """Log the figures on the run as ``plots/<name>``; the artifact paths logged."""
+    from mlops_tasks.plots import save_figures
+
+    if not figures:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = save_figures(figures, tmp)
+        client.log_artifacts(run_id, tmp, artifact_path="plots")
+    return [f"plots/{p.name}" for p in paths]
 
 
 def _log_report(client: Any, report: EvaluationReport) -> None:
@@ -464,3 +538,42 @@ def _log_report(client: Any, report: EvaluationReport) -> None:
         path = Path(tmp) / "report.json"
         path.write_text(json.dumps(report.model_dump(mode="json"), indent=2))
         client.log_artifact(report.run_id, str(path), artifact_path="evaluation")
+
+
+def plot_urls(report: EvaluationReport, mlflow_config: MlflowConfig | None = None) -> dict[str, str]:
+    """Lasting web addresses of the report's plots, where the tracking server serves them.
+
+    When MLflow is an HTTP server that proxies artifacts (``mlflow server --serve-artifacts``,
+    the run's artifact URI is ``mlflow-artifacts:/...``), each plot is at
+    ``<server>/get-artifact?path=plots/<name>&run_uuid=<run>``, the address MLflow's own UI
+    shows images from. Otherwise (a local store, or artifacts straight on S3 that would need
+    expiring presigned links) there is no such address and the result is empty: say the
+    run and the artifact paths instead.
+
+    Args:
+        report: An evaluation whose ``plots`` were logged.
+        mlflow_config: Where MLflow lives (as for :func:`evaluate_model`).
+
+    Returns:
+        Plot path (``plots/roc.png``) -> URL; empty when the server does not serve them.
+
+    Example:
+        ```python
+        for path, url in plot_urls(report).items():
+            print(path, url)
+        ```
+    """
+    from urllib.parse import urlencode
+
+    if not report.plots:
+        return {}
+    resolved, client = connect(mlflow_config)
+    if not resolved.tracking_uri.startswith(("http://", "https://")):
+        return {}
+    if not str(client.get_run(report.run_id).info.artifact_uri).startswith("mlflow-artifacts:"):
+        return {}
+    base = resolved.tracking_uri.rstrip("/")
+    return {
+        path: f"{base}/get-artifact?{urlencode({'path': path, 'run_uuid': report.run_id})}"
+        for path in report.plots
+    }

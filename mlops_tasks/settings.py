@@ -154,6 +154,11 @@ class MlopsSettings(BaseSettings):
     serve_max_batch_rows: int = Field(4096, gt=0, description="Rows per request at most.")
     serve_http: Literal["builtin", "uvicorn"] = Field("builtin", description="HTTP server.")
     serve_keep_alive_s: float = Field(75.0, gt=0, description="Idle keep-alive of connections.")
+    serve_max_header_bytes: int = Field(32 * 1024, gt=0, description="Larger request heads get 431.")
+    serve_request_timeout_s: float = Field(30.0, gt=0, description="Requests not received by then get 408.")
+    serve_extra_columns: Literal["ignore", "reject"] = Field(
+        "ignore", description="Request columns the signature does not name: ignore (as MLflow) or reject."
+    )
     serve_log_level: str = Field("info", description="Model server log level.")
     prediction_log: str | None = Field(None, description="Prediction log folder or s3:// prefix.")
     prediction_log_disabled: bool = Field(False, description="Do not log predictions.")

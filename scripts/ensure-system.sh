@@ -5,10 +5,24 @@
 # for push tests, and HAProxy for the router. Idempotent: a machine that has them
 # all, with dockerd answering, is left as it is.
 # --router-only: only HAProxy (what `make demo` needs for its local endpoint).
+# --chromium: only Debian's chromium (what `make ui-check` drives through Playwright).
 set -euo pipefail
 
 router_only=false
 [ "${1:-}" = "--router-only" ] && router_only=true
+if [ "${1:-}" = "--chromium" ]; then
+  if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" != 0 ]; then
+      printf 'ensure-system: chromium is missing; install it as root: apt-get install chromium\n' >&2
+      exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends chromium >/dev/null
+  fi
+  printf 'ensure-system: %s\n' "$(/usr/bin/chromium --version 2>/dev/null || echo chromium)"
+  exit 0
+fi
 
 log() { printf 'ensure-system: %s\n' "$*"; }
 

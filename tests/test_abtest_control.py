@@ -148,3 +148,23 @@ def test_endpoint_stopped_during_a_test(world):
     stop_endpoint(target.endpoint.name)
     assert running_ab_test(target.endpoint.name) is None
     assert "stopped" in (ab_test_history(target.endpoint.name)[-1].reason or "")
+
+
+def test_outcomes_from_s3_keyed_by_request_id(world, s3_bucket):
+    """Outcomes on the loopback S3 server, keyed by request id, for a per-request test."""
+    from mlops_tasks.data import write_dataset
+
+    target, registry, tmp = world
+    config, bucket = s3_bucket
+    uri = f"s3://{bucket}/outcomes/rides.parquet"
+    spec = SPEC.model_copy(update={"unit": "request"})
+    start_test(MODEL, 2, spec, OutcomeSource(uri=uri, key="request_id"), target=target, registry=registry)
+    _traffic(world, 1500, 0.2, 0.5)
+    by_subject = pd.read_csv(tmp / "outcomes.csv").set_index("subject")["rated"]
+    outcomes = pd.DataFrame({"request_id": [f"req-{i}" for i in range(1500)],
+                             "rated": [by_subject[f"rider-{i}"] for i in range(1500)]})  # fmt: skip
+    write_dataset(outcomes, uri, s3=config)
+    evaluation = evaluate_test(target.endpoint.name, prediction_log=tmp / "log", s3=config, target=target,
+                               registry=registry)  # fmt: skip
+    assert evaluation.verdict.samples["A"] + evaluation.verdict.samples["B"] == 1500
+    assert evaluation.verdict.verdict == "B_better" and registry.champion(MODEL) == 2

@@ -138,3 +138,21 @@ def test_end_without_a_test_and_split_model_checks(world):
     with pytest.raises(ValueError, match="different slots"):
         AbSplit(colors={"A": "blue", "B": "blue"})
     assert AbSplit.bucket_of("alice") == 35  # zlib.crc32, as HAProxy's crc32 converter
+
+
+def test_deployment_and_retrain_flows_refuse_during_a_test(world):
+    """The flows' bodies refuse before building, training or claiming anything."""
+    from flows.deployment import DeploymentPipelineParams, deployment_pipeline
+    from flows.retrain import RetrainParams, retrain_pipeline
+    from mlops_tasks.data import DatasetSpec
+
+    target, _ = world
+    test = _start(world)
+    endpoint = EndpointSpec(name=target.endpoint.name)
+    with pytest.raises(AbTestRunningError, match=test.id):
+        deployment_pipeline.fn(DeploymentPipelineParams(model_name=MODEL, version=3, endpoint=endpoint))
+    with pytest.raises(AbTestRunningError, match="a retrain of m"):
+        retrain_pipeline.fn(
+            RetrainParams(model_name=MODEL, dataset=DatasetSpec(uri="fresh.csv"), endpoint=endpoint)
+        )
+    assert target.serving_version() in (1, 2) and running_ab_test(target.endpoint.name) == test

@@ -109,8 +109,13 @@ def test_sticky_split_logging_promotion_and_guardrail(live):
     with pytest.raises(AbTestRunningError, match=test.id):
         deploy_blue_green(live["name"], v3, endpoint=live["endpoint"], mlflow_config=live["mlflow"])
 
-    time.sleep(2.5)  # the servers flush their prediction log every second
-    log = read_prediction_log(str(endpoint_dir(ENDPOINT) / "prediction-log"), start=test.started_at)
+    sink, wanted = str(endpoint_dir(ENDPOINT) / "prediction-log"), {a["request_id"] for a in answers}
+    deadline = time.monotonic() + 30  # the servers flush their prediction log every 0.5 s
+    while True:
+        log = read_prediction_log(sink, start=test.started_at)
+        if wanted <= set(log.get("request_id", [])) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     logged = log.drop_duplicates("request_id").set_index("request_id")
     for a in answers:  # logged variant and subject match the answers
         assert logged.loc[a["request_id"], "variant"] == a["variant"]

@@ -109,6 +109,19 @@ def test_first_model_has_only_absolute_checks_and_logs_report(candidate, mlflow_
     local = client.download_artifacts(trained.run_id, "evaluation/report.json")
     assert json.load(open(local))["passed"] is True
     assert "| roc_auc |" in report.to_markdown()
+    # the plots are image artifacts of the training run the registered version will point to
+    expected = {
+        "roc.png",
+        "precision-recall.png",
+        "confusion-matrix.png",
+        "calibration.png",
+        "slices-accuracy.png",
+    }
+    assert {p.removeprefix("plots/") for p in report.plots} == expected
+    logged = {a.path for a in client.list_artifacts(trained.run_id, "plots")}
+    assert logged == {f"plots/{name}" for name in expected}
+    png = client.download_artifacts(trained.run_id, "plots/roc.png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_gate_against_champion_on_same_holdout(candidate, mlflow_config, model_name):
@@ -125,6 +138,7 @@ def test_gate_against_champion_on_same_holdout(candidate, mlflow_config, model_n
     report = evaluate_model(second, holdout2, GATE, model_name=model_name, mlflow_config=mlflow_config)
     assert report.champion is not None and report.champion.version == 1
     assert report.champion.metrics["roc_auc"] != report.metrics["roc_auc"]
+    assert "plots/roc.png" in report.plots  # drawn with the champion's curve beside
     assert any(c.scope == "champion" for c in report.checks)
     # a gate the candidate cannot meet raises with the report attached
     strict = QualityGate(thresholds=[MetricThreshold(metric="roc_auc", min_relative_change=0.5)])

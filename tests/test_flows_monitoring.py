@@ -192,7 +192,7 @@ def test_empty_window_completes_with_not_enough_data(prefect_harness, champion, 
         ),
         return_state=True,
     )
-    assert state.is_completed() and "No current rows" in state.message
+    assert state.is_completed() and "Not enough traffic: no current rows" in state.message
     report = state.result()
     assert report.status == "not_enough_data" and report.mlflow_run_id is None
 
@@ -285,3 +285,91 @@ def test_batch_predict_writes_the_prediction_log_columns(prefect_harness, champi
         )
     )
     assert file_out.sink is None and len(pd.read_parquet(file_out.output_uri)) == 300
+
+
+# -- monitoring follows an endpoint ------------------------------------------------------------
+
+
+def _deployed(endpoint: str, model_name: str, version: int) -> None:
+    """The endpoint's history as a finished deployment leaves it (no router running now)."""
+    from mlops_tasks.deploy.models import DeploymentRecord
+    from mlops_tasks.deploy.state import append_record
+
+    append_record(
+        DeploymentRecord(
+            id=uuid.uuid4().hex,
+            endpoint=endpoint,
+            target="local",
+            model_name=model_name,
+            version=version,
+            strategy="canary",
+            outcome="succeeded",
+        )
+    )
+
+
+def test_endpoint_without_traffic_completes_with_not_enough_traffic(prefect_harness, champion, mlflow_config):
+    endpoint = f"ep-{uuid.uuid4().hex[:6]}"
+    _deployed(endpoint, champion, 1)
+    state = drift_check(
+        DriftCheckParams(endpoint=endpoint, mlflow=mlflow_config, settings=SETTINGS), return_state=True
+    )
+    assert state.is_completed() and state.message.startswith("Not enough traffic: no current rows")
+    report = state.result()
+    assert report.status == "not_enough_data" and report.model_name == champion
+    assert report.model_version == "1" and report.current_source.endswith(f"{endpoint}/prediction-log")
+
+
+def test_endpoint_log_is_the_one_read(prefect_harness, champion, mlflow_config):
+    from mlops_tasks.deploy.state import endpoint_dir
+    from mlops_tasks.serving.predlog import PredictionLogWriter
+
+    endpoint = f"ep-{uuid.uuid4().hex[:6]}"
+    _deployed(endpoint, champion, 1)
+    rows = features(30, seed=71)
+    writer = PredictionLogWriter(
+        str(endpoint_dir(endpoint) / "prediction-log"), list(rows.columns), champion, "1", "blue"
+    )
+    writer.start()
+    now = time.time()
+    writer.append(
+        [f"r{i}" for i in range(len(rows))],
+        [now] * len(rows),
+        {c: rows[c].to_numpy() for c in rows.columns},
+        pd.Series([0] * len(rows)).to_numpy(),
+    )
+    writer.close()
+    report = drift_check(DriftCheckParams(endpoint=endpoint, mlflow=mlflow_config, settings=SETTINGS))
+    assert report.status == "not_enough_data" and report.current_rows == 30
+    assert report.reason.startswith("Not enough traffic: only 30 current rows")
+
+
+def test_unknown_endpoint_or_other_model_fails_with_typed_errors(prefect_harness, champion, mlflow_config):
+    from mlops_tasks.errors import ConfigurationError, EndpointNotFoundError
+
+    state = drift_check(DriftCheckParams(endpoint="never-deployed", mlflow=mlflow_config), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(EndpointNotFoundError, match="never deployed.*flows.deployment --endpoint"):
+        state.result()
+    endpoint = f"ep-{uuid.uuid4().hex[:6]}"
+    _deployed(endpoint, champion, 1)
+    params = DriftCheckParams(endpoint=endpoint, model_name="someone-else", mlflow=mlflow_config)
+    with pytest.raises(ConfigurationError, match=f"serves model '{champion}', not 'someone-else'"):
+        drift_check(params)
+
+
+def test_command_line_picks_version_or_alias(
+    prefect_harness, champion, mlflow_config, tmp_path, monkeypatch, capsys
+):
+    from flows.monitoring import main
+
+    cfg = resolve_mlflow_config(mlflow_config)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", cfg.tracking_uri)
+    write_dataset(features(40, seed=81), str(tmp_path / "current.csv"))
+    common = ["--model-name", champion, "--current", str(tmp_path / "current.csv")]
+    assert main([*common, "--model-version", "1"]) == 0
+    assert "not_enough_data" in capsys.readouterr().out
+    assert main([*common, "--model-alias", "no-such-alias"]) == 1
+    assert "no-such-alias" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*common, "--model-version", "1", "--model-alias", "champion"])

@@ -60,6 +60,17 @@ def test_pipeline_registers_then_reuses_then_gates_against_champion(
     evaluation = read_artifact(f"evaluation-{model_name}")
     assert validation and evaluation
     assert "roc_auc" in evaluation[0].data
+    # GX Data Docs written next to the validation report, linked from the artifact
+    assert "Great Expectations Data Docs" in validation[0].data
+    docs = read_artifact("data-docs-churn-demo")
+    assert docs and "(file://" in docs[0].data and "data-docs.html)" in docs[0].data
+    # the plots are on the training run the registered version points to, named on the run page
+    version_run = client.get_model_version(model_name, "2").run_id
+    assert {"plots/roc.png", "plots/confusion-matrix.png"} <= {
+        a.path for a in client.list_artifacts(version_run, "plots")
+    }
+    plots = read_artifact(f"plots-{model_name}")  # a local store: the run and paths, no image URL
+    assert plots and "plots/roc.png" in plots[0].data and version_run in plots[0].data
 
 
 def test_by_default_champion_waits_for_a_deployment(prefect_harness, params, mlflow_config, model_name):

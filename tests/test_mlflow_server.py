@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 
+import httpx
 import pytest
 from conftest import client_for, start_mlflow_server
 from test_training import SPEC, info_for
 
 from mlops_tasks.data import split_dataset
-from mlops_tasks.evaluation import MetricThreshold, QualityGate, evaluate_model
+from mlops_tasks.evaluation import MetricThreshold, QualityGate, evaluate_model, plot_urls
 from mlops_tasks.registry import promote_model, register_model
 from mlops_tasks.settings import MlflowConfig
 from mlops_tasks.training import train_model
@@ -42,3 +43,11 @@ def test_train_evaluate_register_promote_over_http(mlflow_server, churn, model_n
     assert {"MLmodel", "train.parquet", "report.json"} <= stored
     # the environment stays untouched by the library's MLflow sessions
     assert "MLFLOW_TRACKING_URI" not in os.environ
+    # the plots are served by the tracking server at lasting addresses (Prefect image artifacts)
+    assert "roc.png" in stored and "plots/roc.png" in report.plots
+    urls = plot_urls(report, config)
+    assert set(urls) == set(report.plots)
+    answer = httpx.get(urls["plots/roc.png"], timeout=30)
+    assert answer.status_code == 200 and answer.content[:4] == b"\x89PNG"
+    # a local store has no such address: the task names the run and the paths instead
+    assert plot_urls(report.model_copy(update={"plots": []}), config) == {}

@@ -167,7 +167,7 @@ def test_empty_window_is_not_enough_data():
     window = DriftWindow(start=pd.Timestamp("2026-01-01", tz="UTC"), end=pd.Timestamp("2026-01-02", tz="UTC"))
     report = check_drift(churn(2000, 1), pd.DataFrame(), window=window, model_name="m")
     assert report.status == "not_enough_data" and report.current_rows == 0
-    assert "No current rows in [2026-01-01" in report.reason and not report.columns
+    assert "Not enough traffic: no current rows in [2026-01-01" in report.reason and not report.columns
 
 
 def test_window_below_minimum_is_not_enough_data():
@@ -243,6 +243,21 @@ def test_prediction_drift_is_checked_separately():
     assert report.prediction.stattest == "jensenshannon" and not report.dataset_drift
     assert report.status == "drift" and "prediction drift" in report.reason
     assert "prediction" not in {c.column for c in report.columns}
+    # the reason also says which feature columns moved, though they did not trigger it
+    assert f"{report.drifted_columns} of {len(report.columns)} feature columns drifted" in report.reason
+
+
+def test_prediction_drift_reason_lists_the_drifted_feature_columns():
+    reference = churn(3000, 1)
+    current = churn(1000, 2)
+    current["monthly_charges"] = current["monthly_charges"] + 40  # one feature of several moves
+    rng = np.random.default_rng(3)
+    reference_predictions = pd.Series((rng.random(3000) < 0.2).astype(int))
+    current["prediction"] = (rng.random(1000) < 0.6).astype(int)
+    report = check_drift(reference, current, reference_predictions=reference_predictions)
+    assert not report.dataset_drift and "monthly_charges" in report.drifted
+    assert report.status == "drift" and "prediction drift" in report.reason
+    assert "feature columns drifted" in report.reason and "monthly_charges" in report.reason
 
 
 def test_html_report_from_a_sample_says_so(tmp_path):

@@ -57,14 +57,22 @@ def predict(port: int, doc: dict, headers: dict[str, str] | None = None):
 class Server:
     """A model server subprocess."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        code: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        drop_env: tuple[str, ...] = (),
+    ) -> None:
         self.port = free_port()
         cmd = [sys.executable]
         cmd += ["-c", code] if code else ["-m", "mlops_tasks.serving.cli"]
         cmd += ["--port", str(self.port), *args]
         self.proc = subprocess.Popen(
             cmd,
-            env={**os.environ, **(env or {})},
+            env={k: v for k, v in {**os.environ, **(env or {})}.items() if k not in drop_env},
+            cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -184,6 +192,8 @@ def pyfunc(store):
 @pytest.fixture(scope="module")
 def server(store, tmp_path_factory):
     sink = tmp_path_factory.mktemp("plog")
+    cwd = tmp_path_factory.mktemp("cwd")
+    # Only MLOPS_STATE_DIR says where the registry is (the tasks' store): no MLFLOW_* variable.
     srv = Server(
         [
             "--model-uri",
@@ -194,10 +204,14 @@ def server(store, tmp_path_factory):
             str(sink),
             "--log-flush-interval",
             "0.2",
-        ]
+        ],
+        env={"MLOPS_STATE_DIR": str(store["root"])},
+        cwd=cwd,
+        drop_env=("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"),
     )
     srv.wait_healthy()
     srv.sink = sink
+    srv.cwd = cwd
     yield srv
     srv.stop()
 
@@ -317,12 +331,6 @@ BAD_INPUTS = {
         "missing columns",
         ["plan"],
     ),
-    "extra_column": (
-        json.dumps({"dataframe_records": [_record(promo="x")]}),
-        422,
-        "unexpected columns",
-        ["promo"],
-    ),
     "string_in_numeric": (
         json.dumps({"dataframe_records": [_record(monthly_charges="cheap", tenure_months="ten")]}),
         422,
@@ -407,6 +415,35 @@ def test_body_over_limit_gets_413_with_the_limit(server):
     assert "10485760 bytes" in json.loads(body)["error"]
     ok, _, answer = predict(server.port, GOOD)
     assert ok == 200
+
+
+def test_extra_column_is_ignored_by_default_like_mlflow(server, pyfunc):
+    frame = churn_frame(4, seed=21)
+    with_id = frame.assign(customer_id=[f"c{i}" for i in range(len(frame))])
+    status, _, doc = predict(
+        server.port, {"dataframe_records": json.loads(with_id.to_json(orient="records"))}
+    )
+    assert status == 200, doc
+    assert doc["predictions"] == pyfunc["churn"].predict(frame).tolist()
+
+
+def test_models_uri_resolves_in_the_state_folder_without_writing_to_cwd(server):
+    """The module's server was given only MLOPS_STATE_DIR: it found the tasks' store and left
+    no mlflow.db (MLflow's own default store) in its working directory."""
+    assert predict(server.port, GOOD)[0] == 200
+    assert list(server.cwd.iterdir()) == []
+
+
+def test_unknown_registry_version_names_the_store_searched(store, tmp_path, monkeypatch):
+    from mlops_tasks.errors import ModelLoadError
+    from mlops_tasks.serving.model import load_model
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLOPS_STATE_DIR", str(store["root"]))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError, match=r"tracking URI sqlite:///.*mlflow\.db"):
+        load_model("models:/churn/99")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_chunked_body_over_limit_gets_413(store, tmp_path):

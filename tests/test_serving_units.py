@@ -138,6 +138,42 @@ def test_load_model_errors(tmp_path):
         load_model(str(tmp_path / "m"))
 
 
+def test_extra_columns_policy_ignore_drops_them_reject_names_them():
+    doc = {"dataframe_records": [{"n": 1, "x": 2.5, "s": "a", "customer_id": "c9"}]}
+    parsed = parse(doc)
+    assert sorted(parsed.column_arrays) == ["n", "s", "x"]
+    body = json.dumps(doc).encode()
+    with pytest.raises(InvalidInputError, match="unexpected columns") as info:
+        InputParser(SPECS, extra_columns="reject").parse(body, "application/json")
+    assert info.value.status == 422 and info.value.columns == ["customer_id"]
+    split = {"dataframe_split": {"columns": ["n", "x", "s", "id"], "data": [[1, 2.0, "a", 7]]}}
+    assert parse(split, fast=np.dtype("float64")).n_rows == 1  # the fast path falls back, no error
+    with pytest.raises(ValueError, match="extra_columns"):
+        InputParser(SPECS, extra_columns="keep")  # type: ignore[arg-type]
+
+
+def test_registry_uri_without_any_store_names_where_it_looked(tmp_path, monkeypatch):
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLOPS_MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError, match="no store at .*state/mlflow.db") as info:
+        load_model("models:/churn/1")
+    assert "--tracking-uri" in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing created, no ./mlflow.db
+
+
+def test_store_uris_precedence(monkeypatch):
+    from mlops_tasks.serving.model import resolve_store_uris
+
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
+    assert resolve_store_uris() == ("sqlite:///env.db", "sqlite:///env.db")
+    assert resolve_store_uris("http://a:5000", "http://r:5000") == ("http://a:5000", "http://r:5000")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "http://env-registry:5000")
+    assert resolve_store_uris("http://a:5000") == ("http://a:5000", "http://env-registry:5000")
+
+
 # -- prediction log ------------------------------------------------------------------------------
 
 

@@ -220,6 +220,9 @@ def test_reusable_flows_have_no_churn_defaults_but_the_demo_entry_points_do():
     with pytest.raises(ConfigurationError, match="give model_name"):
         require_model_name(None, "training-pipeline")
     served = {spec.name: spec.parameters() for spec in DEPLOYMENTS}
-    for name in ("train", "deploy", "daily", "retrain"):
+    for name in ("train", "deploy", "retrain"):
         assert served[name]["params"]["model_name"] == "churn-classifier", name
+    # the daily drift check follows the demo endpoint (its model comes from the endpoint)
+    assert served["daily"]["params"]["endpoint"] == "churn"
+    assert DriftCheckParams().endpoint is None
     assert served["deploy"]["params"]["target_column"] == "churned"

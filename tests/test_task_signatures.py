@@ -50,8 +50,12 @@ TASKS: dict[str, Wraps] = {
         differs={"suite_name": "keyword-only, defaults to the suite file's stem"},
     ),
     "validate_data": Wraps(
-        ("mlops_tasks.validation:load_suite", "mlops_tasks.validation:validate_dataframe"),
-        filled={"suite": "read by load_suite from suite_path"},
+        (
+            "mlops_tasks.validation:load_suite",
+            "mlops_tasks.validation:validate_dataframe",
+            "mlops_tasks.validation:save_validation_report",
+        ),
+        filled={"suite": "read by load_suite from suite_path", "report": "made by validate_dataframe"},
         renamed={"path": "suite_path", "df": "frame"},  # the task's public names since its first release
     ),
     "train_model": Wraps(("mlops_tasks.training:train_model",)),
@@ -84,6 +88,7 @@ TASKS: dict[str, Wraps] = {
     "rollback_deployment": Wraps(("mlops_tasks.deploy.strategy:rollback_deployment",)),
     "describe_deployment": Wraps(("mlops_tasks.deploy.strategy:describe_deployment",)),
     "stop_endpoint": Wraps(("mlops_tasks.deploy.strategy:stop_endpoint",)),
+    "endpoint_source": Wraps(("mlops_tasks.deploy.monitored:endpoint_source",)),
     "issue_api_key": Wraps(
         ("mlops_tasks.deploy.access:issue_api_key",), filled={"emit": "the task sends Prefect events"}
     ),

@@ -309,6 +309,7 @@ def test_renamed_column(reference, suite):
     message = str(error)
     assert "missing columns: plan" in message
     assert "unexpected columns: plan_type" in message
+    assert "(table): missing columns ['plan'], unexpected columns ['plan_type']" in message
     assert {"plan", "plan_type"} <= set(error.report.failed_columns)
 
 
@@ -343,6 +344,7 @@ def test_nulls_beyond_the_suite_limit(reference, suite):
     ]
     assert nulls.expected["mostly"] == pytest.approx(0.85)
     assert nulls.observed["unexpected_percent"] > 50
+    assert "nulls" in str(error) and "(allowed: at most 15%), expected none" in str(error)
 
 
 def test_nulls_within_the_suite_limit_pass(reference, suite):
@@ -366,6 +368,9 @@ def test_values_out_of_range(reference, suite):
     assert between.observed["unexpected_count"] == 30
     assert between.observed["partial_unexpected_list"] == [500] * 10  # capped at 10
     assert between.expected["max_value"] < 500
+    # the message itself says what was expected and what was found
+    low, high = between.expected["min_value"], between.expected["max_value"]
+    assert f"age: 30 values (50%) outside [{low:.6g}, {high:.6g}], e.g. 500, 500, 500" in str(error)
 
 
 def test_unseen_category(reference, suite):
@@ -380,6 +385,7 @@ def test_unseen_category(reference, suite):
     assert in_set.column == "plan"
     assert in_set.observed["partial_unexpected_list"] == ["enterprise"]
     assert in_set.expected["value_set"] == ["basic", "pro", "team"]
+    assert "plan: 1 values (1.67%) not in {'basic', 'pro', 'team'}, e.g. 'enterprise'" in str(error)
 
 
 def test_empty_reference_frame():
@@ -501,3 +507,56 @@ def test_validation_leaves_the_suite_unchanged(reference, suite):
     validate_dataframe(reference.assign(age=900), suite, fail_on_error=False)
 
     assert suite.to_json_dict() == before
+
+
+def test_message_spells_out_the_first_failures_and_counts_the_rest():
+    from mlops_tasks.validation.messages import explain_failure, explain_failures
+    from mlops_tasks.validation.report import FailedExpectation
+
+    between = FailedExpectation(
+        expectation_type="expect_column_values_to_be_between",
+        column="driver_age",
+        expected={"min_value": 11.4, "max_value": 90.6},
+        observed={"unexpected_count": 201, "partial_unexpected_list": [-5]},
+    )
+    assert explain_failure(between) == "driver_age: 201 values outside [11.4, 90.6], e.g. -5"
+    typed = FailedExpectation(
+        expectation_type="expect_column_values_to_be_in_type_list",
+        column="age",
+        expected={"type_list": ["int64"]},
+        observed={"observed_value": "object"},
+    )
+    assert explain_failure(typed) == "age: type 'object', expected ['int64']"
+    broken = FailedExpectation(
+        expectation_type="expect_column_values_to_be_between", column="x", observed={"exception": "no x"}
+    )
+    assert explain_failure(broken).startswith("x: expect_column_values_to_be_between could not be checked")
+    other = FailedExpectation(expectation_type="expect_column_kl_divergence_to_be_less_than", column="y")
+    assert explain_failure(other).startswith("y: expect_column_kl_divergence_to_be_less_than expected")
+    text = explain_failures([between, typed, broken, other, other])
+    assert text.endswith("; and 2 more") and text.count("; ") == 3
+
+
+def test_report_and_gx_data_docs_written_side_by_side(reference, suite, tmp_path):
+    from mlops_tasks.validation import save_validation_report
+
+    batch = reference.copy()
+    batch.loc[:29, "age"] = 500
+    report = validate_dataframe(batch, suite, dataset_name="batch-7", fail_on_error=False)
+    saved = save_validation_report(report, location=tmp_path / "v")
+    assert json.loads(open(saved.report_path).read())["success"] is False
+    page = open(saved.data_docs_path, encoding="utf-8").read()
+    assert saved.data_docs_path == str(tmp_path / "v" / "data-docs.html")
+    assert "<html" in page.lower() and "age" in page
+    assert "Validation" in page  # GX's own validation-results page
+    # a report read back from JSON has no GX result: the JSON alone, no page
+    again = ValidationReport.model_validate_json(open(saved.report_path).read())
+    assert save_validation_report(again, location=tmp_path / "w").data_docs_path is None
+
+
+def test_report_location_must_be_a_local_folder(reference, suite):
+    from mlops_tasks.validation import save_validation_report
+
+    report = validate_dataframe(reference, suite)
+    with pytest.raises(ConfigurationError, match="local folder"):
+        save_validation_report(report, location="s3://bucket/reports")

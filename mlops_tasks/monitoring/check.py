@@ -254,23 +254,29 @@ def _report_fields(
     return base
 
 
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _not_enough_rows(
     current: pd.DataFrame, settings: DriftSettings, window: DriftWindow | None, base: dict[str, Any]
 ) -> DriftReport | None:
     """A ``not_enough_data`` report when the current data is empty or under ``min_rows``."""
     where = f" in {window.describe()}" if window else ""
+    # a window of a prediction log is traffic: say so first, the verdict is not a failure
+    lead = "Not enough traffic: " if window else ""
     if len(current) == 0:
         return DriftReport(
             status="not_enough_data",
-            reason=f"No current rows{where}: nothing to compare "
-            "(no traffic logged in the window, or an empty dataset).",
+            reason=_capital(f"{lead}no current rows{where}: nothing to compare ")
+            + "(no traffic logged in the window, or an empty dataset).",
             **base,
         )
     if len(current) < settings.min_rows:
         return DriftReport(
             status="not_enough_data",
-            reason=f"Only {len(current)} current rows{where}, fewer than min_rows={settings.min_rows}; "
-            "widen the window or lower min_rows.",
+            reason=_capital(f"{lead}only {len(current)} current rows{where}, fewer than ")
+            + f"min_rows={settings.min_rows}; widen the window or lower min_rows.",
             **base,
         )
     return None
@@ -402,6 +408,13 @@ def _verdict(report: DriftReport) -> tuple[DriftStatus, str]:
         )
     if report.performance and report.performance.degraded:
         parts.append(f"performance {report.performance.reason}")
+    if parts and not report.dataset_drift:
+        # whatever triggered the verdict, say which feature columns moved (or that none did)
+        moved = f": {', '.join(report.drifted)}" if report.drifted_columns else ""
+        parts.append(
+            f"{report.drifted_columns} of {len(report.columns)} feature columns drifted "
+            f"({report.drifted_share:.0%} < {report.drift_share_threshold:.0%}){moved}"
+        )
     if parts:
         return "drift", "Drift detected: " + "; ".join(parts) + "."
     detail = (

@@ -30,7 +30,7 @@ import numpy as np
 import orjson
 
 from mlops_tasks.errors import InvalidInputError, ModelLoadError
-from mlops_tasks.serving.inputs import ParsedInput
+from mlops_tasks.serving.inputs import ExtraColumns, ParsedInput
 from mlops_tasks.serving.metrics import ServerMetrics
 from mlops_tasks.serving.model import LoadedModel, load_model
 from mlops_tasks.serving.predictor import Predictor
@@ -100,6 +100,11 @@ class ServerConfig:
         graceful_timeout_s: How long shutdown waits for requests in flight.
         keep_alive_timeout_s: Idle keep-alive connections are closed after this long
             (built-in HTTP front end).
+        extra_columns: Request columns the model's signature does not name: ``ignore``
+            (dropped, as MLflow's scoring server does) or ``reject`` (422).
+        tracking_uri: MLflow store to resolve ``models:/`` and ``runs:/`` URIs in; ``None``:
+            ``MLFLOW_TRACKING_URI``, else the state folder's store.
+        registry_uri: MLflow registry, when not the tracking store.
         max_header_bytes: A request line plus headers larger than this gets 431
             (built-in HTTP front end).
         request_timeout_s: A request (or a new connection's first request) not received
@@ -128,6 +133,9 @@ class ServerConfig:
     model_cache_dir: str | None = None
     graceful_timeout_s: float = 30.0
     keep_alive_timeout_s: float = 75.0
+    extra_columns: ExtraColumns = "ignore"
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     request_timeout_s: float = 30.0
 
@@ -247,9 +255,16 @@ class ModelServerApp:
 
     def _load(self) -> None:
         try:
-            model = load_model(self.config.model_uri, self.config.model_cache_dir)
+            model = load_model(
+                self.config.model_uri,
+                self.config.model_cache_dir,
+                tracking_uri=self.config.tracking_uri,
+                registry_uri=self.config.registry_uri,
+            )
             try:
-                predictor = Predictor(model, fast_path=self.config.fast_path)
+                predictor = Predictor(
+                    model, fast_path=self.config.fast_path, extra_columns=self.config.extra_columns
+                )
                 predictor.warm_up()
                 writer = self._make_writer(model)
             except BaseException:

@@ -22,6 +22,7 @@ from mlops_tasks.serving.app import (
     ServerConfig,
     default_log_sink,
 )
+from mlops_tasks.serving.inputs import EXTRA_COLUMN_POLICIES
 
 logger = logging.getLogger("mlops_tasks.serving")
 
@@ -57,6 +58,24 @@ def _add_server_arguments(p: argparse.ArgumentParser) -> None:
         default=_env("MLOPS_MODEL_URI"),
         help="models:/name@alias, models:/name/version, runs:/... or a local MLflow "
         "model folder [MLOPS_MODEL_URI]",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking server or store that models:/ and runs:/ URIs are resolved in "
+        "[MLFLOW_TRACKING_URI, else <MLOPS_STATE_DIR or ./.mlops>/mlflow.db]",
+    )
+    p.add_argument(
+        "--registry-uri",
+        default=None,
+        help="MLflow model registry, when not the tracking store [MLFLOW_REGISTRY_URI]",
+    )
+    p.add_argument(
+        "--extra-columns",
+        choices=EXTRA_COLUMN_POLICIES,
+        default=_env("MLOPS_SERVE_EXTRA_COLUMNS", "ignore"),
+        help="request columns the model's signature does not name: ignore them (as MLflow's "
+        "scoring server does) or reject the request with 422 [MLOPS_SERVE_EXTRA_COLUMNS, ignore]",
     )
     p.add_argument(
         "--host",
@@ -204,6 +223,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         model_cache_dir=args.model_cache_dir,
         graceful_timeout_s=args.graceful_timeout,
         keep_alive_timeout_s=args.keep_alive_timeout,
+        extra_columns=args.extra_columns,
+        tracking_uri=args.tracking_uri,
+        registry_uri=args.registry_uri,
         max_header_bytes=args.max_header_bytes,
         request_timeout_s=args.request_timeout,
     )
@@ -316,6 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         main(["--model-uri", "models:/churn@champion", "--port", "8080"])
         ```
     """
+    # MLflow (imported only to resolve registry URIs) sends no usage telemetry: the host
+    # serving a model may be offline, and a failed send logs an error line.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     args = build_parser().parse_args(argv)
     if not args.model_uri:
         build_parser().error("--model-uri (or MLOPS_MODEL_URI) is required")

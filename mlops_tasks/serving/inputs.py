@@ -13,6 +13,10 @@ estimator sees exactly what ``mlflow.pyfunc`` would give it.
 Every problem raises :class:`~mlops_tasks.errors.InvalidInputError` carrying the HTTP
 status (400 for a body that cannot be read, 422 for one that does not fit the
 signature) and the offending column names.
+
+Columns the signature does not name (an id the model does not use) follow the
+``extra_columns`` policy: ``ignore`` (the default, as MLflow's scoring server does: they
+are dropped before the model sees the rows) or ``reject`` (422 naming them).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -41,6 +45,8 @@ FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _IGNORED_KEYS = frozenset({"params"})
 _NUMBER_TYPES = frozenset({int, float})
 _INT_TYPES = frozenset({int})
+ExtraColumns = Literal["ignore", "reject"]
+EXTRA_COLUMN_POLICIES: tuple[ExtraColumns, ...] = ("ignore", "reject")
 
 
 @dataclass
@@ -193,6 +199,8 @@ class InputParser:
             signature (then no column checks are made).
         fast_dtype: When set, ``dataframe_split`` bodies of plain numbers are read into
             one matrix of this dtype (the model must accept a matrix in signature order).
+        extra_columns: ``ignore`` drops columns the signature does not name (MLflow's
+            scoring server does the same); ``reject`` answers 422 naming them.
 
     Example:
         ```python
@@ -203,7 +211,15 @@ class InputParser:
         ```
     """
 
-    def __init__(self, columns: list[ColumnSpec], fast_dtype: np.dtype | None = None) -> None:
+    def __init__(
+        self,
+        columns: list[ColumnSpec],
+        fast_dtype: np.dtype | None = None,
+        extra_columns: ExtraColumns = "ignore",
+    ) -> None:
+        if extra_columns not in EXTRA_COLUMN_POLICIES:
+            raise ValueError(f"extra_columns must be one of {EXTRA_COLUMN_POLICIES}, got {extra_columns!r}")
+        self.extra_columns = extra_columns
         self.specs = list(columns)
         self.names = [c.name for c in self.specs]
         self._by_name = {c.name: c for c in self.specs}
@@ -359,13 +375,13 @@ class InputParser:
             return
         given = set(names)
         missing = [c.name for c in self.specs if c.required and c.name not in given]
-        extra = [n for n in names if n not in self._by_name]
+        extra = [n for n in names if n not in self._by_name] if self.extra_columns == "reject" else []
         if missing or extra:
             parts = []
             if missing:
                 parts.append(f"missing columns {missing}")
             if extra:
-                parts.append(f"unexpected columns {extra}")
+                parts.append(f"unexpected columns {extra} (this server rejects extra columns)")
             raise InvalidInputError(
                 f"Input does not match the model signature: {'; '.join(parts)}. "
                 f"Expected columns {self.names}.",

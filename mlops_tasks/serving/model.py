@@ -312,7 +312,50 @@ def _is_local(uri: str) -> bool:
     return "://" not in uri and not uri.startswith(("models:", "runs:"))
 
 
-def _registry_info(uri: str, tracking_uri: str | None, registry_uri: str | None) -> tuple[ModelInfo, str]:
+def resolve_store_uris(tracking_uri: str | None = None, registry_uri: str | None = None) -> tuple[str, str]:
+    """Which MLflow tracking store and registry a ``models:/`` or ``runs:/`` URI is looked up in.
+
+    The tasks' precedence without blocks (the server imports no Prefect): the arguments
+    (``--tracking-uri`` / ``--registry-uri``), then ``MLFLOW_TRACKING_URI`` /
+    ``MLFLOW_REGISTRY_URI`` (or their ``MLOPS_MLFLOW_*`` forms), then the SQLite store of the
+    state folder (``<$MLOPS_STATE_DIR or ./.mlops>/mlflow.db``) that the tasks write by
+    default. The registry defaults to the tracking store. Nothing is created: a state folder
+    without a store is an error, never a new empty database.
+
+    Args:
+        tracking_uri: Explicit tracking URI (wins).
+        registry_uri: Explicit registry URI (wins).
+
+    Returns:
+        ``(tracking_uri, registry_uri)``.
+
+    Raises:
+        ModelLoadError: Nothing is configured and the state folder holds no ``mlflow.db``.
+
+    Example:
+        ```python
+        tracking, registry = resolve_store_uris("http://127.0.0.1:5000")
+        assert registry == "http://127.0.0.1:5000"
+        ```
+    """
+    env = os.environ
+    tracking = tracking_uri or env.get("MLFLOW_TRACKING_URI") or env.get("MLOPS_MLFLOW_TRACKING_URI") or None
+    if tracking is None:
+        state = Path(env.get("MLOPS_STATE_DIR") or ".mlops").expanduser().resolve()
+        db = state / "mlflow.db"
+        if not db.is_file():
+            raise ModelLoadError(
+                f"No MLflow store to resolve the model URI in: no --tracking-uri, no "
+                f"MLFLOW_TRACKING_URI, and the state folder has no store at {db}. Pass "
+                "--tracking-uri (e.g. http://mlflow:5000), set MLOPS_STATE_DIR to the folder the "
+                "tasks wrote, or serve a local model folder."
+            )
+        tracking = f"sqlite:///{db}"
+    registry = registry_uri or env.get("MLFLOW_REGISTRY_URI") or env.get("MLOPS_MLFLOW_REGISTRY_URI")
+    return tracking, registry or tracking
+
+
+def _registry_info(uri: str, tracking_uri: str, registry_uri: str) -> tuple[ModelInfo, str]:
     """Ask the MLflow registry which version ``models:/...`` names, and where its files are."""
     from mlflow import MlflowClient
 
@@ -357,15 +400,17 @@ def download_model(
         uri: ``models:/name@alias``, ``models:/name/version``, ``runs:/...`` or any URI
             ``mlflow.artifacts.download_artifacts`` understands.
         dst: Existing or new local folder.
-        tracking_uri: MLflow tracking server to ask; ``None``: MLflow's own default
-            (``MLFLOW_TRACKING_URI``). Passed explicitly, never set globally.
-        registry_uri: MLflow registry to ask; ``None``: MLflow's default for the tracking URI.
+        tracking_uri: MLflow tracking server or store to ask; ``None``: as
+            :func:`resolve_store_uris` decides (environment, then the state folder's store).
+            Passed explicitly, never set globally.
+        registry_uri: MLflow registry to ask; ``None``: as :func:`resolve_store_uris` decides.
 
     Returns:
         The local model folder (the one holding ``MLmodel``).
 
     Raises:
-        ModelLoadError: MLflow is not installed, the model does not exist or cannot be fetched.
+        ModelLoadError: MLflow is not installed, no store is configured, the model does not
+            exist or cannot be fetched (the message names the store it searched).
 
     Example:
         ```python
@@ -380,9 +425,13 @@ def download_model(
         raise ModelLoadError(
             f"Resolving {uri!r} needs MLflow, which is not installed; serve a local model folder."
         ) from exc
+    tracking_uri, registry_uri = resolve_store_uris(tracking_uri, registry_uri)
+    searched = f"tracking URI {tracking_uri}" + (
+        f", registry URI {registry_uri}" if registry_uri != tracking_uri else ""
+    )
     try:
         # the registry is asked with an explicit client: MLflow's own models:/ resolution
-        # reads its global registry URI
+        # reads its global registry URI (and MLflow's default store is ./mlflow.db)
         info, location = (
             _registry_info(uri, tracking_uri, registry_uri) if uri.startswith("models:/") else (None, uri)
         )
@@ -395,7 +444,7 @@ def download_model(
     except ModelLoadError:
         raise
     except Exception as exc:
-        raise ModelLoadError(f"Cannot fetch model {uri!r} from MLflow: {exc}") from exc
+        raise ModelLoadError(f"Cannot fetch model {uri!r} from MLflow ({searched}): {exc}") from exc
     if not (local / "MLmodel").exists():
         candidates = [p.parent for p in local.rglob("MLmodel")]
         if len(candidates) != 1:
@@ -407,7 +456,13 @@ def download_model(
     return local
 
 
-def load_model(uri: str, cache_dir: str | os.PathLike[str] | None = None) -> LoadedModel:
+def load_model(
+    uri: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    tracking_uri: str | None = None,
+    registry_uri: str | None = None,
+) -> LoadedModel:
     """Load a model by URI: a local MLflow model folder or anything MLflow resolves.
 
     Registry URIs are downloaded once (into ``cache_dir`` or a temporary folder removed
@@ -417,6 +472,8 @@ def load_model(uri: str, cache_dir: str | os.PathLike[str] | None = None) -> Loa
         uri: ``models:/name@alias``, ``models:/name/version``, ``runs:/...``, a folder
             path or ``file://`` URI.
         cache_dir: Where to download registry models; a new temporary folder by default.
+        tracking_uri: MLflow store to resolve registry URIs in (see :func:`resolve_store_uris`).
+        registry_uri: MLflow registry, when not the tracking store.
 
     Returns:
         The loaded model.
@@ -442,7 +499,7 @@ def load_model(uri: str, cache_dir: str | os.PathLike[str] | None = None) -> Loa
     else:
         target = Path(cache_dir)
     try:
-        folder = download_model(uri, target)
+        folder = download_model(uri, target, tracking_uri=tracking_uri, registry_uri=registry_uri)
         model = load_model_folder(folder)
     except BaseException:
         if cleanup is not None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mlops_tasks.errors import InvalidInputError, ModelLoadError
-from mlops_tasks.serving.inputs import InputParser, ParsedInput
+from mlops_tasks.serving.inputs import ExtraColumns, InputParser, ParsedInput
 from mlops_tasks.serving.model import LoadedModel
 
 logger = logging.getLogger("mlops_tasks.serving")
@@ -28,6 +28,7 @@ class Predictor:
     Args:
         model: The loaded model.
         fast_path: Allow the NumPy matrix fast path when the model qualifies.
+        extra_columns: ``ignore`` (drop columns the signature does not name) or ``reject`` (422).
 
     Example:
         ```python
@@ -38,13 +39,16 @@ class Predictor:
         ```
     """
 
-    def __init__(self, model: LoadedModel, fast_path: bool = True) -> None:
+    def __init__(
+        self, model: LoadedModel, fast_path: bool = True, extra_columns: ExtraColumns = "ignore"
+    ) -> None:
         self.model = model
+        self.extra_columns = extra_columns
         self.estimator = model.estimator
         self.names = model.column_names
         self.allow_fast = fast_path
         self.fast_dtype: np.dtype | None = None
-        self.parser = InputParser(model.columns)
+        self.parser = InputParser(model.columns, extra_columns=extra_columns)
 
     def frame(self, columns: dict[str, np.ndarray]) -> Any:
         """A DataFrame of the columns in signature order."""
@@ -159,5 +163,5 @@ class Predictor:
         for _ in range(rounds):
             self.predict_matrix(matrix)
         self.fast_dtype = dtype
-        self.parser = InputParser(specs, fast_dtype=dtype)
+        self.parser = InputParser(specs, fast_dtype=dtype, extra_columns=self.extra_columns)
         logger.info("matrix fast path enabled (dtype %s)", dtype)

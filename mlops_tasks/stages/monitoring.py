@@ -10,8 +10,13 @@ drift verdict is the report's ``status``; nothing is emitted here (the Prefect f
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+
+import pandas as pd
 
 from mlops_tasks.data import load_dataset
+from mlops_tasks.deploy.monitored import EndpointSource, endpoint_source
+from mlops_tasks.errors import ConfigurationError
 from mlops_tasks.monitoring import (
     DriftReport,
     DriftWindow,
@@ -26,16 +31,58 @@ from mlops_tasks.monitoring import (
 from mlops_tasks.settings import state_dir
 from mlops_tasks.stages.params import DriftCheckParams, require_model_name
 
-__all__ = ["resolve_drift_inputs", "run_drift_check"]
+__all__ = ["follow_endpoint", "no_log_yet", "resolve_drift_inputs", "run_drift_check"]
 
 logger = logging.getLogger(__name__)
+
+
+def follow_endpoint(params: DriftCheckParams, source: EndpointSource) -> tuple[DriftCheckParams, bool]:
+    """Fill model name, version and prediction log from the endpoint the check follows.
+
+    The version is the one live on the endpoint unless a version or an alias was chosen;
+    the log is the endpoint's own unless a log or a dataset was given.
+
+    Args:
+        params: The drift check's parameters (``params.endpoint`` names the endpoint).
+        source: What :func:`mlops_tasks.deploy.monitored.endpoint_source` found for it.
+
+    Returns:
+        The parameters filled in, and whether the log is the endpoint's own (a missing folder
+        then means "no traffic yet", not an error).
+
+    Raises:
+        ConfigurationError: ``params.model_name`` names another model than the endpoint serves.
+
+    Example:
+        ```python
+        params, own_log = follow_endpoint(DriftCheckParams(endpoint="churn"), endpoint_source("churn"))
+        ```
+    """
+    if params.model_name and params.model_name != source.model_name:
+        raise ConfigurationError(
+            f"Endpoint {source.endpoint!r} serves model {source.model_name!r}, not {params.model_name!r}: "
+            "leave model_name empty to follow the endpoint, or give the model without the endpoint."
+        )
+    update: dict[str, object] = {"model_name": source.model_name}
+    if params.version is None and "alias" not in params.model_fields_set and source.version is not None:
+        update["version"] = source.version
+    own_log = params.prediction_log is None and params.current is None
+    if own_log:
+        update["prediction_log"] = source.prediction_log
+    return params.model_copy(update=update), own_log
+
+
+def no_log_yet(path: str | None, own_log: bool) -> bool:
+    """Whether the endpoint's own log folder does not exist yet (no traffic logged so far)."""
+    return own_log and path is not None and not path.startswith("s3://") and not Path(path).exists()
 
 
 def resolve_drift_inputs(params: DriftCheckParams) -> tuple[DriftCheckParams, DriftWindow | None]:
     """The log to read and the window: the defaults a drift check fills in before it reads anything.
 
-    With neither ``prediction_log`` nor ``current`` the model server's default log
-    (``<state dir>/prediction-log``) is read; a log window defaults to the last 24 hours.
+    With neither ``prediction_log`` nor ``current`` (nor an endpoint, see
+    :func:`follow_endpoint`) the model server's default log (``<state dir>/prediction-log``)
+    is read; a log window defaults to the last 24 hours.
 
     Args:
         params: The drift check's parameters.
@@ -86,6 +133,9 @@ def run_drift_check(params: DriftCheckParams) -> DriftReport:
         print(report.status)
         ```
     """
+    own_log = False
+    if params.endpoint:
+        params, own_log = follow_endpoint(params, endpoint_source(params.endpoint))
     model_name = require_model_name(params.model_name, "drift-check")
     params, window = resolve_drift_inputs(params)
     version = None if params.version is None else str(params.version)
@@ -106,7 +156,10 @@ def run_drift_check(params: DriftCheckParams) -> DriftReport:
         )
         version = reference.model_version
     if params.prediction_log is not None:
-        current = load_current(params.prediction_log, window, model_name=model_name, s3=params.s3)
+        if no_log_yet(params.prediction_log, own_log):
+            current = pd.DataFrame()  # an endpoint that has logged nothing yet: no traffic
+        else:
+            current = load_current(params.prediction_log, window, model_name=model_name, s3=params.s3)
         source = params.prediction_log
     else:
         assert params.current is not None  # resolve_drift_inputs fills one of the two

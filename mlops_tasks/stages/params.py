@@ -12,8 +12,9 @@ each stage asks for it with :func:`require_model_name`.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.demo import SEGMENT, TARGET
@@ -30,10 +31,68 @@ __all__ = [
     "DemoData",
     "DeploymentPipelineParams",
     "DriftCheckParams",
+    "FormParams",
     "RollbackParams",
     "TrainingPipelineParams",
+    "plain_optional_inputs",
     "require_model_name",
 ]
+
+_SIMPLE_TYPES = ("string", "integer", "number", "boolean")
+
+
+def plain_optional_inputs(schema: dict[str, Any]) -> None:
+    """Show optional text and number fields as plain inputs in the Prefect UI's run form.
+
+    Pydantic writes ``str | None`` as ``anyOf: [string, null]``, which the UI renders as
+    type-switch buttons ("Property is type None") until one is clicked. Each such property
+    becomes its simple type, without a ``null`` default (Prefect's parameter validation then
+    accepts ``null`` for it, as for any optional field without a default); an empty box
+    still means "not set" (:class:`FormParams` reads ``""`` back as ``None``).
+
+    Example:
+        ```python
+        schema = {"properties": {"log": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}
+        plain_optional_inputs(schema)
+        assert schema["properties"]["log"] == {"type": "string"}
+        ```
+    """
+    for prop in schema.get("properties", {}).values():
+        options = prop.get("anyOf")
+        if not isinstance(options, list) or len(options) != 2:
+            continue
+        kinds = [o for o in options if o.get("type") != "null"]
+        if len(kinds) == 1 and kinds[0].get("type") in _SIMPLE_TYPES:
+            del prop["anyOf"]
+            prop.update(kinds[0])
+            if prop.get("default", ...) is None:
+                # An optional field without a default is nullable to Prefect's parameter
+                # validation (its pydantic-v1 rule); a `null` default next to a plain type
+                # would make the server refuse the deployment's own parameters.
+                del prop["default"]
+
+
+class FormParams(BaseModel):
+    """Base of the flows' parameter models: one Prefect UI form with plain inputs.
+
+    Example:
+        ```python
+        class MyParams(FormParams):
+            prediction_log: str | None = None
+        assert MyParams(prediction_log="").prediction_log is None
+        ```
+    """
+
+    model_config = ConfigDict(json_schema_extra=plain_optional_inputs)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_input_is_unset(cls, data: Any) -> Any:
+        """An emptied text box of an optional field arrives as ``""``: it means "not set"."""
+        if not isinstance(data, dict):
+            return data
+        optional = {name for name, field in cls.model_fields.items() if field.default is None}
+        return {k: (None if v == "" and k in optional else v) for k, v in data.items()}
 
 
 def require_model_name(model_name: str | None, flow: str) -> str:
@@ -80,7 +139,7 @@ class DemoData(BaseModel):
     drift: float = Field(0.0, ge=0.0, le=1.0, description="0 = reference data, up to 1 = strongly drifted.")
 
 
-class TrainingPipelineParams(BaseModel):
+class TrainingPipelineParams(FormParams):
     """Parameters of :func:`training_pipeline` (one form in the Prefect UI)."""
 
     model_name: str | None = Field(
@@ -97,7 +156,7 @@ class TrainingPipelineParams(BaseModel):
     segment_column: str | None = Field(SEGMENT, description="Column whose values are evaluation slices.")
     expectation_suite: str | None = Field(
         None,
-        description="Great Expectations suite JSON. Empty: <state dir>/expectations/<model_name>.json.",
+        description="Great Expectations suite JSON. Empty: {state dir}/expectations/{model_name}.json.",
     )
     suggest_suite_if_missing: bool = Field(
         True, description="Infer and write the suite from this data when the file does not exist."
@@ -118,7 +177,7 @@ class TrainingPipelineParams(BaseModel):
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
 
 
-class DeploymentPipelineParams(BaseModel):
+class DeploymentPipelineParams(FormParams):
     """Parameters of :func:`deployment_pipeline` (one form in the Prefect UI).
 
     Example:
@@ -163,7 +222,7 @@ class DeploymentPipelineParams(BaseModel):
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
 
 
-class RollbackParams(BaseModel):
+class RollbackParams(FormParams):
     """Parameters of :func:`rollback_deployment_flow`."""
 
     endpoint_name: str = Field("churn", description="Endpoint to roll back.")
@@ -173,7 +232,7 @@ class RollbackParams(BaseModel):
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
 
 
-class DriftCheckParams(BaseModel):
+class DriftCheckParams(FormParams):
     """Parameters of :func:`drift_check` (one form in the Prefect UI).
 
     Example:
@@ -184,18 +243,32 @@ class DriftCheckParams(BaseModel):
         ```
     """
 
-    model_name: str | None = Field(
-        None, description="Registered model whose data is checked (required; the demo's is churn-classifier)."
+    endpoint: str | None = Field(
+        None,
+        description="Endpoint to follow (e.g. churn): the version live on it is checked against its own "
+        "prediction log; model name, version and log default from it.",
     )
-    alias: str = Field("champion", description="Alias of the version whose training data is the reference.")
-    version: int | None = Field(None, description="Version instead of the alias.")
+    model_name: str | None = Field(
+        None,
+        description="Registered model whose data is checked (required without an endpoint; the demo's is "
+        "churn-classifier).",
+    )
+    alias: str = Field(
+        "champion",
+        description="Alias of the version whose training data is the reference "
+        "(without an endpoint or version).",
+    )
+    version: int | None = Field(
+        None, description="Version instead of the alias (or of the endpoint's live version)."
+    )
     reference: DatasetSpec | None = Field(
         None, description="Reference dataset instead of the version's recorded training split."
     )
     prediction_log: str | None = Field(
         None,
         description="Prediction log (local folder or s3://bucket/prefix) to read the window from. "
-        "Empty (and no current dataset): the model server's default, <state dir>/prediction-log.",
+        "Empty: the endpoint's log when an endpoint is given, else the model server's default "
+        "(prediction-log in the state folder).",
     )
     current: DatasetSpec | None = Field(None, description="Current dataset instead of a log window.")
     start: datetime | None = Field(None, description="Window start (inclusive, UTC if naive).")
@@ -213,11 +286,11 @@ class DriftCheckParams(BaseModel):
         default_factory=DriftSettings, description="Thresholds, per-column tests, min_rows, HTML sample."
     )
     report_location: str | None = Field(
-        None, description="Folder or s3://prefix for the HTML report. Empty: <state dir>/monitoring."
+        None, description="Folder or s3://prefix for the HTML report. Empty: {state dir}/monitoring."
     )
     s3: S3Config | None = Field(None, description="S3 endpoint and credentials for s3:// paths.")
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
-    log_to_mlflow: bool = Field(True, description="Log a run in <experiment>-monitoring.")
+    log_to_mlflow: bool = Field(True, description="Log a run in {experiment}-monitoring.")
     emit_event: bool = Field(True, description="Emit mlops.drift.detected when drift is found.")
 
     @model_validator(mode="after")
@@ -229,7 +302,7 @@ class DriftCheckParams(BaseModel):
         return self
 
 
-class BatchPredictParams(BaseModel):
+class BatchPredictParams(FormParams):
     """Parameters of :func:`batch_predict` (one form in the Prefect UI).
 
     Example:
@@ -248,7 +321,7 @@ class BatchPredictParams(BaseModel):
     output: str | None = Field(
         None,
         description="A .parquet/.csv file, or a log sink folder / s3:// prefix. "
-        "Empty: <dataset folder>/<dataset stem>-predictions (a sink).",
+        "Empty: {dataset folder}/{dataset stem}-predictions (a sink).",
     )
     id_column: str | None = Field(None, description="Column to use as request_id (default: generated).")
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")

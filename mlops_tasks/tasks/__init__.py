@@ -50,6 +50,7 @@ from mlops_tasks.tasks.data import load_dataset, split_dataset
 from mlops_tasks.tasks.deploy import (
     deploy_blue_green,
     describe_deployment,
+    endpoint_source,
     rollback_deployment,
     stop_endpoint,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "claim_retrain",
     "deploy_blue_green",
     "describe_deployment",
+    "endpoint_source",
     "evaluate_ab_test",
     "evaluate_model",
     "expire_api_keys",

@@ -10,6 +10,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from mlops_tasks.deploy import models as _deploy_models
+from mlops_tasks.deploy import monitored as _monitored
 from mlops_tasks.deploy import strategy as _deploy
 from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.registry_access import RegistryAccess
@@ -21,6 +22,7 @@ from mlops_tasks.tasks._prefect import artifact_key, resolves_blocks
 __all__ = [
     "deploy_blue_green",
     "describe_deployment",
+    "endpoint_source",
     "publish_deployment",
     "rollback_deployment",
     "stop_endpoint",
@@ -133,6 +135,30 @@ def describe_deployment(endpoint_name: str = "default") -> _deploy_models.Endpoi
         "%s: %s version %s live in slot %s", info.url, info.model_name, info.live_version, info.live_color
     )
     return info
+
+
+@task(name="endpoint-source")
+def endpoint_source(name: str) -> _monitored.EndpointSource:
+    """The model, live version and prediction log of an endpoint (what its drift check reads).
+
+    Task form of :func:`mlops_tasks.deploy.monitored.endpoint_source`.
+
+    Example:
+        ```python
+        source = endpoint_source("churn")
+        print(source.model_name, source.version, source.prediction_log)
+        ```
+    """
+    source = _monitored.endpoint_source(name)
+    get_run_logger().info(
+        "Endpoint %s serves %s version %s (from its %s); prediction log %s",
+        name,
+        source.model_name,
+        source.version,
+        source.version_from,
+        source.prediction_log,
+    )
+    return source
 
 
 @task(name="stop-endpoint", timeout_seconds=300)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from mlops_tasks import validation as _validation
 from mlops_tasks.errors import DataValidationError
@@ -67,13 +67,15 @@ def validate_data(
     fail_on_error: bool = True,
     result_format: str | dict[str, Any] | None = None,
     engine: Literal["auto", "gx"] = "auto",
+    location: str | os.PathLike[str] | None = None,
 ) -> _validation.ValidationReport:
     """Validate a frame against a Great Expectations suite file (fast path, GX as fallback).
 
-    Composes :func:`~mlops_tasks.validation.load_suite` (of ``suite_path``) and
-    :func:`mlops_tasks.validation.validate_dataframe` (of ``frame``).
-    The report is published as a Prefect markdown artifact whether or not the data
-    passed (:func:`publish_validation`).
+    Composes :func:`~mlops_tasks.validation.load_suite` (of ``suite_path``),
+    :func:`mlops_tasks.validation.validate_dataframe` (of ``frame``) and
+    :func:`~mlops_tasks.validation.save_validation_report` (``report.json`` and GX's Data Docs
+    page, into ``location``). The report is published as a Prefect markdown artifact linking
+    the Data Docs page, whether or not the data passed (:func:`publish_validation`).
 
     Example:
         ```python
@@ -91,26 +93,46 @@ def validate_data(
             engine=engine,
         )
     except DataValidationError as exc:
-        publish_validation(exc.report, dataset_name)
+        publish_validation(
+            exc.report, dataset_name, _validation.save_validation_report(exc.report, location=location)
+        )
         raise
-    publish_validation(report, dataset_name)
+    publish_validation(report, dataset_name, _validation.save_validation_report(report, location=location))
     return report
 
 
-def publish_validation(report: _validation.ValidationReport, dataset_name: str) -> None:
+def publish_validation(
+    report: _validation.ValidationReport,
+    dataset_name: str,
+    saved: _validation.SavedValidation | None = None,
+) -> None:
     """Publish a validation report as a Prefect markdown artifact and log its summary.
 
     Args:
         report: The report, passed or failed.
         dataset_name: Names the artifact key (``validation-<dataset>``).
+        saved: Where the report and its GX Data Docs page were written (linked from the
+            artifact, and a link artifact ``data-docs-<dataset>`` to the page).
 
     Example:
         ```python
-        publish_validation(report, "churn")
+        publish_validation(report, "churn", save_validation_report(report))
         ```
     """
+    markdown = report.to_markdown()
+    if saved is not None:
+        markdown += f"\n- **Report:** `{saved.report_path}`\n"
+        if saved.data_docs_path:
+            link = Path(saved.data_docs_path).as_uri()
+            markdown += f"- **Great Expectations Data Docs:** [{saved.data_docs_path}]({link})\n"
+            create_link_artifact(
+                link=link,
+                link_text="Great Expectations Data Docs",
+                key=artifact_key("data-docs", dataset_name),
+                description=f"GX Data Docs page of {report.summary()}",
+            )
     create_markdown_artifact(
-        markdown=report.to_markdown(),
+        markdown=markdown,
         key=artifact_key("validation", dataset_name),
         description=report.summary(),
     )

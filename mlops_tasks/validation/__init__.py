@@ -21,11 +21,13 @@ The modules of the package: ``suite_files`` (load and write suites), ``suggestio
 (infer a suite), ``gx_runner`` (validate a frame), ``engine`` (fast path or GX per
 expectation), ``fast_path`` and ``fast_scan`` (the vectorised metrics), ``gx_batch``
 (run GX itself), ``gx_results`` (GX result to report),
-``report`` (the report models), ``markdown`` (cell formatting of the report) and
+``report`` (the report models), ``messages`` (the error message's lines), ``data_docs``
+(``report.json`` and GX's Data Docs page on disk), ``markdown`` (cell formatting of the report) and
 ``frames`` (checks on a frame before GX sees it). Publishing a report as a Prefect
 artifact is the task layer's job (:func:`mlops_tasks.tasks.validate_data`).
 """
 
+from mlops_tasks.validation.data_docs import SavedValidation, render_data_docs, save_validation_report
 from mlops_tasks.validation.engine import FAST_EXPECTATION_TYPES
 from mlops_tasks.validation.gx_runner import DEFAULT_RESULT_FORMAT, validate_dataframe
 from mlops_tasks.validation.report import (
@@ -44,8 +46,11 @@ __all__ = [
     "ExpectationPath",
     "SUGGESTED_BY",
     "FailedExpectation",
+    "SavedValidation",
     "ValidationReport",
     "load_suite",
+    "render_data_docs",
+    "save_validation_report",
     "suggest_expectations",
     "validate_dataframe",
     "write_suite",

@@ -18,6 +18,7 @@ from great_expectations.core.expectation_validation_result import (
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
 from mlops_tasks.validation.engine import result_path
+from mlops_tasks.validation.messages import explain_failures
 from mlops_tasks.validation.report import (
     MAX_PARTIAL_UNEXPECTED,
     ExpectationPath,
@@ -219,9 +220,10 @@ def failure_message(report: ValidationReport) -> str:
             if mismatched.get(key):
                 parts.append(f"{key} columns: {', '.join(map(str, mismatched[key]))}")
     where = f" ({'; '.join(parts)})" if parts else ""
+    explained = explain_failures(report.failed)
     return (
         f"Dataset {report.dataset!r} failed {len(report.failed)} of {report.evaluated} "
-        f"expectations of suite {report.suite_name!r}{where}. Fix the data, or if the change "
-        f"is intended, update the suite file (edit it, or regenerate it with "
+        f"expectations of suite {report.suite_name!r}{where}: {explained}. Fix the data, or if "
+        f"the change is intended, update the suite file (edit it, or regenerate it with "
         f"suggest_expectations() and write_suite())."
     )
