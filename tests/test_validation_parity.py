@@ -426,3 +426,25 @@ def test_suggested_value_set_over_many_rows_is_exact() -> None:
         if e.expectation_type == "expect_column_values_to_not_be_null"
     }
     assert nulls["late"] == nulls["early"] == 1.0 and nulls["few"] < 0.67
+
+
+def test_value_sets_on_a_bool_column_past_pandas_sorting_threshold_equal_gx() -> None:
+    """Past 1M rows pandas answers isin on bools with numpy's sort-based isin; the fast path looks up."""
+    rows = 1_000_001  # pandas switches to np.isin above 1,000,000 rows
+    flags = np.random.default_rng(5).random(rows) < 0.3
+    suite = ExpectationSuite(
+        name="bools",
+        expectations=[
+            gxe.ExpectColumnValuesToBeInSet(column="flag", value_set=value_set, mostly=mostly)
+            for value_set, mostly in [
+                ([False, True], 1.0),
+                ([True], 0.5),
+                ([1], 1.0),
+                (["True"], 1.0),
+                ([0.0, "x"], 0.6),
+            ]
+        ],
+    )
+    ours, gx = _both(pd.DataFrame({"flag": flags}), SUMMARY, suite)
+    assert_same_results(ours, gx)
+    assert {result_path(r)[0] for r in ours.results} == {"fast"}
