@@ -19,7 +19,16 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: install demo stop serve prefect-deploy docker-pool test check docs lint lock clean ui-check
+.PHONY: install demo stop serve prefect-deploy docker-pool test check docs lint lock clean ui-check \
+	airflow-venv airflow-venv-background airflow-demo airflow-lock
+
+# The Airflow provider's own environment (providers/airflow): Airflow 3.3 and Prefect 3.9 cannot
+# share a virtualenv (their fastapi ranges do not meet), so Airflow gets its own, pinned by its own
+# lock (providers/airflow/constraints.txt); its operators run the stages in $(VENV).
+AF_VENV ?= .airflow-venv
+AF_PY := $(AF_VENV)/bin/python
+AF_STAMP := $(AF_VENV)/.installed-$(shell cat providers/airflow/pyproject.toml providers/airflow/constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
+AF_LOCK := $(AF_VENV).lock
 
 install: $(STAMP)
 
@@ -29,6 +38,35 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+
+airflow-venv: $(AF_STAMP)
+
+$(AF_STAMP): providers/airflow/pyproject.toml providers/airflow/constraints.txt
+	@test -x $(AF_PY) || $(PYTHON) -m venv $(AF_VENV)
+	$(AF_PY) -m pip install --quiet --upgrade "pip>=24"
+	$(AF_PY) -m pip install --quiet -c providers/airflow/constraints.txt -e "providers/airflow[test]"
+	@rm -f $(AF_VENV)/.installed-*
+	@touch $@
+
+# Started by `make test` before the checks: the Airflow environment is built in the background
+# while they and the other tests run; tests/test_airflow_provider.py waits for it (same lock).
+airflow-venv-background:
+	@( flock $(AF_LOCK) nice -n 5 $(MAKE) --no-print-directory airflow-venv < /dev/null > $(AF_VENV).log 2>&1 & )
+
+## make airflow-demo: the example DAGs once with dag.test() in the Airflow environment (SQLite metadata
+## database in the state folder): validate, train, evaluate, register, deploy on 127.0.0.1:$(PORT),
+## then the drift check (`make stop` tears the endpoint down)
+airflow-demo: install airflow-venv
+	bash scripts/ensure-system.sh --router-only
+	$(AF_PY) -m mlops_tasks_airflow.demo --python $(PY) --endpoint $(ENDPOINT) --port $(PORT)
+
+## make airflow-lock: re-resolve the Airflow environment into providers/airflow/constraints.txt
+airflow-lock:
+	rm -rf .airflow-lock-venv && $(PYTHON) -m venv .airflow-lock-venv
+	.airflow-lock-venv/bin/pip install --quiet --upgrade "pip>=24"
+	.airflow-lock-venv/bin/pip install --quiet -e "providers/airflow[test]"
+	.airflow-lock-venv/bin/pip freeze --exclude-editable | grep -v '^-e ' | LC_ALL=C sort -f > providers/airflow/constraints.txt
+	rm -rf .airflow-lock-venv
 
 ## make demo: train, gate and register on embedded defaults, then deploy blue-green behind a local
 ## HAProxy on 127.0.0.1:$(PORT), send undrifted then drifted traffic and drift-check each window
@@ -66,14 +104,15 @@ docker-pool: install
 	$(PY) -m deployments.docker_pool deploy --base-image $(BASE_IMAGE)
 
 ## make test: the code checks (`make check`), then the whole test suite (installs and starts Docker,
-## HAProxy and friends when missing)
-test: install check
+## HAProxy and friends when missing; builds the Airflow environment .airflow-venv in the background
+## for tests/test_airflow_provider.py)
+test: install airflow-venv-background check
 	bash scripts/ensure-system.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## make check: ruff lint (incl. Google-style docstrings on the public API), ruff format check,
 ## the import-layer contracts (import-linter), mypy (strict, on mlops_tasks; [tool.mypy])
-CHECK_PATHS := mlops_tasks flows deployments tests bench
+CHECK_PATHS := mlops_tasks flows deployments tests bench providers/airflow
 check: install
 	$(VENV)/bin/ruff check $(CHECK_PATHS)
 	$(VENV)/bin/ruff format --check $(CHECK_PATHS)
@@ -101,4 +140,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) site .pytest_cache .mypy_cache
+	rm -rf $(VENV) $(AF_VENV) $(AF_VENV).log $(AF_LOCK) site .pytest_cache .mypy_cache

@@ -109,8 +109,8 @@ def _outcomes(load: Load, drawn: dict[str, int], rng: np.random.Generator, path:
     pd.DataFrame({"subject": list(drawn), "rated": list(drawn.values())}).to_csv(path, index=False)
 
 
-def run_live(timeout_s: float = 300.0) -> dict[str, Any]:
-    """The live figures: ``live_verdict``, ``winner_live``, ``failed_requests`` (and details)."""
+def run_live(kind: str = "local", timeout_s: float = 300.0) -> dict[str, Any]:
+    """Live figures on target ``kind``: ``live_verdict``, ``winner_live``, ``failed_requests``, details."""
     from mlops_tasks.abtest import AbSpec
     from mlops_tasks.abtest.control import OutcomeSource, evaluate_test, start_test
     from mlops_tasks.demo import TARGET, make_churn_data
@@ -132,11 +132,12 @@ def run_live(timeout_s: float = 300.0) -> dict[str, Any]:
         exp = ensure_experiment(client, resolved)
         v1 = register_version(client, exp, "bench-churn", make_pipeline(1.0).fit(x, y), x)
         v2 = register_version(client, exp, "bench-churn", make_pipeline(0.1).fit(x, y), x)
-    endpoint = EndpointSpec(name="bench-abtest", port=free_port(), preview_port=free_port())
+    endpoint = EndpointSpec(name=f"bench-abtest-{kind}", port=free_port(), preview_port=free_port())
     deploy_blue_green(
         "bench-churn",
         v1,
         endpoint=endpoint,
+        target=kind,
         smoke_rows=x.tail(50),
         mlflow_config=cfg,
         rollout=RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0),
@@ -147,7 +148,7 @@ def run_live(timeout_s: float = 300.0) -> dict[str, Any]:
     evaluation = None
     try:
         start_test("bench-churn", v2, spec, OutcomeSource(uri=str(outcomes), key="subject"),
-                   endpoint=endpoint, smoke_rows=x.tail(50), mlflow_config=cfg)  # fmt: skip
+                   endpoint=endpoint, smoke_rows=x.tail(50), mlflow_config=cfg, target=kind)  # fmt: skip
         load.start()
         rng, drawn = np.random.default_rng(7), {}
         deadline = time.monotonic() + timeout_s

@@ -29,7 +29,9 @@ Last line::
 (one line; wrapped here.) Without the live part (``--no-live``) the live fields read
 ``live_verdict=not_run winner_live=false failed_requests=-1``.
 
-Usage: ``nice -n 10 .venv/bin/python bench/abtest.py [--runs 2000] [--seed 14] [--no-live]``
+Usage: ``nice -n 10 .venv/bin/python bench/abtest.py [--runs 2000] [--seed 14] [--no-live] [--docker]``
+(``--docker``: the live part also runs on the docker target first; its figures are printed
+on a ``live docker:`` line, the last line stays the local target's.)
 """
 
 from __future__ import annotations
@@ -177,6 +179,28 @@ def simulate(runs: int, seed: int, checks: int) -> dict[str, Any]:
     return figures
 
 
+def _docker_live(run_live: Any) -> dict[str, Any]:
+    """The live part on the docker target (images and containers labelled, removed after)."""
+    import os
+    import uuid
+
+    from mlops_tasks.testing.docker import TEST_LABEL, docker_client, ensure_base_image, remove_labelled
+
+    client = docker_client()
+    run_id = f"bench-{uuid.uuid4().hex[:8]}"
+    os.environ.setdefault("MLOPS_DOCKER_ROUTER_IMAGE", ensure_base_image(client, "bookworm-haproxy"))
+    os.environ.setdefault("MLOPS_DOCKER_BASE_IMAGE", ensure_base_image(client))
+    os.environ["MLOPS_DOCKER_LABELS"] = f"{TEST_LABEL}={run_id}"
+    os.environ["MLOPS_DOCKER_ALLOW_UNVERIFIED"] = "1"  # the bench measures the A/B test, not the image gate
+    try:
+        figures: dict[str, Any] = run_live("docker")
+    finally:
+        remove_labelled(client, TEST_LABEL, run_id)
+        for name in ("MLOPS_DOCKER_LABELS", "MLOPS_DOCKER_ALLOW_UNVERIFIED"):
+            os.environ.pop(name, None)
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -185,6 +209,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--checks", type=int, default=5, help="A/B runs also judged row by row by analyze()")
     parser.add_argument("--no-live", action="store_true", help="skip the live endpoint part")
+    parser.add_argument(
+        "--docker", action="store_true", help="also run the live part on the docker target first"
+    )
     args = parser.parse_args()
     sim = simulate(args.runs, args.seed, args.checks)
     print(
@@ -196,6 +223,8 @@ def main() -> int:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from bench._abtest_live import run_live
 
+        if args.docker:
+            print("live docker:", " ".join(f"{k}={v}" for k, v in _docker_live(run_live).items()))
         live = run_live()
         print("live:", " ".join(f"{k}={v}" for k, v in live.items()))
     rates = ("aa_false_positive_rate", "aa_fpr_hourly", "aa_fpr_numeric", "naive_daily_fpr", "power")

@@ -62,6 +62,9 @@ class AbTestParams(FormParams):
     alpha: float = Field(0.05, gt=0, lt=0.5)
     min_samples: int = Field(100, ge=2, description="Subjects with an outcome per variant before a verdict.")
     guardrails: AbGuardrails = Field(default_factory=AbGuardrails)
+    report_metrics: list[str] = Field(
+        default_factory=list, description="Other outcome columns reported per variant (they never decide)."
+    )
     max_duration_h: float = Field(336.0, gt=0, description="The test ends for the champion after this long.")
     outcomes: OutcomeSource = Field(..., description="Where outcomes arrive (CSV/Parquet, local or s3://).")
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
@@ -72,7 +75,7 @@ class AbTestParams(FormParams):
             primary_metric=self.primary_metric, higher_is_better=self.higher_is_better,
             min_effect=self.min_effect, alpha=self.alpha, weights=self.weights,
             unit="subject" if self.sticky else "request", min_samples=self.min_samples,
-            guardrails=self.guardrails,
+            guardrails=self.guardrails, report_metrics=self.report_metrics,
         )  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from mlops_tasks.deploy import watchdog
 
-__all__ = ["emit_prefect_endpoint_event", "main"]
+__all__ = ["emit_prefect_apikey_event", "emit_prefect_endpoint_event", "main"]
 
 
 def emit_prefect_endpoint_event(doc: dict[str, Any]) -> None:
@@ -51,6 +51,28 @@ def emit_prefect_endpoint_event(doc: dict[str, Any]) -> None:
     )
 
 
+def emit_prefect_apikey_event(event: str, payload: dict[str, Any]) -> None:
+    """Send a key event of the watchdog (an expired key) to Prefect when ``PREFECT_API_URL`` is set.
+
+    Example:
+        ```python
+        emit_prefect_apikey_event("mlops.apikey.revoked", {"endpoint": "churn", "name": "svc-a"})
+        ```
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        return
+    from prefect.events import emit_event
+
+    emit_event(
+        event=event,
+        resource={
+            "prefect.resource.id": f"mlops.endpoint.{payload['endpoint']}.apikey.{payload['name']}",
+            "prefect.resource.name": payload["name"],
+        },
+        payload=payload,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m mlops_tasks.endpoint_events --endpoint NAME``: the watchdog, with Prefect events.
 
@@ -60,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         ```
     """
     return watchdog.main(
-        argv, emitter=emit_prefect_endpoint_event, prog="python -m mlops_tasks.endpoint_events"
+        argv,
+        emitter=emit_prefect_endpoint_event,
+        prog="python -m mlops_tasks.endpoint_events",
+        key_emitter=emit_prefect_apikey_event,
     )
 
 

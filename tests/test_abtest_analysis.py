@@ -59,6 +59,17 @@ def test_b_better_is_found_and_the_interval_covers_the_truth() -> None:
     assert verdict.decided_at is not None and verdict.history
 
 
+def test_reported_outcome_columns_do_not_decide() -> None:
+    rows = simulate(0.10, 0.10, 3000, requests=2)
+    rows["revenue"] = np.where(rows["variant"] == "B", 12.0, 10.0)
+    spec = SPEC.model_copy(update={"report_metrics": ["revenue", "missing"]})
+    verdict = analyze(rows, spec)
+    assert (
+        verdict.variants["A"].metrics["revenue"] == 10.0 and verdict.variants["B"].metrics["revenue"] == 12.0
+    )
+    assert verdict.verdict in ("no_difference", "keep_running")  # revenue differs, the primary does not
+
+
 def test_a_better_when_the_challenger_is_worse() -> None:
     assert analyze(simulate(0.20, 0.10, 3000, seed=1), SPEC).verdict == "A_better"
 

@@ -204,10 +204,10 @@ def test_an_expired_key_is_refused_by_the_router_itself(secured) -> None:
     from mlops_tasks.deploy.access import expire_api_keys
 
     events: list[str] = []
-    assert expire_api_keys(secured["spec"].name, emit=lambda e, p: events.append(p["reason"])) == [
-        "short-lived"
-    ]
-    assert events == ["expired"]
+    gone = expire_api_keys(secured["spec"].name, emit=lambda e, p: events.append(p["reason"]))
+    assert gone in ([], ["short-lived"])  # the endpoint's watchdog may have expired it first
+    assert events == ["expired"] * len(gone)
+    assert "short-lived" not in {k.name for k in list_api_keys(secured["spec"].name)}
 
 
 def test_caller_is_logged_by_name_never_the_key_and_cannot_be_forged(secured) -> None:

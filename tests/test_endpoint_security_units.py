@@ -152,3 +152,30 @@ def test_prediction_log_caller_column_is_nullable_and_old_partitions_still_read(
     log = read_prediction_log(str(tmp_path))
     assert log["request_id"].tolist() == ["old", "a", "b"]
     assert log["caller"].tolist() == [None, "svc-a", None]
+
+
+def test_the_watchdog_expires_keys_and_reports_each(tmp_path: Path) -> None:
+    import json
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from mlops_tasks.deploy.state import endpoint_dir
+    from mlops_tasks.deploy.watchdog import Watchdog
+
+    spec = EndpointSpec(name="sec-expiry", security=EndpointSecurity(api_keys=True))
+    folder = endpoint_dir(spec.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "supervisor.json").write_text(json.dumps({"kind": "local", "spec": spec.model_dump()}))
+    store = KeyStore(folder, endpoint=spec.name)
+    store.sync(spec.security)
+    store.issue(spec.security, "short", expires=(datetime.now(UTC) + timedelta(seconds=1)).isoformat())
+    store.issue(spec.security, "long")
+    time.sleep(1.1)
+    events: list[tuple[str, dict]] = []
+    dog = Watchdog(spec.name, key_emitter=lambda e, p: events.append((e, p)))
+    assert dog.expire_keys() == ["short"]
+    assert [(e, p["name"], p["reason"], p["actor"]) for e, p in events] == [
+        ("mlops.apikey.revoked", "short", "expired", "expiry")
+    ]
+    assert set(store.records()) == {"long", "mlops-internal"}
+    assert dog.expire_keys() == []

@@ -123,9 +123,23 @@ def _summaries(observations: pd.DataFrame, units: pd.DataFrame, spec: AbSpec) ->
         metrics = _model_metrics(rows)
         if mine["value"].notna().any():
             metrics[spec.primary_metric] = float(mine["value"].mean())
+        metrics.update(_reported(observations, spec, name))
         out[name] = VariantSummary(
             units=len(mine), with_outcome=int(mine["value"].notna().sum()), metrics=metrics, **_faults(rows)
         )
+    return out
+
+
+def _reported(observations: pd.DataFrame, spec: AbSpec, variant: str) -> dict[str, float]:
+    """Mean per unit of each ``spec.report_metrics`` column present (reported, never deciding)."""
+    out = {}
+    for column in spec.report_metrics:
+        if column == spec.primary_metric or column not in observations.columns:
+            continue
+        units = _units(observations, spec.model_copy(update={"primary_metric": column}))
+        values = units.loc[units["variant"] == variant, "value"]
+        if values.notna().any():
+            out[column] = float(values.mean())
     return out
 
 

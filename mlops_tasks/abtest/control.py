@@ -200,7 +200,7 @@ def evaluate_test(
     sink = str(prediction_log or tgt.runner.folder / "prediction-log")
     log = read_prediction_log(sink, start=test.started_at) if _exists(sink) else pd.DataFrame()
     rows = ab_test_rows(log, since=test.started_at)
-    columns = [spec.primary_metric]
+    columns = [spec.primary_metric, *[c for c in spec.report_metrics if c != spec.primary_metric]]
     observations = join_outcomes(
         rows, _load_outcomes(source, s3), key=source.key, columns=columns, unit=spec.unit
     )

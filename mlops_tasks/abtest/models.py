@@ -123,6 +123,10 @@ class AbSpec(BaseModel):
     srm_p: float = Field(0.001, gt=0, lt=1, description="Sample-ratio check: below this p, invalid.")
     look_every: str = Field("1h", description="Spacing of the looks in the effect history (pandas offset).")
     guardrails: AbGuardrails = Field(default_factory=AbGuardrails)
+    report_metrics: list[str] = Field(
+        default_factory=list,
+        description="Other outcome columns reported per variant (mean per unit); only the primary decides.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> AbSpec:

@@ -17,6 +17,7 @@ from mlops_tasks.deploy.apikeys import INTERNAL_KEY_NAME, Emit, KeyStore
 from mlops_tasks.deploy.haproxy.security import RATE_TABLE
 from mlops_tasks.deploy.models import ApiKeyView, EndpointSecurity, EndpointSpec
 from mlops_tasks.deploy.rollout import resolve_target
+from mlops_tasks.deploy.state import supervise_lock
 from mlops_tasks.deploy.tls import CertificateInfo, load_pem, replace_certificate
 from mlops_tasks.errors import EndpointDeployError, EndpointSecurityError, RouterError
 
@@ -74,7 +75,8 @@ def issue_api_key(
     """
     _, spec, store = _live(endpoint_name)
     store.emit = emit
-    return store.issue(_security(spec), name, expires=expires, rate_limit=rate_limit, actor=actor)
+    with supervise_lock(store.folder):  # one writer of the key files at a time (the watchdog expires keys)
+        return store.issue(_security(spec), name, expires=expires, rate_limit=rate_limit, actor=actor)
 
 
 def revoke_api_key(
@@ -89,7 +91,8 @@ def revoke_api_key(
     """
     _, spec, store = _live(endpoint_name)
     store.emit = emit
-    store.revoke(_security(spec), name, actor=actor)
+    with supervise_lock(store.folder):
+        store.revoke(_security(spec), name, actor=actor)
 
 
 def expire_api_keys(endpoint_name: str, *, emit: Emit | None = None) -> list[str]:
@@ -102,7 +105,8 @@ def expire_api_keys(endpoint_name: str, *, emit: Emit | None = None) -> list[str
     """
     _, spec, store = _live(endpoint_name)
     store.emit = emit
-    return store.expire(_security(spec))
+    with supervise_lock(store.folder):
+        return store.expire(_security(spec))
 
 
 def list_api_keys(endpoint_name: str) -> list[ApiKeyView]:
@@ -187,4 +191,5 @@ def rotate_certificate(
     if cert_file or key_file or secret:
         source = EndpointSecurity(tls_cert_file=cert_file, tls_key_file=key_file, tls_secret=secret)
     pem = load_pem(source)
-    return replace_certificate(tgt.folder, pem, store.command)
+    with supervise_lock(tgt.folder):
+        return replace_certificate(tgt.folder, pem, store.command)

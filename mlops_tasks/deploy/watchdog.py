@@ -44,6 +44,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlops_tasks.deploy.apikeys import Emit, KeyStore
 from mlops_tasks.deploy.models import COLORS, EndpointSpec
 from mlops_tasks.deploy.processes import cmdline, pid_alive
 from mlops_tasks.deploy.state import endpoint_dir, supervise_lock
@@ -90,7 +91,11 @@ class Watchdog:
     """
 
     def __init__(
-        self, name: str, policy: SupervisionPolicy | None = None, emitter: EndpointEventEmitter | None = None
+        self,
+        name: str,
+        policy: SupervisionPolicy | None = None,
+        emitter: EndpointEventEmitter | None = None,
+        key_emitter: Emit | None = None,
     ) -> None:
         from mlops_tasks.deploy.targets import get_target
 
@@ -100,6 +105,8 @@ class Watchdog:
         self.name = name
         self.policy = policy or SupervisionPolicy.from_env()
         self.emitter = emitter
+        #: Receives ``mlops.apikey.revoked`` (reason ``expired``) for keys whose expiry passed.
+        self.key_emitter = key_emitter
         self.memory: dict[str, _Watch] = {}
 
     def _watch(self, what: str, token: str) -> _Watch:
@@ -145,6 +152,26 @@ class Watchdog:
             self._check_docker()
         else:
             self._check_local()
+            self.expire_keys()
+
+    def expire_keys(self) -> list[str]:
+        """Remove keys whose expiry passed (files, then the router) and report each; their names.
+
+        The router already refuses an expired key by itself; this sends the event and
+        keeps the files tidy. A failure is logged and tried again next round.
+        """
+        security = self.target.endpoint.security
+        if not security.api_keys:
+            return []
+        try:
+            running = self.target.router_running()
+            store = KeyStore(
+                self.folder, self.target.router.command if running else None, self.key_emitter, self.name
+            )
+            return store.expire(security)
+        except Exception:
+            logger.exception("Expiring API keys of %s failed; trying again next round", self.name)
+            return []
 
     # -- local: the watchdog restarts -----------------------------------------------------------
 
@@ -304,6 +331,7 @@ def main(
     argv: list[str] | None = None,
     emitter: EndpointEventEmitter | None = None,
     prog: str = "python -m mlops_tasks.deploy.watchdog",
+    key_emitter: Emit | None = None,
 ) -> int:
     """``python -m mlops_tasks.deploy.watchdog --endpoint NAME``: run until stopped.
 
@@ -321,7 +349,7 @@ def main(
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    Watchdog(args.endpoint, emitter=emitter).run()
+    Watchdog(args.endpoint, emitter=emitter, key_emitter=key_emitter).run()
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Example DAGs of the mlops-tasks provider (:mod:`.mlops_pipeline`)."""
