@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops_tasks.databases import check_database, is_postgres_uri
 from mlops_tasks.errors import PrefectUnavailableError
 from mlops_tasks.prefect_api import api_is_healthy, configured_api_url
 from mlops_tasks.settings import state_dir
@@ -115,10 +116,18 @@ def start_server(
     Raises:
         PrefectUnavailableError: The server exited or did not become healthy in time
             (the message names its log file).
+        DatabaseUnavailableError: Its PostgreSQL database (``extra_env``'s
+            ``PREFECT_SERVER_DATABASE_CONNECTION_URL``) does not answer.
+        DatabaseAuthError: That database refused the user or password.
     """
     home.mkdir(parents=True, exist_ok=True)
     env = server_environment(home, host, port)
     env.update(extra_env or {})
+    database = env["PREFECT_SERVER_DATABASE_CONNECTION_URL"]
+    if is_postgres_uri(database):
+        # a database that is down or refuses the password fails here, named, not as a server
+        # that never became healthy
+        check_database(database, service="Prefect server database")
     log_path = home / "server.log"
     url = f"http://{host}:{port}/api"
     with open(log_path, "ab") as log:

@@ -104,6 +104,7 @@ def training_pipeline(
         data=dataset.info,
         segment_column=params.segment_column,
         mlflow_config=params.mlflow,
+        cluster=params.search_cluster,
     )
     report = tasks.evaluate_model(
         trained,

@@ -20,8 +20,9 @@ Families:
   :class:`AbTestError`: an A/B test cannot start, be evaluated or end as asked).
 - :class:`OrchestrationError`: Prefect deployments, work pools or automations (a *Prefect
   deployment* is not a model endpoint's rollout).
-- :class:`ServiceUnavailableError`: a server (MLflow, S3) did not answer; these
-  are the only errors worth retrying.
+- :class:`ClusterError`: a Dask cluster cannot be reached or its workers cannot run the job.
+- :class:`ServiceUnavailableError`: a server (MLflow, S3, a Dask scheduler, PostgreSQL) did not
+  answer; these are the only errors worth retrying.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ __all__ = [
     "BaseImageNotFoundError",
     "BlockNotFoundError",
     "CandidateUnhealthyError",
+    "ClusterError",
+    "ClusterUnavailableError",
     "ConfigurationError",
     "ContainerRegistryAuthError",
     "ContainerRegistryError",
@@ -45,6 +48,9 @@ __all__ = [
     "ContainerizeError",
     "DataError",
     "DataValidationError",
+    "DatabaseAuthError",
+    "DatabaseError",
+    "DatabaseUnavailableError",
     "DatasetNotFoundError",
     "EndpointDeployError",
     "DockerUnavailableError",
@@ -85,6 +91,7 @@ __all__ = [
     "TransientError",
     "UnverifiedImageError",
     "WheelhouseError",
+    "WorkerEnvironmentError",
     "WorkPoolNotFoundError",
     "is_transient",
 ]
@@ -409,6 +416,46 @@ class AbTestNotFoundError(AbTestError, ConfigurationError):
 
 class OutcomesJoinError(DataError):
     """An A/B test's outcomes dataset joins no logged request or subject (wrong keys or window)."""
+
+
+# --- databases (PostgreSQL behind MLflow and Prefect) ---
+
+
+class DatabaseError(MLOpsError):
+    """The PostgreSQL database behind a server (MLflow tracking store, Prefect server) is unusable."""
+
+
+class DatabaseUnavailableError(DatabaseError, ServiceUnavailableError):
+    """Nothing answered at the database's host and port, or the database does not exist."""
+
+
+class DatabaseAuthError(DatabaseError, ConfigurationError):
+    """The database answered but refused the user or password; fix the connection URL."""
+
+
+# --- added by cluster (Dask) ---
+
+
+class ClusterError(MLOpsError):
+    """A Dask cluster cannot be reached, or its workers cannot run the job they were given."""
+
+
+class ClusterUnavailableError(ClusterError, ServiceUnavailableError):
+    """No Dask scheduler answered at the configured address within the connect timeout."""
+
+
+class WorkerEnvironmentError(ClusterError, ModelLoadError):
+    """A Dask worker's libraries differ from the model's (e.g. another scikit-learn version).
+
+    ``worker`` names the worker's address when known.
+    """
+
+    def __init__(self, message: str, worker: str | None = None) -> None:
+        super().__init__(message)
+        self.worker = worker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.worker))
 
 
 # --- orchestration (deployments, work pools, automations) ---

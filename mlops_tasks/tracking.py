@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
+from mlops_tasks.databases import check_database, is_postgres_uri
 from mlops_tasks.errors import ConfigurationError, ServiceUnavailableError
 from mlops_tasks.settings import MlflowConfig, ResolvedMlflowConfig, resolve_mlflow_config
 
@@ -47,8 +48,13 @@ def check_tracking_server(config: ResolvedMlflowConfig) -> None:
     MLflow's own client retries for minutes before giving up; this check asks
     the server's ``/health`` once with a short timeout instead.
 
+    A PostgreSQL tracking URI (``postgresql+psycopg2://...``) is checked by connecting once
+    (:func:`mlops_tasks.databases.check_database`).
+
     Raises:
         ServiceUnavailableError: The server did not answer ``/health`` with 200.
+        DatabaseUnavailableError: The PostgreSQL store did not answer.
+        DatabaseAuthError: The PostgreSQL store refused the user or password.
         ConfigurationError: The tracking URI uses a scheme MLflow does not know.
     """
     uri = config.tracking_uri
@@ -68,7 +74,11 @@ def check_tracking_server(config: ResolvedMlflowConfig) -> None:
             f"MLflow tracking server {uri} {problem} on /health; start it (mlflow server ...) "
             "or point MLFLOW_TRACKING_URI / MlflowConfig.tracking_uri at a running one."
         )
-    if scheme not in {"sqlite", "file", "postgresql", "mysql", "mssql", "databricks"} and "/" not in uri[:1]:
+    if is_postgres_uri(uri):
+        check_database(uri, service="MLflow tracking store", timeout_s=config.request_timeout_s)
+        return
+    known = {"sqlite", "file", "postgresql", "mysql", "mssql", "databricks"}
+    if scheme.split("+", 1)[0] not in known and "/" not in uri[:1]:
         raise ConfigurationError(
             f"MLflow tracking URI {uri!r} has an unknown scheme {scheme!r}; use http(s)://, "
             "sqlite:///path or a database URL."

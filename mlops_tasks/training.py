@@ -15,6 +15,7 @@ creating a new one, so a rerun registers nothing new.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -22,12 +23,14 @@ import logging
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mlops_tasks.cluster import DaskClusterSpec, open_dask_client
 from mlops_tasks.data import DatasetInfo, require_columns
 from mlops_tasks.errors import ConfigurationError, EstimatorError, TrainingError
 from mlops_tasks.metrics import TaskType, compute_metrics
@@ -51,6 +54,7 @@ __all__ = [
     "build_estimator",
     "build_pipeline",
     "check_target",
+    "fit_pipeline",
     "git_sha",
     "import_estimator",
     "resolve_features",
@@ -365,6 +369,7 @@ def train_model(
     segment_column: str | None = None,
     mlflow_config: MlflowConfig | None = None,
     reuse_existing: bool = True,
+    cluster: DaskClusterSpec | None = None,
 ) -> TrainedModel:
     """Fit the spec's pipeline on ``train`` and log everything to MLflow.
 
@@ -376,6 +381,9 @@ def train_model(
             unless listed in ``spec.exclude_features``).
         mlflow_config: Where MLflow lives; ``None`` uses environment, then defaults.
         reuse_existing: Reuse a finished run with the same data and spec.
+        cluster: Evaluate the search's candidates in parallel on this Dask cluster (scikit-learn's
+            joblib backend for Dask): the same best model and scores as the local search for the
+            same seed, so the run is reused across both. Ignored without ``spec.search``.
 
     Returns:
         The logged candidate.
@@ -385,6 +393,7 @@ def train_model(
         TrainingError: The target cannot be learnt or the fit failed.
         EstimatorError: The estimator does not import or rejects its params.
         ServiceUnavailableError: The MLflow tracking server did not answer.
+        ClusterUnavailableError: ``cluster`` names a Dask scheduler that does not answer.
 
     Example:
         ```python
@@ -437,7 +446,7 @@ def train_model(
             metrics={k: float(v) for k, v in previous.data.metrics.items()},
             reused=True,
         )
-    return _fit_and_log(client, train, spec, pipeline, data, segment_column, common)
+    return _fit_and_log(client, train, spec, pipeline, data, segment_column, common, cluster)
 
 
 def _run_tags(spec: TrainingSpec, data: DatasetInfo, segment_column: str | None, key: str) -> dict[str, str]:
@@ -504,6 +513,7 @@ def _fit_and_log(
     data: DatasetInfo,
     segment_column: str | None,
     common: dict[str, Any],
+    cluster: DaskClusterSpec | None = None,
 ) -> TrainedModel:
     """Fit and log one run through ``client`` (no fluent run, no global MLflow state)."""
     from mlflow.entities import Metric, Param, RunStatus
@@ -514,7 +524,7 @@ def _fit_and_log(
     run = client.create_run(common["experiment_id"], tags=tags)
     run_id = run.info.run_id
     try:
-        model, search_metrics, best_params = _fit(pipeline, spec, x, y)
+        model, search_metrics, best_params = fit_pipeline(pipeline, spec, x, y, cluster)
         params = _run_params(spec, best_params, common, len(train))
         metrics = {**_training_metrics(spec.task, model, x, y), **search_metrics}
         example = x.head(5)
@@ -565,9 +575,47 @@ def skops_trusted_types(model: Any) -> list[str]:
     return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
 
 
-def _fit(
-    pipeline: Any, spec: TrainingSpec, x: pd.DataFrame, y: pd.Series
+@contextlib.contextmanager
+def _search_backend(cluster: DaskClusterSpec | None) -> Iterator[None]:
+    """Run joblib's work (the search's candidate x fold fits) on ``cluster``, or locally."""
+    if cluster is None:
+        yield
+        return
+    from joblib import parallel_config
+
+    with open_dask_client(cluster) as client, parallel_config(backend="dask", n_jobs=-1):
+        logger.info("Hyper-parameter search on Dask (%d workers)", len(client.scheduler_info()["workers"]))
+        yield
+
+
+def fit_pipeline(
+    pipeline: Any, spec: TrainingSpec, x: pd.DataFrame, y: pd.Series, cluster: DaskClusterSpec | None = None
 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Fit ``pipeline``, through the spec's hyper-parameter search when it has one.
+
+    Args:
+        pipeline: From :func:`build_pipeline`.
+        spec: The training spec (its ``search`` and ``seed``).
+        x: Feature columns.
+        y: Target.
+        cluster: Fit the search's candidates on this Dask cluster (joblib's Dask backend); the
+            candidates, folds and seeds are the local search's, so the result is the same.
+
+    Returns:
+        The fitted estimator, the search's metrics (``cv_best_score``) and its best parameters
+        (estimator parameter names).
+
+    Raises:
+        TrainingError: The fit failed.
+        ClusterUnavailableError: ``cluster`` names a scheduler that does not answer.
+
+    Example:
+        ```python
+        numeric, categorical = resolve_features(frame, spec)
+        model, metrics, best = fit_pipeline(build_pipeline(spec, numeric, categorical), spec,
+                                            frame[numeric + categorical], frame[spec.target])
+        ```
+    """
     from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 
     try:
@@ -585,7 +633,8 @@ def _fit(
                 scoring=spec.search.scoring,
                 random_state=spec.seed,
             )
-        search.fit(x, y)
+        with _search_backend(cluster):
+            search.fit(x, y)
         best = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
         return search.best_estimator_, {"cv_best_score": float(search.best_score_)}, best
     except (TypeError, ValueError) as exc:

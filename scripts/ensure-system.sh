@@ -2,7 +2,9 @@
 # Installs (through apt) and starts the system services the test suite needs when
 # they are missing: a Docker engine (docker.io; a Docker *client* alone is not
 # enough), debootstrap for locally built base images, Debian's docker-registry
-# for push tests, and HAProxy for the router. Idempotent: a machine that has them
+# for push tests, HAProxy for the router, and PostgreSQL (server programs only; the
+# tests run their own throwaway instance as an unprivileged user) for the
+# PostgreSQL-backed Prefect and MLflow servers. Idempotent: a machine that has them
 # all, with dockerd answering, is left as it is.
 # --router-only: only HAProxy (what `make demo` needs for its local endpoint).
 # --chromium: only Debian's chromium (what `make ui-check` drives through Playwright).
@@ -32,6 +34,9 @@ if ! $router_only; then
   command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
   command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
   [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+  # postgresql pulls in postgresql-<major> with initdb/postgres under /usr/lib/postgresql/<major>/bin
+  # and the contrib extensions (pg_trgm, which the Prefect server needs)
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -126,19 +126,28 @@ def screenshots(ui: str, api_url: str, deployment_id: str, flow_run_id: str, out
         ("01-deployments", f"{ui}/deployments", "training-pipeline"),
         ("02-training-form", f"{ui}/deployments/deployment/{deployment_id}/run", "Model Name"),
         ("03-training-run", f"{ui}/runs/flow-run/{flow_run_id}", "training"),
-        ("04-run-artifacts", f"{ui}/runs/flow-run/{flow_run_id}?tab=Artifacts", "evaluation"),
+        ("04-run-artifacts", f"{ui}/runs/flow-run/{flow_run_id}", "tab:Artifacts"),
     ]
     for name, prefix in (("05-plot-artifact", "plot-roc"), ("06-validation-artifact", "validation")):
         artifact = first_artifact_id(api_url, flow_run_id, prefix)
         if artifact:
             pages.append((name, f"{ui}/artifacts/artifact/{artifact}", ""))
     pages.append(("07-automations", f"{ui}/automations", "retrain"))
+    docs = sorted((PROJECT / ".ui-check" / "state" / "validation").rglob("data-docs.html"))
+    if docs:  # GX's Data Docs page linked from the validation artifact (its CDN styles may not load)
+        pages.append(("08-data-docs", docs[-1].as_uri(), ""))
     saved = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         for name, url, text in pages:
             page.goto(url, wait_until="networkidle", timeout=120_000)
+            if text.startswith("tab:"):  # open a tab of the page, as a user clicks it
+                try:
+                    page.get_by_text(text.removeprefix("tab:"), exact=True).first.click(timeout=30_000)
+                except Exception as exc:  # the screenshot shows the page as it is
+                    print(f"ui-check: {name}: tab {text!r} not clickable: {type(exc).__name__}")
+                text = "evaluation"
             if text:
                 try:
                     page.get_by_text(text, exact=False).first.wait_for(timeout=30_000)

@@ -81,7 +81,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def start_mlflow_server(
-    root: Path, *, artifacts_destination: str, env: dict[str, str] | None = None
+    root: Path,
+    *,
+    artifacts_destination: str,
+    env: dict[str, str] | None = None,
+    backend_store_uri: str | None = None,
 ) -> Iterator[str]:
     """A real ``mlflow server`` on a loopback port (SQLite store in ``root``); yields its URL.
 
@@ -89,14 +93,18 @@ def start_mlflow_server(
         root: Folder for the server's database and log (``server.log``).
         artifacts_destination: Where the server stores artifacts it proxies (a folder or ``s3://...``).
         env: Extra environment of the server (``MLFLOW_S3_ENDPOINT_URL``, ``AWS_*`` for an S3 store).
+        backend_store_uri: Another store than the SQLite file (``postgresql+psycopg2://...``).
     """
     port = free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    # `python -m mlflow`: the server runs on this interpreter (and its drivers, e.g. psycopg2),
+    # whatever interpreter the `mlflow` script's shebang names
     log_path = root / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [
-                str(mlflow_bin),
+                sys.executable,
+                "-m",
+                "mlflow",
                 "server",
                 "--host",
                 "127.0.0.1",
@@ -105,7 +113,7 @@ def start_mlflow_server(
                 "--workers",
                 "1",
                 "--backend-store-uri",
-                f"sqlite:///{root / 'server.db'}",
+                backend_store_uri or f"sqlite:///{root / 'server.db'}",
                 "--artifacts-destination",
                 artifacts_destination,
             ],
@@ -124,7 +132,8 @@ def start_mlflow_server(
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 raise RuntimeError(f"mlflow server did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.5)
         try:

@@ -84,6 +84,10 @@ TASKS: dict[str, Wraps] = {
         },
     ),
     "score_batch": Wraps(("mlops_tasks.scoring:score_batch",)),
+    "score_partitions": Wraps(
+        ("mlops_tasks.scoring:score_partitions",),
+        filled={"client": "the Dask worker's client when the task runs under prefect-dask's DaskTaskRunner"},
+    ),
     "deploy_blue_green": Wraps(("mlops_tasks.deploy.strategy:deploy_blue_green",)),
     "rollback_deployment": Wraps(("mlops_tasks.deploy.strategy:rollback_deployment",)),
     "describe_deployment": Wraps(("mlops_tasks.deploy.strategy:describe_deployment",)),

@@ -23,7 +23,7 @@ import pytest
 from great_expectations.core import ExpectationSuite
 from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
 
-from mlops_tasks.errors import EmptyDatasetError
+from mlops_tasks.errors import ConfigurationError, EmptyDatasetError
 from mlops_tasks.validation import DEFAULT_RESULT_FORMAT, suggest_expectations, validate_dataframe
 from mlops_tasks.validation.engine import result_path, run_suite
 from mlops_tasks.validation.gx_batch import gx_validate
@@ -426,3 +426,40 @@ def test_suggested_value_set_over_many_rows_is_exact() -> None:
         if e.expectation_type == "expect_column_values_to_not_be_null"
     }
     assert nulls["late"] == nulls["early"] == 1.0 and nulls["few"] < 0.67
+
+
+def test_value_sets_on_a_bool_column_past_pandas_sorting_threshold_equal_gx() -> None:
+    """Past 1M rows pandas answers isin on bools with numpy's sort-based isin; the fast path looks up."""
+    rows = 1_000_001  # pandas switches to np.isin above 1,000,000 rows
+    flags = np.random.default_rng(5).random(rows) < 0.3
+    suite = ExpectationSuite(
+        name="bools",
+        expectations=[
+            gxe.ExpectColumnValuesToBeInSet(column="flag", value_set=value_set, mostly=mostly)
+            for value_set, mostly in [
+                ([False, True], 1.0),
+                ([True], 0.5),
+                ([1], 1.0),
+                (["True"], 1.0),
+                ([0.0, "x"], 0.6),
+            ]
+        ],
+    )
+    ours, gx = _both(pd.DataFrame({"flag": flags}), SUMMARY, suite)
+    assert_same_results(ours, gx)
+    assert {result_path(r)[0] for r in ours.results} == {"fast"}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"result_format": "EVERYTHING"},
+        {"result_format": {"partial_unexpected_count": 3}},
+        {"result_format": 3},
+        {"engine": "polars"},
+    ],
+    ids=["unknown-format-name", "dict-without-format", "not-a-format", "unknown-engine"],
+)
+def test_bad_result_format_or_engine_is_refused_before_validation(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="result_format|engine"):
+        validate_dataframe(CLEAN, SUITE, **kwargs)

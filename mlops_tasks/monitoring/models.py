@@ -187,6 +187,11 @@ class ColumnDrift(BaseModel):
     drifted: bool
     reference_rows: int = Field(..., description="Non-null reference values compared.")
     current_rows: int = Field(..., description="Non-null current values compared.")
+    error_bound: float | None = Field(
+        None,
+        description="Largest possible distance of value from the exact statistic when it was bounded "
+        "from merged per-partition histograms (check_drift_on_cluster); None: exact.",
+    )
 
     @property
     def test_display_name(self) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mlops_tasks.cluster import DaskClusterSpec
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.demo import SEGMENT, TARGET
 from mlops_tasks.deploy.models import EndpointSpec, RolloutSpec
@@ -175,6 +176,11 @@ class TrainingPipelineParams(FormParams):
     )
     fail_on_gate: bool = Field(True, description="Fail the run when the gate fails (after registering).")
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
+    search_cluster: DaskClusterSpec | None = Field(
+        None,
+        description="Dask cluster for the hyper-parameter search's candidates (same best model as "
+        "local). Empty: search in this process.",
+    )
 
 
 class DeploymentPipelineParams(FormParams):
@@ -317,7 +323,10 @@ class BatchPredictParams(FormParams):
     model_name: str = Field(..., description="Registered model to score with.")
     alias: str = Field("champion", description="Alias of the version to score with.")
     version: int | None = Field(None, description="Version instead of the alias.")
-    dataset: DatasetSpec = Field(..., description="CSV or Parquet to score (local or s3://).")
+    dataset: DatasetSpec = Field(
+        ...,
+        description="CSV or Parquet file to score, or a folder / s3:// prefix of them (scored on Dask).",
+    )
     output: str | None = Field(
         None,
         description="A .parquet/.csv file, or a log sink folder / s3:// prefix. "
@@ -325,3 +334,8 @@ class BatchPredictParams(FormParams):
     )
     id_column: str | None = Field(None, description="Column to use as request_id (default: generated).")
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
+    cluster: DaskClusterSpec | None = Field(
+        None,
+        description="Dask cluster for a partitioned dataset (an address, or empty address: a local "
+        "cluster of worker processes). Empty: a local cluster for a folder, this process for a file.",
+    )

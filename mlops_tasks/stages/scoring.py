@@ -10,7 +10,7 @@ import logging
 from pathlib import PurePosixPath
 
 from mlops_tasks.data import load_dataset
-from mlops_tasks.scoring import BatchPredictions, score_batch
+from mlops_tasks.scoring import BatchPredictions, is_partitioned, score_batch, score_partitions
 from mlops_tasks.stages.params import BatchPredictParams
 
 __all__ = ["default_output", "run_batch_score"]
@@ -42,9 +42,13 @@ def run_batch_score(params: BatchPredictParams) -> BatchPredictions:
     Returns:
         Where the predictions went (``sink`` is the log to give the drift check).
 
+    A folder or ``s3://`` prefix of files (or a ``cluster``) is scored on Dask with
+    :func:`mlops_tasks.scoring.score_partitions`, as the flow does.
+
     Raises:
         ModelNotFoundError: No such model, version or alias.
         SchemaError: The dataset lacks feature columns of the model.
+        ClusterUnavailableError: The Dask scheduler named by ``cluster`` did not answer.
 
     Example:
         ```python
@@ -55,6 +59,19 @@ def run_batch_score(params: BatchPredictParams) -> BatchPredictions:
                                                  dataset=DatasetSpec(uri="data/new.csv")))
         ```
     """
+    if is_partitioned(params.dataset.uri) or params.cluster is not None:
+        return score_partitions(
+            params.dataset.uri,
+            params.model_name,
+            output=params.output or default_output(params.dataset.uri),
+            alias=params.alias,
+            version=params.version,
+            id_column=params.id_column,
+            mlflow_config=params.mlflow,
+            s3=params.dataset.s3,
+            served_by=f"batch:{params.dataset.display_name}",
+            cluster=params.cluster,
+        )
     loaded = load_dataset(params.dataset)
     result = score_batch(
         loaded.frame,

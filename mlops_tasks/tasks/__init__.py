@@ -68,7 +68,7 @@ from mlops_tasks.tasks.retrain import (
     prepare_training_data,
     release_retrain_claim,
 )
-from mlops_tasks.tasks.scoring import score_batch
+from mlops_tasks.tasks.scoring import score_batch, score_partitions
 from mlops_tasks.tasks.training import train_model
 from mlops_tasks.tasks.validation import suggest_expectations, validate_data
 
@@ -98,6 +98,7 @@ __all__ = [
     "rollback_model",
     "rotate_certificate",
     "score_batch",
+    "score_partitions",
     "split_dataset",
     "start_ab_test",
     "stop_endpoint",

@@ -130,6 +130,7 @@ class ColumnScan:
         self._null_mask: np.ndarray | None = None
         self._domain: pd.Series | None = None
         self._kind: str | None = None
+        self._null_count: int | None = None
 
     @property
     def null_mask(self) -> np.ndarray:
@@ -155,7 +156,9 @@ class ColumnScan:
     @property
     def null_count(self) -> int:
         """Null values in the column (GX's ``column_values.nonnull.unexpected_count``)."""
-        return int(np.count_nonzero(self.null_mask))
+        if self._null_count is None:
+            self._null_count = int(np.count_nonzero(self.null_mask))
+        return self._null_count
 
     @property
     def domain(self) -> pd.Series:
@@ -219,6 +222,12 @@ class ColumnScan:
         column = self.domain
         if value_set is None:
             return self._outcome(column, np.zeros(len(column), dtype=bool))
+        if column.dtype == np.bool_:
+            # pandas answers isin on a long bool column with numpy's sort-based isin; asking
+            # the same question of the two possible values and looking each row up is the
+            # same answer at a fraction of the cost.
+            member = np.asarray(pd.Series([False, True]).isin(value_set), dtype=bool)
+            return self._outcome(column, ~member[column.to_numpy().astype(np.intp)])
         return self._outcome(column, ~np.asarray(column.isin(value_set), dtype=bool))
 
     def in_types(self, types: tuple[type, ...]) -> MapOutcome:

@@ -1,4 +1,4 @@
-"""Batch scoring: score a dataset with a registered model, written in the prediction-log layout.
+"""Batch scoring of one in-memory frame, written in the prediction-log layout.
 
 The rows written have the prediction log's columns, so the drift check
 (:func:`mlops_tasks.monitoring.load_current`, :func:`mlops_tasks.monitoring.check_drift`)
@@ -11,6 +11,7 @@ import io
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from mlops_tasks.errors import EmptyDatasetError, ModelNotFoundError
 from mlops_tasks.serving.predlog import RESERVED_COLUMNS, Sink
 from mlops_tasks.settings import MlflowConfig, S3Config
 
-__all__ = ["PREDICTION_COLUMN", "BatchPredictions", "score_batch"]
+__all__ = ["PREDICTION_COLUMN", "BatchPredictions", "log_rows", "score_batch"]
 
 PREDICTION_COLUMN = "prediction"
 """The prediction log's prediction column (a feature named like it, or like a reserved
@@ -43,6 +44,44 @@ class BatchPredictions(BaseModel):
     output_uri: str = Field(..., description="The file written, or the sink when written as a log.")
     sink: str | None = Field(None, description="Prediction-log sink to pass to the drift check.")
     timestamp: datetime
+    partitions: int = Field(1, description="Partitions scored (one per file of a partitioned dataset).")
+
+
+def log_rows(
+    frame: pd.DataFrame,
+    features: list[str],
+    predictions: Any,
+    *,
+    request_ids: Any,
+    timestamp: datetime,
+    model_name: str,
+    model_version: str,
+    served_by: str,
+) -> pd.DataFrame:
+    """The prediction log's rows for scored ``frame``: identity columns, the features, ``prediction``.
+
+    A feature named like a reserved column (or ``prediction``) is written as ``feature_<name>``.
+
+    Example:
+        ```python
+        rows = log_rows(frame, ["x"], [1, 0], request_ids=["a", "b"], timestamp=now,
+                        model_name="churn", model_version="3", served_by="batch")
+        ```
+    """
+    out = pd.DataFrame(
+        {
+            "request_id": np.asarray(request_ids, dtype=object),
+            "timestamp": pd.Series([pd.Timestamp(timestamp)] * len(frame), dtype="datetime64[us, UTC]"),
+            "model_name": model_name,
+            "model_version": model_version,
+            "served_by": served_by,
+        }
+    )
+    for name in features:
+        column = f"feature_{name}" if name in (*RESERVED_COLUMNS, PREDICTION_COLUMN) else name
+        out[column] = frame[name].to_numpy()
+    out[PREDICTION_COLUMN] = np.asarray(predictions)
+    return out
 
 
 def score_batch(
@@ -122,19 +161,16 @@ def score_batch(
         if id_column
         else np.array([f"batch-{now:%Y%m%dT%H%M%S}-{i}" for i in range(len(frame))], dtype=object)
     )
-    out = pd.DataFrame(
-        {
-            "request_id": ids,
-            "timestamp": pd.Series([pd.Timestamp(now)] * len(frame), dtype="datetime64[us, UTC]"),
-            "model_name": model_name,
-            "model_version": str(mv.version),
-            "served_by": served_by,
-        }
+    out = log_rows(
+        frame,
+        features,
+        predictions,
+        request_ids=ids,
+        timestamp=now,
+        model_name=model_name,
+        model_version=str(mv.version),
+        served_by=served_by,
     )
-    for name in features:
-        column = f"feature_{name}" if name in (*RESERVED_COLUMNS, PREDICTION_COLUMN) else name
-        out[column] = frame[name].to_numpy()
-    out[PREDICTION_COLUMN] = predictions
     suffix = Path(output.split("?")[0]).suffix.lower()
     if suffix in (".parquet", ".pq", ".csv"):
         uri = write_dataset(out, output, s3=s3)

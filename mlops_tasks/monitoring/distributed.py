@@ -1,0 +1,339 @@
+"""The drift check on windows larger than memory: per-partition statistics on a Dask cluster, merged.
+
+The current window is a folder or ``s3://`` prefix of Parquet files (a prediction-log sink, or
+a partitioned batch from :func:`mlops_tasks.scoring.score_partitions`). The reference (the
+model's training data) fits in memory. Each worker reads its partitions' feature columns and
+returns small summaries, which the client merges:
+
+- **Counts stay exact.** Categorical columns, and numeric columns with at most
+  ``DISCRETE_VALUES`` distinct values, are merged as exact value counts; their statistic
+  (chi-square, z-test, Jensen-Shannon, Wasserstein, K-S) is then exactly the in-memory one.
+- **Continuous columns are bounded.** Wasserstein and K-S need every value of a column at once;
+  a second pass counts the current values per bin of fixed edges (the reference's quantiles),
+  which gives an interval that contains the exact statistic (:mod:`mlops_tasks.monitoring.bounds`).
+  Its midpoint is reported. When the threshold lies inside the interval, the verdict is not
+  certain from the bounds: that column alone is gathered and computed exactly.
+
+So every verdict equals the in-memory check's; a reported value of a continuous column differs
+from the exact one by at most its bound (``ColumnDrift.error_bound``, ``None`` when exact). The
+HTML report is not rendered here (it needs rows in memory; render it from a sample with
+:func:`mlops_tasks.monitoring.check_drift`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from functools import reduce
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_tasks.cluster import DaskClusterSpec, use_or_open_client
+from mlops_tasks.errors import EmptyDatasetError
+from mlops_tasks.monitoring.bounds import histogram_edges, ks_bounds, wasserstein_bounds
+from mlops_tasks.monitoring.check import _decide
+from mlops_tasks.monitoring.column_plan import feature_columns, plan_columns
+from mlops_tasks.monitoring.column_types import (
+    INTEGER_CARDINALITY_LIMIT,
+    SMALL_REFERENCE_ROWS,
+    choose_stattest,
+)
+from mlops_tasks.monitoring.models import (
+    PREDICTION_COLUMN,
+    STAT_TESTS,
+    UTILITY_COLUMNS,
+    ColumnDrift,
+    DriftReport,
+    DriftSettings,
+    SkippedColumn,
+)
+from mlops_tasks.monitoring.statistics import compute_column_drift, finite_values
+from mlops_tasks.scoring.partitions import list_partitions, read_columns, s3_kwargs_on_worker
+from mlops_tasks.settings import S3Config
+
+__all__ = ["DISCRETE_VALUES", "HISTOGRAM_BINS", "check_drift_on_cluster"]
+
+logger = logging.getLogger(__name__)
+
+DISCRETE_VALUES = 100_000
+"""Distinct values of a numeric column kept as exact counts; past it the column is continuous."""
+HISTOGRAM_BINS = 4096
+"""Bins (at the reference's quantiles) of a continuous column's current histogram."""
+
+_Summary = dict[str, Any]  # per column: n, low, high, counts ({value: count} or None)
+
+
+def _summarize(uri: str, kinds: dict[str, str], plugin: str | None, cap: int) -> dict[str, _Summary]:
+    frame = read_columns(uri, list(kinds), s3_kwargs_on_worker(plugin))
+    out: dict[str, _Summary] = {"": {"rows": len(frame)}}
+    for name, kind in kinds.items():
+        if kind == "numerical":
+            values = finite_values(frame[name])
+            keys, counts = np.unique(values, return_counts=True)
+            out[name] = {
+                "n": int(values.size),
+                "low": float(values.min()) if values.size else np.inf,
+                "high": float(values.max()) if values.size else -np.inf,
+                "counts": dict(zip(keys.tolist(), counts.tolist(), strict=True))
+                if keys.size <= cap
+                else None,
+            }
+        else:
+            counts_s = frame[name].value_counts(dropna=True, sort=False)
+            out[name] = {"n": int(counts_s.sum()), "counts": counts_s.to_dict()}
+    return out
+
+
+def _merge(a: dict[str, _Summary], b: dict[str, _Summary], cap: int) -> dict[str, _Summary]:
+    merged: dict[str, _Summary] = {"": {"rows": a[""]["rows"] + b[""]["rows"]}}
+    for name in a.keys() - {""}:
+        x, y = a[name], b[name]
+        counts = None
+        if x["counts"] is not None and y["counts"] is not None:
+            counts = dict(x["counts"])
+            for key, count in y["counts"].items():
+                counts[key] = counts.get(key, 0) + count
+            if "low" in x and len(counts) > cap:
+                counts = None
+        merged[name] = {**x, "n": x["n"] + y["n"], "counts": counts}
+        if "low" in x:
+            merged[name]["low"], merged[name]["high"] = min(x["low"], y["low"]), max(x["high"], y["high"])
+    return merged
+
+
+def _histogram(uri: str, name: str, edges: np.ndarray, plugin: str | None) -> np.ndarray:
+    values = finite_values(read_columns(uri, [name], s3_kwargs_on_worker(plugin))[name])
+    return np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size)[: edges.size]
+
+
+def _column_values(uri: str, name: str, plugin: str | None) -> np.ndarray:
+    return finite_values(read_columns(uri, [name], s3_kwargs_on_worker(plugin))[name])
+
+
+def _counts_series(summary: _Summary) -> pd.Series:
+    counts = summary["counts"]
+    return pd.Series(list(counts.values()), index=list(counts.keys()), dtype=np.int64)
+
+
+def _planned_test(kind: str, reference: pd.Series, summary: _Summary) -> Any:
+    """Evidently's default test from the merged summary, as the in-memory plan decides it."""
+    if kind == "categorical":
+        n_ref = int(reference.count())
+        if n_ref > SMALL_REFERENCE_ROWS:
+            return "jensenshannon"
+        distinct = len(set(reference.dropna().unique()) | set(summary["counts"]))
+        return choose_stattest("categorical", n_ref, distinct)
+    ref = finite_values(reference)
+    if summary["counts"] is None:
+        distinct = 6  # more distinct values than counts kept: "more than 5" is all the choice needs
+    else:
+        keys = np.fromiter(summary["counts"], dtype=np.float64, count=len(summary["counts"]))
+        distinct = int(np.union1d(np.unique(ref.astype(np.float64)), keys).size)
+    return choose_stattest("numerical", int(ref.size), distinct)
+
+
+def _exact_numeric(
+    name: str, reference: pd.Series, summary: _Summary, test: Any, threshold: Any
+) -> ColumnDrift | SkippedColumn:
+    counts = _counts_series(summary)
+    current = pd.Series(np.repeat(counts.index.to_numpy(np.float64), counts.to_numpy()))
+    return compute_column_drift(name, reference, current, "numerical", test, threshold)
+
+
+def _continuous(
+    client: Any,
+    uris: list[str],
+    plugin: str | None,
+    name: str,
+    reference: pd.Series,
+    summary: _Summary,
+    test: Any,
+    threshold: Any,
+) -> ColumnDrift | SkippedColumn:
+    """A continuous column: bounds from a merged histogram, exact when the threshold is inside them."""
+    ref = np.sort(finite_values(reference).astype(np.float64))
+    chosen = test or choose_stattest("numerical", ref.size, DISCRETE_VALUES + 1)
+    limit = float(threshold if threshold is not None else STAT_TESTS[chosen]["threshold"])
+    n_cur = summary["n"]
+    exact_needed = chosen not in ("wasserstein", "ks") or ref.size == 0 or n_cur == 0
+    # K-S p-values of samples up to 10,000 values are scipy's exact ones: small, so gathered
+    exact_needed = exact_needed or (chosen == "ks" and max(ref.size, n_cur) <= 10_000)
+    bounds = None
+    if not exact_needed:
+        edges = histogram_edges(
+            ref, min(ref[0], summary["low"]), max(ref[-1], summary["high"]), HISTOGRAM_BINS
+        )
+        counts = reduce(
+            np.add,
+            client.gather(client.map(_histogram, uris, name=name, edges=edges, plugin=plugin, pure=False)),
+        )
+        if chosen == "wasserstein":
+            bounds = wasserstein_bounds(ref, edges, counts, max(float(np.std(ref)), 0.001))
+            low, high = bounds.low, bounds.high
+        else:
+            from scipy.stats import distributions
+
+            m, n = sorted([float(ref.size), float(n_cur)], reverse=True)
+            en = np.round(m * n / (m + n))
+            d = ks_bounds(ref, edges, counts)
+            low, high = float(distributions.kstwo.sf(d.high, en)), float(distributions.kstwo.sf(d.low, en))
+        if not (low <= limit <= high):
+            value = (low + high) / 2
+            drifted = value >= limit if STAT_TESTS[chosen]["kind"] == "distance" else value <= limit
+            return ColumnDrift(
+                column=name,
+                column_type="numerical",
+                stattest=chosen,
+                statistic=STAT_TESTS[chosen]["kind"],
+                value=value,
+                threshold=limit,
+                drifted=bool(drifted),
+                reference_rows=int(ref.size),
+                current_rows=int(n_cur),
+                error_bound=(high - low) / 2,
+            )
+        logger.info("Column %s: threshold %g inside [%g, %g]; computing it exactly", name, limit, low, high)
+    values = np.concatenate(
+        client.gather(client.map(_column_values, uris, name=name, plugin=plugin, pure=False))
+    )
+    return compute_column_drift(name, reference, pd.Series(values), "numerical", chosen, limit)
+
+
+def _column_result(
+    client: Any,
+    uris: list[str],
+    plugin: str | None,
+    name: str,
+    kind: str,
+    integer: bool,
+    reference: pd.DataFrame,
+    total: dict[str, _Summary],
+    settings: DriftSettings,
+) -> ColumnDrift | SkippedColumn:
+    """One column's verdict from the merged summaries (exact counts, or bounds then exact)."""
+    summary = total[name]
+    if integer:  # Evidently's rule: integers with at most 10 distinct values are categorical
+        few = summary["counts"] is not None and len(summary["counts"]) <= INTEGER_CARDINALITY_LIMIT
+        kind = "categorical" if few else "numerical"
+    test = settings.column_tests.get(name) or _planned_test(kind, reference[name], summary)
+    threshold = settings.column_thresholds.get(name)
+    if kind == "categorical":
+        empty = pd.Series([], dtype=object)
+        counts = _counts_series(summary)
+        return compute_column_drift(name, reference[name], empty, "categorical", test, threshold, counts)
+    if summary["counts"] is not None:
+        return _exact_numeric(name, reference[name], summary, test, threshold)
+    return _continuous(client, uris, plugin, name, reference[name], summary, test, threshold)
+
+
+def check_drift_on_cluster(
+    reference: pd.DataFrame,
+    current_uri: str,
+    *,
+    settings: DriftSettings | None = None,
+    target: str | None = None,
+    model_name: str | None = None,
+    model_version: str | int | None = None,
+    s3: S3Config | None = None,
+    cluster: DaskClusterSpec | None = None,
+    client: Any = None,
+    discrete_values: int = DISCRETE_VALUES,
+) -> DriftReport:
+    """Per-column drift of a partitioned window against the reference, statistics computed on Dask.
+
+    Args:
+        reference: Reference rows (the model's training data; it fits in memory).
+        current_uri: Folder or ``s3://`` prefix of the current window's Parquet files.
+        settings: Tests, thresholds, columns, minimum rows (as for :func:`check_drift`).
+        target: Target column of the reference (never checked).
+        model_name: For the report.
+        model_version: For the report.
+        s3: S3 endpoint and credentials (sent to the workers in a Dask worker plugin).
+        cluster: The Dask cluster; ignored when ``client`` is given.
+        client: A connected ``distributed.Client``.
+        discrete_values: Distinct values of a numeric column kept as exact counts.
+
+    Returns:
+        The report: per-column verdicts equal to :func:`check_drift`'s; continuous columns
+        carry ``error_bound`` unless computed exactly.
+
+    Raises:
+        EmptyDatasetError: The window holds no Parquet file, or the reference no row.
+        NoCommonColumnsError: The window's files share no feature column with the reference.
+        ClusterUnavailableError: The Dask scheduler did not answer.
+
+    Example:
+        ```python
+        report = check_drift_on_cluster(train_frame, "s3://logs/churn/date=2026-11-30/",
+                                        target="churned", cluster=DaskClusterSpec(n_workers=2))
+        print(report.status, [(c.column, c.value, c.error_bound) for c in report.columns])
+        ```
+    """
+    started = datetime.now(UTC)
+    settings = settings or DriftSettings()
+    if reference.empty:
+        raise EmptyDatasetError("The drift reference has no rows; it needs the model's training data.")
+    s3_kwargs = (s3 or S3Config()).client_kwargs() if current_uri.startswith("s3://") else {}
+    uris = [p.uri for p in list_partitions(current_uri, s3_kwargs)]
+    sample = read_columns(uris[0], None, s3_kwargs)  # the plan (types, tests) as check_drift makes it
+    ignore = {*UTILITY_COLUMNS, PREDICTION_COLUMN, *([target] if target else [])}
+    common, missing_in_current, missing_in_reference = feature_columns(reference, sample, settings, ignore)
+    plans, skipped = plan_columns(reference, sample, common, settings)
+    # integer columns are summarised as numbers; their type (categorical up to 10 distinct values,
+    # as Evidently infers it) is decided on the merged counts, not on one partition
+    integers = {p.name for p in plans if pd.api.types.is_integer_dtype(sample[p.name].dtype)}
+    kinds = {plan.name: "numerical" if plan.name in integers else plan.kind for plan in plans}
+    with use_or_open_client(cluster, client) as dask_client:
+        plugin = None
+        if s3_kwargs:
+            from mlops_tasks.scoring.worker_plugin import S3Credentials
+
+            plugin = f"mlops-s3-drift-{abs(hash(current_uri)) % 10**8}"
+            dask_client.register_plugin(S3Credentials(plugin, s3_kwargs))
+        try:
+            summaries = dask_client.gather(
+                dask_client.map(_summarize, uris, kinds=kinds, plugin=plugin, cap=discrete_values, pure=False)
+            )
+            total = reduce(lambda a, b: _merge(a, b, discrete_values), summaries)
+            results = [
+                _column_result(
+                    dask_client, uris, plugin, name, kind, name in integers, reference, total, settings
+                )
+                for name, kind in kinds.items()
+            ]
+            columns = [r for r in results if isinstance(r, ColumnDrift)]
+            skipped.extend(r for r in results if isinstance(r, SkippedColumn))
+        finally:
+            if plugin is not None:
+                dask_client.unregister_worker_plugin(plugin)
+    rows = int(total[""]["rows"])
+    base = {
+        "model_name": model_name,
+        "model_version": None if model_version is None else str(model_version),
+        "reference_source": None,
+        "current_source": current_uri,
+        "window": None,
+        "reference_rows": len(reference),
+        "current_rows": rows,
+        "drift_share_threshold": settings.drift_share,
+        "checked_at": started,
+    }
+    if rows < settings.min_rows:
+        return DriftReport(
+            status="not_enough_data",
+            reason=f"Only {rows} current rows in {current_uri}, fewer than min_rows={settings.min_rows}.",
+            **base,
+        )
+    report = _decide(
+        columns,
+        settings,
+        skipped_columns=skipped,
+        missing_in_current=missing_in_current,
+        missing_in_reference=missing_in_reference,
+        warnings=[],
+        **base,
+    )
+    report.duration_s = (datetime.now(UTC) - started).total_seconds()
+    return report
