@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_tasks.deploy.haproxy.config import (
+    AB_BACKENDS,
     AB_MAP_DEFAULT,
     BACKENDS,
     BACKUP_SUFFIX,
@@ -376,7 +377,7 @@ class DockerTarget(DockerRouterContainer, Target):
         return None if container is None else self._supervision_view(container)
 
     def repoint(self, color: Color, replica: int, address: str) -> bool:
-        """Point server ``<color>_<replica>`` (and its backup twin) at ``address`` where it differs.
+        """Point server ``<color>_<replica>`` (its backup twin, its A/B twin) at ``address`` where it differs.
 
         A server in maintenance in backend ``live`` (a detached slot) is left alone.
         Returns True when something changed (the router's state is saved then).
@@ -392,6 +393,8 @@ class DockerTarget(DockerRouterContainer, Target):
             self.router.set_addr(backend, name, host, int(port))
         if any(s.name == twin for s in states):  # the backup twin in backend live follows it
             self.router.set_addr(LIVE, twin, host, int(port))
+        if any(s.backend == AB_BACKENDS[color] for s in states):  # and the slot's A/B backend
+            self.router.set_addr(AB_BACKENDS[color], name, host, int(port))
         self.router.save_state()
         logger.info("Endpoint %s: server %s re-pointed to %s", self.endpoint.name, name, address)
         return True
