@@ -231,6 +231,13 @@ def render_config(cfg: RouterConfig) -> str:
         *redirect_frontend(cfg.bind_host, cfg.security),
         *rate_table(cfg.security),
     ]
+    lines += _backend_lines(cfg)
+    return "\n".join(lines) + "\n"
+
+
+def _backend_lines(cfg: RouterConfig) -> list[str]:
+    """The ``live``/``preview``/``shadow`` backends (with backup twins) and the A/B backends."""
+    lines: list[str] = []
     for backend in BACKENDS:
         lines += ["", f"backend {backend}", "    balance roundrobin"]
         if backend == LIVE:
@@ -261,7 +268,7 @@ def render_config(cfg: RouterConfig) -> str:
                 host, port = cfg.servers.get(name, PARKED)
                 state = "" if name in cfg.servers else " disabled"
                 lines.append(f"    server {name} {host}:{port} weight 100 check{state}")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _ab_rules(ab_map: str | None) -> list[str]:
