@@ -130,7 +130,7 @@ def fetch_model_payload(
     if not flavor:
         raise ModelLoadError(
             f"Model {model_name} v{mv.version} has no scikit-learn flavor; batch scoring on a cluster "
-            "runs models logged with mlflow.sklearn.log_model."
+            "runs models logged with MLflow's scikit-learn flavor (the training stage logs them so)."
         )
     columns, _ = parse_signature(mlmodel)
     digest = hashlib.sha256()
