@@ -102,3 +102,25 @@ def stop_process_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def read_artifacts(key: str) -> list:
+    """The Prefect artifacts stored under ``key``, newest first.
+
+    Filtered and sorted by the server: an unfiltered read returns one page in id order,
+    which is neither creation order nor complete once a session has stored many artifacts.
+    """
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async def read() -> list:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                sort=ArtifactSort.CREATED_DESC,
+            )
+
+    return asyncio.run(read())

@@ -30,6 +30,7 @@ from mlops_tasks.monitoring import EVENT_DRIFT_DETECTED, DriftSettings
 from mlops_tasks.registry import promote_model, register_model
 from mlops_tasks.settings import resolve_mlflow_config
 from mlops_tasks.training import train_model
+from tests.orchestration_support import read_artifacts
 
 GATE = QualityGate(thresholds=[MetricThreshold(metric="accuracy", min_value=0.5)])
 SETTINGS = DriftSettings(min_rows=200, html_sample_rows=1000)
@@ -84,16 +85,6 @@ def wait_for_events(model_name: str, count: int, timeout: float = 30.0) -> list:
         time.sleep(0.5)
         events = drift_events(model_name)
     return events
-
-
-def read_artifacts(key: str) -> list:
-    from prefect.client.orchestration import get_client
-
-    async def read():
-        async with get_client() as client:
-            return [a for a in await client.read_artifacts() if a.key == key]
-
-    return asyncio.run(read())
 
 
 def send(port: int, frame: pd.DataFrame, batch: int = 100) -> None:

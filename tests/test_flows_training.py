@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pandas as pd
 import pytest
 from conftest import client_for
@@ -14,16 +12,7 @@ from mlops_tasks.data import DatasetSpec, write_dataset
 from mlops_tasks.demo import make_churn_data
 from mlops_tasks.errors import DataValidationError, QualityGateError
 from mlops_tasks.evaluation import MetricThreshold, QualityGate
-
-
-def read_artifact(key: str):
-    from prefect.client.orchestration import get_client
-
-    async def latest():
-        async with get_client() as client:
-            return [a for a in await client.read_artifacts() if a.key == key]
-
-    return asyncio.run(latest())
+from tests.orchestration_support import read_artifacts
 
 
 @pytest.fixture
@@ -56,20 +45,20 @@ def test_pipeline_registers_then_reuses_then_gates_against_champion(
     assert report["champion"]["version"] == 1  # gated against the first version as champion
     assert int(client.get_model_version_by_alias(model_name, "champion").version) == 2
 
-    validation = read_artifact("validation-churn-demo")
-    evaluation = read_artifact(f"evaluation-{model_name}")
+    validation = read_artifacts("validation-churn-demo")
+    evaluation = read_artifacts(f"evaluation-{model_name}")
     assert validation and evaluation
     assert "roc_auc" in evaluation[0].data
     # GX Data Docs written next to the validation report, linked from the artifact
     assert "Great Expectations Data Docs" in validation[0].data
-    docs = read_artifact("data-docs-churn-demo")
+    docs = read_artifacts("data-docs-churn-demo")
     assert docs and "(file://" in docs[0].data and "data-docs.html)" in docs[0].data
     # the plots are on the training run the registered version points to, named on the run page
     version_run = client.get_model_version(model_name, "2").run_id
     assert {"plots/roc.png", "plots/confusion-matrix.png"} <= {
         a.path for a in client.list_artifacts(version_run, "plots")
     }
-    plots = read_artifact(f"plots-{model_name}")  # a local store: the run and paths, no image URL
+    plots = read_artifacts(f"plots-{model_name}")  # a local store: the run and paths, no image URL
     assert plots and "plots/roc.png" in plots[0].data and version_run in plots[0].data
 
 
