@@ -1,0 +1,235 @@
+"""The metrics GX 1.x resolves on pandas for each expectation type the fast path covers.
+
+:func:`expectation_metrics` returns, for one expectation, the dict GX's validator hands
+to the expectation's ``_validate`` once it has resolved its metric graph, keyed by
+metric name: the table's row count, column list or column count; for a column map
+expectation the null count and the unexpected count, first unexpected values and index
+labels of its condition (:class:`.fast_scan.ColumnScan`); for a column aggregate the
+same pandas call GX's metric makes (``column.min()``, ``column.nunique()``, ...) on the
+same series. Which expectations may come here (their arguments and dtypes) is
+:func:`.fast_path.fallback_reason`'s rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from great_expectations.constants import MAX_DISTINCT_VALUES
+from great_expectations.expectations.metrics.column_aggregate_metrics.column_distinct_values import (
+    _coerce_value_set_to_column_type,
+)
+
+from mlops_tasks.validation.fast_scan import ColumnScan, MapOutcome, comparison_types
+
+__all__ = [
+    "AGGREGATE_TYPES",
+    "DISTINCT_SET_TYPES",
+    "MAP_TYPES",
+    "TABLE_TYPES",
+    "expectation_metrics",
+]
+
+#: Table-level types: their metrics come from the frame's shape and column names.
+TABLE_TYPES = frozenset(
+    {
+        "expect_table_columns_to_match_set",
+        "expect_table_columns_to_match_ordered_list",
+        "expect_table_row_count_to_be_between",
+        "expect_table_row_count_to_equal",
+        "expect_table_column_count_to_equal",
+        "expect_table_column_count_to_be_between",
+        "expect_column_to_exist",
+    }
+)
+
+#: Column map types: GX's map metric name of each.
+MAP_TYPES: dict[str, str] = {
+    "expect_column_values_to_be_in_type_list": "column_values.in_type_list",
+    "expect_column_values_to_not_be_null": "column_values.nonnull",
+    "expect_column_values_to_be_null": "column_values.null",
+    "expect_column_values_to_be_between": "column_values.between",
+    "expect_column_values_to_be_in_set": "column_values.in_set",
+    "expect_column_values_to_not_be_in_set": "column_values.not_in_set",
+    "expect_column_values_to_be_unique": "column_values.unique",
+    "expect_column_values_to_match_regex": "column_values.match_regex",
+    "expect_column_values_to_not_match_regex": "column_values.not_match_regex",
+    "expect_column_value_lengths_to_be_between": "column_values.value_length.between",
+    "expect_column_value_lengths_to_equal": "column_values.value_length.equals",
+}
+
+# Column aggregates: the metric GX's expectation reads, and GX's pandas computation of it
+# (on the whole column, as GX's column_aggregate_value passes it; the median drops nulls).
+_AGGREGATES: dict[str, tuple[str, Callable[[ColumnScan], Any]]] = {
+    "expect_column_min_to_be_between": ("column.min", lambda scan: scan.series.min()),
+    "expect_column_max_to_be_between": ("column.max", lambda scan: scan.series.max()),
+    "expect_column_mean_to_be_between": ("column.mean", lambda scan: scan.series.mean()),
+    "expect_column_median_to_be_between": ("column.median", lambda scan: scan.domain.median()),
+    "expect_column_sum_to_be_between": ("column.sum", lambda scan: scan.series.sum()),
+    "expect_column_stdev_to_be_between": ("column.standard_deviation", lambda scan: scan.series.std()),
+    "expect_column_unique_value_count_to_be_between": (
+        "column.distinct_values.count",
+        lambda scan: scan.series.nunique(),
+    ),
+    "expect_column_proportion_of_unique_values_to_be_between": (
+        "column.unique_proportion",
+        lambda scan: _unique_proportion(scan),
+    ),
+    "expect_column_proportion_of_non_null_values_to_be_between": (
+        "column.non_null_proportion",
+        lambda scan: _non_null_proportion(scan),
+    ),
+}
+
+#: Column aggregate types computed with one pandas call over the column.
+AGGREGATE_TYPES = frozenset(_AGGREGATES)
+
+#: Distinct-value set types: GX's set arithmetic over ``set(column.dropna().unique())``.
+DISTINCT_SET_TYPES = frozenset(
+    {
+        "expect_column_distinct_values_to_be_in_set",
+        "expect_column_distinct_values_to_contain_set",
+        "expect_column_distinct_values_to_equal_set",
+    }
+)
+
+
+def expectation_metrics(
+    kind: str, kwargs: Mapping[str, Any], df: pd.DataFrame, scan: ColumnScan | None
+) -> dict[str, Any]:
+    """The metrics GX's ``_validate`` of this expectation type reads, computed without GX.
+
+    Args:
+        kind: The expectation type (one of the covered ones).
+        kwargs: Its configuration's kwargs.
+        df: The frame.
+        scan: The scan of the column it names (None for table-level types).
+
+    Returns:
+        Metric name to value, as GX's validator would pass them.
+
+    Example:
+        ```python
+        metrics = expectation_metrics("expect_table_row_count_to_equal", {"value": 3}, df, None)
+        assert metrics["table.row_count"] == len(df)
+        ```
+    """
+    if kind in TABLE_TYPES:
+        return _table_metrics(kind, df)
+    if scan is None:
+        raise ValueError(f"{kind} needs the scan of its column")
+    metrics: dict[str, Any] = {
+        "table.row_count": int(df.shape[0]),
+        "column_values.nonnull.unexpected_count": scan.null_count,
+    }
+    if kind in _AGGREGATES:
+        name, compute = _AGGREGATES[kind]
+        metrics[name] = compute(scan)
+        return metrics
+    if kind in DISTINCT_SET_TYPES:
+        metrics.update(_distinct_set_metrics(scan, kwargs.get("value_set")))
+        return metrics
+    if kind == "expect_column_values_to_be_in_type_list":
+        series = scan.series
+        metrics["table.column_types"] = [{"name": kwargs["column"], "type": series.dtype}]
+        type_list = kwargs.get("type_list")
+        if type_list is not None and series.dtype.type.__name__ == "object_":
+            _with_outcome(metrics, MAP_TYPES[kind], scan.in_types(comparison_types(type_list)))
+        return metrics
+    return _with_outcome(metrics, MAP_TYPES[kind], _map_outcome(kind, kwargs, scan))
+
+
+def _table_metrics(kind: str, df: pd.DataFrame) -> dict[str, Any]:
+    columns = list(df.columns)
+    if kind.startswith("expect_table_row_count"):
+        return {"table.row_count": int(df.shape[0])}
+    if kind.startswith("expect_table_column_count"):
+        return {"table.column_count": len(columns)}
+    return {"table.columns": columns}
+
+
+def _map_outcome(kind: str, kwargs: Mapping[str, Any], scan: ColumnScan) -> MapOutcome:
+    if kind == "expect_column_values_to_not_be_null":
+        return scan.nulls()
+    if kind == "expect_column_values_to_be_null":
+        return scan.not_null()
+    if kind == "expect_column_values_to_be_between":
+        return scan.between(
+            kwargs.get("min_value"),
+            kwargs.get("max_value"),
+            strict_min=bool(kwargs.get("strict_min", False)),
+            strict_max=bool(kwargs.get("strict_max", False)),
+        )
+    if kind == "expect_column_values_to_be_in_set":
+        return scan.in_set(kwargs.get("value_set"))
+    if kind == "expect_column_values_to_not_be_in_set":
+        return scan.not_in_set(kwargs.get("value_set"))
+    if kind == "expect_column_values_to_be_unique":
+        return scan.unique()
+    regex = str(kwargs.get("regex"))  # a string: fallback_reason sends any other regex to GX
+    if kind == "expect_column_values_to_match_regex":
+        return scan.text(lambda strings: strings.str.contains(regex))
+    if kind == "expect_column_values_to_not_match_regex":
+        return scan.text(lambda strings: ~strings.str.contains(regex))
+    if kind == "expect_column_value_lengths_to_equal":
+        value = kwargs.get("value")
+        return scan.text(lambda strings: strings.str.len() == value)
+    # expect_column_value_lengths_to_be_between
+    return scan.text(lambda strings: _length_between(strings.str.len(), kwargs))
+
+
+def _length_between(lengths: pd.Series, kwargs: Mapping[str, Any]) -> Any:
+    """GX's ``column_values.value_length.between`` condition on the lengths."""
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    strict_min, strict_max = bool(kwargs.get("strict_min")), bool(kwargs.get("strict_max"))
+    if low is not None and high is not None:
+        inclusive = {(True, True): "neither", (True, False): "right", (False, True): "left"}.get(
+            (strict_min, strict_max), "both"
+        )
+        return lengths.between(low, high, inclusive=inclusive)  # type: ignore[arg-type]
+    if high is not None:
+        return lengths < high if strict_max else lengths <= high
+    return lengths > low if strict_min else lengths >= low
+
+
+def _distinct_set_metrics(scan: ColumnScan, value_set: Any) -> dict[str, Any]:
+    """GX's pandas ``column.distinct_values.not_in_set`` and ``missing_from_column`` metrics."""
+    column_set = set(scan.series.dropna().unique())
+    expected = _coerce_value_set_to_column_type(column_set, value_set)
+    not_in_set = list(column_set - expected)
+    try:
+        not_in_set = sorted(not_in_set)
+    except TypeError:
+        pass  # GX keeps mixed types unsorted too
+    missing = list(expected - column_set)
+    return {
+        "column.distinct_values.not_in_set.count": len(column_set - expected),
+        "column.distinct_values.not_in_set": not_in_set[:MAX_DISTINCT_VALUES],
+        "column.distinct_values.missing_from_column.count": len(missing),
+        "column.distinct_values.missing_from_column": missing[:MAX_DISTINCT_VALUES],
+    }
+
+
+def _unique_proportion(scan: ColumnScan) -> Any:
+    """GX's ``column.unique_proportion``: distinct non-null values over non-null values."""
+    total = len(scan.series)
+    if total > 0 and total != scan.null_count:
+        return scan.series.nunique() / (total - scan.null_count)
+    return 0
+
+
+def _non_null_proportion(scan: ColumnScan) -> Any:
+    """GX's ``column.non_null_proportion``: non-null values (a numpy count) over rows."""
+    total = len(scan.series)
+    if total > 0:
+        return np.int64(total - scan.null_count) / total
+    return 0
+
+
+def _with_outcome(metrics: dict[str, Any], metric: str, outcome: MapOutcome) -> dict[str, Any]:
+    metrics[f"{metric}.unexpected_count"] = outcome.unexpected_count
+    metrics[f"{metric}.unexpected_values"] = outcome.values
+    metrics[f"{metric}.unexpected_index_list"] = outcome.index
+    return metrics
