@@ -135,6 +135,7 @@ def _more_types() -> list[Any]:
         gxe.ExpectColumnDistinctValuesToBeInSet(column="plan", value_set=["basic", "pro", "team"]),
         gxe.ExpectColumnDistinctValuesToContainSet(column="tier", value_set=["gold", "bronze"]),
         gxe.ExpectColumnDistinctValuesToEqualSet(column="visits", value_set=list(range(20))),
+        gxe.ExpectColumnDistinctValuesToBeInSet(column="signup", value_set=["2024-01-01", "2024-01-02"]),
     ]
 
 

@@ -205,7 +205,7 @@ def _distinct_set_metrics(scan: ColumnScan, value_set: Any) -> dict[str, Any]:
         pass  # GX keeps mixed types unsorted too
     missing = list(expected - column_set)
     return {
-        "column.distinct_values.not_in_set.count": len(column_set - expected),
+        "column.distinct_values.not_in_set.count": len(not_in_set),
         "column.distinct_values.not_in_set": not_in_set[:MAX_DISTINCT_VALUES],
         "column.distinct_values.missing_from_column.count": len(missing),
         "column.distinct_values.missing_from_column": missing[:MAX_DISTINCT_VALUES],
