@@ -30,6 +30,7 @@ __all__ = [
     "MAP_TYPES",
     "TABLE_TYPES",
     "expectation_metrics",
+    "type_check_names",
 ]
 
 #: Table-level types: their metrics come from the frame's shape and column names.
@@ -53,7 +54,10 @@ MAP_TYPES: dict[str, str] = {
     "expect_column_values_to_be_between": "column_values.between",
     "expect_column_values_to_be_in_set": "column_values.in_set",
     "expect_column_values_to_not_be_in_set": "column_values.not_in_set",
+    "expect_column_values_to_be_of_type": "column_values.of_type",
     "expect_column_values_to_be_unique": "column_values.unique",
+    "expect_column_values_to_be_increasing": "column_values.increasing",
+    "expect_column_values_to_be_decreasing": "column_values.decreasing",
     "expect_column_values_to_match_regex": "column_values.match_regex",
     "expect_column_values_to_not_match_regex": "column_values.not_match_regex",
     "expect_column_value_lengths_to_be_between": "column_values.value_length.between",
@@ -81,7 +85,16 @@ _AGGREGATES: dict[str, tuple[str, Callable[[ColumnScan], Any]]] = {
         "column.non_null_proportion",
         lambda scan: _non_null_proportion(scan),
     ),
+    "expect_column_most_common_value_to_be_in_set": (
+        "column.most_common_value",
+        lambda scan: list(scan.series.mode().values),
+    ),
 }
+
+# Types whose GX _validate compares the dtype, or each value of an object column.
+_TYPE_CHECKS = frozenset({"expect_column_values_to_be_in_type_list", "expect_column_values_to_be_of_type"})
+# type_ values for which ExpectColumnValuesToBeOfType compares the dtype even of object columns.
+_OBJECT_TYPE_NAMES = ("object", "object_", "O", None)
 
 #: Column aggregate types computed with one pandas call over the column.
 AGGREGATE_TYPES = frozenset(_AGGREGATES)
@@ -131,14 +144,38 @@ def expectation_metrics(
     if kind in DISTINCT_SET_TYPES:
         metrics.update(_distinct_set_metrics(scan, kwargs.get("value_set")))
         return metrics
-    if kind == "expect_column_values_to_be_in_type_list":
+    if kind in _TYPE_CHECKS:
         series = scan.series
         metrics["table.column_types"] = [{"name": kwargs["column"], "type": series.dtype}]
-        type_list = kwargs.get("type_list")
-        if type_list is not None and series.dtype.type.__name__ == "object_":
-            _with_outcome(metrics, MAP_TYPES[kind], scan.in_types(comparison_types(type_list)))
+        names = type_check_names(kind, kwargs)
+        if names is not None and series.dtype.type.__name__ == "object_":
+            # GX checks each value of an object column; other dtypes are compared as a whole.
+            _with_outcome(metrics, MAP_TYPES[kind], scan.in_types(comparison_types(names)))
         return metrics
     return _with_outcome(metrics, MAP_TYPES[kind], _map_outcome(kind, kwargs, scan))
+
+
+def type_check_names(kind: str, kwargs: Mapping[str, Any]) -> list[str] | None:
+    """The type names an in-type-list or of-type expectation checks ``object`` values against.
+
+    Args:
+        kind: ``expect_column_values_to_be_in_type_list`` or ``..._to_be_of_type``.
+        kwargs: Its configuration's kwargs.
+
+    Returns:
+        The names, or None when GX checks no value one by one (no ``type_list``, or a
+        ``type_`` of ``object``, which GX compares with the dtype).
+
+    Example:
+        ```python
+        assert type_check_names("expect_column_values_to_be_of_type", {"type_": "str"}) == ["str"]
+        ```
+    """
+    if kind == "expect_column_values_to_be_in_type_list":
+        type_list = kwargs.get("type_list")
+        return None if type_list is None else list(type_list)
+    type_ = kwargs.get("type_")
+    return None if type_ in _OBJECT_TYPE_NAMES else [str(type_)]
 
 
 def _table_metrics(kind: str, df: pd.DataFrame) -> dict[str, Any]:
@@ -167,7 +204,9 @@ def _map_outcome(kind: str, kwargs: Mapping[str, Any], scan: ColumnScan) -> MapO
     if kind == "expect_column_values_to_not_be_in_set":
         return scan.not_in_set(kwargs.get("value_set"))
     if kind == "expect_column_values_to_be_unique":
-        return scan.unique()
+        return scan.condition(lambda column: ~column.duplicated(keep=False))
+    if kind in ("expect_column_values_to_be_increasing", "expect_column_values_to_be_decreasing"):
+        return scan.condition(lambda column: _in_order(column, kind, strictly=bool(kwargs.get("strictly"))))
     regex = str(kwargs.get("regex"))  # a string: fallback_reason sends any other regex to GX
     if kind == "expect_column_values_to_match_regex":
         return scan.text(lambda strings: strings.str.contains(regex))
@@ -178,6 +217,17 @@ def _map_outcome(kind: str, kwargs: Mapping[str, Any], scan: ColumnScan) -> MapO
         return scan.text(lambda strings: strings.str.len() == value)
     # expect_column_value_lengths_to_be_between
     return scan.text(lambda strings: _length_between(strings.str.len(), kwargs))
+
+
+def _in_order(column: pd.Series, kind: str, *, strictly: bool) -> Any:
+    """GX's ``column_values.increasing``/``decreasing`` condition: each step from the previous value."""
+    diff = column.diff()
+    zero = pd.Timedelta(0) if pd.api.types.is_timedelta64_dtype(diff.dtype) else 0
+    if kind == "expect_column_values_to_be_increasing":
+        in_order = diff > zero if strictly else diff >= zero
+    else:
+        in_order = diff < zero if strictly else diff <= zero
+    return in_order | diff.isnull()  # the first value has no previous one
 
 
 def _length_between(lengths: pd.Series, kwargs: Mapping[str, Any]) -> Any:

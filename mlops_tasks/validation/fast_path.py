@@ -38,6 +38,7 @@ from mlops_tasks.validation.fast_metrics import (
     MAP_TYPES,
     TABLE_TYPES,
     expectation_metrics,
+    type_check_names,
 )
 from mlops_tasks.validation.fast_scan import (
     ColumnScan,
@@ -73,13 +74,17 @@ _ALLOWED_KWARGS: dict[str, frozenset[str]] = {
     "expect_column_values_to_be_between": _COLUMN_BOUNDS | {"mostly"},
     "expect_column_values_to_be_in_set": frozenset({"column", "value_set", "mostly"}),
     "expect_column_values_to_not_be_in_set": frozenset({"column", "value_set", "mostly"}),
+    "expect_column_values_to_be_of_type": frozenset({"column", "type_", "mostly"}),
     "expect_column_values_to_be_unique": frozenset({"column", "mostly"}),
+    "expect_column_values_to_be_increasing": frozenset({"column", "strictly", "mostly"}),
+    "expect_column_values_to_be_decreasing": frozenset({"column", "strictly", "mostly"}),
     "expect_column_values_to_match_regex": frozenset({"column", "regex", "mostly"}),
     "expect_column_values_to_not_match_regex": frozenset({"column", "regex", "mostly"}),
     "expect_column_value_lengths_to_be_between": _COLUMN_BOUNDS | {"mostly"},
     "expect_column_value_lengths_to_equal": frozenset({"column", "value", "mostly"}),
     **dict.fromkeys(AGGREGATE_TYPES, _COLUMN_BOUNDS),
     **dict.fromkeys(DISTINCT_SET_TYPES, frozenset({"column", "value_set"})),
+    "expect_column_most_common_value_to_be_in_set": frozenset({"column", "value_set", "ties_okay"}),
 }
 
 # Aggregates whose GX metric first converts decimal.Decimal values of the column in place.
@@ -264,10 +269,10 @@ def _dtype_reason(kind: str, kwargs: Mapping[str, Any], series: pd.Series) -> st
             return "min_value and max_value are both None"
         if low is not None and high is not None and low > high:
             return "min_value is greater than max_value"
-    if kind == "expect_column_values_to_be_in_type_list":
-        type_list = kwargs.get("type_list")
-        if type_list is not None and _is_object(series) and not comparison_types(type_list):
-            return "no type of type_list is known to numpy, pandas or Python"
+    if kind in ("expect_column_values_to_be_in_type_list", "expect_column_values_to_be_of_type"):
+        names = type_check_names(kind, kwargs)
+        if names is not None and _is_object(series) and not comparison_types(names):
+            return f"no type in {names!r} is known to numpy, pandas or Python"
     if kind in _DECIMAL_TYPES and _is_object(series):
         return f"dtype object: GX converts decimal.Decimal values for {kind} first"
     if kind == "expect_column_values_to_not_be_in_set" and pd.api.types.is_datetime64_any_dtype(series.dtype):
@@ -279,8 +284,9 @@ def _argument_reason(kind: str, kwargs: Mapping[str, Any]) -> str | None:
     """Why an argument value of a covered type is left to GX (None: every value is covered)."""
     if "value_set" in _ALLOWED_KWARGS[kind] and not isinstance(kwargs.get("value_set"), list | None):
         return "value_set is not a list"
-    if "regex" in _ALLOWED_KWARGS[kind] and not isinstance(kwargs.get("regex"), str):
-        return "regex is not a string"
+    for key in ("regex", "type_"):
+        if key in _ALLOWED_KWARGS[kind] and not isinstance(kwargs.get(key), str):
+            return f"{key} is not a string"
     if kind.startswith(
         ("expect_table_row_count", "expect_table_column_count", "expect_column_value_lengths")
     ):

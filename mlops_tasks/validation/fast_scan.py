@@ -250,10 +250,19 @@ class ColumnScan:
         """GX's ``column_values.null`` condition (``column.isnull()``) over the whole column."""
         return self._outcome(self.series, ~self.null_mask)
 
-    def unique(self) -> MapOutcome:
-        """GX's ``column_values.unique`` condition (``~column.duplicated(keep=False)``), non-null values."""
+    def condition(self, meets: Callable[[pd.Series], Any]) -> MapOutcome:
+        """A GX condition computed by GX's own pandas expression over the non-null values.
+
+        ``meets`` is the expression of GX's metric (e.g. ``lambda c: ~c.duplicated(keep=False)``
+        for ``column_values.unique``); GX counts the rows where ``~meets`` is true.
+
+        Raises:
+            NotCoveredError: The expression gave something other than a numpy bool
+                series (``~`` of an ``object`` series is not a negation; GX then counts
+                and lists rows differently).
+        """
         column = self.domain
-        return self._outcome(column, np.asarray(column.duplicated(keep=False), dtype=bool))
+        return self._outcome(column, ~_bools(meets(column)))
 
     def text(self, meets: Callable[[pd.Series], Any]) -> MapOutcome:
         """A GX condition on ``column.astype(str)`` over the non-null values (regex, value length).
@@ -262,13 +271,16 @@ class ColumnScan:
         pandas' string methods call Python once per value; the condition is asked once per
         distinct string instead and the answer spread back over the rows, which is the same
         answer, since it depends on the string alone.
+
+        Raises:
+            NotCoveredError: The condition gave something other than numpy bools.
         """
         column = self.domain
         strings = column.astype(str)
         if strings.dtype != object:
-            return self._outcome(column, ~np.asarray(meets(strings), dtype=bool))
+            return self._outcome(column, ~_bools(meets(strings)))
         codes, distinct = pd.factorize(strings.to_numpy(dtype=object))
-        answers = np.asarray(meets(pd.Series(distinct, dtype=object)), dtype=bool)
+        answers = _bools(meets(pd.Series(distinct, dtype=object)))
         return self._outcome(column, ~answers[codes])
 
     def in_types(self, types: tuple[type, ...]) -> MapOutcome:
@@ -304,3 +316,11 @@ class ColumnScan:
         values = list(column.iloc[first[: self.value_limit]])
         index = list(column.index[first[: self.index_limit]])
         return MapOutcome(count, values, index)
+
+
+def _bools(meets: Any) -> np.ndarray:
+    """A GX condition's result as a numpy bool array; anything else is left to GX."""
+    values = np.asarray(meets)
+    if values.dtype != np.bool_:
+        raise NotCoveredError(f"the condition gave {getattr(meets, 'dtype', type(meets))} values, not bool")
+    return values
