@@ -12,12 +12,21 @@ same series. Which expectations may come here (their arguments and dtypes) is
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from great_expectations.constants import MAX_DISTINCT_VALUES
+from great_expectations.expectations.metrics import (
+    ColumnValuesDateutilParseable,
+    ColumnValuesJsonParseable,
+    ColumnValuesMatchRegexList,
+    ColumnValuesMatchStrftimeFormat,
+    ColumnValuesNotMatchRegexList,
+)
 from great_expectations.expectations.metrics.column_aggregate_metrics.column_distinct_values import (
     _coerce_value_set_to_column_type,
 )
@@ -62,6 +71,30 @@ MAP_TYPES: dict[str, str] = {
     "expect_column_values_to_not_match_regex": "column_values.not_match_regex",
     "expect_column_value_lengths_to_be_between": "column_values.value_length.between",
     "expect_column_value_lengths_to_equal": "column_values.value_length.equals",
+    "expect_column_values_to_match_regex_list": "column_values.match_regex_list",
+    "expect_column_values_to_not_match_regex_list": "column_values.not_match_regex_list",
+    "expect_column_values_to_match_strftime_format": "column_values.match_strftime_format",
+    "expect_column_values_to_be_json_parseable": "column_values.json_parseable",
+    "expect_column_values_to_be_dateutil_parseable": "column_values.dateutil_parseable",
+}
+
+# Types whose GX pandas condition answers for each value alone (per_value) or for each
+# value's str() (text): GX's metric provider, whose own condition function is called, and
+# the kwargs that function takes, with their defaults.
+_PER_VALUE: dict[str, tuple[Any, dict[str, Any]]] = {
+    "expect_column_values_to_match_strftime_format": (
+        ColumnValuesMatchStrftimeFormat,
+        {"strftime_format": None},
+    ),
+    "expect_column_values_to_be_json_parseable": (ColumnValuesJsonParseable, {}),
+    "expect_column_values_to_be_dateutil_parseable": (ColumnValuesDateutilParseable, {}),
+}
+_PER_STRING: dict[str, tuple[Any, dict[str, Any]]] = {
+    "expect_column_values_to_match_regex_list": (
+        ColumnValuesMatchRegexList,
+        {"regex_list": None, "match_on": "any"},
+    ),
+    "expect_column_values_to_not_match_regex_list": (ColumnValuesNotMatchRegexList, {"regex_list": None}),
 }
 
 # Column aggregates: the metric GX's expectation reads, and GX's pandas computation of it
@@ -203,6 +236,12 @@ def _map_outcome(kind: str, kwargs: Mapping[str, Any], scan: ColumnScan) -> MapO
         return scan.in_set(kwargs.get("value_set"))
     if kind == "expect_column_values_to_not_be_in_set":
         return scan.not_in_set(kwargs.get("value_set"))
+    if kind in _PER_VALUE or kind in _PER_STRING:
+        provider, defaults = _PER_VALUE.get(kind) or _PER_STRING[kind]
+        values = {key: kwargs.get(key, default) for key, default in defaults.items()}
+        # GX's own condition function, without the decorator that fetches the column from its engine.
+        meets = functools.partial(inspect.unwrap(provider._pandas), provider, **values)
+        return scan.per_value(meets) if kind in _PER_VALUE else scan.text(meets)
     if kind == "expect_column_values_to_be_unique":
         return scan.condition(lambda column: ~column.duplicated(keep=False))
     if kind in ("expect_column_values_to_be_increasing", "expect_column_values_to_be_decreasing"):

@@ -82,6 +82,11 @@ _ALLOWED_KWARGS: dict[str, frozenset[str]] = {
     "expect_column_values_to_not_match_regex": frozenset({"column", "regex", "mostly"}),
     "expect_column_value_lengths_to_be_between": _COLUMN_BOUNDS | {"mostly"},
     "expect_column_value_lengths_to_equal": frozenset({"column", "value", "mostly"}),
+    "expect_column_values_to_match_regex_list": frozenset({"column", "regex_list", "match_on", "mostly"}),
+    "expect_column_values_to_not_match_regex_list": frozenset({"column", "regex_list", "mostly"}),
+    "expect_column_values_to_match_strftime_format": frozenset({"column", "strftime_format", "mostly"}),
+    "expect_column_values_to_be_json_parseable": frozenset({"column", "mostly"}),
+    "expect_column_values_to_be_dateutil_parseable": frozenset({"column", "mostly"}),
     **dict.fromkeys(AGGREGATE_TYPES, _COLUMN_BOUNDS),
     **dict.fromkeys(DISTINCT_SET_TYPES, frozenset({"column", "value_set"})),
     "expect_column_most_common_value_to_be_in_set": frozenset({"column", "value_set", "ties_okay"}),
@@ -284,9 +289,12 @@ def _argument_reason(kind: str, kwargs: Mapping[str, Any]) -> str | None:
     """Why an argument value of a covered type is left to GX (None: every value is covered)."""
     if "value_set" in _ALLOWED_KWARGS[kind] and not isinstance(kwargs.get("value_set"), list | None):
         return "value_set is not a list"
-    for key in ("regex", "type_"):
+    for key in ("regex", "type_", "strftime_format"):
         if key in _ALLOWED_KWARGS[kind] and not isinstance(kwargs.get(key), str):
             return f"{key} is not a string"
+    regex_list = kwargs.get("regex_list", [])
+    if not (isinstance(regex_list, list) and all(isinstance(r, str) for r in regex_list)):
+        return "regex_list is not a list of strings"
     if kind.startswith(
         ("expect_table_row_count", "expect_table_column_count", "expect_column_value_lengths")
     ):

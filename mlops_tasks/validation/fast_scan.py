@@ -264,6 +264,23 @@ class ColumnScan:
         column = self.domain
         return self._outcome(column, ~_bools(meets(column)))
 
+    def per_value(self, meets: Callable[[pd.Series], Any]) -> MapOutcome:
+        """A GX condition that answers for each value alone (``column.map(f)``), over the non-null values.
+
+        On an ``object`` column of strings the condition is asked once per distinct string
+        and the answer spread back over the rows (equal strings get equal answers); on any
+        other column it is asked of the column itself, as GX asks it.
+
+        Raises:
+            NotCoveredError: The condition gave something other than numpy bools.
+        """
+        column = self.domain
+        if column.dtype == object and pd.api.types.infer_dtype(column, skipna=False) == "string":
+            codes, distinct = pd.factorize(column.to_numpy(dtype=object))
+            answers = _bools(meets(pd.Series(distinct, dtype=object)))
+            return self._outcome(column, ~answers[codes])
+        return self._outcome(column, ~_bools(meets(column)))
+
     def text(self, meets: Callable[[pd.Series], Any]) -> MapOutcome:
         """A GX condition on ``column.astype(str)`` over the non-null values (regex, value length).
 
@@ -321,6 +338,8 @@ class ColumnScan:
 def _bools(meets: Any) -> np.ndarray:
     """A GX condition's result as a numpy bool array; anything else is left to GX."""
     values = np.asarray(meets)
+    if values.size == 0:
+        return np.zeros(0, dtype=bool)  # GX's count and lists of an empty condition are empty too
     if values.dtype != np.bool_:
         raise NotCoveredError(f"the condition gave {getattr(meets, 'dtype', type(meets))} values, not bool")
     return values
