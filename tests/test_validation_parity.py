@@ -88,7 +88,9 @@ def _extra_expectations() -> list[Any]:
         gxe.ExpectColumnValuesToBeInTypeList(column="plan", type_list=["int", "float"], mostly=0.5),
         gxe.ExpectColumnValuesToBeInTypeList(column="visits", type_list=["Int64Dtype"]),
         gxe.ExpectColumnValuesToBeInTypeList(column="opted", type_list=["BooleanDtype", "bool"]),
-        gxe.ExpectColumnValueZScoresToBeLessThan(column="score", threshold=3, double_sided=True),
+        gxe.ExpectColumnQuantileValuesToBeBetween(
+            column="score", quantile_ranges={"quantiles": [0.5], "value_ranges": [[4, 6]]}
+        ),
         *_more_types(),
     ]
 
@@ -132,6 +134,11 @@ def _more_types() -> list[Any]:
         gxe.ExpectColumnValuesToMatchStrftimeFormat(column="name", strftime_format="n%d"),
         gxe.ExpectColumnValuesToBeJsonParseable(column="plan"),
         gxe.ExpectColumnValuesToBeDateutilParseable(column="code", mostly=0.5),
+        gxe.ExpectColumnValueZScoresToBeLessThan(column="score", threshold=1.5, double_sided=True),
+        gxe.ExpectColumnValueZScoresToBeLessThan(column="income", threshold=1, double_sided=False),
+        gxe.ExpectColumnValueZScoresToBeLessThan(
+            column="visits", threshold=-0.5, double_sided=False, mostly=0.2
+        ),
         gxe.ExpectColumnValuesToNotBeInSet(column="plan", value_set=["enterprise", 1]),
         gxe.ExpectColumnValuesToNotBeInSet(column="visits", value_set=[0, 1, 2]),
         gxe.ExpectColumnValuesToNotBeInSet(column="tier", value_set=["bronze"]),
@@ -370,7 +377,7 @@ def test_summary_results_equal_gx(frame: str) -> None:
     paths = [result_path(r)[0] for r in ours.results]
     assert set(paths) <= {"fast", "gx"}
     if frame == "clean":
-        # GX's: between and not-in-set on a datetime column, z-scores, a min GX cannot compare
+        # GX's: between and not-in-set on a datetime column, quantiles, a min GX cannot compare
         assert paths.count("fast") == len(paths) - 4
     if frame == "integers-beyond-2**53":
         reasons = {result_path(r)[1] for r in ours.results}
@@ -427,7 +434,7 @@ def test_every_covered_type_takes_the_fast_path_on_clean_data() -> None:
     reasons = {
         r.expectation_config.type: result_path(r)[1] for r in ours.results if result_path(r)[0] == "gx"
     }
-    assert "has no fast path" in reasons["expect_column_value_z_scores_to_be_less_than"]
+    assert "has no fast path" in reasons["expect_column_quantile_values_to_be_between"]
     # between on a datetime column with text bounds: GX's own per-value path
     signup = [
         result_path(r)

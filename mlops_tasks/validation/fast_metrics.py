@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from great_expectations.constants import MAX_DISTINCT_VALUES
+from great_expectations.core.metric_function_types import MetricPartialFunctionTypeSuffixes
 from great_expectations.expectations.metrics import (
     ColumnValuesDateutilParseable,
     ColumnValuesJsonParseable,
     ColumnValuesMatchRegexList,
     ColumnValuesMatchStrftimeFormat,
     ColumnValuesNotMatchRegexList,
+    ColumnValuesZScore,
 )
 from great_expectations.expectations.metrics.column_aggregate_metrics.column_distinct_values import (
     _coerce_value_set_to_column_type,
@@ -76,6 +78,7 @@ MAP_TYPES: dict[str, str] = {
     "expect_column_values_to_match_strftime_format": "column_values.match_strftime_format",
     "expect_column_values_to_be_json_parseable": "column_values.json_parseable",
     "expect_column_values_to_be_dateutil_parseable": "column_values.dateutil_parseable",
+    "expect_column_value_z_scores_to_be_less_than": "column_values.z_score.under_threshold",
 }
 
 # Types whose GX pandas condition answers for each value alone (per_value) or for each
@@ -242,6 +245,8 @@ def _map_outcome(kind: str, kwargs: Mapping[str, Any], scan: ColumnScan) -> MapO
         # GX's own condition function, without the decorator that fetches the column from its engine.
         meets = functools.partial(inspect.unwrap(provider._pandas), provider, **values)
         return scan.per_value(meets) if kind in _PER_VALUE else scan.text(meets)
+    if kind == "expect_column_value_z_scores_to_be_less_than":
+        return scan.condition(lambda column: _z_scores_under_threshold(scan, column, kwargs))
     if kind == "expect_column_values_to_be_unique":
         return scan.condition(lambda column: ~column.duplicated(keep=False))
     if kind in ("expect_column_values_to_be_increasing", "expect_column_values_to_be_decreasing"):
@@ -256,6 +261,25 @@ def _map_outcome(kind: str, kwargs: Mapping[str, Any], scan: ColumnScan) -> MapO
         return scan.text(lambda strings: strings.str.len() == value)
     # expect_column_value_lengths_to_be_between
     return scan.text(lambda strings: _length_between(strings.str.len(), kwargs))
+
+
+def _z_scores_under_threshold(scan: ColumnScan, column: pd.Series, kwargs: Mapping[str, Any]) -> Any:
+    """GX's own z-score function and condition, fed the column's mean and standard deviation.
+
+    GX computes both on the whole column (``column.mean()``, ``column.std()``) and the
+    z-scores on the non-null values.
+    """
+    provider: Any = ColumnValuesZScore
+    stats = {"column.mean": scan.series.mean(), "column.standard_deviation": scan.series.std()}
+    z_scores = inspect.unwrap(provider._pandas_function)(provider, column, _metrics=stats)
+    key = f"column_values.z_score.{MetricPartialFunctionTypeSuffixes.MAP.value}"
+    return inspect.unwrap(provider._pandas_condition)(
+        provider,
+        column,
+        _metrics={key: (z_scores, None, None)},
+        threshold=kwargs.get("threshold"),
+        double_sided=kwargs.get("double_sided", True),
+    )
 
 
 def _in_order(column: pd.Series, kind: str, *, strictly: bool) -> Any:

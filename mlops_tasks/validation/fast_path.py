@@ -87,6 +87,9 @@ _ALLOWED_KWARGS: dict[str, frozenset[str]] = {
     "expect_column_values_to_match_strftime_format": frozenset({"column", "strftime_format", "mostly"}),
     "expect_column_values_to_be_json_parseable": frozenset({"column", "mostly"}),
     "expect_column_values_to_be_dateutil_parseable": frozenset({"column", "mostly"}),
+    "expect_column_value_z_scores_to_be_less_than": frozenset(
+        {"column", "threshold", "double_sided", "mostly"}
+    ),
     **dict.fromkeys(AGGREGATE_TYPES, _COLUMN_BOUNDS),
     **dict.fromkeys(DISTINCT_SET_TYPES, frozenset({"column", "value_set"})),
     "expect_column_most_common_value_to_be_in_set": frozenset({"column", "value_set", "ties_okay"}),
@@ -98,6 +101,7 @@ _DECIMAL_TYPES = frozenset(
         "expect_column_mean_to_be_between",
         "expect_column_sum_to_be_between",
         "expect_column_stdev_to_be_between",
+        "expect_column_value_z_scores_to_be_less_than",
     }
 )
 
