@@ -4,10 +4,11 @@
 to the expectation's ``_validate`` once it has resolved its metric graph, keyed by
 metric name: the table's row count, column list or column count; for a column map
 expectation the null count and the unexpected count, first unexpected values and index
-labels of its condition (:class:`.fast_scan.ColumnScan`); for a column aggregate the
-same pandas call GX's metric makes (``column.min()``, ``column.nunique()``, ...) on the
-same series. Which expectations may come here (their arguments and dtypes) is
-:func:`.fast_path.fallback_reason`'s rule.
+labels of its condition (:class:`.fast_scan.ColumnScan`; the conditions that answer per
+value, such as a strftime format or z-scores, are GX's own condition functions); for a
+column aggregate the same pandas call GX's metric makes (``column.min()``,
+``column.nunique()``, ...) on the same series. Which expectations may come here (their
+arguments and dtypes) is :func:`.fast_path.fallback_reason`'s rule.
 """
 
 from __future__ import annotations
