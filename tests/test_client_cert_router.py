@@ -104,6 +104,10 @@ def router(tmp_path: Path, request):
         time.sleep(0.05)
     client.wait_up("blue", 1, 10)
     yield {
+        "spec": spec,
+        "client": client,
+        "dir": tmp_path,
+        "ca": ca,
         "port": spec.port,
         "key": api_key,
         "cert": ca.client_context(tmp_path, clients.issue(cn="billing-service")),
@@ -154,3 +158,17 @@ def test_without_keys_the_certificate_alone_names_the_caller(router) -> None:
     assert _call(router, router["cert"]) == (200, {"caller": "billing-service"})
     forged = {"X-Mlops-Caller": "someone-else"}
     assert _call(router, router["cert"], forged) == (200, {"caller": "billing-service"})
+
+
+@pytest.mark.parametrize("router", ["cert_only"], indirect=True)
+def test_a_second_client_ca_is_loaded_into_the_live_router_by_the_next_deployment(router) -> None:
+    second = CertAuthority("second client CA")
+    d, spec = router["dir"], router["spec"]
+    (d / "clients-ca.pem").write_bytes((d / "clients-ca.pem").read_bytes() + second.pem)
+    (d / "clients.crl").write_bytes((d / "clients.crl").read_bytes() + second.crl())
+    newcomer = router["ca"].client_context(d, second.issue(cn="newcomer"), "newcomer")
+    with pytest.raises((ssl.SSLError, OSError)):
+        _call(router, newcomer)
+    prepare_security(router["folder"], spec, router["client"].command)  # what a redeploy runs first
+    assert _call(router, newcomer) == (200, {"caller": "newcomer"})  # no reload: set/commit ssl ca-file
+    assert _call(router, router["cert"]) == (200, {"caller": "billing-service"})
