@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from mlops_tasks.deploy.apikeys import new_key
 from mlops_tasks.deploy.endpoint_security import prepare_security
@@ -108,6 +109,7 @@ def router(tmp_path: Path, request):
         "client": client,
         "dir": tmp_path,
         "ca": ca,
+        "clients": clients,
         "port": spec.port,
         "key": api_key,
         "cert": ca.client_context(tmp_path, clients.issue(cn="billing-service")),
@@ -172,3 +174,23 @@ def test_a_second_client_ca_is_loaded_into_the_live_router_by_the_next_deploymen
     prepare_security(router["folder"], spec, router["client"].command)  # what a redeploy runs first
     assert _call(router, newcomer) == (200, {"caller": "newcomer"})  # no reload: set/commit ssl ca-file
     assert _call(router, router["cert"]) == (200, {"caller": "billing-service"})
+
+
+@pytest.mark.parametrize("router", ["cert_only"], indirect=True)
+def test_a_revoked_certificate_is_refused_on_a_connection_opened_before_the_crl_update(router) -> None:
+    from mlops_tasks.deploy.client_certs import load_client_trust, write_crl
+
+    d, spec = router["dir"], router["spec"]
+    open_conn = http.client.HTTPSConnection("127.0.0.1", router["port"], timeout=10, context=router["cert"])
+    open_conn.request("GET", "/ping")
+    first = open_conn.getresponse()
+    assert (first.status, json.loads(first.read())) == (200, {"caller": "billing-service"})
+    serial = x509.load_pem_x509_certificate((d / "client.crt").read_bytes()).serial_number
+    (d / "clients.crl").write_bytes(router["clients"].crl(revoked=(serial,), age_hours=0))
+    write_crl(router["folder"], load_client_trust(spec.security, spec.name), router["client"].command)
+    open_conn.request("GET", "/ping")  # the same keep-alive connection, verified before the update
+    resp = open_conn.getresponse()
+    assert resp.status == 403 and json.loads(resp.read())["error_code"] == "CERTIFICATE_REVOKED"
+    open_conn.close()
+    with pytest.raises((ssl.SSLError, OSError)):  # a new connection fails at the handshake
+        _call(router, router["cert"])

@@ -303,3 +303,16 @@ def test_a_redeploy_never_replaces_a_newer_live_crl_with_an_older_file(mtls_sour
         prepare_security(d / "endpoint", spec)  # the configured file still holds the older list
     assert "older than the one the router holds" in caplog.text
     assert newer.decode().strip() in crl_path(d / "endpoint").read_text()
+
+
+def test_revoked_serials_are_written_as_the_router_reads_them() -> None:
+    from mlops_tasks.deploy.client_certs import revoked_entries
+    from tests.tls_support import CertAuthority
+
+    ca = CertAuthority("churn clients CA")
+    text = ca.crl(revoked=(0x80, 0xFFF, 2**158 + 7)).decode()
+    assert revoked_entries(text) == [
+        "80 churn clients CA",  # ssl_c_serial,hex: the serial's bytes, upper case
+        "0FFF churn clients CA",
+        "4000000000000000000000000000000000000007 churn clients CA",
+    ]

@@ -24,11 +24,13 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
 
+from mlops_tasks.deploy.haproxy.maps import replace_map
 from mlops_tasks.deploy.models import EndpointSecurity
 from mlops_tasks.deploy.secrets import read_private_file, read_secret, write_private
 from mlops_tasks.deploy.tooling_cert import tooling_ca
-from mlops_tasks.errors import EndpointSecurityError
+from mlops_tasks.errors import EndpointSecurityError, RouterError
 
 __all__ = [
     "ClientTrust",
@@ -40,6 +42,8 @@ __all__ = [
     "load_client_trust",
     "parse_crls",
     "read_crl",
+    "revoked_entries",
+    "revoked_map_path",
     "write_client_ca",
     "write_crl",
 ]
@@ -67,6 +71,15 @@ def ca_bundle_path(folder: Path) -> Path:
 def crl_path(folder: Path) -> Path:
     """``tls/client.crl``: the revocation lists HAProxy reads."""
     return folder / "tls" / "client.crl"
+
+
+def revoked_map_path(folder: Path) -> Path:
+    """``tls/revoked.map``: ``<serial hex> <issuer CN>`` of every revoked certificate.
+
+    The TLS handshake checks the CRL; this map lets the router refuse, per request, a
+    revoked certificate whose connection was opened before the CRL update.
+    """
+    return folder / "tls" / "revoked.map"
 
 
 def load_client_trust(security: EndpointSecurity, endpoint: str, crl_file: str | None = None) -> ClientTrust:
@@ -261,8 +274,32 @@ def write_client_ca(folder: Path, trust: ClientTrust, command: Command | None = 
     return _replace(ca_bundle_path(folder), text, "ca-file", command)
 
 
+def revoked_entries(crl_pem: str) -> list[str]:
+    """Map lines ``<serial hex> <issuer CN>`` of the certificates the CRLs revoke.
+
+    The serial is written as HAProxy's ``ssl_c_serial,hex`` shows it (upper-case bytes).
+
+    Example:
+        ```python
+        lines = revoked_entries(open("clients.crl").read())
+        ```
+    """
+    lines = []
+    for crl in parse_crls(crl_pem, "the CRL"):
+        names = crl.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+        issuer = str(names[0].value) if names else crl.issuer.rfc4514_string()
+        for revoked in crl:
+            serial = revoked.serial_number
+            raw = serial.to_bytes(max(1, (serial.bit_length() + 7) // 8), "big")
+            lines.append(f"{raw.hex().upper()} {issuer}")
+    return lines
+
+
 def write_crl(folder: Path, trust: ClientTrust, command: Command | None = None) -> bool:
     """Write the CRL file HAProxy reads (operator's + tooling CA's); push it live when it changed.
+
+    The map of revoked serials (:func:`revoked_map_path`) is written and replaced on the
+    router with it, so connections opened before the update are refused too.
 
     Returns:
         Whether the file changed (False also without a CRL).
@@ -276,7 +313,16 @@ def write_crl(folder: Path, trust: ClientTrust, command: Command | None = None) 
         return False
     _, tooling_crl = tooling_ca(folder)
     text = trust.crl_pem.strip() + "\n" + _TOOLING_MARK + tooling_crl
-    return _replace(crl_path(folder), text, "crl-file", command)
+    entries = revoked_entries(trust.crl_pem)
+    map_path = revoked_map_path(folder)
+    write_private(map_path, "".join(f"{line}\n" for line in entries))
+    changed = _replace(crl_path(folder), text, "crl-file", command)
+    if changed and command is not None:
+        try:
+            replace_map(command, str(map_path), entries)
+        except RouterError as exc:  # a router started before the map existed: the handshake checks
+            logger.warning("revoked-serial map not replaced (%s); a reload adds the per-request check", exc)
+    return changed
 
 
 def _replace(path: Path, text: str, kind: str, command: Command | None) -> bool:

@@ -21,9 +21,11 @@ from mlops_tasks.deploy.client_certs import (
     crl_path,
     keep_newer_crl,
     load_client_trust,
+    revoked_map_path,
     write_client_ca,
     write_crl,
 )
+from mlops_tasks.deploy.haproxy.maps import replace_map
 from mlops_tasks.deploy.haproxy.security import SecurityLayout
 from mlops_tasks.deploy.models import EndpointSpec
 from mlops_tasks.deploy.tls import check_pem, load_pem, pem_path, replace_certificate
@@ -99,6 +101,7 @@ def prepare_security(
             write_crl(folder, trust, command)
         except RouterError as exc:  # mutual TLS or the CRL is new: the reload that follows reads the files
             logger.info("client CA/CRL not pushed to the running router (%s); its next start reads them", exc)
+    checks_crl = trust is not None and trust.crl_pem is not None
     return SecurityLayout(
         keys_map=(map_ref or str(store.map_path)) if sec.api_keys else None,
         rate_period_s=sec.rate_period_s,
@@ -106,7 +109,8 @@ def prepare_security(
         http_redirect_port=sec.http_redirect_port,
         https_port=endpoint.port,
         client_ca=str(ca_bundle_path(folder)) if trust is not None else None,
-        client_crl=str(crl_path(folder)) if trust is not None and trust.crl_pem is not None else None,
+        client_crl=str(crl_path(folder)) if checks_crl else None,
+        revoked_map=str(revoked_map_path(folder)) if checks_crl else None,
         cert_instead_of_key=sec.client_cert_instead_of_key,
         cert_rate_limit=sec.rate_limit,
     )
@@ -116,12 +120,6 @@ def _push_map(store: KeyStore, command: Command, ref: str) -> None:
     """Replace the running router's key map with the file's, atomically."""
     lines = [line for line in store.map_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     try:
-        answer = command(f"prepare map {ref}")
-        version = answer.strip().rsplit(" ", 1)[-1]
-        if not version.isdigit():
-            raise RouterError(f"unexpected answer to prepare map: {answer.strip()!r}")
-        if lines:
-            command(f"add map @{version} {ref} <<\n" + "\n".join(lines) + "\n")
-        command(f"commit map @{version} {ref}")
+        replace_map(command, ref, lines)
     except RouterError as exc:
         logger.warning("router key map not replaced (%s); the file holds the keys for its next start", exc)

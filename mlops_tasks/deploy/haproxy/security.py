@@ -48,6 +48,7 @@ _NO_KEY = (
     '{"error": "No API key: send Authorization: Bearer <key> or X-API-Key: <key>.", '
     '"error_code": "UNAUTHENTICATED"}'
 )
+_REVOKED = '{"error": "This client certificate was revoked.", "error_code": "CERTIFICATE_REVOKED"}'
 _BAD_KEY = '{"error": "Unknown, revoked or expired API key.", "error_code": "UNAUTHENTICATED"}'
 _EXPOSED = (
     '{"error": "An API key was sent over plain HTTP, so it may be exposed: revoke it and call '
@@ -81,6 +82,9 @@ class SecurityLayout(BaseModel):
         False, description="With keys: a verified client certificate admits a caller without a key."
     )
     cert_rate_limit: int = Field(0, ge=0, description="Rate limit of a caller admitted by its certificate.")
+    revoked_map: str | None = Field(
+        None, description="Map '<serial hex> <issuer CN>' of revoked client certificates (with a CRL)."
+    )
 
 
 def global_lines(layout: SecurityLayout | None) -> list[str]:
@@ -121,6 +125,14 @@ def key_rules(layout: SecurityLayout | None) -> list[str]:
         lines.append(
             "    http-request set-var(txn.cert_cn) ssl_c_s_dn(CN) if { ssl_c_used } { ssl_c_verify 0 }"
         )
+    if layout is not None and layout.revoked_map is not None:
+        # the handshake checked the CRL; a connection opened before its update is refused here
+        lines += [
+            f"    http-request set-var(txn.revoked_by) ssl_c_serial,hex,map_str({layout.revoked_map}) "
+            "if { ssl_c_used }",
+            f"    http-request return status 403 content-type application/json string '{_REVOKED}' "
+            "if { var(txn.revoked_by) -m found } { ssl_c_i_dn(CN),strcmp(txn.revoked_by) eq 0 }",
+        ]
     if layout is None or layout.keys_map is None:
         if layout is not None and layout.client_ca is not None:
             lines += [
