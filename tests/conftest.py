@@ -23,6 +23,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect servers the tests start tell a caller denied a global-concurrency slot (the retrain's
+# claim lock) to retry after at most 1 s instead of 30 s: the claims tested are held for moments.
+os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "1")
 
 # `make test` runs the suite in xdist workers with `--dist loadgroup`, one group at a time per
 # worker: a module, or a module's tests on one deploy target (`target_kind`), so module-scoped
