@@ -14,10 +14,18 @@ Two automations:
   The retrain flow keeps its own cool-down: a run inside it ends at once as
   Completed/"Skipped".
 - ``mlops-notify-deployment-failed``: a deployment-pipeline flow run that ends Failed or
-  Crashed sends a notification through a notification block named ``<type slug>/<name>``
+  Crashed sends a notification (its trigger has the shape of the UI's flow-run-state
+  template, the flow named by id, so the UI reads "When any flow run of flow
+  deployment-pipeline enters Failed, Crashed" instead of "A custom trigger") through a
+  notification block named ``<type slug>/<name>``
   (``--notify slack-webhook/ops``). Default: ``mlops-log-notification/mlops-failures``,
   a :class:`~mlops_tasks.notifications.LogNotification` that logs (and appends to
   ``<state dir>/notifications.jsonl``), created on first apply.
+
+Prefect's UI (V1 and V2 alike, Prefect 3.9) describes any event trigger outside its templates
+as "A custom trigger" and has no name or description field on a trigger, so the drift
+automation's description starts with the event it waits for, which the automations page
+shows under its name.
 
 The deployments and the block are resolved to ids when applying; apply the deployments
 first (``make serve`` or ``prefect deploy --all``). ``check`` names what to fix when one
@@ -37,7 +45,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -86,6 +94,8 @@ class Resolved:
     deployment_ids: dict[str, UUID]
     deployment_parameters: dict[str, dict[str, Any]]
     notify_block_id: UUID
+    #: Flow ids by flow name (the flows of DEPLOYMENTS_USED), for triggers on their runs.
+    flow_ids: dict[str, UUID] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -120,8 +130,9 @@ def _retrain_on_drift(resolved: Resolved) -> AutomationCore:
     spec = by_name("retrain-pipeline")
     return AutomationCore(
         name=RETRAIN_ON_DRIFT,
-        description="Drift detected for a model (mlops.drift.detected) -> run the retrain deployment "
-        "for that model; the retrain flow's cool-down skips runs that come too soon.",
+        description=f"When event {EVENT_DRIFT_DETECTED} arrives for a model (resource mlops.model.*, "
+        "emitted by the drift check) -> run the retrain deployment for that model; the retrain flow's "
+        "cool-down skips runs that come too soon.",
         enabled=True,
         trigger=EventTrigger(
             expect={EVENT_DRIFT_DETECTED},
@@ -144,12 +155,19 @@ def _notify_deployment_failed(resolved: Resolved) -> AutomationCore:
     spec = by_name("deployment-pipeline")
     return AutomationCore(
         name=NOTIFY_DEPLOYMENT_FAILED,
-        description="A deployment-pipeline flow run failed or crashed -> send a notification.",
+        description=f"When a {spec.flow_name} flow run ends Failed or Crashed "
+        "(prefect.flow-run.Failed/Crashed) -> send a notification.",
         enabled=True,
+        # The UI's flow-run-state template (a flow named by id, one event per flow run): the
+        # UI then names the flow and the states instead of "A custom trigger".
         trigger=EventTrigger(
             expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
             match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={"prefect.resource.role": "flow", "prefect.resource.name": spec.flow_name},
+            match_related={
+                "prefect.resource.role": "flow",
+                "prefect.resource.id": f"prefect.flow.{resolved.flow_ids[spec.flow_name]}",
+            },
+            for_each={"prefect.resource.id"},
             posture="Reactive",
             threshold=1,
             within=timedelta(0),
@@ -168,7 +186,8 @@ AUTOMATIONS: tuple[AutomationSpec, ...] = (
     AutomationSpec(RETRAIN_ON_DRIFT, _retrain_on_drift),
     AutomationSpec(NOTIFY_DEPLOYMENT_FAILED, _notify_deployment_failed),
 )
-DEPLOYMENTS_USED = ("retrain-pipeline",)
+#: The deployments the automations need on the server (retrain runs; deployment-pipeline's flow).
+DEPLOYMENTS_USED = ("retrain-pipeline", "deployment-pipeline")
 
 
 def _client():
@@ -256,12 +275,14 @@ def build(notify: str = DEFAULT_NOTIFY) -> list[AutomationCore]:
     """
     client, url = _client()
     with client:
-        full_names = [by_name(name).full_name for name in DEPLOYMENTS_USED]
-        found = {n: resolve_deployment(client, n, url, RETRAIN_ON_DRIFT) for n in full_names}
+        specs = [by_name(name) for name in DEPLOYMENTS_USED]
+        users = {"retrain-pipeline": RETRAIN_ON_DRIFT, "deployment-pipeline": NOTIFY_DEPLOYMENT_FAILED}
+        found = {s.full_name: resolve_deployment(client, s.full_name, url, users[s.flow_name]) for s in specs}
         resolved = Resolved(
             deployment_ids={n: d.id for n, d in found.items()},
             deployment_parameters={n: d.parameters for n, d in found.items()},
             notify_block_id=resolve_notify_block(client, notify, url),
+            flow_ids={s.flow_name: found[s.full_name].flow_id for s in specs},
         )
     return [spec.build(resolved) for spec in AUTOMATIONS]
 

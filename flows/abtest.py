@@ -25,6 +25,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed
 from pydantic import Field
 
+from flows.failures import typed_failure_message
 from flows.parameters import FormParams, require_model_name
 from mlops_tasks import tasks
 from mlops_tasks.abtest import AbGuardrails, AbSpec
@@ -90,6 +91,7 @@ class AbEvaluateParams(FormParams):
 
 
 @flow(name="ab-test-pipeline", log_prints=False)
+@typed_failure_message
 def ab_test_pipeline(params: AbTestParams) -> AbTestRecord:
     """Start an A/B test of a registered challenger against the live champion.
 
@@ -115,6 +117,7 @@ def ab_test_pipeline(params: AbTestParams) -> AbTestRecord:
 
 
 @flow(name="ab-evaluate", log_prints=False)
+@typed_failure_message
 def ab_evaluate(params: AbEvaluateParams = AbEvaluateParams()) -> AbEvaluation | None:  # noqa: B008
     """Judge the endpoint's running A/B test and act on the verdict (scheduled hourly).
 

@@ -21,6 +21,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.entry import prepare_command
+from flows.failures import typed_failure_message
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.cluster import DaskClusterSpec
@@ -92,6 +93,7 @@ def _score_partitions(params: BatchPredictParams, output: str) -> BatchPredictio
 
 
 @flow(name="batch-predict", log_prints=False)
+@typed_failure_message
 def batch_predict(params: BatchPredictParams) -> BatchPredictions:
     """Score a dataset with the champion and write predictions next to it.
 

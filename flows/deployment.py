@@ -20,6 +20,7 @@ import sys
 from prefect import flow, get_run_logger
 
 from flows.entry import prepare_command
+from flows.failures import typed_failure_message
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.deploy.ab_state import refuse_during_ab_test
@@ -102,6 +103,7 @@ def _build_and_verify(params: DeploymentPipelineParams, endpoint: EndpointSpec, 
 
 
 @flow(name="deployment-pipeline", log_prints=False)
+@typed_failure_message
 def deployment_pipeline(
     params: DeploymentPipelineParams = DeploymentPipelineParams(),  # noqa: B008 (frozen defaults)
 ) -> DeploymentRecord:
@@ -160,6 +162,7 @@ def deployment_pipeline(
 
 
 @flow(name="rollback-deployment", log_prints=False)
+@typed_failure_message
 def rollback_deployment_flow(params: RollbackParams = RollbackParams()) -> DeploymentRecord:  # noqa: B008
     """Put the previous version back at 100 % and move ``champion`` back with it.
 
@@ -175,6 +178,7 @@ def rollback_deployment_flow(params: RollbackParams = RollbackParams()) -> Deplo
 
 
 @flow(name="stop-endpoint", log_prints=False)
+@typed_failure_message
 def stop_endpoint_flow(endpoint_name: str = "churn") -> bool:
     """Stop an endpoint's router and slots (``make stop``)."""
     return tasks.stop_endpoint(endpoint_name)

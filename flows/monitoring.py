@@ -32,6 +32,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed
 
 from flows.entry import prepare_command
+from flows.failures import typed_failure_message
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.data import DatasetSpec
@@ -53,6 +54,7 @@ DEMO_MODEL = "churn-classifier"
 
 
 @flow(name="drift-check", log_prints=False)
+@typed_failure_message
 def drift_check(
     params: DriftCheckParams = DriftCheckParams(),  # noqa: B008 (frozen defaults)
 ) -> DriftReport:

@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from flows.deployment import DeploymentPipelineParams, deployment_pipeline
 from flows.entry import prepare_command
+from flows.failures import typed_failure_message
 from flows.parameters import FormParams, require_model_name
 from flows.training import DEFAULT_GATE, TrainingPipelineParams, TrainingPipelineResult, training_pipeline
 from mlops_tasks import tasks
@@ -323,6 +324,7 @@ def _ask_approval(params: RetrainParams, version: int, summary: str) -> tuple[st
 
 
 @flow(name="retrain-pipeline", log_prints=False)
+@typed_failure_message
 def retrain_pipeline(
     params: RetrainParams = RetrainParams(),  # noqa: B008 (frozen defaults)
 ) -> RetrainResult:

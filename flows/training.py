@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from flows.entry import prepare_command
+from flows.failures import typed_failure_message
 from mlops_tasks import tasks
 from mlops_tasks.blocks import resolve_config_blocks
 from mlops_tasks.errors import QualityGateError
@@ -48,6 +49,7 @@ class TrainingPipelineResult(BaseModel):
 
 
 @flow(name="training-pipeline", log_prints=False)
+@typed_failure_message
 def training_pipeline(
     params: TrainingPipelineParams = TrainingPipelineParams(),  # noqa: B008 (frozen defaults)
 ) -> TrainingPipelineResult:

@@ -244,3 +244,16 @@ def test_console_script_runs_a_stage_without_importing_prefect(
     script = Path(sys.executable).with_name("mlops-tasks")
     version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=120)
     assert version.returncode == 0 and version.stdout.strip()
+
+
+def test_smoke_rows_of_a_regression_label_are_not_stratified() -> None:
+    """A regression label (every value once) cannot be stratified on: the smoke rows still come."""
+    import pandas as pd
+
+    from mlops_tasks.stages.inputs import smoke_rows_of
+
+    frame = pd.DataFrame({"x": range(100), "price": [1000.0 + i for i in range(100)]})
+    rows = smoke_rows_of(frame, "price", 10)
+    assert list(rows.columns) == ["x"] and len(rows) == 10
+    labels = pd.DataFrame({"x": range(100), "y": [0, 1] * 50})
+    assert len(smoke_rows_of(labels, "y", 10)) == 10

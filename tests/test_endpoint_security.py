@@ -1,7 +1,8 @@
 """A secured endpoint for real: HAProxy with TLS, API keys and rate limits, a model server, on loopback.
 
 One local endpoint (one model server, one HAProxy) serves a registered version with TLS
-(certificate from a CA made here), keys from a file and a per-key rate limit. The tests
+(certificate from a CA made here), keys from a file, a per-key rate limit and mutual TLS
+(client certificates from a second CA, with a revocation list) required as well. The tests
 check the handshake, every status a caller can get, the caller in the prediction log, key
 issue and revocation and a certificate rotation under a non-retrying keep-alive load with
 zero failed requests, a reload keeping every runtime change, and that no key or private
@@ -16,7 +17,6 @@ import os
 import ssl
 import stat
 import time
-from pathlib import Path
 
 import pytest
 
@@ -27,7 +27,13 @@ from mlops_tasks.deploy import (
     describe_deployment,
     stop_endpoint,
 )
-from mlops_tasks.deploy.access import issue_api_key, list_api_keys, revoke_api_key, rotate_certificate
+from mlops_tasks.deploy.access import (
+    issue_api_key,
+    list_api_keys,
+    revoke_api_key,
+    rotate_certificate,
+    update_client_crl,
+)
 from mlops_tasks.deploy.apikeys import ISSUED, REVOKED, new_key
 from mlops_tasks.deploy.models import EndpointSecurity
 from mlops_tasks.deploy.targets import get_target
@@ -58,6 +64,9 @@ def secured(mlflow_config, tmp_path_factory):
         )
     ca = CertAuthority()
     cert, key = ca.issue().write(folder, "server")
+    clients_ca = CertAuthority("mlops test client CA")
+    (folder / "clients-ca.pem").write_bytes(clients_ca.pem)
+    (folder / "clients.crl").write_bytes(clients_ca.crl())
     keys = {"svc-a": new_key(), "svc-b": new_key()}
     keys_file = folder / "keys.txt"
     keys_file.write_text("".join(f"{n} {k}\n" for n, k in keys.items()))
@@ -69,6 +78,8 @@ def secured(mlflow_config, tmp_path_factory):
         tls_cert_file=str(cert),
         tls_key_file=str(key),
         http_redirect_port=free_port(),
+        client_ca_file=str(folder / "clients-ca.pem"),
+        client_crl_file=str(folder / "clients.crl"),
     )
     spec = EndpointSpec(
         name=f"secured-{os.getpid()}", port=free_port(), preview_port=free_port(), security=security
@@ -87,7 +98,8 @@ def secured(mlflow_config, tmp_path_factory):
         "spec": spec,
         "keys": keys,
         "ca": ca,
-        "ctx": ca.client_context(folder),
+        "ctx": ca.client_context(folder, clients_ca.issue(cn="svc-cert")),
+        "clients_ca": clients_ca,
         "folder": folder,
         "bodies": [body_for(x.iloc[[i]]) for i in range(50)],
         "model": name,
@@ -142,6 +154,7 @@ def test_tls_handshake_is_tls12_or_later_and_plain_http_is_refused(secured) -> N
     assert served_serial("127.0.0.1", secured["spec"].port, secured["ctx"]) > 0
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     old.load_verify_locations(cadata=secured["ca"].pem.decode())
+    old.load_cert_chain(str(secured["folder"] / "client.crt"), str(secured["folder"] / "client.key"))
     old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
     with pytest.raises((ssl.SSLError, OSError)):
         served_serial("127.0.0.1", secured["spec"].port, old)
@@ -273,8 +286,52 @@ def test_certificate_rotation_under_load_and_a_reload_keeps_runtime_changes(secu
     assert used["svc-later"].requests >= 1 and used["svc-later"].last_used
 
 
+def test_client_certificates_are_checked_at_the_handshake_on_both_ports(secured) -> None:
+    key = _bearer(secured["keys"]["svc-a"])
+    folder = secured["folder"]
+    bare = secured["ca"].client_context(folder)
+    stranger = secured["ca"].client_context(folder, CertAuthority("another CA").issue(cn="svc-a"), "stranger")
+    for port in (secured["spec"].port, secured["spec"].preview):
+        for context in (bare, stranger):  # no certificate; a certificate from another CA
+            with pytest.raises((ssl.SSLError, OSError)):
+                _call({**secured, "ctx": context}, path="/ping", port=port, headers=key)
+        assert _call(secured, path="/ping", port=port, headers=key)[0] in (200, 503)
+
+
+def test_a_revoked_client_certificate_is_refused_after_a_live_crl_update_and_after_a_reload(
+    secured,
+) -> None:
+    spec, folder, clients_ca = secured["spec"], secured["folder"], secured["clients_ca"]
+    doomed = clients_ca.issue(cn="svc-doomed")
+    doomed_ctx = secured["ca"].client_context(folder, doomed, "doomed")
+    key = _bearer(secured["keys"]["svc-a"])
+    assert _call({**secured, "ctx": doomed_ctx}, headers=key)[0] == 200
+    with _load(secured) as load:
+        load.wait_answers(20)
+        (folder / "clients.crl").write_bytes(clients_ca.crl(revoked=(doomed.serial,), age_hours=0))
+        assert update_client_crl(spec.name) == 1
+        with pytest.raises((ssl.SSLError, OSError)):
+            _call({**secured, "ctx": doomed_ctx}, headers=key)
+        load.wait_answers(len(load.result.answers) + 20)
+    assert load.result.failed == 0, load.result.failures[:3]
+    assert {a.status for a in load.result.answers} == {200}
+    get_target("local", spec).reload_router()
+    with pytest.raises((ssl.SSLError, OSError)):
+        _call({**secured, "ctx": doomed_ctx}, headers=key)
+    assert _call(secured, headers=key)[0] == 200
+
+
 @pytest.mark.parametrize(
-    "mistake", ["mismatched_key", "expired_cert", "missing_key_file", "unreadable_key_file"]
+    "mistake",
+    [
+        "mismatched_key",
+        "expired_cert",
+        "missing_key_file",
+        "unreadable_key_file",
+        "missing_client_ca",
+        "client_ca_not_a_certificate",
+        "crl_of_another_ca",
+    ],
 )
 def test_configuration_mistakes_are_refused_and_the_live_endpoint_keeps_serving(
     secured, mistake: str
@@ -289,8 +346,15 @@ def test_configuration_mistakes_are_refused_and_the_live_endpoint_keeps_serving(
         sec = sec.model_copy(update={"tls_cert_file": str(cert), "tls_key_file": str(key)})
     elif mistake == "missing_key_file":
         sec = sec.model_copy(update={"api_keys_file": str(folder / "nope.txt")})
-    else:
+    elif mistake == "unreadable_key_file":
         sec = sec.model_copy(update={"api_keys_file": str(folder)})  # a folder cannot be read as a file
+    elif mistake == "missing_client_ca":
+        sec = sec.model_copy(update={"client_ca_file": str(folder / "no-ca.pem")})
+    elif mistake == "client_ca_not_a_certificate":
+        sec = sec.model_copy(update={"client_ca_file": str(folder / "client.key")})
+    else:
+        (folder / "stranger.crl").write_bytes(CertAuthority("another CA").crl())
+        sec = sec.model_copy(update={"client_crl_file": str(folder / "stranger.crl")})
     bad = spec.model_copy(update={"security": sec})
     with pytest.raises(EndpointSecurityError) as info:
         get_target("local", bad).ensure_router({}, None)
@@ -299,6 +363,9 @@ def test_configuration_mistakes_are_refused_and_the_live_endpoint_keeps_serving(
         "expired_cert": "expired",
         "missing_key_file": "does not exist",
         "unreadable_key_file": "cannot be read",
+        "missing_client_ca": "does not exist",
+        "client_ca_not_a_certificate": "holds no PEM certificate",
+        "crl_of_another_ca": "not signed by the client CA",
     }[mistake] in str(info.value)
     assert _call(secured, headers=_bearer(secured["keys"]["svc-a"]))[0] == 200
 
@@ -306,7 +373,13 @@ def test_configuration_mistakes_are_refused_and_the_live_endpoint_keeps_serving(
 def test_no_secret_is_readable_by_others_or_written_in_clear(secured) -> None:
     target = get_target("local", secured["spec"])
     folder = target.folder
-    for name in ("apikeys.json", "apikeys.map", "internal.key", "tls/endpoint.pem"):
+    for name in (
+        "apikeys.json",
+        "apikeys.map",
+        "internal.key",
+        "tls/endpoint.pem",
+        "tls/internal-client.pem",
+    ):
         mode = stat.S_IMODE((folder / name).stat().st_mode)
         assert mode == 0o600, (name, oct(mode))
     texts = [
@@ -314,8 +387,10 @@ def test_no_secret_is_readable_by_others_or_written_in_clear(secured) -> None:
     ]
     for key in secured["keys"].values():
         assert not any(key in text for text in texts)
-    private = Path(secured["spec"].security.tls_key_file).read_text()
-    body = private.split("-----")[2].strip()[:40]
+    # the key the router serves now (a rotation test may have replaced the configured one);
+    # its line 1 is the ASN.1 header every EC key shares, line 2 holds the secret
+    private = (folder / "tls" / "endpoint.pem").read_text().split("PRIVATE KEY-----", 1)[1]
+    body = private.split()[1][:40]
     cleartext = [p for p in folder.rglob("*") if p.is_file() and body in p.read_text(errors="replace")]
     assert cleartext == [folder / "tls" / "endpoint.pem"]
     assert "sha2(256)" in (folder / "haproxy.cfg").read_text()

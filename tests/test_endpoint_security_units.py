@@ -179,3 +179,140 @@ def test_the_watchdog_expires_keys_and_reports_each(tmp_path: Path) -> None:
     ]
     assert set(store.records()) == {"long", "mlops-internal"}
     assert dog.expire_keys() == []
+
+
+@pytest.fixture
+def mtls_sources(tmp_path: Path):
+    """A server certificate and a client CA with its CRL, as files; the spec that uses them."""
+    from tests.tls_support import CertAuthority
+
+    ca, clients = CertAuthority(), CertAuthority("client CA")
+    cert, key = ca.issue().write(tmp_path, "server")
+    (tmp_path / "clients-ca.pem").write_bytes(clients.pem)
+    (tmp_path / "clients.crl").write_bytes(clients.crl())
+    security = EndpointSecurity(
+        tls_cert_file=str(cert),
+        tls_key_file=str(key),
+        client_ca_file=str(tmp_path / "clients-ca.pem"),
+        client_crl_file=str(tmp_path / "clients.crl"),
+    )
+    return {
+        "dir": tmp_path,
+        "clients": clients,
+        "ca": ca,
+        "spec": EndpointSpec(name="mtls", security=security),
+    }
+
+
+@pytest.mark.parametrize(
+    ("mistake", "needle"),
+    [
+        ("missing_ca", "does not exist"),
+        ("unreadable_ca", "cannot be read"),
+        ("ca_not_a_certificate", "holds no PEM certificate"),
+        ("ca_is_a_leaf", "is not a CA certificate"),
+        ("crl_of_another_ca", "not signed by the client CA"),
+        ("crl_forged_in_the_ca_name", "not signed by the client CA"),
+        ("crl_out_of_date", "due for its next update"),
+        ("crl_not_a_crl", "holds no PEM revocation list"),
+        ("ca_without_crl", "holds no revocation list of the client CA"),
+    ],
+)
+def test_client_ca_and_crl_mistakes_are_refused_before_anything_is_written(
+    mtls_sources, mistake: str, needle: str
+) -> None:
+    from tests.tls_support import CertAuthority
+
+    d, clients = mtls_sources["dir"], mtls_sources["clients"]
+    update: dict[str, str] = {}
+    if mistake == "missing_ca":
+        update["client_ca_file"] = str(d / "nope.pem")
+    elif mistake == "unreadable_ca":
+        update["client_ca_file"] = str(d)  # a folder cannot be read as a file
+    elif mistake == "ca_not_a_certificate":
+        update["client_ca_file"] = str(d / "server.key")
+    elif mistake == "ca_is_a_leaf":
+        update["client_ca_file"] = str(d / "server.crt")
+    elif mistake == "crl_of_another_ca":
+        (d / "clients.crl").write_bytes(CertAuthority("another CA").crl())
+    elif mistake == "crl_forged_in_the_ca_name":  # same issuer name, another key
+        (d / "clients.crl").write_bytes(CertAuthority("client CA").crl())
+    elif mistake == "crl_out_of_date":
+        (d / "clients.crl").write_bytes(clients.crl(hours=-1, age_hours=48))
+    elif mistake == "crl_not_a_crl":
+        update["client_crl_file"] = str(d / "clients-ca.pem")
+    else:
+        other = CertAuthority("second client CA")
+        (d / "clients-ca.pem").write_bytes(clients.pem + other.pem)
+    spec = mtls_sources["spec"]
+    bad = spec.model_copy(update={"security": spec.security.model_copy(update=update)})
+    with pytest.raises(EndpointSecurityError, match=needle):
+        prepare_security(d / "endpoint", bad)
+    assert not (d / "endpoint").exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("settings", "needle"),
+    [
+        ({"client_ca_file": "ca.pem"}, "mutual TLS\\) needs TLS"),
+        ({"client_ca_file": "ca.pem", "client_ca_secret": "ca", "tls_secret": "t"}, "not both"),
+        ({"client_crl_file": "c.crl", "tls_secret": "t"}, "needs mutual TLS"),
+        (
+            {"client_cert_instead_of_key": True, "client_ca_file": "ca.pem", "tls_secret": "t"},
+            "api_keys=True",
+        ),
+    ],
+)
+def test_inconsistent_client_certificate_settings(settings: dict, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        EndpointSecurity(**settings)
+
+
+def test_the_rendered_router_requires_client_certificates_on_both_ports(mtls_sources) -> None:
+    from mlops_tasks.deploy.router import MIRROR_LUA, RouterConfig, render_config, write_checked
+
+    d = mtls_sources["dir"] / "endpoint"
+    layout = prepare_security(d, mtls_sources["spec"])
+    assert layout is not None
+    (d / "mirror.lua").write_text(MIRROR_LUA)
+    text = render_config(
+        RouterConfig(
+            port=8443, preview_port=8444, admin_socket=str(d / "a.sock"), lua_path=str(d / "mirror.lua")
+        ).model_copy(update={"security": layout})
+    )
+    binds = [line for line in text.splitlines() if line.strip().startswith("bind ")]
+    assert len(binds) == 2
+    for line in binds:
+        assert f"ca-file {d}/tls/client-ca.pem verify required crl-file {d}/tls/client.crl" in line
+    write_checked(d / "haproxy.cfg", text)  # HAProxy itself accepts it (haproxy -c), files and all
+    bundle = (d / "tls" / "client-ca.pem").read_text()
+    assert mtls_sources["clients"].pem.decode().strip() in bundle and bundle.count("BEGIN CERTIFICATE") == 2
+    assert (d / "tls" / "client.crl").read_text().count("BEGIN X509 CRL") == 2  # the operator's + tooling's
+
+
+def test_a_redeploy_never_replaces_a_newer_live_crl_with_an_older_file(mtls_sources, caplog) -> None:
+    d, clients = mtls_sources["dir"], mtls_sources["clients"]
+    spec = mtls_sources["spec"]
+    prepare_security(d / "endpoint", spec)
+    newer = clients.crl(revoked=(1234,), age_hours=0)
+    (d / "newer.crl").write_bytes(newer)
+    from mlops_tasks.deploy.client_certs import crl_path, load_client_trust, write_crl
+
+    write_crl(d / "endpoint", load_client_trust(spec.security, "mtls", str(d / "newer.crl")))
+    with caplog.at_level(logging.WARNING):
+        prepare_security(d / "endpoint", spec)  # the configured file still holds the older list
+    assert "older than the one the router holds" in caplog.text
+    assert newer.decode().strip() in crl_path(d / "endpoint").read_text()
+
+
+def test_revoked_serials_are_written_as_the_router_reads_them() -> None:
+    from mlops_tasks.deploy.client_certs import revoked_entries
+    from tests.tls_support import CertAuthority
+
+    ca = CertAuthority("churn clients CA")
+    text = ca.crl(revoked=(0x80, 0xFFF, 2**158 + 7)).decode()
+    assert revoked_entries(text) == [
+        "80 churn clients CA",  # ssl_c_serial,hex: the serial's bytes, upper case
+        "0FFF churn clients CA",
+        "4000000000000000000000000000000000000007 churn clients CA",
+    ]

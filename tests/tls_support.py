@@ -1,4 +1,4 @@
-"""A certificate authority made inside the tests (the ``cryptography`` package): CA, server certs."""
+"""A certificate authority made inside the tests (the ``cryptography`` package): CA, certs, CRLs."""
 
 from __future__ import annotations
 
@@ -81,10 +81,32 @@ class CertAuthority:
         )
         return Issued(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key), serial)
 
-    def client_context(self, folder: Path) -> ssl.SSLContext:
+    def crl(self, revoked: tuple[int, ...] = (), hours: float = 24 * 7, age_hours: float = 1) -> bytes:
+        """A PEM revocation list of this CA revoking ``revoked`` serials (issued ``age_hours`` ago)."""
+        now = datetime.now(UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(now - timedelta(hours=age_hours))
+            .next_update(now + timedelta(hours=hours))
+        )
+        for serial in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+            )
+        return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    def client_context(
+        self, folder: Path, client: Issued | None = None, stem: str = "client"
+    ) -> ssl.SSLContext:
+        """A context trusting this CA, presenting ``client``'s certificate when given."""
         path = folder / "ca.pem"
         path.write_bytes(self.pem)
-        return ssl.create_default_context(cafile=str(path))
+        context = ssl.create_default_context(cafile=str(path))
+        if client is not None:
+            cert, key = client.write(folder, stem)
+            context.load_cert_chain(str(cert), str(key))
+        return context
 
 
 def served_serial(host: str, port: int, context: ssl.SSLContext) -> int:

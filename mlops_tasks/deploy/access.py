@@ -1,7 +1,8 @@
-"""Endpoint access on a live endpoint: API keys and the TLS certificate.
+"""Endpoint access on a live endpoint: API keys, the TLS certificate, the client revocation list.
 
 The operations (:func:`issue_api_key`, :func:`revoke_api_key`,
-:func:`expire_api_keys`, :func:`list_api_keys`, :func:`rotate_certificate`) find the
+:func:`expire_api_keys`, :func:`list_api_keys`, :func:`rotate_certificate`,
+:func:`update_client_crl`) find the
 endpoint by name, change the files HAProxy reads, then the running router.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from mlops_tasks.deploy import state
 from mlops_tasks.deploy.apikeys import INTERNAL_KEY_NAME, Emit, KeyStore
+from mlops_tasks.deploy.client_certs import load_client_trust, parse_crls, write_crl
 from mlops_tasks.deploy.haproxy.security import RATE_TABLE
 from mlops_tasks.deploy.models import ApiKeyView, EndpointSecurity, EndpointSpec
 from mlops_tasks.deploy.rollout import resolve_target
@@ -27,6 +29,7 @@ __all__ = [
     "list_api_keys",
     "revoke_api_key",
     "rotate_certificate",
+    "update_client_crl",
 ]
 
 logger = logging.getLogger(__name__)
@@ -193,3 +196,44 @@ def rotate_certificate(
     pem = load_pem(source)
     with supervise_lock(tgt.folder):
         return replace_certificate(tgt.folder, pem, store.command)
+
+
+def update_client_crl(endpoint_name: str, *, crl_file: str | None = None) -> int:
+    """Load a new client revocation list into a live mutual-TLS endpoint without a dropped request.
+
+    The CRL (``crl_file``, or else the endpoint's ``client_crl_file`` read again) is checked
+    against the endpoint's client CA first; then the file HAProxy reads is replaced and the
+    running router swaps it in (``set ssl crl-file`` + ``commit ssl crl-file``). A revoked
+    certificate is refused from its next handshake on; connections already open (other
+    callers' and its own) keep going.
+
+    Returns:
+        How many certificates the new list revokes.
+
+    Raises:
+        EndpointSecurityError: The endpoint has no mutual TLS or was deployed without a
+            CRL, or the list is unreadable, not signed by the client CA or out of date
+            (nothing changed).
+
+    Example:
+        ```python
+        revoked = update_client_crl("churn")   # after `openssl ca -revoke ... && openssl ca -gencrl`
+        ```
+    """
+    tgt, spec, store = _live(endpoint_name)
+    sec = _security(spec, need_keys=False)
+    if not sec.mtls:
+        raise EndpointSecurityError(
+            f"Endpoint {endpoint_name!r} does not use client certificates; deploy it with "
+            "EndpointSecurity(client_ca_file=..., client_crl_file=...) first."
+        )
+    if not sec.client_crl_file:
+        raise EndpointSecurityError(
+            f"Endpoint {endpoint_name!r} was deployed without a revocation list, so its router checks "
+            "none; set EndpointSecurity.client_crl_file and deploy again (the router reloads once)."
+        )
+    trust = load_client_trust(sec, endpoint_name, crl_file)
+    with supervise_lock(tgt.folder):
+        write_crl(tgt.folder, trust, store.command)
+    assert trust.crl_pem is not None
+    return sum(len(list(crl)) for crl in parse_crls(trust.crl_pem, "the CRL"))

@@ -1,11 +1,12 @@
-"""Security setup while a target configures its router: keys and certificate, checked first.
+"""Security setup while a target configures its router: keys, certificates, client CA, checked first.
 
 :func:`prepare_security` reads and checks every source (key file, Secret blocks,
-certificate and key) before any file changes, so a configuration mistake raises
-:class:`~mlops_tasks.errors.EndpointSecurityError` and the live endpoint keeps serving as
-it was. With the router already running it pushes the key map atomically (``prepare map``
-/ ``add map @ver`` / ``commit map``) and a changed certificate through the runtime API, so
-a redeploy never reloads for a key or certificate change.
+certificate and key, client CA bundle and revocation list) before any file changes, so a
+configuration mistake raises :class:`~mlops_tasks.errors.EndpointSecurityError` and the
+live endpoint keeps serving as it was. With the router already running it pushes the key
+map atomically (``prepare map`` / ``add map @ver`` / ``commit map``) and a changed
+certificate, client CA bundle or revocation list through the runtime API, so a redeploy
+never reloads for such a change.
 """
 
 from __future__ import annotations
@@ -15,6 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlops_tasks.deploy.apikeys import KeyStore
+from mlops_tasks.deploy.client_certs import (
+    ca_bundle_path,
+    crl_path,
+    keep_newer_crl,
+    load_client_trust,
+    revoked_map_path,
+    write_client_ca,
+    write_crl,
+)
+from mlops_tasks.deploy.haproxy.maps import replace_map
 from mlops_tasks.deploy.haproxy.security import SecurityLayout
 from mlops_tasks.deploy.models import EndpointSpec
 from mlops_tasks.deploy.tls import check_pem, load_pem, pem_path, replace_certificate
@@ -49,7 +60,8 @@ def prepare_security(
 
     Raises:
         EndpointSecurityError: A source is missing, unreadable or malformed, the key does
-            not match the certificate, or the certificate expired (nothing was changed).
+            not match the certificate, the certificate expired, the client CA bundle holds
+            no CA certificate or a revocation list is not signed by it (nothing was changed).
 
     Example:
         ```python
@@ -71,6 +83,7 @@ def prepare_security(
     pem = load_pem(sec) if sec.tls else None
     if pem is not None:
         check_pem(pem, f"the certificate of endpoint {endpoint.name!r}")
+    trust = load_client_trust(sec, endpoint.name) if sec.mtls else None
     store = KeyStore(folder, command, endpoint=endpoint.name)
     if sec.api_keys:
         store.sync(sec)  # reads and checks every source before writing
@@ -81,12 +94,25 @@ def prepare_security(
         old = path.read_text(encoding="utf-8") if path.exists() else None
         if old != pem.strip() + "\n":
             replace_certificate(folder, pem, command, pem_ref)
+    if trust is not None:
+        trust = keep_newer_crl(folder, trust)
+        try:
+            write_client_ca(folder, trust, command)
+            write_crl(folder, trust, command)
+        except RouterError as exc:  # mutual TLS or the CRL is new: the reload that follows reads the files
+            logger.info("client CA/CRL not pushed to the running router (%s); its next start reads them", exc)
+    checks_crl = trust is not None and trust.crl_pem is not None
     return SecurityLayout(
         keys_map=(map_ref or str(store.map_path)) if sec.api_keys else None,
         rate_period_s=sec.rate_period_s,
         tls_pem=(pem_ref or str(pem_path(folder))) if pem is not None else None,
         http_redirect_port=sec.http_redirect_port,
         https_port=endpoint.port,
+        client_ca=str(ca_bundle_path(folder)) if trust is not None else None,
+        client_crl=str(crl_path(folder)) if checks_crl else None,
+        revoked_map=str(revoked_map_path(folder)) if checks_crl else None,
+        cert_instead_of_key=sec.client_cert_instead_of_key,
+        cert_rate_limit=sec.rate_limit,
     )
 
 
@@ -94,12 +120,6 @@ def _push_map(store: KeyStore, command: Command, ref: str) -> None:
     """Replace the running router's key map with the file's, atomically."""
     lines = [line for line in store.map_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     try:
-        answer = command(f"prepare map {ref}")
-        version = answer.strip().rsplit(" ", 1)[-1]
-        if not version.isdigit():
-            raise RouterError(f"unexpected answer to prepare map: {answer.strip()!r}")
-        if lines:
-            command(f"add map @{version} {ref} <<\n" + "\n".join(lines) + "\n")
-        command(f"commit map @{version} {ref}")
+        replace_map(command, ref, lines)
     except RouterError as exc:
         logger.warning("router key map not replaced (%s); the file holds the keys for its next start", exc)

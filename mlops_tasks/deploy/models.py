@@ -255,10 +255,35 @@ class EndpointSecurity(BaseModel):
         "a key there is refused (403) and logged as a key exposure. None: no plain HTTP at all.",
     )
 
+    client_ca_file: str | None = Field(
+        None,
+        description="Mutual TLS: PEM bundle of the CA certificate(s) that issue client certificates; "
+        "set, both TLS ports refuse a handshake without a certificate from it.",
+    )
+    client_ca_secret: str | None = Field(
+        None, description="Prefect Secret block holding the client CA bundle."
+    )
+    client_crl_file: str | None = Field(
+        None,
+        description="PEM revocation list(s) signed by the client CA(s); updated live with "
+        "update_client_crl. None: no revocation checking.",
+    )
+    client_cert_instead_of_key: bool = Field(
+        False,
+        description="With api_keys and mutual TLS: a caller whose certificate verified needs no API "
+        "key (its certificate's CN names it); a key it sends anyway is still checked. "
+        "False: both the certificate and a key are needed.",
+    )
+
     @property
     def tls(self) -> bool:
         """TLS is configured."""
         return bool(self.tls_secret or self.tls_cert_file)
+
+    @property
+    def mtls(self) -> bool:
+        """Mutual TLS is configured (client certificates from a CA)."""
+        return bool(self.client_ca_file or self.client_ca_secret)
 
     @property
     def enabled(self) -> bool:
@@ -279,6 +304,20 @@ class EndpointSecurity(BaseModel):
             raise ValueError("http_redirect_port needs TLS (tls_cert_file/tls_key_file or tls_secret)")
         if self.rate_limit and not self.api_keys:
             raise ValueError("rate_limit is per API key; set api_keys=True")
+        if self.mtls and not self.tls:
+            raise ValueError(
+                "client_ca_file/client_ca_secret (mutual TLS) needs TLS: give the endpoint's own "
+                "certificate too (tls_cert_file/tls_key_file or tls_secret)"
+            )
+        if self.client_ca_file and self.client_ca_secret:
+            raise ValueError("give the client CA either as client_ca_file or as client_ca_secret, not both")
+        if self.client_crl_file and not self.mtls:
+            raise ValueError("client_crl_file needs mutual TLS: set client_ca_file or client_ca_secret")
+        if self.client_cert_instead_of_key and not (self.mtls and self.api_keys):
+            raise ValueError(
+                "client_cert_instead_of_key needs mutual TLS (client_ca_file or client_ca_secret) "
+                "and api_keys=True (without keys the certificate alone admits a caller anyway)"
+            )
         return self
 
 

@@ -134,7 +134,8 @@ def smoke_rows_of(frame: pd.DataFrame, target: str | None, rows: int) -> pd.Data
 
     Args:
         frame: The smoke dataset.
-        target: Its label column, dropped when present (the holdout split is stratified on it).
+        target: Its label column, dropped when present (the holdout split is stratified on it
+            when every value has two rows or more: classes; a regression label is not).
         rows: How many rows to keep.
 
     Returns:
@@ -146,6 +147,7 @@ def smoke_rows_of(frame: pd.DataFrame, target: str | None, rows: int) -> pd.Data
         ```
     """
     if target and target in frame.columns:
-        _, holdout = split_dataset(frame, target=target)
+        classes = bool(frame[target].value_counts().min() >= 2)
+        _, holdout = split_dataset(frame, target=target, stratify=classes)
         return holdout.drop(columns=[target]).head(rows)
     return frame.head(rows)

@@ -11,10 +11,13 @@ each stage asks for it with :func:`require_model_name`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, GetJsonSchemaHandler, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from mlops_tasks.cluster import DaskClusterSpec
 from mlops_tasks.data import DatasetSpec
@@ -41,15 +44,23 @@ __all__ = [
 
 _SIMPLE_TYPES = ("string", "integer", "number", "boolean")
 
+#: Resolves a ``{"$ref": ...}`` to the definition it names (pydantic's ``handler.resolve_ref_schema``).
+RefResolver = Callable[[dict[str, Any]], dict[str, Any]]
 
-def plain_optional_inputs(schema: dict[str, Any]) -> None:
+
+def plain_optional_inputs(schema: dict[str, Any], resolve: RefResolver | None = None) -> None:
     """Show optional text and number fields as plain inputs in the Prefect UI's run form.
 
     Pydantic writes ``str | None`` as ``anyOf: [string, null]``, which the UI renders as
     type-switch buttons ("Property is type None") until one is clicked. Each such property
     becomes its simple type, without a ``null`` default (Prefect's parameter validation then
     accepts ``null`` for it, as for any optional field without a default); an empty box
-    still means "not set" (:class:`FormParams` reads ``""`` back as ``None``).
+    still means "not set" (:class:`FormParams` reads ``""`` back as ``None``). With
+    ``resolve``, the models the properties refer to (``$ref``, also inside ``anyOf`` and
+    ``items``) get the same treatment, at any depth, each once; and an optional MLflow or S3
+    settings model, whose ``None`` means its defaults, shows its fields inline instead of a
+    switch to "None". Other optional models (a dataset, a Dask cluster, a search) and
+    optional lists keep the switch: their ``None`` means something of its own.
 
     Example:
         ```python
@@ -58,23 +69,94 @@ def plain_optional_inputs(schema: dict[str, Any]) -> None:
         assert schema["properties"]["log"] == {"type": "string"}
         ```
     """
+    _plain_inputs(schema, resolve, seen=set())
+
+
+def _plain_inputs(schema: dict[str, Any], resolve: RefResolver | None, seen: set[int]) -> None:
+    if id(schema) in seen:
+        return
+    seen.add(id(schema))
     for prop in schema.get("properties", {}).values():
+        if resolve is not None:
+            for ref in _refs(prop):
+                _plain_inputs(resolve(ref), resolve, seen)
         options = prop.get("anyOf")
         if not isinstance(options, list) or len(options) != 2:
             continue
         kinds = [o for o in options if o.get("type") != "null"]
-        if len(kinds) == 1 and kinds[0].get("type") in _SIMPLE_TYPES:
+        if len(kinds) != 1:
+            continue
+        if kinds[0].get("type") in _SIMPLE_TYPES:
             del prop["anyOf"]
             prop.update(kinds[0])
-            if prop.get("default", ...) is None:
-                # An optional field without a default is nullable to Prefect's parameter
-                # validation (its pydantic-v1 rule); a `null` default next to a plain type
-                # would make the server refuse the deployment's own parameters.
-                del prop["default"]
+        elif resolve is not None and "$ref" in kinds[0] and prop.get("default", ...) is None:
+            if resolve(kinds[0]).get("title") not in _NONE_IS_DEFAULTS:
+                continue  # None means something of its own (no cluster, no dataset): keep the switch
+            # Its fields inline: an untouched card sends nothing, one left at its defaults is
+            # read back as None by FormParams.
+            del prop["anyOf"]
+            prop["$ref"] = kinds[0]["$ref"]
+        if prop.get("default", ...) is None:
+            # An optional field without a default is nullable to Prefect's parameter validation
+            # (its pydantic-v1 rule); a `null` default next to a plain type would make the server
+            # refuse the deployment's own parameters.
+            del prop["default"]
+
+
+#: Optional models whose ``None`` means "the model's defaults": the form shows their fields
+#: inline rather than a switch between the model and "None".
+_NONE_IS_DEFAULTS: dict[str, type[BaseModel]] = {"MlflowConfig": MlflowConfig, "S3Config": S3Config}
+
+
+def _refs(prop: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``$ref`` schemas a property points to, directly or through ``anyOf``/``allOf``/``items``."""
+    found = [prop] if "$ref" in prop else []
+    for key in ("anyOf", "allOf"):
+        for option in prop.get(key, []):
+            found.extend(_refs(option))
+    items = prop.get("items")
+    if isinstance(items, dict):
+        found.extend(_refs(items))
+    return found
+
+
+def _blank_is_unset(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """Blank optional fields are ``None``, in ``model`` and in the models nested in it.
+
+    Blank: ``""`` (an emptied text box) or, for an optional model whose ``None`` means its
+    defaults (``_NONE_IS_DEFAULTS``), a card of the form left at those defaults.
+    """
+    out = dict(data)
+    for name, value in data.items():
+        field = model.model_fields.get(name)
+        if field is None or not (value == "" or isinstance(value, dict)):
+            continue
+        nested = [a for a in get_args(field.annotation) or (field.annotation,) if _is_model(a)]
+        if isinstance(value, dict) and nested:
+            value = out[name] = _blank_is_unset(nested[0], value)
+        if field.default is None and (value == "" or _is_defaults(nested, value)):
+            out[name] = None
+    return out
+
+
+def _is_defaults(models: list[type[BaseModel]], value: Any) -> bool:
+    if not models or _NONE_IS_DEFAULTS.get(models[0].__name__) is not models[0]:
+        return False
+    try:
+        return bool(models[0].model_validate(value) == models[0]())
+    except ValueError:
+        return False
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 class FormParams(BaseModel):
     """Base of the flows' parameter models: one Prefect UI form with plain inputs.
+
+    Optional text and number fields are plain inputs in the run form, in this model and in
+    every model nested in it (:func:`plain_optional_inputs`); an emptied box means "not set".
 
     Example:
         ```python
@@ -84,7 +166,14 @@ class FormParams(BaseModel):
         ```
     """
 
-    model_config = ConfigDict(json_schema_extra=plain_optional_inputs)
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """The form's schema: optional simple fields as plain inputs, nested models included."""
+        schema = handler(core_schema)
+        plain_optional_inputs(handler.resolve_ref_schema(schema), resolve=handler.resolve_ref_schema)
+        return schema
 
     @model_validator(mode="before")
     @classmethod
@@ -92,8 +181,7 @@ class FormParams(BaseModel):
         """An emptied text box of an optional field arrives as ``""``: it means "not set"."""
         if not isinstance(data, dict):
             return data
-        optional = {name for name, field in cls.model_fields.items() if field.default is None}
-        return {k: (None if v == "" and k in optional else v) for k, v in data.items()}
+        return _blank_is_unset(cls, data)
 
 
 def require_model_name(model_name: str | None, flow: str) -> str:

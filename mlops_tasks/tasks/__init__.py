@@ -44,7 +44,13 @@ import warnings
 from typing import Any
 
 from mlops_tasks.tasks.abtest import evaluate_ab_test, start_ab_test
-from mlops_tasks.tasks.access import expire_api_keys, issue_api_key, revoke_api_key, rotate_certificate
+from mlops_tasks.tasks.access import (
+    expire_api_keys,
+    issue_api_key,
+    revoke_api_key,
+    rotate_certificate,
+    update_client_crl,
+)
 from mlops_tasks.tasks.containerize import build_model_image, push_model_image, verify_model_image
 from mlops_tasks.tasks.data import load_dataset, split_dataset
 from mlops_tasks.tasks.deploy import (
@@ -97,6 +103,7 @@ __all__ = [
     "revoke_api_key",
     "rollback_model",
     "rotate_certificate",
+    "update_client_crl",
     "score_batch",
     "score_partitions",
     "split_dataset",

@@ -1,4 +1,4 @@
-"""Tasks of endpoint access: issue, revoke and expire API keys, rotate the TLS certificate.
+"""Tasks of endpoint access: API keys, the TLS certificate, the client certificates' revocation list.
 
 Importing this module registers Prefect's ``Secret`` blocks as the source of an
 endpoint's secrets (:func:`mlops_tasks.deploy.secrets.register_secret_reader`), and the
@@ -25,6 +25,7 @@ __all__ = [
     "read_prefect_secret",
     "revoke_api_key",
     "rotate_certificate",
+    "update_client_crl",
 ]
 
 
@@ -128,3 +129,15 @@ def rotate_certificate(
         ```
     """
     return _access.rotate_certificate(endpoint_name, cert_file=cert_file, key_file=key_file, secret=secret)
+
+
+@task(name="update-client-crl")
+def update_client_crl(endpoint_name: str, *, crl_file: str | None = None) -> int:
+    """Load a new client revocation list live (:func:`mlops_tasks.deploy.access.update_client_crl`).
+
+    Example:
+        ```python
+        update_client_crl("churn", crl_file="/etc/mlops/clients.crl")
+        ```
+    """
+    return _access.update_client_crl(endpoint_name, crl_file=crl_file)

@@ -10,17 +10,18 @@ The stage has three parts:
    result object into a JSON-serialisable :class:`ValidationReport`; by default it
    raises :class:`~mlops_tasks.errors.DataValidationError` when an expectation fails.
 
-GX stays the engine of record: the expectation types the suggestion writes are
-computed by a vectorised fast path that feeds GX's own expectation code (so the results
-are GX's result objects), and everything else runs through GX itself in a fresh
+GX stays the engine of record: the expectation types the suggestion writes, and the
+common built-in types that can be computed exactly, are computed by a vectorised fast
+path that feeds GX's own expectation code (so the results are GX's result objects),
+and everything else runs through GX itself in a fresh
 in-memory (ephemeral) Data Context with analytics and progress bars switched off, so
 nothing is written to disk and nothing is sent over the network. The report names the
 path each expectation took.
 
 The modules of the package: ``suite_files`` (load and write suites), ``suggestion``
 (infer a suite), ``gx_runner`` (validate a frame), ``engine`` (fast path or GX per
-expectation), ``fast_path`` and ``fast_scan`` (the vectorised metrics), ``gx_batch``
-(run GX itself), ``gx_results`` (GX result to report),
+expectation), ``fast_path``, ``fast_metrics`` and ``fast_scan`` (the vectorised
+metrics), ``gx_batch`` (run GX itself), ``gx_results`` (GX result to report),
 ``report`` (the report models), ``messages`` (the error message's lines), ``data_docs``
 (``report.json`` and GX's Data Docs page on disk), ``markdown`` (cell formatting of the report) and
 ``frames`` (checks on a frame before GX sees it). Publishing a report as a Prefect

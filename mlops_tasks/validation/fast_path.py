@@ -2,10 +2,11 @@
 
 For every expectation of a covered type, argument set and dtype, the metrics GX would
 resolve (row count, null count, unexpected count, the first unexpected values and index
-labels, the table's columns or column dtypes) are computed by :mod:`.fast_scan` in one
-scan per column; then the expectation's own GX ``_validate`` turns them into the result
-dict and GX's ``_build_evr`` into an ``ExpectationValidationResult``, exactly as GX's
-validator does after resolving its metric graph. Success rules, ``mostly``, percentages,
+labels, the table's columns or column dtypes, a column aggregate) are computed by
+:mod:`.fast_metrics` from one :mod:`.fast_scan` scan per column; then the expectation's
+own GX ``_validate`` turns them into the result dict and GX's ``_build_evr`` into an
+``ExpectationValidationResult``, exactly as GX's validator does after resolving its
+metric graph. Success rules, ``mostly``, percentages,
 ``partial_unexpected_counts`` and the result format's trimming are therefore GX's code,
 not a copy of it.
 
@@ -31,9 +32,16 @@ from great_expectations.expectations.expectation_configuration import (
     parse_result_format,
 )
 
+from mlops_tasks.validation.fast_metrics import (
+    AGGREGATE_TYPES,
+    DISTINCT_SET_TYPES,
+    MAP_TYPES,
+    TABLE_TYPES,
+    expectation_metrics,
+    type_check_names,
+)
 from mlops_tasks.validation.fast_scan import (
     ColumnScan,
-    MapOutcome,
     NotCoveredError,
     comparison_types,
     is_vectorised_numeric,
@@ -49,17 +57,53 @@ __all__ = [
     "is_column_domain",
 ]
 
+_BOUNDS = frozenset({"min_value", "max_value", "strict_min", "strict_max"})
+_COLUMN_BOUNDS = frozenset({"column"}) | _BOUNDS
 # Arguments each covered type may hold (anything else, e.g. row_condition, goes to GX).
 _ALLOWED_KWARGS: dict[str, frozenset[str]] = {
     "expect_table_columns_to_match_set": frozenset({"column_set", "exact_match"}),
     "expect_table_columns_to_match_ordered_list": frozenset({"column_list"}),
+    "expect_table_row_count_to_be_between": _BOUNDS,
+    "expect_table_row_count_to_equal": frozenset({"value"}),
+    "expect_table_column_count_to_equal": frozenset({"value"}),
+    "expect_table_column_count_to_be_between": frozenset({"min_value", "max_value"}),
+    "expect_column_to_exist": frozenset({"column", "column_index"}),
     "expect_column_values_to_be_in_type_list": frozenset({"column", "type_list", "mostly"}),
     "expect_column_values_to_not_be_null": frozenset({"column", "mostly"}),
-    "expect_column_values_to_be_between": frozenset(
-        {"column", "min_value", "max_value", "strict_min", "strict_max", "mostly"}
-    ),
+    "expect_column_values_to_be_null": frozenset({"column", "mostly"}),
+    "expect_column_values_to_be_between": _COLUMN_BOUNDS | {"mostly"},
     "expect_column_values_to_be_in_set": frozenset({"column", "value_set", "mostly"}),
+    "expect_column_values_to_not_be_in_set": frozenset({"column", "value_set", "mostly"}),
+    "expect_column_values_to_be_of_type": frozenset({"column", "type_", "mostly"}),
+    "expect_column_values_to_be_unique": frozenset({"column", "mostly"}),
+    "expect_column_values_to_be_increasing": frozenset({"column", "strictly", "mostly"}),
+    "expect_column_values_to_be_decreasing": frozenset({"column", "strictly", "mostly"}),
+    "expect_column_values_to_match_regex": frozenset({"column", "regex", "mostly"}),
+    "expect_column_values_to_not_match_regex": frozenset({"column", "regex", "mostly"}),
+    "expect_column_value_lengths_to_be_between": _COLUMN_BOUNDS | {"mostly"},
+    "expect_column_value_lengths_to_equal": frozenset({"column", "value", "mostly"}),
+    "expect_column_values_to_match_regex_list": frozenset({"column", "regex_list", "match_on", "mostly"}),
+    "expect_column_values_to_not_match_regex_list": frozenset({"column", "regex_list", "mostly"}),
+    "expect_column_values_to_match_strftime_format": frozenset({"column", "strftime_format", "mostly"}),
+    "expect_column_values_to_be_json_parseable": frozenset({"column", "mostly"}),
+    "expect_column_values_to_be_dateutil_parseable": frozenset({"column", "mostly"}),
+    "expect_column_value_z_scores_to_be_less_than": frozenset(
+        {"column", "threshold", "double_sided", "mostly"}
+    ),
+    **dict.fromkeys(AGGREGATE_TYPES, _COLUMN_BOUNDS),
+    **dict.fromkeys(DISTINCT_SET_TYPES, frozenset({"column", "value_set"})),
+    "expect_column_most_common_value_to_be_in_set": frozenset({"column", "value_set", "ties_okay"}),
 }
+
+# Aggregates whose GX metric first converts decimal.Decimal values of the column in place.
+_DECIMAL_TYPES = frozenset(
+    {
+        "expect_column_mean_to_be_between",
+        "expect_column_sum_to_be_between",
+        "expect_column_stdev_to_be_between",
+        "expect_column_value_z_scores_to_be_less_than",
+    }
+)
 
 # Rows scanned at a time when looking for the first string in an object column.
 _CHUNK = 65_536
@@ -139,12 +183,13 @@ def fallback_reason(config: ExpectationConfiguration, df: pd.DataFrame) -> str |
             return f"argument {key}={value!r}"
         if isinstance(value, dict):
             return f"argument {key} is a suite parameter"
-    if "column" not in allowed:
-        return None
+    reason = _argument_reason(kind, kwargs)
+    if reason is not None or kind in TABLE_TYPES:
+        return reason
     column = kwargs.get("column")
     if not isinstance(column, str) or column not in df.columns:
         return f"column {column!r} is not in the data"
-    if df.index.nlevels > 1 or df.index.name is not None:
+    if kind in MAP_TYPES and (df.index.nlevels > 1 or df.index.name is not None):
         return "the frame has a named index (GX reports unexpected rows by its names)"
     return _dtype_reason(kind, kwargs, df[column])
 
@@ -194,7 +239,7 @@ def certain_raise_rows(config: ExpectationConfiguration, df: pd.DataFrame) -> in
         ```
     """
     column = config.kwargs.get("column")
-    if config.type not in FAST_EXPECTATION_TYPES or not isinstance(column, str):
+    if config.type not in FAST_EXPECTATION_TYPES or config.type in TABLE_TYPES or not isinstance(column, str):
         return None
     if column not in df.columns:
         folded = column.casefold()
@@ -233,12 +278,36 @@ def _dtype_reason(kind: str, kwargs: Mapping[str, Any], series: pd.Series) -> st
             return "min_value and max_value are both None"
         if low is not None and high is not None and low > high:
             return "min_value is greater than max_value"
-    if kind == "expect_column_values_to_be_in_type_list":
-        type_list = kwargs.get("type_list")
-        if type_list is not None and _is_object(series) and not comparison_types(type_list):
-            return "no type of type_list is known to numpy, pandas or Python"
-    if kind == "expect_column_values_to_be_in_set" and not isinstance(kwargs.get("value_set"), list | None):
+    if kind in ("expect_column_values_to_be_in_type_list", "expect_column_values_to_be_of_type"):
+        names = type_check_names(kind, kwargs)
+        if names is not None and _is_object(series) and not comparison_types(names):
+            return f"no type in {names!r} is known to numpy, pandas or Python"
+    if kind in _DECIMAL_TYPES and _is_object(series):
+        return f"dtype object: GX converts decimal.Decimal values for {kind} first"
+    if kind == "expect_column_values_to_not_be_in_set" and pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return f"dtype {series.dtype}: GX parses the value set for datetime columns"
+    return None
+
+
+def _argument_reason(kind: str, kwargs: Mapping[str, Any]) -> str | None:
+    """Why an argument value of a covered type is left to GX (None: every value is covered)."""
+    if "value_set" in _ALLOWED_KWARGS[kind] and not isinstance(kwargs.get("value_set"), list | None):
         return "value_set is not a list"
+    for key in ("regex", "type_", "strftime_format"):
+        if key in _ALLOWED_KWARGS[kind] and not isinstance(kwargs.get(key), str):
+            return f"{key} is not a string"
+    regex_list = kwargs.get("regex_list", [])
+    if not (isinstance(regex_list, list) and all(isinstance(r, str) for r in regex_list)):
+        return "regex_list is not a list of strings"
+    if kind.startswith(
+        ("expect_table_row_count", "expect_table_column_count", "expect_column_value_lengths")
+    ):
+        for key in ("value", "min_value", "max_value"):
+            value = kwargs.get(key)
+            if value is not None and type(value) not in (int, float):
+                return f"{key} {value!r} is not a number"
+    if kind == "expect_column_to_exist" and type(kwargs.get("column_index")) not in (int, type(None)):
+        return "column_index is not an integer"
     return None
 
 
@@ -300,35 +369,8 @@ class FastValidator:
 
     def _metrics(self, config: ExpectationConfiguration) -> dict[str, Any]:
         kind = config.type
-        kwargs = config.kwargs
-        if kind.startswith("expect_table_columns"):
-            return {"table.columns": list(self.df.columns)}
-        column = kwargs["column"]
-        scan = self._scan(column)
-        metrics: dict[str, Any] = {
-            "table.row_count": int(self.df.shape[0]),
-            "column_values.nonnull.unexpected_count": scan.null_count,
-        }
-        if kind == "expect_column_values_to_not_be_null":
-            return _with_outcome(metrics, "column_values.nonnull", scan.nulls())
-        if kind == "expect_column_values_to_be_between":
-            outcome = scan.between(
-                kwargs.get("min_value"),
-                kwargs.get("max_value"),
-                strict_min=bool(kwargs.get("strict_min", False)),
-                strict_max=bool(kwargs.get("strict_max", False)),
-            )
-            return _with_outcome(metrics, "column_values.between", outcome)
-        if kind == "expect_column_values_to_be_in_set":
-            return _with_outcome(metrics, "column_values.in_set", scan.in_set(kwargs.get("value_set")))
-        # expect_column_values_to_be_in_type_list
-        series = scan.series
-        metrics["table.column_types"] = [{"name": column, "type": series.dtype}]
-        type_list = kwargs.get("type_list")
-        if type_list is not None and _is_object(series):
-            outcome = scan.in_types(comparison_types(type_list))
-            _with_outcome(metrics, "column_values.in_type_list", outcome)
-        return metrics
+        scan = None if kind in TABLE_TYPES else self._scan(config.kwargs["column"])
+        return expectation_metrics(kind, config.kwargs, self.df, scan)
 
     def _scan(self, column: str) -> ColumnScan:
         scan = self._scans.get(column)
@@ -336,10 +378,3 @@ class FastValidator:
             scan = ColumnScan(self.df[column], value_limit=self._value_limit, index_limit=self._index_limit)
             self._scans[column] = scan
         return scan
-
-
-def _with_outcome(metrics: dict[str, Any], metric: str, outcome: MapOutcome) -> dict[str, Any]:
-    metrics[f"{metric}.unexpected_count"] = outcome.unexpected_count
-    metrics[f"{metric}.unexpected_values"] = outcome.values
-    metrics[f"{metric}.unexpected_index_list"] = outcome.index
-    return metrics

@@ -1,18 +1,19 @@
 """Vectorised column scans that compute the metrics Great Expectations computes on pandas.
 
 Each scan reads one column once: the null mask is computed a single time and shared by
-every expectation on that column (not-null, between, in-set, in-type-list). The
-conditions are the ones GX 1.x's pandas metrics use (``~column.isnull()``,
-``(min <= column) & (column <= max)``, ``column.isin(value_set)``, ``isinstance`` per
-value), applied to the same null-filtered series, so the counts, the first unexpected
-values and their index labels are the ones GX's metrics return. Only the first few
+every expectation on that column. The conditions are the ones GX 1.x's pandas metrics
+use (``~column.isnull()``, ``(min <= column) & (column <= max)``,
+``column.isin(value_set)``, ``isinstance`` per value, ``~column.duplicated(keep=False)``,
+``column.astype(str).str.contains(regex)``, ``column.astype(str).str.len()``), applied
+to the same null-filtered series, so the counts, the first unexpected values and their
+index labels are the ones GX's metrics return. Only the first few
 unexpected values and index labels are materialised (GX's ``SUMMARY`` format keeps no
 more), which is what keeps the memory of a 10-million-row run small.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,13 +223,82 @@ class ColumnScan:
         column = self.domain
         if value_set is None:
             return self._outcome(column, np.zeros(len(column), dtype=bool))
+        return self._outcome(column, ~self._members(value_set))
+
+    def not_in_set(self, value_set: Sequence[Any] | None) -> MapOutcome:
+        """GX's ``column_values.not_in_set`` condition (``~column.isin(value_set)``) over the non-null values.
+
+        GX parses the value set first on a datetime column; the caller sends those to GX.
+        """
+        column = self.domain
+        if value_set is None:
+            return self._outcome(column, np.zeros(len(column), dtype=bool))
+        return self._outcome(column, self._members(value_set))
+
+    def _members(self, value_set: Sequence[Any]) -> np.ndarray:
+        """``column.isin(value_set)`` over the non-null values, as a bool array."""
+        column = self.domain
         if column.dtype == np.bool_:
             # pandas answers isin on a long bool column with numpy's sort-based isin; asking
             # the same question of the two possible values and looking each row up is the
             # same answer at a fraction of the cost.
             member = np.asarray(pd.Series([False, True]).isin(value_set), dtype=bool)
-            return self._outcome(column, ~member[column.to_numpy().astype(np.intp)])
-        return self._outcome(column, ~np.asarray(column.isin(value_set), dtype=bool))
+            return member[column.to_numpy().astype(np.intp)]
+        return np.asarray(column.isin(value_set), dtype=bool)
+
+    def not_null(self) -> MapOutcome:
+        """GX's ``column_values.null`` condition (``column.isnull()``) over the whole column."""
+        return self._outcome(self.series, ~self.null_mask)
+
+    def condition(self, meets: Callable[[pd.Series], Any]) -> MapOutcome:
+        """A GX condition computed by GX's own pandas expression over the non-null values.
+
+        ``meets`` is the expression of GX's metric (e.g. ``lambda c: ~c.duplicated(keep=False)``
+        for ``column_values.unique``); GX counts the rows where ``~meets`` is true.
+
+        Raises:
+            NotCoveredError: The expression gave something other than a numpy bool
+                series (``~`` of an ``object`` series is not a negation; GX then counts
+                and lists rows differently).
+        """
+        column = self.domain
+        return self._outcome(column, ~_bools(meets(column)))
+
+    def per_value(self, meets: Callable[[pd.Series], Any]) -> MapOutcome:
+        """A GX condition that answers for each value alone (``column.map(f)``), over the non-null values.
+
+        On an ``object`` column of strings the condition is asked once per distinct string
+        and the answer spread back over the rows (equal strings get equal answers); on any
+        other column it is asked of the column itself, as GX asks it.
+
+        Raises:
+            NotCoveredError: The condition gave something other than numpy bools.
+        """
+        column = self.domain
+        if column.dtype == object and pd.api.types.infer_dtype(column, skipna=False) == "string":
+            codes, distinct = pd.factorize(column.to_numpy(dtype=object))
+            answers = _bools(meets(pd.Series(distinct, dtype=object)))
+            return self._outcome(column, ~answers[codes])
+        return self._outcome(column, ~_bools(meets(column)))
+
+    def text(self, meets: Callable[[pd.Series], Any]) -> MapOutcome:
+        """A GX condition on ``column.astype(str)`` over the non-null values (regex, value length).
+
+        ``meets`` is GX's condition on the strings (e.g. ``lambda s: s.str.contains(regex)``).
+        pandas' string methods call Python once per value; the condition is asked once per
+        distinct string instead and the answer spread back over the rows, which is the same
+        answer, since it depends on the string alone.
+
+        Raises:
+            NotCoveredError: The condition gave something other than numpy bools.
+        """
+        column = self.domain
+        strings = column.astype(str)
+        if strings.dtype != object:
+            return self._outcome(column, ~_bools(meets(strings)))
+        codes, distinct = pd.factorize(strings.to_numpy(dtype=object))
+        answers = _bools(meets(pd.Series(distinct, dtype=object)))
+        return self._outcome(column, ~answers[codes])
 
     def in_types(self, types: tuple[type, ...]) -> MapOutcome:
         """GX's ``column_values.in_type_list`` condition (``isinstance`` per value) over the non-null values.
@@ -263,3 +333,13 @@ class ColumnScan:
         values = list(column.iloc[first[: self.value_limit]])
         index = list(column.index[first[: self.index_limit]])
         return MapOutcome(count, values, index)
+
+
+def _bools(meets: Any) -> np.ndarray:
+    """A GX condition's result as a numpy bool array; anything else is left to GX."""
+    values = np.asarray(meets)
+    if values.size == 0:
+        return np.zeros(0, dtype=bool)  # GX's count and lists of an empty condition are empty too
+    if values.dtype != np.bool_:
+        raise NotCoveredError(f"the condition gave {getattr(meets, 'dtype', type(meets))} values, not bool")
+    return values

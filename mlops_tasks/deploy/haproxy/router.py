@@ -50,8 +50,12 @@ class HAProxyHost(Protocol):
         """``host:port`` of the preview frontend."""
         ...
 
-    def client_auth(self) -> tuple[dict[str, str], bool]:
-        """Headers the tooling's own requests carry (its API key) and whether to use TLS."""
+    def client_auth(self) -> tuple[dict[str, str], bool, str | None]:
+        """Headers of the tooling's own requests, whether to use TLS, its client certificate.
+
+        The headers carry its API key; the certificate (PEM with key) is presented under
+        mutual TLS.
+        """
         ...
 
 
@@ -63,11 +67,14 @@ def http_request(
     headers: dict[str, str] | None = None,
     timeout_s: float = 10.0,
     tls: bool = False,
+    client_cert: str | None = None,
 ) -> Reply:
     """One HTTP request to ``host:port``; ``Reply(0, error=...)`` when nothing answers.
 
     With ``tls`` the request goes over HTTPS without verifying the certificate: the
-    tooling talks to its own router on this machine (clients verify theirs).
+    tooling talks to its own router on this machine (clients verify theirs);
+    ``client_cert`` (a PEM with certificate and key) is presented to a router that requires
+    client certificates.
 
     Example:
         ```python
@@ -80,6 +87,8 @@ def http_request(
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        if client_cert is not None:
+            context.load_cert_chain(client_cert)
         conn = http.client.HTTPSConnection(host, int(port), timeout=timeout_s, context=context)
     else:
         conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
@@ -177,5 +186,5 @@ class HAProxyRouter(TrafficRouter):
             if entry == "preview"
             else self.host.base_url().removeprefix("http://").removeprefix("https://")
         )
-        auth, tls = self.host.client_auth()
-        return http_request(address, method, path, body, {**(headers or {}), **auth}, timeout_s, tls)
+        auth, tls, cert = self.host.client_auth()
+        return http_request(address, method, path, body, {**(headers or {}), **auth}, timeout_s, tls, cert)

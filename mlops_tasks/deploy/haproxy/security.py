@@ -15,7 +15,13 @@ Checked on HAProxy 2.6:
   removed, then ``X-Mlops-Caller`` is set to the key's name (never the key);
 - TLS binds accept TLS 1.2 and later only; the optional plain-HTTP port redirects to
   HTTPS (308), and refuses (403) a request carrying a key there, logged as a key exposure;
-- one access-log line per request on HAProxy's stdout with the key's name.
+- with mutual TLS both TLS binds verify client certificates (``ca-file``, ``verify
+  required``, optional ``crl-file``): a handshake without a certificate from the CA, or
+  with a revoked one, fails. The certificate's subject CN (``ssl_c_s_dn(CN)``) names the
+  caller when no key does (no keys at all, or ``cert_instead_of_key``); with keys
+  required as well, the key's name does;
+- one access-log line per request on HAProxy's stdout with the caller's name and the
+  client certificate's CN.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ _NO_KEY = (
     '{"error": "No API key: send Authorization: Bearer <key> or X-API-Key: <key>.", '
     '"error_code": "UNAUTHENTICATED"}'
 )
+_REVOKED = '{"error": "This client certificate was revoked.", "error_code": "CERTIFICATE_REVOKED"}'
 _BAD_KEY = '{"error": "Unknown, revoked or expired API key.", "error_code": "UNAUTHENTICATED"}'
 _EXPOSED = (
     '{"error": "An API key was sent over plain HTTP, so it may be exposed: revoke it and call '
@@ -49,7 +56,7 @@ _EXPOSED = (
 )
 _LOG_FORMAT = (
     'log-format "%ci:%cp [%tr] %ft %b/%s %ST %B %Ta caller=%[var(txn.caller)] '
-    'exposure=%[var(txn.exposed)] %{+Q}r"'
+    'cert=%[var(txn.cert_cn)] exposure=%[var(txn.exposed)] %{+Q}r"'
 )
 
 
@@ -69,6 +76,15 @@ class SecurityLayout(BaseModel):
     http_redirect_port: int | None = Field(None, description="Plain-HTTP port redirecting to HTTPS.")
     https_port: int = Field(0, description="The endpoint port the redirect points to.")
     access_log: bool = Field(True, description="Write an access-log line per request to stdout.")
+    client_ca: str | None = Field(None, description="Client CA bundle; set: client certificates required.")
+    client_crl: str | None = Field(None, description="Revocation lists of the client CAs (None: no check).")
+    cert_instead_of_key: bool = Field(
+        False, description="With keys: a verified client certificate admits a caller without a key."
+    )
+    cert_rate_limit: int = Field(0, ge=0, description="Rate limit of a caller admitted by its certificate.")
+    revoked_map: str | None = Field(
+        None, description="Map '<serial hex> <issuer CN>' of revoked client certificates (with a CRL)."
+    )
 
 
 def global_lines(layout: SecurityLayout | None) -> list[str]:
@@ -88,7 +104,12 @@ def bind_line(host: str, port: int, layout: SecurityLayout | None) -> str:
     """
     if layout is None or layout.tls_pem is None:
         return f"    bind {host}:{port}"
-    return f"    bind {host}:{port} ssl crt {layout.tls_pem} ssl-min-ver TLSv1.2 alpn http/1.1"
+    line = f"    bind {host}:{port} ssl crt {layout.tls_pem} ssl-min-ver TLSv1.2 alpn http/1.1"
+    if layout.client_ca is not None:
+        line += f" ca-file {layout.client_ca} verify required"
+        if layout.client_crl is not None:
+            line += f" crl-file {layout.client_crl}"
+    return line
 
 
 def key_rules(layout: SecurityLayout | None) -> list[str]:
@@ -100,8 +121,32 @@ def key_rules(layout: SecurityLayout | None) -> list[str]:
     if layout is not None and layout.access_log:
         lines += ["    log global", f"    {_LOG_FORMAT}"]
     lines.append(f"    http-request del-header {CALLER_HEADER}")
+    if layout is not None and layout.client_ca is not None:
+        lines.append(
+            "    http-request set-var(txn.cert_cn) ssl_c_s_dn(CN) if { ssl_c_used } { ssl_c_verify 0 }"
+        )
+    if layout is not None and layout.revoked_map is not None:
+        # the handshake checked the CRL; a connection opened before its update is refused here
+        lines += [
+            f"    http-request set-var(txn.revoked_by) ssl_c_serial,hex,map_str({layout.revoked_map}) "
+            "if { ssl_c_used }",
+            f"    http-request return status 403 content-type application/json string '{_REVOKED}' "
+            "if { var(txn.revoked_by) -m found } { ssl_c_i_dn(CN),strcmp(txn.revoked_by) eq 0 }",
+        ]
     if layout is None or layout.keys_map is None:
+        if layout is not None and layout.client_ca is not None:
+            lines += [
+                "    http-request set-var(txn.caller) var(txn.cert_cn)",
+                f"    http-request set-header {CALLER_HEADER} %[var(txn.caller)] "
+                "if { var(txn.caller) -m found }",
+            ]
         return lines
+    by_cert = layout.client_ca is not None and layout.cert_instead_of_key
+    no_key = "unless { var(txn.apikey) -m found }" + (" || { var(txn.cert_cn) -m found }" if by_cert else "")
+    keyless = "if !{ var(txn.apikey) -m found }"
+    cert_caller = [f"    http-request set-var(txn.caller) var(txn.cert_cn) {keyless}"]
+    if layout.cert_rate_limit:
+        cert_caller.append(f"    http-request set-var(txn.limit) int({layout.cert_rate_limit}) {keyless}")
     # HAProxy's rate is a sliding estimate: the last period still weighs in during the next
     # one, so a key that went far over its limit is free again after two periods.
     retry = 2 * layout.rate_period_s
@@ -117,12 +162,14 @@ def key_rules(layout: SecurityLayout | None) -> list[str]:
         "    http-request set-var(txn.key_left) var(txn.keyinfo),field(2,|),sub(txn.now) "
         "if { var(txn.caller) -m found }",
         f"    http-request return status 401 content-type application/json string '{_NO_KEY}' "
-        "hdr WWW-Authenticate 'Bearer realm=\"mlops\"' unless { var(txn.apikey) -m found }",
+        f"hdr WWW-Authenticate 'Bearer realm=\"mlops\"' {no_key}",
         f"    http-request return status 401 content-type application/json string '{_BAD_KEY}' "
         'hdr WWW-Authenticate \'Bearer realm="mlops", error="invalid_token"\' '
-        "unless { var(txn.caller) -m found } { var(txn.key_left) -m int gt 0 }",
-        f"    http-request track-sc0 var(txn.caller) table {RATE_TABLE}",
+        "if { var(txn.apikey) -m found } !{ var(txn.caller) -m found } "
+        "|| { var(txn.apikey) -m found } !{ var(txn.key_left) -m int gt 0 }",
         "    http-request set-var(txn.limit) var(txn.keyinfo),field(3,|)",
+        *(cert_caller if by_cert else []),
+        f"    http-request track-sc0 var(txn.caller) table {RATE_TABLE}",
         "    http-request set-var(txn.over) sc_http_req_rate(0),sub(txn.limit) "
         "if { var(txn.limit) -m int gt 0 }",
         "    http-request return status 429 content-type application/json string "

@@ -218,14 +218,23 @@ class Target(SlotRunner):
         scheme = "https" if self.endpoint.security.tls else "http"
         return f"{scheme}://{host}:{self.endpoint.port}"
 
-    def client_auth(self) -> tuple[dict[str, str], bool]:
-        """The tooling's own API key header (with keys on) and whether the router speaks TLS."""
+    def client_auth(self) -> tuple[dict[str, str], bool, str | None]:
+        """The tooling's API key header, whether the router speaks TLS, its client certificate.
+
+        The key header is there with keys on; the certificate (PEM with its key) under
+        mutual TLS.
+        """
         headers = {}
         if self.endpoint.security.api_keys:
             from mlops_tasks.deploy.apikeys import KeyStore
 
             headers["X-API-Key"] = KeyStore(self.folder).internal_key()
-        return headers, self.endpoint.security.tls
+        cert = None
+        if self.endpoint.security.mtls:
+            from mlops_tasks.deploy.tooling_cert import internal_client_pem
+
+            cert = str(internal_client_pem(self.folder))
+        return headers, self.endpoint.security.tls, cert
 
     def preview_address(self) -> str:
         """``host:port`` of the preview frontend."""
