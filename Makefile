@@ -20,7 +20,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: install demo stop serve prefect-deploy docker-pool test check docs lint lock clean ui-check \
+.PHONY: install demo stop serve prefect-deploy docker-pool test check docs dist lint lock clean ui-check \
 	airflow-venv airflow-venv-background airflow-demo airflow-lock
 
 # The Airflow provider's own environment (providers/airflow): Airflow 3.3 and Prefect 3.9 cannot
@@ -132,6 +132,12 @@ ui-check: install
 
 docs: install
 	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+## make dist: wheel and sdist in dist/ (`python -m build`), checked with `twine check --strict`
+dist: install
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
 
 lint: check
 

@@ -99,7 +99,8 @@ class DeploymentSpec:
 
     @property
     def module(self) -> str:
-        """The import path of the flow's module (``flows/training.py`` → ``flows.training``)."""
+        """The import path of the flow's module (``mlops_tasks/flows/training.py`` gives
+        ``mlops_tasks.flows.training``)."""
         path, _ = self.entrypoint.split(":")
         return path.removesuffix(".py").replace("/", ".")
 
@@ -123,61 +124,61 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
         name="train",
         flow_name="training-pipeline",
-        entrypoint="flows/training.py:training_pipeline",
+        entrypoint="mlops_tasks/flows/training.py:training_pipeline",
         description="Validate the data, train, evaluate against the champion and register a model "
         "version (alias challenger when its quality gate passes).",
         tags=(*TAGS, "training"),
-        params_model="flows.training:TrainingPipelineParams",
+        params_model="mlops_tasks.flows.training:TrainingPipelineParams",
         demo_parameters=DEMO,
     ),
     DeploymentSpec(
         name="deploy",
         flow_name="deployment-pipeline",
-        entrypoint="flows/deployment.py:deployment_pipeline",
+        entrypoint="mlops_tasks/flows/deployment.py:deployment_pipeline",
         description="Deploy a registered version blue-green behind the endpoint's HAProxy router; "
         "champion moves when it is live.",
         tags=(*TAGS, "deployment"),
-        params_model="flows.deployment:DeploymentPipelineParams",
+        params_model="mlops_tasks.flows.deployment:DeploymentPipelineParams",
         demo_parameters={**DEMO, "target_column": "churned"},  # the demo's label (mlops_tasks.demo.TARGET)
     ),
     DeploymentSpec(
         name="rollback",
         flow_name="rollback-deployment",
-        entrypoint="flows/deployment.py:rollback_deployment_flow",
+        entrypoint="mlops_tasks/flows/deployment.py:rollback_deployment_flow",
         description="Put the previous version of an endpoint back at 100 % and move champion back.",
         tags=(*TAGS, "deployment"),
-        params_model="flows.deployment:RollbackParams",
+        params_model="mlops_tasks.flows.deployment:RollbackParams",
     ),
     DeploymentSpec(
         name="daily",
         flow_name="drift-check",
-        entrypoint="flows/monitoring.py:drift_check",
+        entrypoint="mlops_tasks/flows/monitoring.py:drift_check",
         description=f"Follow endpoint {DEMO_ENDPOINT!r}: compare the training data of the version live on it "
         "with the last 24 h of the endpoint's prediction log (Evidently); emits mlops.drift.detected on "
         "drift, ends Completed with a 'not enough traffic' verdict when the window is too small.",
         tags=(*TAGS, "monitoring"),
-        params_model="flows.monitoring:DriftCheckParams",
+        params_model="mlops_tasks.flows.monitoring:DriftCheckParams",
         demo_parameters={"endpoint": DEMO_ENDPOINT},
         schedule=ScheduleSpec(cron="0 6 * * *"),
     ),
     DeploymentSpec(
         name="retrain",
         flow_name="retrain-pipeline",
-        entrypoint="flows/retrain.py:retrain_pipeline",
+        entrypoint="mlops_tasks/flows/retrain.py:retrain_pipeline",
         description="Retrain a model on fresh data and deploy it to endpoint "
         f"{DEMO_ENDPOINT!r}; runs inside the cool-down end at once as Skipped. Started by the drift "
         "automation; its weekly schedule is off by default. Fresh rows come from the endpoint's "
         "prediction log joined with labels, so set labels (a dataset of request_id and label) or a "
         "labelled dataset in its parameters first: without either a run fails and says so.",
         tags=(*TAGS, "training", "retrain"),
-        params_model="flows.retrain:RetrainParams",
+        params_model="mlops_tasks.flows.retrain:RetrainParams",
         demo_parameters=DEMO,
         schedule=ScheduleSpec(cron="0 3 * * 1", active=False),
     ),
     DeploymentSpec(
         name="start",
         flow_name="ab-test-pipeline",
-        entrypoint="flows/abtest.py:ab_test_pipeline",
+        entrypoint="mlops_tasks/flows/abtest.py:ab_test_pipeline",
         description="Start an A/B test: a registered challenger beside the endpoint's champion, traffic "
         "split by subject or request; the champion alias stays (the form asks for the challenger).",
         tags=(*TAGS, "deployment", "abtest"),
@@ -185,17 +186,17 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
         name="hourly",
         flow_name="ab-evaluate",
-        entrypoint="flows/abtest.py:ab_evaluate",
+        entrypoint="mlops_tasks/flows/abtest.py:ab_evaluate",
         description="Judge the endpoint's running A/B test (always-valid sequential test on the joined "
         "outcomes, guardrails); promote the winner blue-green or end it; emits mlops.abtest.concluded.",
         tags=(*TAGS, "deployment", "abtest"),
-        params_model="flows.abtest:AbEvaluateParams",
+        params_model="mlops_tasks.flows.abtest:AbEvaluateParams",
         schedule=ScheduleSpec(cron="0 * * * *"),
     ),
     DeploymentSpec(
         name="score",
         flow_name="batch-predict",
-        entrypoint="flows/batch.py:batch_predict",
+        entrypoint="mlops_tasks/flows/batch.py:batch_predict",
         description="Score a dataset with the champion and write the predictions next to it, in the "
         "prediction log's layout (the form asks for the dataset).",
         tags=(*TAGS, "scoring"),

@@ -1,7 +1,8 @@
-"""Ready-made Prefect flows composed from :mod:`mlops_tasks.tasks`.
+"""The old import path of the ready-made flows, now :mod:`mlops_tasks.flows` (in the wheel).
 
-Importing this package (every ``python -m flows.<module>`` does, before Prefect or MLflow is
-imported) turns the tools' usage telemetry off where the environment does not say otherwise.
+``flows.<module>`` is the module :mod:`mlops_tasks.flows.<module>` itself (same object, so
+imports, attributes and ``python -m flows.<module>`` work as before). Importing this package
+turns the tools' usage telemetry off, as :mod:`mlops_tasks.flows` does.
 """
 
 from mlops_tasks.telemetry import quiet_telemetry

@@ -1,15 +1,7 @@
-"""Checks the reusable flows share on their parameters (now in :mod:`mlops_tasks.stages.params`).
+"""Old import path of :mod:`mlops_tasks.flows.parameters` (flows.parameters is that module itself)."""
 
-The flows serve any registered model, so their parameter models carry no model of the
-churn demo: ``model_name`` is empty by default and each flow asks for it. The demo
-entry points (``python -m flows.<module>``, ``make demo``, the deployments in
-``deployments/definitions.py``) pass ``churn-classifier`` themselves. The check lives with
-the parameter models so the command line (``mlops-tasks``) uses it without Prefect; this
-module keeps the old import path.
-"""
+import sys
 
-from __future__ import annotations
+from mlops_tasks.flows import parameters as _module
 
-from mlops_tasks.stages.params import FormParams, plain_optional_inputs, require_model_name
-
-__all__ = ["FormParams", "plain_optional_inputs", "require_model_name"]
+sys.modules[__name__] = _module

@@ -31,7 +31,7 @@ def test_quiet_telemetry_sets_defaults_and_keeps_what_the_user_set(monkeypatch):
     assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
 
 
-@pytest.mark.parametrize("package", ["flows", "deployments"])
+@pytest.mark.parametrize("package", ["flows", "mlops_tasks.flows", "deployments"])
 def test_entry_point_packages_turn_telemetry_off_outside_make(package, tmp_path):
     code = f"import {package}, os; print(os.environ['MLFLOW_DISABLE_TELEMETRY'], os.environ['DO_NOT_TRACK'])"
     out = subprocess.run(

@@ -72,8 +72,11 @@ def _wait_for_log(folder: Path, timeout_s: float = 30.0) -> None:
 
 
 def test_your_own_data_section_runs_as_written(prefect_harness, tmp_path, monkeypatch):
-    state = tmp_path / "state"
-    monkeypatch.setenv("MLOPS_STATE_DIR", str(state))
+    from mlops_tasks.settings import state_dir
+
+    # the session's state folder (its MLflow store is made once per session); model "houses",
+    # endpoint "houses" and suite "houses" are this test's own there
+    state = state_dir()
     monkeypatch.chdir(tmp_path)
     _houses(tmp_path / "houses.csv")
     port = str(free_port())
