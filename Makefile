@@ -12,6 +12,7 @@ ROWS ?= 5000
 ENDPOINT ?= churn
 PORT ?= 8000
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 # No usage telemetry from MLflow, Prefect or Great Expectations (the machine may be offline).
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
@@ -103,12 +104,15 @@ docker-pool: install
 		$(PY) -m prefect work-pool create mlops-docker --type docker
 	$(PY) -m deployments.docker_pool deploy --base-image $(BASE_IMAGE)
 
-## make test: the code checks (`make check`), then the whole test suite (installs and starts Docker,
-## HAProxy and friends when missing; builds the Airflow environment .airflow-venv in the background
-## for tests/test_airflow_provider.py)
-test: install airflow-venv-background check
+## make test: the code checks (`make check`), then the whole test suite in $(PYTEST_WORKERS) xdist workers,
+## a test module (or its tests on one deploy target) per worker at a time (installs and starts Docker, HAProxy and friends when missing;
+## builds the Airflow environment .airflow-venv and the Docker base images in the background while the
+## checks run; the tests needing them wait on the same locks)
+test: install airflow-venv-background
 	bash scripts/ensure-system.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@( nice -n 5 $(PY) -m mlops_tasks.testing.docker < /dev/null > $(VENV)/docker-bases.log 2>&1 & )
+	$(MAKE) --no-print-directory check
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## make check: ruff lint (incl. Google-style docstrings on the public API), ruff format check,
 ## the import-layer contracts (import-linter), mypy (strict, on mlops_tasks; [tool.mypy])

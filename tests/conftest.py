@@ -23,6 +23,46 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect servers the tests start tell a caller denied a global-concurrency slot (the retrain's
+# claim lock) to retry after at most 1 s instead of 30 s: the claims tested are held for moments.
+os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "1")
+
+# `make test` runs the suite in xdist workers with `--dist loadgroup`, one group at a time per
+# worker: a module, or a module's tests on one deploy target (`target_kind`), so module-scoped
+# servers and endpoints start once per group. Groups are handed out longest first (from
+# `--durations`), so that no worker is left with a long group at the end; the rest follow in
+# file order.
+LONGEST_GROUPS_FIRST = (
+    "test_deploy_contract-docker",
+    "test_deploy_contract-local",
+    "test_containerize",
+    "test_airflow_provider",
+    "test_rollout_faults-docker",
+    "test_rollout_faults-local",
+    "test_deploy_supervision",
+    "test_orchestration",
+    "test_orchestration_docker",
+    "test_endpoint_security",
+    "test_abtest_e2e",
+    "test_postgres_services",
+    "test_scoring_dask",
+)
+
+
+def xdist_group_of(item: pytest.Item) -> str:
+    """The module's name, with the deploy target for tests parametrized by ``target_kind``."""
+    callspec = getattr(item, "callspec", None)
+    target = callspec.params.get("target_kind") if callspec is not None else None
+    return f"{item.path.stem}-{target}" if target else item.path.stem
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its xdist group and put the longest groups first (a stable sort)."""
+    rank = {name: position for position, name in enumerate(LONGEST_GROUPS_FIRST)}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+    items.sort(key=lambda item: rank.get(xdist_group_of(item), len(rank)))
 
 
 @pytest.fixture(scope="session", autouse=True)

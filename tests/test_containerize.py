@@ -243,6 +243,12 @@ def test_image_holds_the_server_but_not_the_pipeline_stack(built, docker):
     ]
 
 
+def verify_containers(docker, model_name: str) -> list:
+    """This model's verification containers (another test process may verify its own meanwhile)."""
+    selector = ["org.mlops-tasks.verify", f"org.mlops-tasks.model.name={model_name}"]
+    return docker.containers.list(all=True, filters={"label": selector})
+
+
 def test_verify_runs_the_image_and_records_the_verdict(built, model, mlflow_config, docker):
     name, version, holdout, _ = model
     assert not image_verified(built, name, version, mlflow_config=mlflow_config)
@@ -253,7 +259,7 @@ def test_verify_runs_the_image_and_records_the_verdict(built, model, mlflow_conf
     assert image_verified(built, name, version, mlflow_config=mlflow_config)
     tags = client_for(mlflow_config).get_model_version(name, str(version)).tags
     assert tags["mlops.image.verified"] == built.image_id
-    assert not docker.containers.list(all=True, filters={"label": "org.mlops-tasks.verify"})
+    assert not verify_containers(docker, name)
 
 
 def test_verify_fails_when_not_healthy_in_time_and_cleans_up(built, model, mlflow_config, docker):
@@ -269,7 +275,7 @@ def test_verify_fails_when_not_healthy_in_time_and_cleans_up(built, model, mlflo
             mlflow_config=mlflow_config,
         )
     assert info.value.report is not None and not info.value.report.passed
-    assert not docker.containers.list(all=True, filters={"label": "org.mlops-tasks.verify"})
+    assert not verify_containers(docker, name)
 
 
 def test_prediction_log_goes_to_a_mounted_host_folder(built, model, docker, tmp_path):

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -151,14 +152,31 @@ def ensure_base_image(client: Any, name: str = "bookworm-python") -> str:
         tag = ensure_base_image(docker_client())
         ```
     """
+    tag = base_image_tag(name)
+    if _image_exists(client, tag):
+        return tag
+    # Two test processes (xdist workers, a benchmark) may need the same base at once: one builds,
+    # the other waits on the lock and then finds the image.
+    lock_path = Path(tempfile.gettempdir()) / f"mlops-tasks-base-{name}.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _image_exists(client, tag):
+            _build_base_image(client, name, tag)
+    client.images.get(tag)
+    return tag
+
+
+def _image_exists(client: Any, tag: str) -> bool:
     import docker
 
-    tag = base_image_tag(name)
     try:
         client.images.get(tag)
-        return tag
     except docker.errors.ImageNotFound:
-        pass
+        return False
+    return True
+
+
+def _build_base_image(client: Any, name: str, tag: str) -> None:
     recipe = BASE_RECIPES[name]
     debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
     if not Path(debootstrap).exists():
@@ -189,8 +207,6 @@ def ensure_base_image(client: Any, name: str = "bookworm-python") -> str:
         repository, _, version = tag.partition(":")
         changes = [*recipe["changes"], f"LABEL {BASE_LABEL}={name}:{version}"]
         client.api.import_image(src=str(tarball), repository=repository, tag=version, changes=changes)
-    client.images.get(tag)
-    return tag
 
 
 def remove_labelled(client: Any, label: str, value: str | None = None) -> int:
@@ -340,3 +356,11 @@ def local_registry(
             os.kill(proc.pid, 9)
             proc.wait()
         log.close()
+
+
+if __name__ == "__main__":
+    # `python -m mlops_tasks.testing.docker`: build every missing base image now (make test starts
+    # it in the background while the checks run; tests needing a base wait on its lock).
+    engine = docker_client()
+    for recipe_name in BASE_RECIPES:
+        print(ensure_base_image(engine, recipe_name), flush=True)
