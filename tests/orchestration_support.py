@@ -124,3 +124,33 @@ def read_artifacts(key: str) -> list:
             )
 
     return asyncio.run(read())
+
+
+def wait_for_events(event: str, resource_id: str, count: int, timeout: float = 30.0) -> list:
+    """The Prefect events named ``event`` about ``resource_id``, once ``count`` arrived (or at ``timeout``).
+
+    Sends this process's pending events first; the server returns at most 50 per page.
+    """
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+    from prefect.events.worker import EventsWorker
+
+    async def read() -> list:
+        async with get_client() as client:
+            page = await client.read_events(
+                filter=EventFilter(
+                    event=EventNameFilter(name=[event]), resource=EventResourceFilter(id=[resource_id])
+                ),
+                limit=50,
+            )
+            return page.events
+
+    EventsWorker.drain_all(timeout=10)
+    deadline = time.monotonic() + timeout
+    events = asyncio.run(read())
+    while len(events) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+        events = asyncio.run(read())
+    return events

@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_tasks.abtest.models import EVENT_ABTEST_CONCLUDED
 from mlops_tasks.deploy import EndpointSpec, RolloutSpec
 from tests.conftest import client_for, free_port
 from tests.deploy_support import SpikeModel, body_for, features, make_pipeline, register_version
+from tests.orchestration_support import wait_for_events
 
 ENDPOINT = "abtest-e2e"
 
@@ -148,3 +150,8 @@ def test_sticky_split_logging_promotion_and_guardrail(live):
     after = _send(port, x, [f"g-{i}" for i in range(20)])
     assert {(a["status"], a["version"]) for a in after} == {("200", str(v2))}
     assert int(registry.get_model_version_by_alias(live["name"], "champion").version) == v2
+
+    # each ending reached Prefect as mlops.abtest.concluded on the endpoint (automations can react)
+    concluded = wait_for_events(EVENT_ABTEST_CONCLUDED, f"mlops.endpoint.{ENDPOINT}", 2)
+    seen = sorted((e.payload["test_id"], e.payload["action"], e.payload["winner"]) for e in concluded)
+    assert seen == sorted([(test.id, "promoted_b", "B"), (spiky.id, "ended_for_a", "A")]), seen

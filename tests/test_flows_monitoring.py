@@ -7,7 +7,6 @@ event emitted only for the second, read back from the Prefect API.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -31,6 +30,7 @@ from mlops_tasks.registry import promote_model, register_model
 from mlops_tasks.settings import resolve_mlflow_config
 from mlops_tasks.training import train_model
 from tests.orchestration_support import read_artifacts
+from tests.orchestration_support import wait_for_events as wait_for_prefect_events
 
 GATE = QualityGate(thresholds=[MetricThreshold(metric="accuracy", min_value=0.5)])
 SETTINGS = DriftSettings(min_rows=200, html_sample_rows=1000)
@@ -57,34 +57,8 @@ def features(rows: int, seed: int, drift: float = 0.0) -> pd.DataFrame:
     return make_churn_data(rows, seed=seed, drift=drift).drop(columns=["churned"])
 
 
-def drift_events(model_name: str) -> list:
-    from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-
-    async def read():
-        async with get_client() as client:
-            page = await client.read_events(
-                filter=EventFilter(
-                    event=EventNameFilter(name=[EVENT_DRIFT_DETECTED]),
-                    resource=EventResourceFilter(id=[f"mlops.model.{model_name}"]),
-                ),
-                limit=50,
-            )  # the server refuses more than 50 per page (the client's default is 100)
-            return page.events
-
-    return asyncio.run(read())
-
-
 def wait_for_events(model_name: str, count: int, timeout: float = 30.0) -> list:
-    from prefect.events.worker import EventsWorker
-
-    EventsWorker.drain_all(timeout=10)
-    deadline = time.time() + timeout
-    events = drift_events(model_name)
-    while len(events) < count and time.time() < deadline:
-        time.sleep(0.5)
-        events = drift_events(model_name)
-    return events
+    return wait_for_prefect_events(EVENT_DRIFT_DETECTED, f"mlops.model.{model_name}", count, timeout)
 
 
 def send(port: int, frame: pd.DataFrame, batch: int = 100) -> None:
