@@ -103,6 +103,7 @@ TASKS: dict[str, Wraps] = {
         ("mlops_tasks.deploy.access:expire_api_keys",), filled={"emit": "the task sends Prefect events"}
     ),
     "rotate_certificate": Wraps(("mlops_tasks.deploy.access:rotate_certificate",)),
+    "update_client_crl": Wraps(("mlops_tasks.deploy.access:update_client_crl",)),
     "claim_retrain": Wraps(
         ("mlops_tasks.retrain:claim_retrain",),
         filled={"lock": "the Prefect global concurrency limit (tasks.retrain.prefect_claim_lock)"},

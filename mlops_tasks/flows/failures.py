@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from prefect import get_run_logger
+from prefect.context import FlowRunContext
 from prefect.states import Failed
 
 from mlops_tasks.errors import MLOpsError
@@ -52,6 +53,8 @@ def typed_failure_message(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except MLOpsError as exc:
+            if FlowRunContext.get() is None:  # called as a plain function (flow.fn): just raise
+                raise
             get_run_logger().error("%s: %s", type(exc).__name__, exc, exc_info=True)
             return Failed(message=str(exc)[:MESSAGE_LIMIT], data=exc)  # type: ignore[return-value]  # a Prefect State: the run ends with its message, callers get the exception
 
