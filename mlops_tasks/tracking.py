@@ -12,11 +12,15 @@ Nothing here uses MLflow's fluent API (``mlflow.start_run``, ``mlflow.set_tracki
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import logging
 import os
+import pickle
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlops_tasks.databases import check_database, is_postgres_uri
@@ -37,6 +41,7 @@ __all__ = [
     "load_sklearn_model",
     "log_sklearn_model",
     "resolve_and_check",
+    "sklearn_model_requirements",
 ]
 
 logger = logging.getLogger(__name__)
@@ -248,6 +253,78 @@ def ensure_experiment(client: MlflowClient, config: ResolvedMlflowConfig) -> str
         return experiment.experiment_id
 
 
+#: What loading any scikit-learn model saved by MLflow (skops or pickle) needs.
+_SKLEARN_MODEL_BASE = ("scikit-learn", "numpy", "scipy", "pandas", "skops", "cloudpickle")
+
+
+class _ModuleRecorder(pickle.Pickler):
+    """A pickler that writes nothing and records the module of every object it would save."""
+
+    def __init__(self) -> None:
+        super().__init__(_Discard(), protocol=pickle.HIGHEST_PROTOCOL)
+        self.modules: set[str] = set()
+
+    def reducer_override(self, obj: Any) -> Any:
+        owner = obj if isinstance(obj, type) or callable(obj) else type(obj)
+        module = getattr(owner, "__module__", None)
+        if isinstance(module, str):
+            self.modules.add(module)
+        return NotImplemented  # pickle it as usual: its parts are recorded in turn
+
+
+class _Discard:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+@functools.cache
+def _distributions_by_module() -> Mapping[str, list[str]]:
+    """Top-level module -> installed distributions (read once: it scans every package's metadata)."""
+    return importlib.metadata.packages_distributions()
+
+
+def sklearn_model_requirements(model: Any) -> list[str] | None:
+    """The pip requirements of a fitted scikit-learn model, pinned to this environment's versions.
+
+    The distributions of every module whose classes or functions the model holds (found by
+    pickling it into nothing), plus what loading a scikit-learn model needs. MLflow's own
+    inference loads the model in a subprocess and lists every package imported meanwhile
+    (seconds per model, and it picks up whatever the process had imported: test runners,
+    terminal libraries), which then end up in the model's image.
+
+    Args:
+        model: The fitted estimator or pipeline.
+
+    Returns:
+        Sorted ``name==version`` lines, or None when the model cannot be pickled (then MLflow
+        infers them).
+
+    Example:
+        ```python
+        sklearn_model_requirements(pipeline)  # ['numpy==2.4.6', ..., 'scikit-learn==1.9.1', ...]
+        ```
+    """
+    recorder = _ModuleRecorder()
+    try:
+        recorder.dump(model)
+    except Exception as exc:  # noqa: BLE001 - an unpicklable model: MLflow infers instead
+        logger.warning(
+            "Could not list the modules of %s (%s); MLflow infers its requirements", type(model), exc
+        )
+        return None
+    by_module = _distributions_by_module()
+    names = set(_SKLEARN_MODEL_BASE)
+    for top in {module.partition(".")[0] for module in recorder.modules}:
+        names.update(by_module.get(top, ()))
+    pinned = []
+    for name in sorted(names, key=str.lower):
+        try:
+            pinned.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return pinned
+
+
 def log_sklearn_model(
     client: MlflowClient,
     model: Any,
@@ -264,7 +341,9 @@ def log_sklearn_model(
     The client's logged-model calls (``create_logged_model``, ``log_outputs``,
     ``log_model_artifacts``, ``finalize_logged_model``) replace ``mlflow.sklearn.log_model``,
     which needs a fluent active run and MLflow's global tracking URI. The model is saved
-    with ``mlflow.sklearn.save_model`` into a temporary folder (no global state) and uploaded.
+    with ``mlflow.sklearn.save_model`` into a temporary folder (no global state) and uploaded;
+    its pip requirements are :func:`sklearn_model_requirements` (MLflow infers them only when
+    the model cannot be pickled).
 
     Returns:
         The model id (its URI is ``models:/<id>``).
@@ -295,6 +374,7 @@ def log_sklearn_model(
                 signature=signature,
                 input_example=input_example,
                 skops_trusted_types=skops_trusted_types,
+                pip_requirements=sklearn_model_requirements(model),
             )
             client.log_model_artifacts(logged.model_id, local)
     except Exception:

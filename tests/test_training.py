@@ -71,6 +71,36 @@ def test_run_logs_params_metrics_model_lineage_and_reference(trained, mlflow_con
     pd.testing.assert_frame_equal(pd.read_parquet(local), train)
 
 
+def test_logged_model_requires_what_it_holds_pinned_to_this_environment(trained, mlflow_config):
+    """requirements.txt names the model's packages only (no test runner or terminal library)."""
+    import importlib.metadata
+
+    import mlflow
+
+    _, result = trained
+    location = client_for(mlflow_config).get_logged_model(result.model_id).artifact_location
+    local = mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/requirements.txt")
+    lines = set(open(local, encoding="utf-8").read().split())
+    version = importlib.metadata.version
+    expected = {"mlflow", "scikit-learn", "numpy", "scipy", "pandas", "skops", "cloudpickle"}
+    assert lines == {f"{name}=={version(name)}" for name in expected}
+
+
+def test_model_requirements_follow_the_modules_the_model_references():
+    import importlib.metadata
+
+    import toolz
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from mlops_tasks.tracking import sklearn_model_requirements
+
+    with_toolz = make_pipeline(FunctionTransformer(func=toolz.identity))
+    assert f"toolz=={importlib.metadata.version('toolz')}" in (sklearn_model_requirements(with_toolz) or [])
+    # a model pickle cannot save (a lambda): None, so that MLflow infers instead
+    assert sklearn_model_requirements(make_pipeline(FunctionTransformer(func=lambda x: x))) is None
+
+
 def test_same_data_and_spec_reuses_the_run(trained, mlflow_config, churn):
     train, first = trained
     spec = SPEC.model_copy(update={"params": {"max_iter": 500, "tol": 1e-4}})
