@@ -26,9 +26,9 @@ from mlops_tasks.cluster import DaskClusterSpec
 from mlops_tasks.data import DatasetSpec
 from mlops_tasks.flows.entry import prepare_command
 from mlops_tasks.flows.failures import typed_failure_message
-from mlops_tasks.scoring import BatchPredictions, is_partitioned
+from mlops_tasks.scoring import BatchPredictions
 from mlops_tasks.stages.params import BatchPredictParams
-from mlops_tasks.stages.scoring import default_output
+from mlops_tasks.stages.scoring import default_output, predictions_summary, scores_on_dask, scoring_arguments
 
 __all__ = [
     "BatchPredictParams",
@@ -67,31 +67,6 @@ def dask_task_runner(cluster: DaskClusterSpec | None = None) -> Any:
     )
 
 
-def _score_partitions(params: BatchPredictParams, output: str) -> BatchPredictions:
-    # submitted: under a DaskTaskRunner the task runs on the cluster and scores on it
-    result: BatchPredictions = tasks.score_partitions.submit(
-        params.dataset.uri,
-        params.model_name,
-        output=output,
-        alias=params.alias,
-        version=params.version,
-        id_column=params.id_column,
-        mlflow_config=params.mlflow,
-        s3=params.dataset.s3,
-        served_by=f"batch:{params.dataset.display_name}",
-        cluster=params.cluster,
-    ).result()
-    get_run_logger().info(
-        "Predictions of %s v%s for %d rows in %d partitions: %s",
-        params.model_name,
-        result.model_version,
-        result.rows,
-        result.partitions,
-        result.output_uri,
-    )
-    return result
-
-
 @flow(name="batch-predict", log_prints=False)
 @typed_failure_message
 def batch_predict(params: BatchPredictParams) -> BatchPredictions:
@@ -119,28 +94,20 @@ def batch_predict(params: BatchPredictParams) -> BatchPredictions:
         ```
     """
     params = resolve_config_blocks(params)  # blocks are resolved here, at the edge
-    output = params.output or default_output(params.dataset.uri)
-    if is_partitioned(params.dataset.uri) or params.cluster is not None:
-        return _score_partitions(params, output)
-    loaded = tasks.load_dataset(params.dataset)
-    result = tasks.score_batch(
-        loaded.frame,
-        params.model_name,
-        output=output,
-        alias=params.alias,
-        version=params.version,
-        id_column=params.id_column,
-        mlflow_config=params.mlflow,
-        s3=params.dataset.s3,
-        served_by=f"batch:{loaded.info.name}",
-    )
-    get_run_logger().info(
-        "Predictions of %s v%s for %d rows: %s",
-        params.model_name,
-        result.model_version,
-        result.rows,
-        result.output_uri,
-    )
+    if scores_on_dask(params):
+        # submitted: under a DaskTaskRunner the task runs on the cluster and scores on it
+        result: BatchPredictions = tasks.score_partitions.submit(
+            params.dataset.uri,
+            params.model_name,
+            **scoring_arguments(params, f"batch:{params.dataset.display_name}"),
+            cluster=params.cluster,
+        ).result()
+    else:
+        loaded = tasks.load_dataset(params.dataset)
+        result = tasks.score_batch(
+            loaded.frame, params.model_name, **scoring_arguments(params, f"batch:{loaded.info.name}")
+        )
+    get_run_logger().info(predictions_summary(params, result))
     return result
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import PurePosixPath
+from typing import Any
 
 from mlops_tasks.data import load_dataset
 from mlops_tasks.scoring import BatchPredictions, is_partitioned, score_batch, score_partitions
 from mlops_tasks.stages.params import BatchPredictParams
 
-__all__ = ["default_output", "run_batch_score"]
+__all__ = ["default_output", "predictions_summary", "run_batch_score", "scoring_arguments", "scores_on_dask"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,51 @@ def default_output(uri: str) -> str:
         return f"s3://{path.parent / (path.stem + '-predictions')}"
     path = PurePosixPath(uri)
     return str(path.parent / f"{path.stem}-predictions")
+
+
+def scores_on_dask(params: BatchPredictParams) -> bool:
+    """Whether ``params`` are scored on Dask: a partitioned dataset, or a ``cluster`` given."""
+    return is_partitioned(params.dataset.uri) or params.cluster is not None
+
+
+def scoring_arguments(params: BatchPredictParams, served_by: str) -> dict[str, Any]:
+    """The keyword arguments :func:`~mlops_tasks.scoring.score_batch` takes from ``params``.
+
+    :func:`~mlops_tasks.scoring.score_partitions` takes the same plus ``cluster``.
+
+    Args:
+        params: Model, alias or version, dataset and output.
+        served_by: The ``served_by`` column of the rows written (``batch:<dataset name>``).
+
+    Example:
+        ```python
+        result = score_batch(frame, params.model_name, **scoring_arguments(params, "batch:new"))
+        ```
+    """
+    return {
+        "output": params.output or default_output(params.dataset.uri),
+        "alias": params.alias,
+        "version": params.version,
+        "id_column": params.id_column,
+        "mlflow_config": params.mlflow,
+        "s3": params.dataset.s3,
+        "served_by": served_by,
+    }
+
+
+def predictions_summary(params: BatchPredictParams, result: BatchPredictions) -> str:
+    """One log line: which version scored how many rows (in how many partitions), and where to.
+
+    Example:
+        ```python
+        logger.info(predictions_summary(params, result))
+        ```
+    """
+    partitions = f" in {result.partitions} partitions" if scores_on_dask(params) else ""
+    return (
+        f"Predictions of {params.model_name} v{result.model_version} for {result.rows} rows"
+        f"{partitions}: {result.output_uri}"
+    )
 
 
 def run_batch_score(params: BatchPredictParams) -> BatchPredictions:
@@ -59,36 +105,17 @@ def run_batch_score(params: BatchPredictParams) -> BatchPredictions:
                                                  dataset=DatasetSpec(uri="data/new.csv")))
         ```
     """
-    if is_partitioned(params.dataset.uri) or params.cluster is not None:
-        return score_partitions(
+    if scores_on_dask(params):
+        result = score_partitions(
             params.dataset.uri,
             params.model_name,
-            output=params.output or default_output(params.dataset.uri),
-            alias=params.alias,
-            version=params.version,
-            id_column=params.id_column,
-            mlflow_config=params.mlflow,
-            s3=params.dataset.s3,
-            served_by=f"batch:{params.dataset.display_name}",
+            **scoring_arguments(params, f"batch:{params.dataset.display_name}"),
             cluster=params.cluster,
         )
-    loaded = load_dataset(params.dataset)
-    result = score_batch(
-        loaded.frame,
-        params.model_name,
-        output=params.output or default_output(params.dataset.uri),
-        alias=params.alias,
-        version=params.version,
-        id_column=params.id_column,
-        mlflow_config=params.mlflow,
-        s3=params.dataset.s3,
-        served_by=f"batch:{loaded.info.name}",
-    )
-    logger.info(
-        "Predictions of %s v%s for %d rows: %s",
-        params.model_name,
-        result.model_version,
-        result.rows,
-        result.output_uri,
-    )
+    else:
+        loaded = load_dataset(params.dataset)
+        result = score_batch(
+            loaded.frame, params.model_name, **scoring_arguments(params, f"batch:{loaded.info.name}")
+        )
+    logger.info(predictions_summary(params, result))
     return result
