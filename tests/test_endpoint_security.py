@@ -19,6 +19,8 @@ import stat
 import time
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from mlops_tasks.deploy import (
     EndpointSpec,
@@ -28,6 +30,7 @@ from mlops_tasks.deploy import (
     stop_endpoint,
 )
 from mlops_tasks.deploy.access import (
+    describe_security,
     issue_api_key,
     list_api_keys,
     revoke_api_key,
@@ -279,8 +282,14 @@ def test_certificate_rotation_under_load_and_a_reload_keeps_runtime_changes(secu
     assert served_serial("127.0.0.1", spec.port, secured["ctx"]) == fresh.serial
     assert _call(secured, headers=_bearer(later))[0] == 200
     assert _call(secured, headers=_bearer(secured["keys"]["svc-b"]))[0] == 401
-    keys = {k.name: k for k in describe_deployment(spec.name).api_keys}
+    described = describe_deployment(spec.name)
+    keys = {k.name: k for k in described.api_keys}
     assert "svc-b" not in keys and keys["svc-later"].source == "issued"
+    # describe shows the certificate the router serves now: the rotated one
+    served = x509.load_pem_x509_certificate(cert.read_bytes())
+    assert described.security is not None and described.security.tls and described.security.api_keys
+    assert described.security.certificate_sha256 == served.fingerprint(hashes.SHA256()).hex()
+    assert described.security.certificate_not_after == served.not_valid_after_utc
     assert keys["svc-a"].requests == 0 or keys["svc-a"].last_used  # the table restarts with the router
     used = {k.name: k for k in list_api_keys(spec.name)}
     assert used["svc-later"].requests >= 1 and used["svc-later"].last_used
@@ -306,12 +315,16 @@ def test_a_revoked_client_certificate_is_refused_after_a_live_crl_update_and_aft
     doomed_ctx = secured["ca"].client_context(folder, doomed, "doomed")
     key = _bearer(secured["keys"]["svc-a"])
     assert _call({**secured, "ctx": doomed_ctx}, headers=key)[0] == 200
+    revoked_before = describe_security(spec.name).revoked_certificates
     with _load(secured) as load:
         load.wait_answers(20)
         (folder / "clients.crl").write_bytes(clients_ca.crl(revoked=(doomed.serial,), age_hours=0))
         assert update_client_crl(spec.name) == 1
         with pytest.raises((ssl.SSLError, OSError)):
             _call({**secured, "ctx": doomed_ctx}, headers=key)
+        view = describe_security(spec.name)  # what the router holds now
+        assert view.client_certificates and view.revocation_list and view.client_cas
+        assert view.revoked_certificates == revoked_before + 1 and view.crl_next_update is not None
         load.wait_answers(len(load.result.answers) + 20)
     assert load.result.failed == 0, load.result.failures[:3]
     assert {a.status for a in load.result.answers} == {200}

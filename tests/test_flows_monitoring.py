@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -227,6 +227,51 @@ def test_batch_predict_on_s3_then_drift_check_with_s3_report(
     key = report.html_uri[len(f"s3://{bucket}/") :]
     body = boto3.client("s3", **s3.client_kwargs()).get_object(Bucket=bucket, Key=key)["Body"].read()
     assert b"Verdicts below are computed on the full data" in body
+
+
+def test_drift_check_on_a_dask_cluster_reads_the_s3_log_window_and_agrees_with_memory(
+    prefect_harness, champion, mlflow_config, s3_bucket, tmp_path
+):
+    """The flow and the command-line stage on a cluster: same verdicts as in memory, HTML from a sample."""
+    from mlops_tasks.cluster import DaskClusterSpec, open_dask_client
+    from mlops_tasks.stages.monitoring import run_drift_check
+
+    s3, bucket = s3_bucket
+    uri = f"s3://{bucket}/cluster/new.csv"
+    write_dataset(features(1200, seed=71, drift=0.6), uri, s3=s3)
+    sink = batch_predict(
+        BatchPredictParams(model_name=champion, dataset=DatasetSpec(uri=uri, s3=s3), mlflow=mlflow_config)
+    ).sink
+    params = DriftCheckParams(
+        model_name=champion,
+        prediction_log=sink,
+        last_hours=1,
+        settings=SETTINGS,
+        mlflow=mlflow_config,
+        s3=s3,
+        report_location=str(tmp_path / "reports"),
+        emit_event=False,
+    )
+    in_memory = drift_check(params)
+    with open_dask_client(DaskClusterSpec(n_workers=2, threads_per_worker=1)) as client:
+        on_cluster = params.model_copy(update={"cluster": DaskClusterSpec(address=client.scheduler.address)})
+        report = drift_check(on_cluster)
+        stage = run_drift_check(on_cluster)  # what `mlops-tasks drift-check` runs
+    for ours in (report, stage):
+        assert ours.current_rows == in_memory.current_rows == 1200
+        assert ours.status == in_memory.status == "drift"
+        assert ours.window is not None and ours.window.end - ours.window.start == timedelta(hours=1)
+        verdicts = [(c.column, c.drifted) for c in ours.columns]
+        assert verdicts == [(c.column, c.drifted) for c in in_memory.columns]
+        assert ours.mlflow_run_id and ours.html_uri and ours.html_sample_rows == 1000
+        assert "Verdicts below are computed on the full data" in Path(ours.html_uri).read_text()
+    # the labelled (performance) check joins rows in memory: refused before anything is read
+    with pytest.raises(ValueError, match="cluster or labels"):
+        DriftCheckParams(
+            model_name=champion,
+            labels=DatasetSpec(uri=uri),
+            cluster=DaskClusterSpec(address="tcp://127.0.0.1:1"),
+        )
 
 
 def test_batch_predict_writes_the_prediction_log_columns(prefect_harness, champion, mlflow_config, tmp_path):

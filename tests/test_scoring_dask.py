@@ -357,3 +357,76 @@ def test_drift_statistics_merged_from_partitions_give_the_in_memory_verdicts(das
     )
     recomputed = next(c for c in again.columns if c.column == column.column)
     assert recomputed.error_bound is None and recomputed.value == pytest.approx(truth.value, rel=1e-9)
+
+
+def _write_log(sink, frame: pd.DataFrame, model_name: str, start) -> None:
+    """Rows of ``frame`` logged by ``model_name`` one per minute from ``start``, in hour partitions."""
+    from datetime import timedelta
+
+    rows = frame.assign(
+        request_id=[f"{model_name}-{start:%H}-{i}" for i in range(len(frame))],
+        timestamp=[start + timedelta(minutes=i % 60, seconds=i // 60) for i in range(len(frame))],
+        model_name=model_name,
+        model_version="1",
+        served_by="test",
+        prediction=0,
+    )
+    folder = sink / f"date={start:%Y-%m-%d}" / f"hour={start:%H}"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows.to_parquet(folder / f"{start:%Y%m%dT%H%M%S}Z-{model_name}.parquet", index=False)
+
+
+def test_drift_over_a_log_window_on_the_cluster_equals_the_in_memory_check(dask_client, tmp_path):
+    """Only the window's rows of the model count; the HTML comes from a sample drawn on the workers."""
+    from datetime import UTC, datetime, timedelta
+
+    from mlops_tasks.monitoring import DriftSettings, DriftWindow, check_drift, load_current
+    from mlops_tasks.monitoring.distributed import check_log_drift_on_cluster
+
+    reference = make_churn_data(3000, seed=1)
+    sink = tmp_path / "log"
+    hour = datetime(2026, 11, 30, 8, tzinfo=UTC)
+    for h in range(4):  # the model's traffic drifts from 10:00; another model shares the log
+        frame = make_churn_data(800, seed=60 + h, drift=0.6 if h >= 2 else 0.0).drop(columns=["churned"])
+        _write_log(sink, frame, "churn", hour + timedelta(hours=h))
+        _write_log(sink, frame.sample(frac=1.0, random_state=h), "other", hour + timedelta(hours=h))
+    window = DriftWindow(start=hour + timedelta(hours=1, minutes=30), end=hour + timedelta(hours=3))
+    settings = DriftSettings(min_rows=100, html_sample_rows=500)
+    current = load_current(str(sink), window, model_name="churn")
+    exact = check_drift(reference, current, target="churned", settings=settings)
+    ours = check_log_drift_on_cluster(
+        reference,
+        str(sink),
+        window,
+        model_name="churn",
+        target="churned",
+        settings=settings,
+        client=dask_client,
+        report_location=str(tmp_path / "reports"),
+    )
+    assert ours.current_rows == len(current) == exact.current_rows
+    assert ours.status == exact.status == "drift" and ours.window == window
+    assert [(c.column, c.drifted) for c in ours.columns] == [(c.column, c.drifted) for c in exact.columns]
+    assert ours.html_uri and "evidently" in open(ours.html_uri, encoding="utf-8").read().lower()
+    assert ours.html_sample_rows == 500
+    # a window before any traffic: not enough data, nothing read
+    before = DriftWindow(start=hour - timedelta(hours=5), end=hour - timedelta(hours=4))
+    empty = check_log_drift_on_cluster(reference, str(sink), before, model_name="churn", client=dask_client)
+    assert empty.status == "not_enough_data" and empty.current_rows == 0
+
+
+def test_a_json_lines_log_window_on_the_cluster_is_refused_by_name(dask_client, tmp_path):
+    from mlops_tasks.errors import DatasetNotFoundError, PredictionLogError
+    from mlops_tasks.monitoring.distributed import check_log_drift_on_cluster
+
+    folder = tmp_path / "log" / "date=2026-11-30" / "hour=08"
+    folder.mkdir(parents=True)
+    (folder / "20261130T080000Z-abc.jsonl").write_text("{}\n", encoding="utf-8")
+    with pytest.raises(PredictionLogError, match=r"JSON-lines .*20261130T080000Z-abc\.jsonl.*Parquet"):
+        check_log_drift_on_cluster(
+            make_churn_data(200, seed=1), str(tmp_path / "log"), model_name="churn", client=dask_client
+        )
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        check_log_drift_on_cluster(
+            make_churn_data(200, seed=1), str(tmp_path / "nowhere"), model_name="churn", client=dask_client
+        )

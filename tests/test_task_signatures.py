@@ -83,6 +83,18 @@ TASKS: dict[str, Wraps] = {
             "emit_event": "whether the composition runs emit_drift_event",
         },
     ),
+    "check_drift_on_cluster_and_report": Wraps(
+        (
+            "mlops_tasks.stages.monitoring:drift_on_cluster",
+            "mlops_tasks.monitoring:log_drift_run",
+            "mlops_tasks.drift_events:emit_drift_event",
+        ),
+        filled={
+            "report": "made by drift_on_cluster",
+            "html_path": "the HTML report drift_on_cluster saved",
+            "mlflow_config": "params.mlflow",
+        },
+    ),
     "score_batch": Wraps(("mlops_tasks.scoring:score_batch",)),
     "score_partitions": Wraps(
         ("mlops_tasks.scoring:score_partitions",),

@@ -2,7 +2,7 @@
 
 The operations (:func:`issue_api_key`, :func:`revoke_api_key`,
 :func:`expire_api_keys`, :func:`list_api_keys`, :func:`rotate_certificate`,
-:func:`update_client_crl`) find the
+:func:`update_client_crl`, :func:`describe_security`) find the
 endpoint by name, change the files HAProxy reads, then the running router.
 """
 
@@ -13,17 +13,29 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
 from mlops_tasks.deploy import state
 from mlops_tasks.deploy.apikeys import INTERNAL_KEY_NAME, Emit, KeyStore
-from mlops_tasks.deploy.client_certs import load_client_trust, parse_crls, write_crl
+from mlops_tasks.deploy.client_certs import (
+    ca_bundle_path,
+    crl_path,
+    load_client_trust,
+    parse_crls,
+    read_client_ca,
+    read_crl,
+    write_crl,
+)
 from mlops_tasks.deploy.haproxy.security import RATE_TABLE
-from mlops_tasks.deploy.models import ApiKeyView, EndpointSecurity, EndpointSpec
+from mlops_tasks.deploy.models import ApiKeyView, EndpointSecurity, EndpointSpec, SecurityView
 from mlops_tasks.deploy.rollout import resolve_target
 from mlops_tasks.deploy.state import supervise_lock
-from mlops_tasks.deploy.tls import CertificateInfo, load_pem, replace_certificate
+from mlops_tasks.deploy.tls import CertificateInfo, load_pem, pem_path, replace_certificate
 from mlops_tasks.errors import EndpointDeployError, EndpointSecurityError, RouterError
 
 __all__ = [
+    "describe_security",
     "expire_api_keys",
     "issue_api_key",
     "list_api_keys",
@@ -49,6 +61,60 @@ def _live(endpoint_name: str) -> tuple[Any, EndpointSpec, KeyStore]:
     tgt: Any = resolve_target(kind, spec)  # a real target: it hosts the router
     command = tgt.router.command if tgt.router_running() else None
     return tgt, spec, KeyStore(tgt.folder, command, endpoint=endpoint_name)
+
+
+def describe_security(endpoint_name: str) -> SecurityView:
+    """What protects a live endpoint, read from the files its router holds.
+
+    The certificate, the operator's client CAs and the revocation list are the ones the
+    router reads (a certificate rotated or a CRL updated live shows here at once), not the
+    configured sources.
+
+    Raises:
+        EndpointDeployError: The endpoint was never deployed.
+        EndpointSecurityError: It is not on the local target (the only one with security).
+
+    Example:
+        ```python
+        from mlops_tasks.deploy.access import describe_security
+        view = describe_security("churn")
+        print(view.certificate_not_after, view.revoked_certificates)
+        ```
+    """
+    tgt, spec, _ = _live(endpoint_name)
+    sec = spec.security
+    view = SecurityView(
+        tls=sec.tls,
+        http_redirect_port=sec.http_redirect_port,
+        api_keys=sec.api_keys,
+        rate_limit=sec.rate_limit,
+        rate_period_s=sec.rate_period_s,
+        client_certificates=sec.mtls,
+        client_cert_instead_of_key=sec.client_cert_instead_of_key,
+    )
+    update: dict[str, Any] = {}
+    pem = pem_path(tgt.folder)
+    if sec.tls and pem.exists():
+        leaf = x509.load_pem_x509_certificates(pem.read_bytes())[0]
+        update.update(
+            certificate_subject=leaf.subject.rfc4514_string(),
+            certificate_not_after=leaf.not_valid_after_utc,
+            certificate_sha256=leaf.fingerprint(hashes.SHA256()).hex(),
+        )
+    cas = read_client_ca(ca_bundle_path(tgt.folder)) if sec.mtls else None
+    if cas:
+        certs = x509.load_pem_x509_certificates(cas.encode())
+        update["client_cas"] = [cert.subject.rfc4514_string() for cert in certs]
+    crl = read_crl(crl_path(tgt.folder)) if sec.mtls else None
+    if crl and crl.strip():
+        crls = parse_crls(crl, "the router's CRL")
+        updates = [c.next_update_utc for c in crls if c.next_update_utc is not None]
+        update.update(
+            revocation_list=True,
+            revoked_certificates=sum(len(list(c)) for c in crls),
+            crl_next_update=min(updates) if updates else None,
+        )
+    return view.model_copy(update=update)
 
 
 def _security(spec: EndpointSpec, need_keys: bool = True) -> EndpointSecurity:

@@ -249,6 +249,15 @@ def keep_newer_crl(folder: Path, trust: ClientTrust) -> ClientTrust:
     return trust
 
 
+def read_client_ca(path: Path) -> str | None:
+    """The operator's part of the CA bundle HAProxy reads (None: no such file)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return text.split(_TOOLING_MARK, 1)[0]
+
+
 def read_crl(path: Path) -> str | None:
     """The operator's part of the CRL file HAProxy reads (None: no such file)."""
     try:

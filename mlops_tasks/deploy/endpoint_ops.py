@@ -9,7 +9,7 @@ import pandas as pd
 
 from mlops_tasks.deploy import state
 from mlops_tasks.deploy.ab_state import close_ab_test, refuse_during_ab_test, running_ab_test
-from mlops_tasks.deploy.access import list_api_keys
+from mlops_tasks.deploy.access import describe_security, list_api_keys
 from mlops_tasks.deploy.gates import confirm_serving, gate_candidate
 from mlops_tasks.deploy.interfaces import DeployTarget
 from mlops_tasks.deploy.models import (
@@ -222,6 +222,7 @@ def describe_deployment(endpoint_name: str = "default") -> EndpointDescription:
         slots=dict(slots),
         last_deployment=state.last_record(endpoint_name),
         api_keys=list_api_keys(endpoint_name) if spec.security.api_keys and kind == "local" else [],
+        security=describe_security(endpoint_name) if spec.security.enabled and kind == "local" else None,
     )
 
 

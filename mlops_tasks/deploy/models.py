@@ -441,6 +441,34 @@ class ApiKeyView(BaseModel):
     internal: bool = False
 
 
+class SecurityView(BaseModel):
+    """What protects a live endpoint, read from the files its router holds (``describe``).
+
+    Example:
+        ```python
+        view = describe_deployment("churn").security
+        print(view.certificate_not_after, view.client_cas, view.revoked_certificates)
+        ```
+    """
+
+    tls: bool
+    certificate_subject: str | None = None
+    certificate_not_after: datetime | None = None
+    certificate_sha256: str | None = None
+    http_redirect_port: int | None = None
+    api_keys: bool = False
+    rate_limit: int = Field(0, description="Requests per rate_period_s per key or client (0: none).")
+    rate_period_s: int = 1
+    client_certificates: bool = Field(False, description="Mutual TLS: a client certificate is required.")
+    client_cas: list[str] = Field(default_factory=list, description="Subjects of the operator's client CAs.")
+    client_cert_instead_of_key: bool = False
+    revocation_list: bool = Field(False, description="Client certificates are checked against a CRL.")
+    revoked_certificates: int = Field(0, description="Client certificates the router's CRL revokes.")
+    crl_next_update: datetime | None = Field(
+        None, description="The earliest next update of the router's CRLs (renew it before then)."
+    )
+
+
 class EndpointDescription(BaseModel):
     """What serves where right now (read back from router and slots).
 
@@ -464,3 +492,4 @@ class EndpointDescription(BaseModel):
     api_keys: list[ApiKeyView] = Field(
         default_factory=list, description="Keys, with use counts (API keys on)."
     )
+    security: SecurityView | None = Field(None, description="TLS, keys, client CAs and CRL (when secured).")

@@ -107,6 +107,10 @@ def drift_check(
                 with_predictions=params.settings.check_prediction,
             )
             version = reference.model_version
+        if params.cluster is not None and not no_log_yet(params.prediction_log, own_log):
+            # a window larger than memory: statistics where the files are read, merged here
+            report = tasks.check_drift_on_cluster_and_report(params, reference, window)
+            return Completed(message=report.reason[:1000], data=report)  # type: ignore[return-value]  # as below
         if params.prediction_log is not None:
             if no_log_yet(params.prediction_log, own_log):
                 logger.info("Endpoint %s logged nothing yet (%s)", params.endpoint, params.prediction_log)

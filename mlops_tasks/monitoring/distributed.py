@@ -15,14 +15,20 @@ returns small summaries, which the client merges:
   certain from the bounds: that column alone is gathered and computed exactly.
 
 So every verdict equals the in-memory check's; a reported value of a continuous column differs
-from the exact one by at most its bound (``ColumnDrift.error_bound``, ``None`` when exact). The
-HTML report is not rendered here (it needs rows in memory; render it from a sample with
-:func:`mlops_tasks.monitoring.check_drift`).
+from the exact one by at most its bound (``ColumnDrift.error_bound``, ``None`` when exact).
+With a ``report_location``, each worker also keeps a seeded random key per row and returns its
+rows with the smallest keys; the client keeps the smallest of those: a uniform sample of all
+rows, from which the Evidently HTML is rendered as the in-memory check renders it from its own.
+
+:func:`check_log_drift_on_cluster` reads a prediction log's window the same way: the files of
+the hour partitions overlapping it, each worker keeping the rows of the window and the model.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import reduce
 from typing import Any
@@ -31,9 +37,9 @@ import numpy as np
 import pandas as pd
 
 from mlops_tasks.cluster import DaskClusterSpec, use_or_open_client
-from mlops_tasks.errors import EmptyDatasetError
+from mlops_tasks.errors import PredictionLogError
 from mlops_tasks.monitoring.bounds import histogram_edges, ks_bounds, wasserstein_bounds
-from mlops_tasks.monitoring.check import _decide
+from mlops_tasks.monitoring.check import _decide, _resolve_reference
 from mlops_tasks.monitoring.column_plan import feature_columns, plan_columns
 from mlops_tasks.monitoring.column_types import (
     INTEGER_CARDINALITY_LIMIT,
@@ -47,13 +53,17 @@ from mlops_tasks.monitoring.models import (
     ColumnDrift,
     DriftReport,
     DriftSettings,
+    DriftWindow,
+    ReferenceData,
     SkippedColumn,
 )
+from mlops_tasks.monitoring.report_html import render_html, save_html
 from mlops_tasks.monitoring.statistics import compute_column_drift, finite_values
 from mlops_tasks.scoring.partitions import list_partitions, read_columns, s3_kwargs_on_worker
+from mlops_tasks.serving.predlog import window_files
 from mlops_tasks.settings import S3Config
 
-__all__ = ["DISCRETE_VALUES", "HISTOGRAM_BINS", "check_drift_on_cluster"]
+__all__ = ["DISCRETE_VALUES", "HISTOGRAM_BINS", "check_drift_on_cluster", "check_log_drift_on_cluster"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +75,52 @@ HISTOGRAM_BINS = 4096
 _Summary = dict[str, Any]  # per column: n, low, high, counts ({value: count} or None)
 
 
-def _summarize(uri: str, kinds: dict[str, str], plugin: str | None, cap: int) -> dict[str, _Summary]:
-    frame = read_columns(uri, list(kinds), s3_kwargs_on_worker(plugin))
+@dataclass(frozen=True)
+class _PartitionReader:
+    """Reads columns of one partition on a worker: S3 credentials from a plugin, rows filtered.
+
+    A prediction log's hour partitions hold rows a little outside the window and rows of
+    other models: ``start``/``end`` filter on ``timestamp``, ``model_name`` on its column.
+    """
+
+    plugin: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    model_name: str | None = None
+
+    def read(self, uri: str, columns: list[str]) -> pd.DataFrame:
+        extra = [c for c in ("timestamp", "model_name") if self._filters(c)]
+        frame = read_columns(uri, [*columns, *extra], s3_kwargs_on_worker(self.plugin))
+        keep = np.ones(len(frame), dtype=bool)
+        if self.start is not None or self.end is not None:
+            stamps = pd.to_datetime(frame["timestamp"], utc=True)
+            if self.start is not None:
+                keep &= (stamps >= pd.Timestamp(self.start)).to_numpy()
+            if self.end is not None:
+                keep &= (stamps < pd.Timestamp(self.end)).to_numpy()
+        if self.model_name is not None:
+            keep &= (frame["model_name"].astype(str) == self.model_name).to_numpy()
+        return frame.loc[keep, columns] if not keep.all() else frame[columns]
+
+    def _filters(self, column: str) -> bool:
+        if column == "timestamp":
+            return self.start is not None or self.end is not None
+        return self.model_name is not None
+
+
+def _sample(frame: pd.DataFrame, uri: str, rows: int, seed: int) -> pd.DataFrame:
+    """Bottom-``rows`` of a seeded random key per row: merged the same way, a uniform sample of all rows."""
+    keyed = frame.assign(_key=np.random.default_rng([seed, zlib.crc32(uri.encode())]).random(len(frame)))
+    return keyed.nsmallest(rows, "_key") if len(keyed) > rows else keyed
+
+
+def _summarize(
+    uri: str, kinds: dict[str, str], reader: _PartitionReader, cap: int, sample_rows: int, seed: int
+) -> dict[str, _Summary]:
+    frame = reader.read(uri, list(kinds))
     out: dict[str, _Summary] = {"": {"rows": len(frame)}}
+    if sample_rows:
+        out[""]["sample"] = _sample(frame, uri, sample_rows, seed)
     for name, kind in kinds.items():
         if kind == "numerical":
             values = finite_values(frame[name])
@@ -86,8 +139,11 @@ def _summarize(uri: str, kinds: dict[str, str], plugin: str | None, cap: int) ->
     return out
 
 
-def _merge(a: dict[str, _Summary], b: dict[str, _Summary], cap: int) -> dict[str, _Summary]:
+def _merge(a: dict[str, _Summary], b: dict[str, _Summary], cap: int, sample_rows: int) -> dict[str, _Summary]:
     merged: dict[str, _Summary] = {"": {"rows": a[""]["rows"] + b[""]["rows"]}}
+    if sample_rows:
+        both: pd.DataFrame = pd.concat([a[""]["sample"], b[""]["sample"]], ignore_index=True)
+        merged[""]["sample"] = both.nsmallest(sample_rows, "_key") if len(both) > sample_rows else both
     for name in a.keys() - {""}:
         x, y = a[name], b[name]
         counts = None
@@ -103,13 +159,13 @@ def _merge(a: dict[str, _Summary], b: dict[str, _Summary], cap: int) -> dict[str
     return merged
 
 
-def _histogram(uri: str, name: str, edges: np.ndarray, plugin: str | None) -> np.ndarray:
-    values = finite_values(read_columns(uri, [name], s3_kwargs_on_worker(plugin))[name])
+def _histogram(uri: str, name: str, edges: np.ndarray, reader: _PartitionReader) -> np.ndarray:
+    values = finite_values(reader.read(uri, [name])[name])
     return np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size)[: edges.size]
 
 
-def _column_values(uri: str, name: str, plugin: str | None) -> np.ndarray:
-    return finite_values(read_columns(uri, [name], s3_kwargs_on_worker(plugin))[name])
+def _column_values(uri: str, name: str, reader: _PartitionReader) -> np.ndarray:
+    return finite_values(reader.read(uri, [name])[name])
 
 
 def _counts_series(summary: _Summary) -> pd.Series:
@@ -145,7 +201,7 @@ def _exact_numeric(
 def _continuous(
     client: Any,
     uris: list[str],
-    plugin: str | None,
+    reader: _PartitionReader,
     name: str,
     reference: pd.Series,
     summary: _Summary,
@@ -167,7 +223,7 @@ def _continuous(
         )
         counts = reduce(
             np.add,
-            client.gather(client.map(_histogram, uris, name=name, edges=edges, plugin=plugin, pure=False)),
+            client.gather(client.map(_histogram, uris, name=name, edges=edges, reader=reader, pure=False)),
         )
         if chosen == "wasserstein":
             bounds = wasserstein_bounds(ref, edges, counts, max(float(np.std(ref)), 0.001))
@@ -196,7 +252,7 @@ def _continuous(
             )
         logger.info("Column %s: threshold %g inside [%g, %g]; computing it exactly", name, limit, low, high)
     values = np.concatenate(
-        client.gather(client.map(_column_values, uris, name=name, plugin=plugin, pure=False))
+        client.gather(client.map(_column_values, uris, name=name, reader=reader, pure=False))
     )
     return compute_column_drift(name, reference, pd.Series(values), "numerical", chosen, limit)
 
@@ -204,7 +260,7 @@ def _continuous(
 def _column_result(
     client: Any,
     uris: list[str],
-    plugin: str | None,
+    reader: _PartitionReader,
     name: str,
     kind: str,
     integer: bool,
@@ -225,11 +281,11 @@ def _column_result(
         return compute_column_drift(name, reference[name], empty, "categorical", test, threshold, counts)
     if summary["counts"] is not None:
         return _exact_numeric(name, reference[name], summary, test, threshold)
-    return _continuous(client, uris, plugin, name, reference[name], summary, test, threshold)
+    return _continuous(client, uris, reader, name, reference[name], summary, test, threshold)
 
 
 def check_drift_on_cluster(
-    reference: pd.DataFrame,
+    reference: pd.DataFrame | ReferenceData,
     current_uri: str,
     *,
     settings: DriftSettings | None = None,
@@ -240,11 +296,14 @@ def check_drift_on_cluster(
     cluster: DaskClusterSpec | None = None,
     client: Any = None,
     discrete_values: int = DISCRETE_VALUES,
+    report_location: str | None = None,
 ) -> DriftReport:
     """Per-column drift of a partitioned window against the reference, statistics computed on Dask.
 
     Args:
-        reference: Reference rows (the model's training data; it fits in memory).
+        reference: Reference rows (the model's training data; it fits in memory), or the
+            :class:`ReferenceData` of :func:`load_reference` (its lineage fills model, version
+            and target).
         current_uri: Folder or ``s3://`` prefix of the current window's Parquet files.
         settings: Tests, thresholds, columns, minimum rows (as for :func:`check_drift`).
         target: Target column of the reference (never checked).
@@ -254,6 +313,9 @@ def check_drift_on_cluster(
         cluster: The Dask cluster; ignored when ``client`` is given.
         client: A connected ``distributed.Client``.
         discrete_values: Distinct values of a numeric column kept as exact counts.
+        report_location: Folder or ``s3://`` prefix for the Evidently HTML report, rendered
+            from a uniform seeded sample of ``settings.html_sample_rows`` current rows drawn on
+            the workers (None: no HTML).
 
     Returns:
         The report: per-column verdicts equal to :func:`check_drift`'s; continuous columns
@@ -271,69 +333,196 @@ def check_drift_on_cluster(
         print(report.status, [(c.column, c.value, c.error_bound) for c in report.columns])
         ```
     """
-    started = datetime.now(UTC)
-    settings = settings or DriftSettings()
-    if reference.empty:
-        raise EmptyDatasetError("The drift reference has no rows; it needs the model's training data.")
     s3_kwargs = (s3 or S3Config()).client_kwargs() if current_uri.startswith("s3://") else {}
     uris = [p.uri for p in list_partitions(current_uri, s3_kwargs)]
-    sample = read_columns(uris[0], None, s3_kwargs)  # the plan (types, tests) as check_drift makes it
-    ignore = {*UTILITY_COLUMNS, PREDICTION_COLUMN, *([target] if target else [])}
-    common, missing_in_current, missing_in_reference = feature_columns(reference, sample, settings, ignore)
-    plans, skipped = plan_columns(reference, sample, common, settings)
-    # integer columns are summarised as numbers; their type (categorical up to 10 distinct values,
-    # as Evidently infers it) is decided on the merged counts, not on one partition
-    integers = {p.name for p in plans if pd.api.types.is_integer_dtype(sample[p.name].dtype)}
-    kinds = {plan.name: "numerical" if plan.name in integers else plan.kind for plan in plans}
-    with use_or_open_client(cluster, client) as dask_client:
-        plugin = None
-        if s3_kwargs:
-            from mlops_tasks.scoring.worker_plugin import S3Credentials
+    job = _ClusterJob(
+        settings or DriftSettings(), s3, s3_kwargs, cluster, client, discrete_values, report_location
+    )
+    return job.check(
+        reference, uris, current_uri, None, _PartitionReader(), target, model_name, model_version
+    )
 
-            plugin = f"mlops-s3-drift-{abs(hash(current_uri)) % 10**8}"
-            dask_client.register_plugin(S3Credentials(plugin, s3_kwargs))
-        try:
-            summaries = dask_client.gather(
-                dask_client.map(_summarize, uris, kinds=kinds, plugin=plugin, cap=discrete_values, pure=False)
-            )
-            total = reduce(lambda a, b: _merge(a, b, discrete_values), summaries)
-            results = [
-                _column_result(
-                    dask_client, uris, plugin, name, kind, name in integers, reference, total, settings
+
+def check_log_drift_on_cluster(
+    reference: pd.DataFrame | ReferenceData,
+    prediction_log: str,
+    window: DriftWindow | None = None,
+    *,
+    settings: DriftSettings | None = None,
+    target: str | None = None,
+    model_name: str | None = None,
+    model_version: str | int | None = None,
+    s3: S3Config | None = None,
+    cluster: DaskClusterSpec | None = None,
+    client: Any = None,
+    discrete_values: int = DISCRETE_VALUES,
+    report_location: str | None = None,
+) -> DriftReport:
+    """:func:`check_drift_on_cluster` over a window of a prediction log: the drift check's own source.
+
+    The workers read the Parquet files of the hour partitions overlapping ``window`` and keep
+    the rows whose ``timestamp`` lies in it and, with ``model_name``, that model's rows; so the
+    rows checked are the ones :func:`~mlops_tasks.monitoring.load_current` would read into
+    memory. Arguments as :func:`check_drift_on_cluster`'s.
+
+    Raises:
+        PredictionLogError: The log cannot be listed, or its window holds JSON-lines files
+            (the cluster reads Parquet; log as Parquet, the server's default).
+        DatasetNotFoundError: A local log folder does not exist.
+        EmptyDatasetError: The reference has no row.
+        ClusterUnavailableError: The Dask scheduler did not answer.
+
+    Example:
+        ```python
+        from mlops_tasks.monitoring import resolve_window
+        report = check_log_drift_on_cluster(reference, "s3://logs/churn", resolve_window(last_hours=24),
+                                            model_name="churn-classifier", s3=s3,
+                                            cluster=DaskClusterSpec(address="tcp://10.0.0.5:8786"))
+        ```
+    """
+    window = window or DriftWindow()
+    s3_kwargs = (s3 or S3Config()).client_kwargs() if prediction_log.startswith("s3://") else {}
+    uris = window_files(prediction_log, window.start, window.end, s3_client_kwargs=s3_kwargs or None)
+    jsonl = [uri for uri in uris if uri.endswith(".jsonl")]
+    if jsonl:
+        raise PredictionLogError(
+            f"Prediction log {prediction_log!r} holds JSON-lines files in the window (e.g. {jsonl[0]!r}); "
+            "the drift check on a cluster reads Parquet files. Log as Parquet (the server's default "
+            "log format) or check this window without a cluster."
+        )
+    reader = _PartitionReader(start=window.start, end=window.end, model_name=model_name)
+    job = _ClusterJob(
+        settings or DriftSettings(), s3, s3_kwargs, cluster, client, discrete_values, report_location
+    )
+    return job.check(reference, uris, prediction_log, window, reader, target, model_name, model_version)
+
+
+@dataclass
+class _ClusterJob:
+    """One drift check on a cluster: settings and where things are; :meth:`check` runs it."""
+
+    settings: DriftSettings
+    s3: S3Config | None
+    s3_kwargs: dict[str, Any]
+    cluster: DaskClusterSpec | None
+    client: Any
+    discrete_values: int
+    report_location: str | None
+
+    def check(
+        self,
+        reference: pd.DataFrame | ReferenceData,
+        uris: list[str],
+        source: str,
+        window: DriftWindow | None,
+        reader: _PartitionReader,
+        target: str | None,
+        model_name: str | None,
+        model_version: str | int | None,
+    ) -> DriftReport:
+        started = datetime.now(UTC)
+        settings = self.settings
+        ref = _resolve_reference(
+            reference,
+            model_name=model_name,
+            model_version=model_version,
+            target=target,
+            task=None,
+            training_metrics=None,
+            reference_predictions=None,
+        )
+        base: dict[str, Any] = {
+            "model_name": ref.model_name,
+            "model_version": None if ref.model_version is None else str(ref.model_version),
+            "reference_source": ref.source,
+            "current_source": source,
+            "window": window,
+            "reference_rows": len(ref.frame),
+            "drift_share_threshold": settings.drift_share,
+            "checked_at": started,
+        }
+        if not uris:
+            return _too_few(0, source, settings, base)
+        sample = read_columns(
+            uris[0], None, self.s3_kwargs
+        )  # the plan (types, tests) as check_drift makes it
+        ignore = {*UTILITY_COLUMNS, PREDICTION_COLUMN, *([ref.target] if ref.target else [])}
+        common, missing_in_current, missing_in_reference = feature_columns(
+            ref.frame, sample, settings, ignore
+        )
+        plans, skipped = plan_columns(ref.frame, sample, common, settings)
+        # integer columns are summarised as numbers; their type (categorical up to 10 distinct values,
+        # as Evidently infers it) is decided on the merged counts, not on one partition
+        integers = {p.name for p in plans if pd.api.types.is_integer_dtype(sample[p.name].dtype)}
+        kinds = {plan.name: "numerical" if plan.name in integers else plan.kind for plan in plans}
+        sample_rows = settings.html_sample_rows if self.report_location else 0
+        cap = self.discrete_values
+        with use_or_open_client(self.cluster, self.client) as dask_client:
+            if self.s3_kwargs:
+                from mlops_tasks.scoring.worker_plugin import S3Credentials
+
+                plugin = f"mlops-s3-drift-{abs(hash(source)) % 10**8}"
+                reader = replace(reader, plugin=plugin)
+                dask_client.register_plugin(S3Credentials(plugin, self.s3_kwargs))
+            try:
+                summaries = dask_client.gather(
+                    dask_client.map(
+                        _summarize,
+                        uris,
+                        kinds=kinds,
+                        reader=reader,
+                        cap=cap,
+                        sample_rows=sample_rows,
+                        seed=settings.sample_seed + 1,
+                        pure=False,
+                    )
                 )
-                for name, kind in kinds.items()
-            ]
-            columns = [r for r in results if isinstance(r, ColumnDrift)]
-            skipped.extend(r for r in results if isinstance(r, SkippedColumn))
-        finally:
-            if plugin is not None:
-                dask_client.unregister_worker_plugin(plugin)
-    rows = int(total[""]["rows"])
-    base = {
-        "model_name": model_name,
-        "model_version": None if model_version is None else str(model_version),
-        "reference_source": None,
-        "current_source": current_uri,
-        "window": None,
-        "reference_rows": len(reference),
-        "current_rows": rows,
-        "drift_share_threshold": settings.drift_share,
-        "checked_at": started,
-    }
-    if rows < settings.min_rows:
-        return DriftReport(
-            status="not_enough_data",
-            reason=f"Only {rows} current rows in {current_uri}, fewer than min_rows={settings.min_rows}.",
+                total = reduce(lambda a, b: _merge(a, b, cap, sample_rows), summaries)
+                rows = int(total[""]["rows"])
+                if rows < settings.min_rows:
+                    return _too_few(rows, source, settings, base)
+                results = [
+                    _column_result(
+                        dask_client, uris, reader, name, kind, name in integers, ref.frame, total, settings
+                    )
+                    for name, kind in kinds.items()
+                ]
+            finally:
+                if reader.plugin is not None:
+                    dask_client.unregister_worker_plugin(reader.plugin)
+        skipped.extend(r for r in results if isinstance(r, SkippedColumn))
+        report = _decide(
+            [r for r in results if isinstance(r, ColumnDrift)],
+            settings,
+            skipped_columns=skipped,
+            missing_in_current=missing_in_current,
+            missing_in_reference=missing_in_reference,
+            warnings=[],
+            current_rows=rows,
             **base,
         )
-    report = _decide(
-        columns,
-        settings,
-        skipped_columns=skipped,
-        missing_in_current=missing_in_current,
-        missing_in_reference=missing_in_reference,
-        warnings=[],
+        if self.report_location:
+            self._attach_html(report, ref.frame, total[""]["sample"].drop(columns="_key"))
+        report.duration_s = (datetime.now(UTC) - started).total_seconds()
+        return report
+
+    def _attach_html(self, report: DriftReport, reference: pd.DataFrame, sample: pd.DataFrame) -> None:
+        """The Evidently page from the workers' sample, headed by the all-rows verdicts."""
+        assert self.report_location is not None
+        try:
+            page = render_html(reference, sample.reset_index(drop=True), report, self.settings)
+        except Exception as exc:  # noqa: BLE001 - the verdicts stand without the HTML; say why it is missing
+            logger.warning("Evidently HTML report not rendered: %s", exc)
+            report.warnings.append(f"Evidently HTML report not rendered: {type(exc).__name__}: {exc}")
+            return
+        report.html_uri = save_html(page, self.report_location, report, s3=self.s3)
+        report.html_sample_rows = max(min(len(reference), self.settings.html_sample_rows), len(sample))
+
+
+def _too_few(rows: int, source: str, settings: DriftSettings, base: dict[str, Any]) -> DriftReport:
+    return DriftReport(
+        status="not_enough_data",
+        reason=f"Only {rows} current rows in {source}, fewer than min_rows={settings.min_rows}.",
+        current_rows=rows,
         **base,
     )
-    report.duration_s = (datetime.now(UTC) - started).total_seconds()
-    return report

@@ -590,6 +590,57 @@ def _as_utc(value: Any) -> datetime | None:
     return ts.to_pydatetime()
 
 
+def _files_in_window(store: Sink, lo: datetime | None, hi: datetime | None) -> list[str]:
+    """Relative paths of the sink's files in hour partitions that overlap ``[lo, hi)``."""
+    try:
+        files = store.list_files()
+    except Exception as exc:
+        fix = "; check the S3 endpoint and credentials (S3Config, AwsCredentials block)"
+        fix = fix if store.is_s3 else ""
+        raise PredictionLogError(f"Cannot list prediction log {store.uri}: {exc}{fix}") from exc
+    out = []
+    for rel in files:
+        part = _partition_start(rel)
+        if part is None:
+            continue
+        if lo is not None and part + timedelta(hours=1) <= lo:
+            continue
+        if hi is not None and part >= hi:
+            continue
+        out.append(rel)
+    return out
+
+
+def window_files(
+    sink: str,
+    start: Any = None,
+    end: Any = None,
+    s3_endpoint_url: str | None = None,
+    s3_client_kwargs: dict[str, Any] | None = None,
+) -> list[str]:
+    """The log files (local paths or ``s3://`` URIs) of the hour partitions overlapping ``[start, end)``.
+
+    What :func:`read_prediction_log` reads, without reading it: the drift check on a Dask
+    cluster hands these files to its workers (and filters their rows on ``timestamp``).
+
+    Raises:
+        DatasetNotFoundError: A local sink folder does not exist.
+        PredictionLogError: The sink cannot be listed.
+
+    Example:
+        ```python
+        files = window_files("s3://ml-logs/churn", start="2026-11-30", end="2026-12-01")
+        ```
+    """
+    store = Sink(sink, s3_endpoint_url, s3_client_kwargs=s3_client_kwargs)
+    if not store.is_s3 and not store.root.is_dir():
+        raise DatasetNotFoundError(f"Prediction log folder {store.root} does not exist.")
+    rels = _files_in_window(store, _as_utc(start), _as_utc(end))
+    if store.is_s3:
+        return [f"s3://{store.bucket}/{store._key(rel)}" for rel in rels]
+    return [str(store.root / rel) for rel in rels]
+
+
 def read_prediction_log(
     sink: str,
     start: Any = None,
@@ -633,20 +684,7 @@ def read_prediction_log(
         raise DatasetNotFoundError(f"Prediction log folder {store.root} does not exist.")
     lo, hi = _as_utc(start), _as_utc(end)
     frames = []
-    try:
-        files = store.list_files()
-    except Exception as exc:
-        fix = "; check the S3 endpoint and credentials (S3Config, AwsCredentials block)"
-        fix = fix if store.is_s3 else ""
-        raise PredictionLogError(f"Cannot list prediction log {sink}: {exc}{fix}") from exc
-    for rel in files:
-        part = _partition_start(rel)
-        if part is None:
-            continue
-        if lo is not None and part + timedelta(hours=1) <= lo:
-            continue
-        if hi is not None and part >= hi:
-            continue
+    for rel in _files_in_window(store, lo, hi):
         try:
             data = store.read(rel)
             if rel.endswith(".parquet"):

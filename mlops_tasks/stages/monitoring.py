@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -28,10 +29,12 @@ from mlops_tasks.monitoring import (
     log_drift_run,
     resolve_window,
 )
+from mlops_tasks.monitoring.distributed import check_drift_on_cluster, check_log_drift_on_cluster
+from mlops_tasks.scoring import is_partitioned
 from mlops_tasks.settings import state_dir
 from mlops_tasks.stages.params import DriftCheckParams, require_model_name
 
-__all__ = ["follow_endpoint", "no_log_yet", "resolve_drift_inputs", "run_drift_check"]
+__all__ = ["drift_on_cluster", "follow_endpoint", "no_log_yet", "resolve_drift_inputs", "run_drift_check"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +112,53 @@ def resolve_drift_inputs(params: DriftCheckParams) -> tuple[DriftCheckParams, Dr
     return params, window
 
 
+def drift_on_cluster(
+    params: DriftCheckParams, reference: ReferenceData, window: DriftWindow | None
+) -> DriftReport:
+    """The drift check of ``params`` on its Dask cluster: the log window, or a partitioned dataset.
+
+    Args:
+        params: With ``cluster``, and the log or current dataset :func:`resolve_drift_inputs` filled.
+        reference: The model version's reference (its lineage names model, version, target).
+        window: The log window (None with a ``current`` dataset).
+
+    Returns:
+        The report, its HTML saved under ``report_location`` (default: the state folder).
+
+    Raises:
+        ConfigurationError: ``current`` is one file (a cluster reads a folder or ``s3://`` prefix).
+        PredictionLogError: The log window holds JSON-lines files.
+        ClusterUnavailableError: The Dask scheduler did not answer.
+
+    Example:
+        ```python
+        params, window = resolve_drift_inputs(params)
+        report = drift_on_cluster(params, load_reference("churn-classifier"), window)
+        ```
+    """
+    assert params.cluster is not None
+    common: dict[str, Any] = {
+        "settings": params.settings,
+        "model_name": reference.model_name or params.model_name,
+        "model_version": reference.model_version,
+        "s3": params.s3,
+        "cluster": params.cluster,
+        "report_location": params.report_location or default_report_location(),
+    }
+    if params.prediction_log is not None:
+        return check_log_drift_on_cluster(reference, params.prediction_log, window, **common)
+    assert params.current is not None  # resolve_drift_inputs fills one of the two
+    if not is_partitioned(params.current.uri):
+        raise ConfigurationError(
+            f"Drift check on a Dask cluster: current dataset {params.current.uri!r} is one file; the "
+            "cluster reads a folder or s3:// prefix of Parquet files. Give the folder, or no cluster."
+        )
+    report = check_drift_on_cluster(reference, params.current.uri, **common)
+    if window is not None:
+        report.window = window
+    return report
+
+
 def run_drift_check(params: DriftCheckParams) -> DriftReport:
     """Compare the model version's training data with a window of what it saw; log the report.
 
@@ -155,6 +205,9 @@ def run_drift_check(params: DriftCheckParams) -> DriftReport:
             with_predictions=params.settings.check_prediction,
         )
         version = reference.model_version
+    if params.cluster is not None and not no_log_yet(params.prediction_log, own_log):
+        report = drift_on_cluster(params, reference, window)
+        return _log_run(params, report)
     if params.prediction_log is not None:
         if no_log_yet(params.prediction_log, own_log):
             current = pd.DataFrame()  # an endpoint that has logged nothing yet: no traffic
@@ -178,6 +231,10 @@ def run_drift_check(params: DriftCheckParams) -> DriftReport:
         report_location=params.report_location or default_report_location(),
         s3=params.s3,
     )
+    return _log_run(params, report)
+
+
+def _log_run(params: DriftCheckParams, report: DriftReport) -> DriftReport:
     if params.log_to_mlflow and report.status != "not_enough_data":
         report.mlflow_run_id = log_drift_run(report, mlflow_config=params.mlflow, html_path=report.html_uri)
     logger.log(logging.WARNING if report.status == "drift" else logging.INFO, "%s", report.reason)

@@ -386,11 +386,23 @@ class DriftCheckParams(FormParams):
     mlflow: MlflowConfig | None = Field(None, description="MLflow server; empty: environment or local store.")
     log_to_mlflow: bool = Field(True, description="Log a run in {experiment}-monitoring.")
     emit_event: bool = Field(True, description="Emit mlops.drift.detected when drift is found.")
+    cluster: DaskClusterSpec | None = Field(
+        None,
+        description="Dask cluster for a window larger than memory (an address, or empty address: a "
+        "local cluster of worker processes): per-column statistics computed where the Parquet files "
+        "are read and merged, verdicts as in memory, the HTML from a sample. Empty: the window is "
+        "read into this process.",
+    )
 
     @model_validator(mode="after")
     def _one_current(self) -> DriftCheckParams:
         if self.prediction_log is not None and self.current is not None:
             raise ValueError("give either prediction_log (a window of it is read) or current, not both")
+        if self.cluster is not None and self.labels is not None:
+            raise ValueError(
+                "the performance check joins labels with the window's rows in memory: give either "
+                "cluster or labels (run the labelled check without a cluster on a window that fits)"
+            )
         if self.start is not None and self.last_hours is not None:
             raise ValueError("give either start or last_hours, not both")
         return self

@@ -63,6 +63,7 @@ from mlops_tasks.tasks.deploy import (
 from mlops_tasks.tasks.evaluation import evaluate_model
 from mlops_tasks.tasks.monitoring import (
     check_drift_and_report,
+    check_drift_on_cluster_and_report,
     load_drift_reference,
     load_prediction_window,
     publish_drift_report,
@@ -81,6 +82,7 @@ from mlops_tasks.tasks.validation import suggest_expectations, validate_data
 __all__ = [
     "build_model_image",
     "check_drift_and_report",
+    "check_drift_on_cluster_and_report",
     "claim_retrain",
     "deploy_blue_green",
     "describe_deployment",

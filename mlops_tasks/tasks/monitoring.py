@@ -12,10 +12,13 @@ from mlops_tasks import monitoring as _monitoring
 from mlops_tasks import training as _training
 from mlops_tasks.drift_events import emit_drift_event
 from mlops_tasks.settings import MlflowConfig, S3Config
+from mlops_tasks.stages.monitoring import drift_on_cluster
+from mlops_tasks.stages.params import DriftCheckParams
 from mlops_tasks.tasks._prefect import IO_RETRIES, artifact_key, resolves_blocks
 
 __all__ = [
     "check_drift_and_report",
+    "check_drift_on_cluster_and_report",
     "load_drift_reference",
     "load_prediction_window",
     "publish_drift_report",
@@ -136,7 +139,6 @@ def check_drift_and_report(  # noqa: D417 (the composed core functions document 
                                         report_location="s3://reports/drift")
         ```
     """
-    logger = get_run_logger()
     report = _monitoring.check_drift(
         reference,
         current,
@@ -154,6 +156,43 @@ def check_drift_and_report(  # noqa: D417 (the composed core functions document 
         report_location=report_location or _monitoring.default_report_location(),
         s3=s3,
     )
+    return _record(report, mlflow_config, log_to_mlflow=log_to_mlflow, emit_event=emit_event)
+
+
+@task(name="check-drift-on-cluster-and-report", timeout_seconds=3600, **IO_RETRIES)
+@resolves_blocks
+def check_drift_on_cluster_and_report(
+    params: DriftCheckParams,
+    reference: _monitoring.ReferenceData,
+    window: _monitoring.DriftWindow | None,
+) -> _monitoring.DriftReport:
+    """Check drift on the cluster ``params.cluster`` names, log the run, publish artifacts, emit the event.
+
+    Composes :func:`mlops_tasks.stages.monitoring.drift_on_cluster` (per-column statistics
+    computed where the window's Parquet files are read, merged; the HTML from a sample drawn on
+    the workers), :func:`mlops_tasks.monitoring.log_drift_run` (when ``params.log_to_mlflow``)
+    and :func:`mlops_tasks.drift_events.emit_drift_event` (when ``params.emit_event``), as
+    :func:`check_drift_and_report` does in memory. Retried on transient failures.
+
+    Example:
+        ```python
+        params, window = resolve_drift_inputs(params)  # params.cluster: DaskClusterSpec(address=...)
+        report = check_drift_on_cluster_and_report(params, reference, window)
+        ```
+    """
+    report = drift_on_cluster(params, reference, window)
+    return _record(report, params.mlflow, log_to_mlflow=params.log_to_mlflow, emit_event=params.emit_event)
+
+
+def _record(
+    report: _monitoring.DriftReport,
+    mlflow_config: MlflowConfig | None,
+    *,
+    log_to_mlflow: bool,
+    emit_event: bool,
+) -> _monitoring.DriftReport:
+    """Log the monitoring run, publish the artifacts, emit the drift event, log the verdict."""
+    logger = get_run_logger()
     if log_to_mlflow and report.status != "not_enough_data":
         report.mlflow_run_id = _monitoring.log_drift_run(
             report, mlflow_config=mlflow_config, html_path=report.html_uri
