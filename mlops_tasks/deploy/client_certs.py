@@ -251,15 +251,16 @@ def keep_newer_crl(folder: Path, trust: ClientTrust) -> ClientTrust:
 
 def read_client_ca(path: Path) -> str | None:
     """The operator's part of the CA bundle HAProxy reads (None: no such file)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    return text.split(_TOOLING_MARK, 1)[0]
+    return _operator_part(path)
 
 
 def read_crl(path: Path) -> str | None:
     """The operator's part of the CRL file HAProxy reads (None: no such file)."""
+    return _operator_part(path)
+
+
+def _operator_part(path: Path) -> str | None:
+    """A file HAProxy reads up to the tooling CA's part the tooling appends (None: no such file)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
