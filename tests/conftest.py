@@ -27,6 +27,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Prefect servers the tests start tell a caller denied a global-concurrency slot (the retrain's
 # claim lock) to retry after at most 1 s instead of 30 s: the claims tested are held for moments.
 os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "1")
+# The `mlflow server`s the tests start run no MLflow jobs (GenAI evaluation, trace rollups): without
+# this each starts 5 huey consumer processes (~250 MB and a Python start-up each) next to uvicorn.
+os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
 
 # `make test` runs the suite in xdist workers with `--dist loadgroup`, one group at a time per
 # worker: a module, or a module's tests on one deploy target (`target_kind`), so module-scoped
