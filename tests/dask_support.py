@@ -10,6 +10,8 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 from mlflow_support import fluent_mlflow
 
+from mlops_tasks.tracking import sklearn_model_requirements
+
 __all__ = ["log_variant", "pause", "write_partitions"]
 
 
@@ -39,6 +41,7 @@ def log_variant(config, estimator, example: pd.DataFrame) -> tuple[str, str, Pat
             signature=signature,
             registered_model_name=name,
             serialization_format="cloudpickle",
+            pip_requirements=sklearn_model_requirements(estimator),
         )
         version = str(info.registered_model_version)
         uri = client.get_model_version_download_uri(name, version)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_tasks.demo import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TARGET
+from mlops_tasks.tracking import sklearn_model_requirements
 
 # -- models -----------------------------------------------------------------------------------
 
@@ -124,6 +125,8 @@ def register_version(
             signature=infer_signature(example, real.predict(example)),
             input_example=example,
             registered_model_name=name,
+            # listed, not inferred (MLflow's inference loads the model in a subprocess: seconds)
+            pip_requirements=sklearn_model_requirements(real),
             **kwargs,
         )
     version = int(info.registered_model_version)

@@ -28,6 +28,7 @@ from mlops_tasks.evaluation import MetricThreshold, QualityGate, evaluate_model
 from mlops_tasks.monitoring import EVENT_DRIFT_DETECTED, DriftSettings
 from mlops_tasks.registry import promote_model, register_model
 from mlops_tasks.settings import resolve_mlflow_config
+from mlops_tasks.tracking import sklearn_model_requirements
 from mlops_tasks.training import train_model
 from tests.orchestration_support import read_artifacts
 from tests.orchestration_support import wait_for_events as wait_for_prefect_events
@@ -175,7 +176,11 @@ def test_model_without_reference_data_fails_with_a_typed_error(prefect_harness, 
     with fluent_mlflow(resolve_mlflow_config(mlflow_config)) as client:
         with mlflow.start_run():
             info = mlflow.sklearn.log_model(
-                model, name="model", registered_model_name=name, serialization_format="cloudpickle"
+                model,
+                name="model",
+                registered_model_name=name,
+                serialization_format="cloudpickle",
+                pip_requirements=sklearn_model_requirements(model),
             )
         client.set_registered_model_alias(name, "champion", info.registered_model_version)
     write_dataset(frame, str(tmp_path / "current.csv"))

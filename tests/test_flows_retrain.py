@@ -29,6 +29,7 @@ from mlops_tasks.errors import ConfigurationError, DataError, ModelNotFoundError
 from mlops_tasks.evaluation import MetricThreshold, QualityGate
 from mlops_tasks.retrain import TAG_RETRAIN_STARTED_AT, claim_retrain
 from mlops_tasks.tasks.retrain import prefect_claim_lock
+from mlops_tasks.tracking import sklearn_model_requirements
 
 LENIENT_GATE = QualityGate(thresholds=[MetricThreshold(metric="accuracy", min_value=0.5)])
 IMPOSSIBLE_GATE = QualityGate(thresholds=[MetricThreshold(metric="accuracy", min_value=0.999)])
@@ -384,11 +385,13 @@ def test_bad_inputs_fail_with_typed_errors_and_release_the_claim(live_model, mlf
     frame = make_churn_data(300, seed=3)[["age", "tenure_months"]]
     with fluent_mlflow(resolve_mlflow_config(mlflow_config)) as client:
         with mlflow.start_run():
+            foreign_model = LogisticRegression().fit(frame, frame["age"] > 40)
             info = mlflow.sklearn.log_model(
-                LogisticRegression().fit(frame, frame["age"] > 40),
+                foreign_model,
                 name="model",
                 registered_model_name=foreign,
                 serialization_format="cloudpickle",
+                pip_requirements=sklearn_model_requirements(foreign_model),
             )
         client.set_registered_model_alias(foreign, "champion", info.registered_model_version)
     no_ref = retrain_pipeline(

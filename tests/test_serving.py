@@ -133,6 +133,8 @@ def store(tmp_path_factory):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+    from mlops_tasks.tracking import sklearn_model_requirements
+
     root = tmp_path_factory.mktemp("mlflow")
     patch = pytest.MonkeyPatch()
     patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
@@ -171,6 +173,7 @@ def store(tmp_path_factory):
                 signature=infer_signature(frame, model.predict(frame)),
                 input_example=frame.head(3),
                 registered_model_name=name,
+                pip_requirements=sklearn_model_requirements(model),
             )
         client.set_registered_model_alias(name, "champion", info.registered_model_version)
         if name == "churn":
