@@ -104,7 +104,9 @@ docker-pool: install
 		$(PY) -m prefect work-pool create mlops-docker --type docker
 	$(PY) -m deployments.docker_pool deploy --base-image $(BASE_IMAGE)
 
-## make test: the code checks (`make check`), then the whole test suite in $(PYTEST_WORKERS) xdist workers,
+## make test: the code checks (`make check`), then the whole test suite in $(PYTEST_WORKERS) xdist workers
+## (a worker that dies, e.g. killed for memory, ends the run naming its test: pytest-xdist 3.8 hangs
+## after replacing a crashed worker under --dist loadgroup),
 ## a test module (or its tests on one deploy target) per worker at a time (installs and starts Docker, HAProxy and friends when missing;
 ## builds the Airflow environment .airflow-venv and the Docker base images in the background while the
 ## checks run; the tests needing them wait on the same locks)
@@ -112,7 +114,7 @@ test: install airflow-venv-background
 	bash scripts/ensure-system.sh
 	@( nice -n 5 $(PY) -m mlops_tasks.testing.docker < /dev/null > $(VENV)/docker-bases.log 2>&1 & )
 	$(MAKE) --no-print-directory check
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder --max-worker-restart=0 $(PYTEST_ARGS)
 
 ## make check: ruff lint (incl. Google-style docstrings on the public API), ruff format check,
 ## the import-layer contracts (import-linter), mypy (strict, on mlops_tasks; [tool.mypy])

@@ -99,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--automations", action="store_true", help="apply deployments.automations once the deployments exist"
     )
-    parser.add_argument("--limit", type=int, default=None, help="at most this many runs at once")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="at most this many flow runs at once, each a process (default: Prefect's runner "
+        "process limit, PREFECT_RUNNER_PROCESS_LIMIT, 5)",
+    )
     parser.add_argument(
         "--server-port",
         type=int,
@@ -107,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         help="port of the local Prefect server started when PREFECT_API_URL is unset",
     )
     args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be at least 1 (got {args.limit}); leave it out for Prefect's default")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -135,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(line, flush=True)
             from prefect import serve
 
-            serve(*deployments, limit=args.limit)
+            # `limit=None` would mean no limit at all: a backlog of scheduled runs would start
+            # every one of them at once (a process each); unset, the runner uses Prefect's setting
+            serve(*deployments, **({} if args.limit is None else {"limit": args.limit}))
     except MLOpsError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2

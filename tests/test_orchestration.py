@@ -73,7 +73,8 @@ def serving(prefect_api: str, orchestration_state: Path) -> Iterator[subprocess.
     log = orchestration_state / "serve.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "deployments.serve", "--automations"],
+            # at most 3 flow runs at once (each is a Python process of ~300 MB)
+            [sys.executable, "-m", "deployments.serve", "--automations", "--limit", "3"],
             cwd=PROJECT,
             env=env,
             stdout=out,
@@ -202,7 +203,7 @@ def test_interval_schedule_produces_a_completed_run(
     full_name = by_name("drift-check").full_name
     with _client() as client:
         deployment = client.read_deployment_by_name(full_name)
-        client.create_deployment_schedules(  # one scheduled run at a time, not three in parallel
+        [added] = client.create_deployment_schedules(  # one scheduled run at a time, not three in parallel
             deployment.id,
             [(IntervalSchedule(interval=timedelta(seconds=SCHEDULED_INTERVAL_S)), True)],
             max_scheduled_runs=1,
@@ -224,8 +225,16 @@ def test_interval_schedule_produces_a_completed_run(
             0.5,
         )
     finally:
+        # Pause, drop the 5-second schedule and the runs it left Scheduled: whatever resumes the
+        # deployment later (the module's other tests apply deployments again), no run every 5 s
+        # follows; once, in CI, runs slower than the interval piled up (a Python process each)
+        # until the machine ran out of memory.
         with _client() as client:
             client.pause_deployment(deployment.id)
+            client.delete_deployment_schedule(deployment.id, added.id)
+            for left in _deployment_runs(full_name):
+                if left.auto_scheduled and left.state and left.state.is_scheduled():
+                    client.delete_flow_run(left.id)
     run = wait_final(run.id, 180)
     assert run.state.is_completed(), f"{run.state.name}: {run.state.message}"
     assert (run.state.message or "").startswith("Not enough traffic"), run.state.message
@@ -335,6 +344,15 @@ def test_prefect_server_down_is_a_clear_error(prefect_api: str, capsys: pytest.C
     err = capsys.readouterr().err
     assert err.count(f"The Prefect API at {dead} does not answer") == 2, err
     assert "PREFECT_API_URL" in err
+
+
+def test_serve_refuses_a_limit_below_one_before_anything_starts(capsys: pytest.CaptureFixture) -> None:
+    from deployments import serve
+
+    with pytest.raises(SystemExit) as exit_info:
+        serve.main(["--limit", "0"])
+    assert exit_info.value.code == 2
+    assert "--limit must be at least 1 (got 0)" in capsys.readouterr().err
 
 
 def _prefect_deploy(prefect_file: Path, api_url: str) -> subprocess.CompletedProcess:
