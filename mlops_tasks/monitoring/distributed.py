@@ -26,8 +26,10 @@ the hour partitions overlapping it, each worker keeping the rows of the window a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import reduce
@@ -39,7 +41,7 @@ import pandas as pd
 from mlops_tasks.cluster import DaskClusterSpec, use_or_open_client
 from mlops_tasks.errors import PredictionLogError
 from mlops_tasks.monitoring.bounds import histogram_edges, ks_bounds, wasserstein_bounds
-from mlops_tasks.monitoring.check import _decide, _resolve_reference
+from mlops_tasks.monitoring.check import _decide, _report_fields, _resolve_reference
 from mlops_tasks.monitoring.column_plan import feature_columns, plan_columns
 from mlops_tasks.monitoring.column_types import (
     INTEGER_CARDINALITY_LIMIT,
@@ -431,72 +433,45 @@ class _ClusterJob:
             training_metrics=None,
             reference_predictions=None,
         )
-        base: dict[str, Any] = {
-            "model_name": ref.model_name,
-            "model_version": None if ref.model_version is None else str(ref.model_version),
-            "reference_source": ref.source,
-            "current_source": source,
-            "window": window,
-            "reference_rows": len(ref.frame),
-            "drift_share_threshold": settings.drift_share,
-            "checked_at": started,
-        }
+        base = _report_fields(ref, pd.DataFrame(), settings, window, source, started)
+        del base["current_rows"]  # counted on the workers
         if not uris:
             return _too_few(0, source, settings, base)
-        sample = read_columns(
-            uris[0], None, self.s3_kwargs
-        )  # the plan (types, tests) as check_drift makes it
-        ignore = {*UTILITY_COLUMNS, PREDICTION_COLUMN, *([ref.target] if ref.target else [])}
-        common, missing_in_current, missing_in_reference = feature_columns(
-            ref.frame, sample, settings, ignore
-        )
-        plans, skipped = plan_columns(ref.frame, sample, common, settings)
-        # integer columns are summarised as numbers; their type (categorical up to 10 distinct values,
-        # as Evidently infers it) is decided on the merged counts, not on one partition
-        integers = {p.name for p in plans if pd.api.types.is_integer_dtype(sample[p.name].dtype)}
-        kinds = {plan.name: "numerical" if plan.name in integers else plan.kind for plan in plans}
+        plan = _plan(ref, read_columns(uris[0], None, self.s3_kwargs), settings)
         sample_rows = settings.html_sample_rows if self.report_location else 0
         cap = self.discrete_values
-        with use_or_open_client(self.cluster, self.client) as dask_client:
-            if self.s3_kwargs:
-                from mlops_tasks.scoring.worker_plugin import S3Credentials
-
-                plugin = f"mlops-s3-drift-{abs(hash(source)) % 10**8}"
-                reader = replace(reader, plugin=plugin)
-                dask_client.register_plugin(S3Credentials(plugin, self.s3_kwargs))
-            try:
-                summaries = dask_client.gather(
-                    dask_client.map(
-                        _summarize,
-                        uris,
-                        kinds=kinds,
-                        reader=reader,
-                        cap=cap,
-                        sample_rows=sample_rows,
-                        seed=settings.sample_seed + 1,
-                        pure=False,
-                    )
+        with (
+            use_or_open_client(self.cluster, self.client) as dask_client,
+            self._s3_plugin(dask_client, source, reader) as reader,
+        ):
+            summaries = dask_client.gather(
+                dask_client.map(
+                    _summarize,
+                    uris,
+                    kinds=plan.kinds,
+                    reader=reader,
+                    cap=cap,
+                    sample_rows=sample_rows,
+                    seed=settings.sample_seed + 1,
+                    pure=False,
                 )
-                total = reduce(lambda a, b: _merge(a, b, cap, sample_rows), summaries)
-                rows = int(total[""]["rows"])
-                if rows < settings.min_rows:
-                    return _too_few(rows, source, settings, base)
-                results = [
-                    _column_result(
-                        dask_client, uris, reader, name, kind, name in integers, ref.frame, total, settings
-                    )
-                    for name, kind in kinds.items()
-                ]
-            finally:
-                if reader.plugin is not None:
-                    dask_client.unregister_worker_plugin(reader.plugin)
-        skipped.extend(r for r in results if isinstance(r, SkippedColumn))
+            )
+            total = reduce(lambda a, b: _merge(a, b, cap, sample_rows), summaries)
+            rows = int(total[""]["rows"])
+            if rows < settings.min_rows:
+                return _too_few(rows, source, settings, base)
+            results = [
+                _column_result(
+                    dask_client, uris, reader, name, kind, name in plan.integers, ref.frame, total, settings
+                )
+                for name, kind in plan.kinds.items()
+            ]
         report = _decide(
             [r for r in results if isinstance(r, ColumnDrift)],
             settings,
-            skipped_columns=skipped,
-            missing_in_current=missing_in_current,
-            missing_in_reference=missing_in_reference,
+            skipped_columns=[*plan.skipped, *(r for r in results if isinstance(r, SkippedColumn))],
+            missing_in_current=plan.missing_in_current,
+            missing_in_reference=plan.missing_in_reference,
             warnings=[],
             current_rows=rows,
             **base,
@@ -505,6 +480,21 @@ class _ClusterJob:
             self._attach_html(report, ref.frame, total[""]["sample"].drop(columns="_key"))
         report.duration_s = (datetime.now(UTC) - started).total_seconds()
         return report
+
+    @contextlib.contextmanager
+    def _s3_plugin(self, client: Any, source: str, reader: _PartitionReader) -> Iterator[_PartitionReader]:
+        """``reader`` naming a worker plugin that holds the S3 credentials while the check runs."""
+        if not self.s3_kwargs:
+            yield reader
+            return
+        from mlops_tasks.scoring.worker_plugin import S3Credentials
+
+        plugin = f"mlops-s3-drift-{abs(hash(source)) % 10**8}"
+        client.register_plugin(S3Credentials(plugin, self.s3_kwargs))
+        try:
+            yield replace(reader, plugin=plugin)
+        finally:
+            client.unregister_worker_plugin(plugin)
 
     def _attach_html(self, report: DriftReport, reference: pd.DataFrame, sample: pd.DataFrame) -> None:
         """The Evidently page from the workers' sample, headed by the all-rows verdicts."""
@@ -517,6 +507,28 @@ class _ClusterJob:
             return
         report.html_uri = save_html(page, self.report_location, report, s3=self.s3)
         report.html_sample_rows = max(min(len(reference), self.settings.html_sample_rows), len(sample))
+
+
+@dataclass
+class _Plan:
+    """Which columns the check summarises, and how, decided from one partition as check_drift decides."""
+
+    kinds: dict[str, str]
+    integers: set[str]
+    skipped: list[SkippedColumn]
+    missing_in_current: list[str]
+    missing_in_reference: list[str]
+
+
+def _plan(ref: Any, sample: pd.DataFrame, settings: DriftSettings) -> _Plan:
+    ignore = {*UTILITY_COLUMNS, PREDICTION_COLUMN, *([ref.target] if ref.target else [])}
+    common, missing_in_current, missing_in_reference = feature_columns(ref.frame, sample, settings, ignore)
+    plans, skipped = plan_columns(ref.frame, sample, common, settings)
+    # integer columns are summarised as numbers; their type (categorical up to 10 distinct values,
+    # as Evidently infers it) is decided on the merged counts, not on one partition
+    integers = {p.name for p in plans if pd.api.types.is_integer_dtype(sample[p.name].dtype)}
+    kinds: dict[str, str] = {p.name: "numerical" if p.name in integers else p.kind for p in plans}
+    return _Plan(kinds, integers, list(skipped), missing_in_current, missing_in_reference)
 
 
 def _too_few(rows: int, source: str, settings: DriftSettings, base: dict[str, Any]) -> DriftReport:

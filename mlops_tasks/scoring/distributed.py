@@ -38,7 +38,7 @@ from mlops_tasks.scoring.partitions import (
     s3_kwargs_on_worker,
 )
 from mlops_tasks.scoring.shipping import ModelPayload, fetch_model_payload, load_on_worker
-from mlops_tasks.serving.predlog import Sink
+from mlops_tasks.serving.sink import Sink
 from mlops_tasks.settings import MlflowConfig, S3Config
 
 __all__ = ["ScoringJob", "score_partition", "score_partitions"]

@@ -18,7 +18,8 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from mlops_tasks.errors import EmptyDatasetError, ModelNotFoundError
-from mlops_tasks.serving.predlog import RESERVED_COLUMNS, Sink
+from mlops_tasks.serving.predlog import RESERVED_COLUMNS
+from mlops_tasks.serving.sink import Sink
 from mlops_tasks.settings import MlflowConfig, S3Config
 
 __all__ = ["PREDICTION_COLUMN", "BatchPredictions", "log_rows", "score_batch"]
