@@ -20,6 +20,7 @@ import hashlib
 import importlib
 import json
 import logging
+import re
 import subprocess
 import tempfile
 import time
@@ -485,20 +486,31 @@ def _run_params(
     }
 
 
+#: How SQLite and PostgreSQL report a broken unique key (MLflow passes their message on).
+_DUPLICATE_KEY = re.compile(r"UNIQUE constraint failed|duplicate key value violates unique constraint")
+
+
 def _log_training_data(
     client: Any, run_id: str, train: pd.DataFrame, spec: TrainingSpec, data: DatasetInfo
 ) -> None:
     """The training data as the run's dataset input (lineage) and as the drift reference."""
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
 
     dataset = from_pandas(
         train, source=data.uri, targets=spec.target, name=data.name, digest=data.fingerprint[:32]
     )
-    client.log_inputs(
-        run_id,
-        [DatasetInput(Dataset(**dataset.to_dict()), tags=[InputTag("mlflow.data.context", "training")])],
-    )
+    inputs = [DatasetInput(Dataset(**dataset.to_dict()), tags=[InputTag("mlflow.data.context", "training")])]
+    try:
+        client.log_inputs(run_id, inputs)
+    except MlflowException as exc:
+        # MLflow's SQL store looks the dataset up, then inserts it: two runs of one process logging
+        # the same data at once can both miss it, and the second insert breaks the unique key
+        # (experiment, name, digest). Its transaction was rolled back; now the lookup finds the row.
+        if not _DUPLICATE_KEY.search(str(exc)):
+            raise
+        client.log_inputs(run_id, inputs)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
         train.to_parquet(path, index=False)

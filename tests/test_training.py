@@ -196,3 +196,42 @@ def test_no_process_wide_mlflow_state_in_the_package():
             if fluent.search(line) and path.name != "tracking.py" and path.parent.name != "serving":
                 found.append(f"{path}:{number}: {line.strip()}")
     assert not found, found
+
+
+class _RacingClient:
+    """An MLflow client whose first ``log_inputs`` loses the dataset insert to another run."""
+
+    def __init__(self, message: str) -> None:
+        self.message, self.inputs, self.artifacts = message, [], []
+
+    def log_inputs(self, run_id, inputs):
+        from mlflow.exceptions import MlflowException
+
+        if not self.inputs:
+            self.inputs.append(None)
+            raise MlflowException(self.message)
+        self.inputs.append((run_id, inputs))
+
+    def log_artifact(self, run_id, path, artifact_path=None):
+        self.artifacts.append(artifact_path)
+
+
+def test_a_dataset_logged_by_a_concurrent_run_is_reused_not_an_error(churn):
+    """Two runs logging the same data at once: the loser of MLflow's insert logs again; other errors stay."""
+    from mlflow.exceptions import MlflowException
+
+    from mlops_tasks.training import _log_training_data
+
+    for lost in (
+        "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name",
+        'duplicate key value violates unique constraint "datasets_pk"',
+    ):
+        client = _RacingClient(lost)
+        _log_training_data(client, "run-1", churn.head(50), SPEC, info_for(churn))
+        assert (
+            len(client.inputs) == 2 and client.inputs[1][0] == "run-1" and client.artifacts == ["reference"]
+        )
+    with pytest.raises(MlflowException, match="database is locked"):
+        _log_training_data(
+            _RacingClient("database is locked"), "run-1", churn.head(50), SPEC, info_for(churn)
+        )
