@@ -791,3 +791,149 @@ def test_docker_options_kept_per_endpoint_environment_overrides_except_block_pin
     monkeypatch.delenv("MLOPS_DOCKER_BASE_IMAGE")
     assert DockerTargetOptions.resolve(saved).base_image == "base:kept"
     assert DockerTargetOptions.resolve(None).router_image == "router:from-env"
+
+
+@docker_only
+def test_docker_secured_endpoint_keys_tls_and_live_changes(target_kind, registry, tmp_path):
+    """TLS, API keys, mutual TLS and a plain-HTTP redirect on the docker target, end to end.
+
+    The router container reads the endpoint's mode-600 files through its read-only mount;
+    the rollout's smoke test and probes pass the preview with the tooling key and
+    certificate; a second rollout, a key issued and one revoked and a certificate rotated
+    under a non-retrying TLS load fail no request; a reload keeps every runtime change;
+    the access log (the container's output) names callers, never keys.
+    """
+    import http.client
+    import json
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from mlops_tasks.deploy.access import (
+        describe_security,
+        issue_api_key,
+        revoke_api_key,
+        rotate_certificate,
+    )
+    from mlops_tasks.deploy.apikeys import new_key
+    from mlops_tasks.deploy.models import EndpointSecurity
+    from tests.tls_support import CertAuthority, served_serial
+
+    ca, clients_ca = CertAuthority(), CertAuthority("mlops test client CA")
+    cert, key = ca.issue().write(tmp_path, "server")
+    (tmp_path / "clients-ca.pem").write_bytes(clients_ca.pem)
+    keys = {"svc-a": new_key(), "svc-b": new_key()}
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text("".join(f"{n} {k}\n" for n, k in keys.items()))
+    keys_file.chmod(0o600)
+    spec = EndpointSpec(
+        name=f"dsec-{os.getpid()}",
+        port=free_port(),
+        preview_port=free_port(),
+        security=EndpointSecurity(
+            api_keys=True,
+            api_keys_file=str(keys_file),
+            rate_limit=100,
+            tls_cert_file=str(cert),
+            tls_key_file=str(key),
+            http_redirect_port=free_port(),
+            client_ca_file=str(tmp_path / "clients-ca.pem"),
+        ),
+    )
+    ctx = ca.client_context(tmp_path, clients_ca.issue(cn="svc-cert"))
+    body = registry["bodies"][0]
+
+    def call(headers=None, port=None, tls=True, path="/invocations", context=None):
+        port = port or spec.port
+        conn = (
+            http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context or ctx)
+            if tls
+            else http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        )
+        try:
+            post = path == "/invocations"
+            conn.request(
+                "POST" if post else "GET",
+                path,
+                body=body if post else None,
+                headers={"Content-Type": "application/json", **(headers or {})},
+            )
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def bearer(k):
+        return {"Authorization": f"Bearer {k}"}
+
+    v1, v2 = registry["v"]["v1"], registry["v"]["v2"]
+    try:
+        record = _deploy(registry, v1, spec, kind="docker")
+        assert record.outcome == "succeeded", record.error
+        status, hdrs, raw = call(bearer(keys["svc-a"]))
+        assert status == 200 and hdrs["x-model-version"] == str(v1), (status, raw[:200])
+        status, hdrs, raw = call()
+        assert status == 401 and hdrs["www-authenticate"] == 'Bearer realm="mlops"'
+        assert call(bearer(new_key()))[0] == 401
+        assert call(port=spec.preview)[0] == 401  # the preview is protected the same way
+        with pytest.raises((http.client.HTTPException, OSError)):
+            call(bearer(keys["svc-a"]), tls=False)
+        plain = spec.security.http_redirect_port
+        status, _, raw = call(bearer(keys["svc-b"]), port=plain, tls=False)
+        assert status == 403 and json.loads(raw)["error_code"] == "KEY_OVER_PLAIN_HTTP"
+        status, hdrs, _ = call(port=plain, tls=False, path="/version")
+        assert status == 308 and hdrs["location"] == f"https://127.0.0.1:{spec.port}/version"
+        bare = ca.client_context(tmp_path)  # no client certificate: refused at the handshake
+        with pytest.raises((OSError, http.client.HTTPException)):
+            call(bearer(keys["svc-a"]), context=bare)
+        before = served_serial("127.0.0.1", spec.port, ctx)
+
+        fresh = ca.issue()
+        new_cert, new_key_file = fresh.write(tmp_path, "rotated")
+        load = LoadClient(
+            "127.0.0.1",
+            spec.port,
+            registry["bodies"],
+            connections=4,
+            rate=8,
+            headers=bearer(keys["svc-a"]),
+            ssl_context=ctx,
+        )
+        with load:
+            load.wait_answers(20)
+            later = issue_api_key(spec.name, "svc-later")
+            assert call(bearer(later))[0] == 200
+            revoke_api_key(spec.name, "svc-b")
+            assert call(bearer(keys["svc-b"]))[0] == 401
+            rotate_certificate(spec.name, cert_file=str(new_cert), key_file=str(new_key_file))
+            assert served_serial("127.0.0.1", spec.port, ctx) == fresh.serial != before
+            record = _deploy(registry, v2, spec, kind="docker")
+            assert record.outcome == "succeeded", record.error
+            load.wait_answers(len(load.result.answers) + 20)
+        assert load.result.failed == 0, load.result.failures[:3]
+        assert {a.status for a in load.result.answers} == {200}
+        assert {a.version for a in load.result.answers} >= {str(v2)}
+
+        target = get_target("docker", spec)
+        target.reload_router()  # the files hold every runtime change
+        assert served_serial("127.0.0.1", spec.port, ctx) == fresh.serial
+        # A bare reload loses the live servers' container addresses (HAProxy restores addresses
+        # from its state file for hostnames only, docs/deploy.md): the watchdog re-points them
+        # within a round and the health check brings them up; keys and certificate stay.
+        deadline = time.monotonic() + 30
+        while call(bearer(later))[0] in (502, 503) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert call(bearer(later))[0] == 200 and call(bearer(keys["svc-b"]))[0] == 401
+        view = describe_security(spec.name)
+        assert view.tls and view.api_keys and view.client_certificates
+        served = x509.load_pem_x509_certificate(fresh.cert_pem)
+        assert view.certificate_sha256 == served.fingerprint(hashes.SHA256()).hex()
+
+        router = target._router_container()
+        logs = router.logs().decode(errors="replace")
+        assert "caller=svc-a" in logs and "caller=svc-later" in logs
+        assert "exposure=key-over-plain-http" in logs
+        for secret in (*keys.values(), later):
+            assert secret not in logs
+    finally:
+        stop_endpoint(spec.name)

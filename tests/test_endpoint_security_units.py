@@ -62,6 +62,27 @@ def test_store_keeps_hashes_only_and_refuses_bad_operations(tmp_path: Path) -> N
     assert hash_key(key) not in (tmp_path / "apikeys.map").read_text()
 
 
+def test_a_revoked_key_stays_revoked_though_its_file_still_lists_it(tmp_path: Path, caplog) -> None:
+    keys = {"svc-a": new_key(), "svc-b": new_key()}
+    source = tmp_path / "keys.txt"
+    source.write_text("".join(f"{n} {k}\n" for n, k in keys.items()))
+    source.chmod(0o600)
+    security = EndpointSecurity(api_keys=True, api_keys_file=str(source))
+    store = KeyStore(tmp_path / "ep", endpoint="ep")
+    store.sync(security)
+    store.revoke(security, "svc-b")
+    with caplog.at_level(logging.WARNING):
+        store.sync(security)  # the next deployment reads the unchanged file
+    assert "'svc-b' in the file was revoked" in caplog.text and keys["svc-b"] not in caplog.text
+    assert set(store.records()) == {"svc-a", "mlops-internal"}
+    text = (tmp_path / "ep" / "apikeys.map").read_text()
+    assert hash_key(keys["svc-b"]) not in text and hash_key(keys["svc-a"]) in text
+    keys["svc-b"] = new_key()  # the caller gets a new key under the same name: it works
+    source.write_text("".join(f"{n} {k}\n" for n, k in keys.items()))
+    store.sync(security)
+    assert store.records()["svc-b"].sha256 == hash_key(keys["svc-b"])
+
+
 def test_a_missing_secret_block_is_a_configuration_error(tmp_path: Path) -> None:
     def reader(name: str) -> str:
         raise ValueError(f"Unable to find block document named {name} for block type secret")
@@ -316,3 +337,24 @@ def test_revoked_serials_are_written_as_the_router_reads_them() -> None:
         "0FFF churn clients CA",
         "4000000000000000000000000000000000000007 churn clients CA",
     ]
+
+
+def test_a_redeploy_keeps_a_certificate_rotated_live_and_takes_a_newer_configured_one(
+    mtls_sources, caplog
+) -> None:
+    from mlops_tasks.deploy.tls import pem_path, replace_certificate
+
+    d, ca, spec = mtls_sources["dir"], mtls_sources["ca"], mtls_sources["spec"]
+    folder = d / "endpoint"
+    prepare_security(folder, spec)
+    rotated = ca.issue(start_days=-0.5)  # issued after the configured one
+    replace_certificate(folder, (rotated.cert_pem + rotated.key_pem).decode())
+    with caplog.at_level(logging.WARNING):
+        prepare_security(folder, spec)  # the configured files still hold the older certificate
+    assert "older than the one the router holds" in caplog.text
+    assert rotated.cert_pem.decode().strip() in pem_path(folder).read_text()
+    newest = ca.issue(start_days=-0.1)  # the operator points the spec at a newer one
+    cert, key = newest.write(d, "newest")
+    update = {"tls_cert_file": str(cert), "tls_key_file": str(key)}
+    prepare_security(folder, spec.model_copy(update={"security": spec.security.model_copy(update=update)}))
+    assert newest.cert_pem.decode().strip() in pem_path(folder).read_text()

@@ -54,9 +54,10 @@ def _live(endpoint_name: str) -> tuple[Any, EndpointSpec, KeyStore]:
     if saved is None:
         raise EndpointDeployError(f"Endpoint {endpoint_name!r} was never deployed (or was stopped).")
     spec, kind, _ = saved
-    if kind not in ("local",):
+    if kind not in ("local", "docker"):
         raise EndpointSecurityError(
-            f"API keys and TLS are built for the local target; {endpoint_name!r} is {kind}."
+            f"Endpoint {endpoint_name!r} is on the {kind!r} target, which has no router of its "
+            "own: API keys and TLS are built for the 'local' and 'docker' targets."
         )
     tgt: Any = resolve_target(kind, spec)  # a real target: it hosts the router
     command = tgt.router.command if tgt.router_running() else None
@@ -72,7 +73,7 @@ def describe_security(endpoint_name: str) -> SecurityView:
 
     Raises:
         EndpointDeployError: The endpoint was never deployed.
-        EndpointSecurityError: It is not on the local target (the only one with security).
+        EndpointSecurityError: It is on a target without a router of its own.
 
     Example:
         ```python

@@ -212,6 +212,23 @@ class KeyStore:
         return self.folder / "apikeys.map"
 
     @property
+    def revoked_path(self) -> Path:
+        """``apikeys-revoked.json``: hashes of revoked keys, so no key source brings one back."""
+        return self.folder / "apikeys-revoked.json"
+
+    def revoked(self) -> dict[str, dict[str, str]]:
+        """Revoked keys by SHA-256: ``{"name": ..., "time": ..., "reason": ...}``."""
+        try:
+            doc: dict[str, dict[str, str]] = json.loads(self.revoked_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise EndpointSecurityError(
+                f"Revoked-key list {self.revoked_path} cannot be read: {exc}"
+            ) from exc
+        return doc
+
+    @property
     def internal_key_path(self) -> Path:
         """``internal.key``."""
         return self.folder / "internal.key"
@@ -267,6 +284,7 @@ class KeyStore:
             text = read_secret(security.api_keys_secret, "API keys")
             fresh += [(*e, "secret") for e in parse_keys(text, f"Secret block {security.api_keys_secret!r}")]
         current = self.records()
+        revoked = self.revoked()
         kept = {n: r for n, r in current.items() if r.source == "issued"}
         for name, key, expires, source in fresh:
             if name in kept:
@@ -274,6 +292,18 @@ class KeyStore:
                     f"API key name {name!r} from the {source} is also an issued key; rename one of them."
                 )
             digest = hash_key(key)
+            if digest in revoked:  # a revocation outlives the line left in the source
+                logger.warning(
+                    "Endpoint %s: API key %r in the %s was revoked (%s, %s) and stays revoked; "
+                    "remove it from the %s or give that caller a new key.",
+                    self.endpoint,
+                    name,
+                    source,
+                    revoked[digest].get("reason", "revoked"),
+                    revoked[digest].get("time", "?"),
+                    source,
+                )
+                continue
             old = current.get(name)
             created = old.created if old is not None and old.sha256 == digest else now_iso()
             kept[name] = ApiKeyRecord(
@@ -328,6 +358,9 @@ class KeyStore:
     ) -> None:
         """Stop key ``name`` from working: out of the files, then out of the running router.
 
+        The key's hash is remembered (``apikeys-revoked.json``), so a key file or Secret
+        that still lists it does not bring it back at the next deployment.
+
         Raises:
             EndpointSecurityError: No key has that name, or it is the tooling's own key.
         """
@@ -341,6 +374,9 @@ class KeyStore:
             raise EndpointSecurityError(
                 f"{INTERNAL_KEY_NAME!r} is the deploy tooling's own key; it cannot be revoked."
             )
+        revoked = self.revoked()
+        revoked[record.sha256] = {"name": name, "time": now_iso(), "reason": reason}
+        write_private(self.revoked_path, json.dumps(revoked, indent=1, sort_keys=True) + "\n")
         self._write(records, security.rate_limit)
         self._runtime(f"del map {self.map_path} {record.sha256}")
         self._emit(REVOKED, record, reason, actor)

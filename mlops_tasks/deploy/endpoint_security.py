@@ -28,7 +28,13 @@ from mlops_tasks.deploy.client_certs import (
 from mlops_tasks.deploy.haproxy.maps import replace_map
 from mlops_tasks.deploy.haproxy.security import SecurityLayout
 from mlops_tasks.deploy.models import EndpointSpec
-from mlops_tasks.deploy.tls import check_pem, load_pem, pem_path, replace_certificate
+from mlops_tasks.deploy.tls import (
+    check_pem,
+    keep_newer_certificate,
+    load_pem,
+    pem_path,
+    replace_certificate,
+)
 from mlops_tasks.errors import RouterError
 
 __all__ = ["prepare_security"]
@@ -83,6 +89,7 @@ def prepare_security(
     pem = load_pem(sec) if sec.tls else None
     if pem is not None:
         check_pem(pem, f"the certificate of endpoint {endpoint.name!r}")
+        pem = keep_newer_certificate(folder, pem, endpoint.name)
     trust = load_client_trust(sec, endpoint.name) if sec.mtls else None
     store = KeyStore(folder, command, endpoint=endpoint.name)
     if sec.api_keys:

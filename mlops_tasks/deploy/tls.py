@@ -12,6 +12,7 @@ handshakes get the new certificate, nothing is dropped, and a reload reads the s
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,16 @@ from mlops_tasks.deploy.models import EndpointSecurity
 from mlops_tasks.deploy.secrets import read_private_file, read_secret, write_private
 from mlops_tasks.errors import EndpointSecurityError
 
-__all__ = ["CertificateInfo", "check_pem", "load_pem", "pem_path", "replace_certificate"]
+__all__ = [
+    "CertificateInfo",
+    "check_pem",
+    "keep_newer_certificate",
+    "load_pem",
+    "pem_path",
+    "replace_certificate",
+]
+
+logger = logging.getLogger(__name__)
 
 _KEY_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.S)
 
@@ -115,6 +125,42 @@ def check_pem(pem: str, origin: str = "the endpoint's PEM", now: datetime | None
         not_after=leaf.not_valid_after_utc,
         fingerprint_sha256=leaf.fingerprint(hashes.SHA256()).hex(),
     )
+
+
+def keep_newer_certificate(folder: Path, pem: str, endpoint: str) -> str:
+    """``pem``, or the router's current PEM when that one was issued later and is valid.
+
+    A certificate rotated on the live endpoint
+    (:func:`~mlops_tasks.deploy.access.rotate_certificate` from other files or another
+    Secret) is never replaced by the older configured one at the next deployment, which
+    would silently undo the rotation (and bring back a certificate that expires sooner).
+
+    Example:
+        ```python
+        pem = keep_newer_certificate(target.folder, load_pem(security), "churn")
+        ```
+    """
+    path = pem_path(folder)
+    current = path.read_text(encoding="utf-8") if path.exists() else None
+    if current is None or current.strip() == pem.strip():
+        return pem
+    try:
+        check_pem(current, "the router's certificate")
+        held = x509.load_pem_x509_certificates(current.encode())[0]
+    except (EndpointSecurityError, ValueError):
+        return pem  # expired or unreadable: the configured one replaces it
+    configured = x509.load_pem_x509_certificates(pem.encode())[0]
+    if held.not_valid_before_utc > configured.not_valid_before_utc:
+        logger.warning(
+            "Endpoint %s: the configured TLS certificate (issued %s) is older than the one the "
+            "router holds (issued %s, rotated live); keeping the router's. Point "
+            "EndpointSecurity.tls_cert_file/tls_key_file (or tls_secret) at the new one.",
+            endpoint,
+            configured.not_valid_before_utc.isoformat(),
+            held.not_valid_before_utc.isoformat(),
+        )
+        return current
+    return pem
 
 
 def replace_certificate(

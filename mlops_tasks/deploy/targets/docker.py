@@ -22,10 +22,16 @@ Files under ``<state_dir()>/endpoints/<name>/``:
                             (the same layout as the local target's, for the drift check)
 ==========================  ========================================================
 
+The whole endpoint folder is also mounted read-only into the router at its own path, so a
+secured endpoint's files (``apikeys.map``, ``tls/endpoint.pem``, the client CA and CRL,
+all mode 600) have the same path in the configuration, in runtime-API commands and on
+the host; the router's access log is the container's output (``docker logs``).
+
 The router runs as the uid/gid of the deploying process, so its admin socket (mode
-600) belongs to that user: HAProxy's runtime API is reachable from the host by its
-owner only. The host reaches the slots on their network addresses (health checks,
-the bake guard's ``/metrics``); clients use the published ports.
+600) and the endpoint's mode-600 key and certificate files belong to that user: HAProxy
+reads them and its runtime API is reachable from the host by their owner only. The host
+reaches the slots on their network addresses (health checks, the bake guard's
+``/metrics``); clients use the published ports.
 
 Supervision: the router container has the restart policy ``on-failure`` (at most
 :attr:`~mlops_tasks.deploy.supervision.SupervisionPolicy.max_restarts` restarts); a slot's
@@ -50,6 +56,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mlops_tasks.deploy.endpoint_security import prepare_security
 from mlops_tasks.deploy.haproxy.config import (
     AB_BACKENDS,
     AB_MAP_DEFAULT,
@@ -62,6 +69,7 @@ from mlops_tasks.deploy.haproxy.config import (
     with_server_state,
 )
 from mlops_tasks.deploy.haproxy.runtime import RouterClient
+from mlops_tasks.deploy.haproxy.security import SecurityLayout
 from mlops_tasks.deploy.models import Color, SlotStatus
 from mlops_tasks.deploy.state import supervise_lock
 from mlops_tasks.deploy.targets.base import Target
@@ -72,6 +80,7 @@ from mlops_tasks.deploy.targets.docker_options import (
     ROUTER_LIVE_PORT,
     ROUTER_MOUNT,
     ROUTER_PREVIEW_PORT,
+    ROUTER_REDIRECT_PORT,
     SLOT_COMMAND,
     SLOT_LABEL,
     SLOT_LOG_MOUNT,
@@ -85,7 +94,6 @@ from mlops_tasks.deploy.targets.local import port_free
 from mlops_tasks.errors import (
     EndpointDeployError,
     EndpointPortError,
-    EndpointSecurityError,
     SlotStartError,
     UnverifiedImageError,
 )
@@ -461,7 +469,9 @@ class DockerTarget(DockerRouterContainer, Target):
 
     # -- router -------------------------------------------------------------------------
 
-    def _render(self, slots: dict[Color, SlotStatus], live: Color | None) -> str:
+    def _render(
+        self, slots: dict[Color, SlotStatus], live: Color | None, security: SecurityLayout | None
+    ) -> str:
         servers, weights, idle = self.initial_servers(slots, live)
         return with_server_state(
             render_config(
@@ -477,33 +487,56 @@ class DockerTarget(DockerRouterContainer, Target):
                     servers=servers,
                     weights=weights,
                     preview_color=idle,
+                    security=security,
                     idle_close_on_response=self.router_version() >= (2, 7),
                 )
             ),
             f"{ROUTER_MOUNT}/{self.state_path.name}",
         )
 
-    def render(self, slots: dict[Color, SlotStatus], live: Color | None) -> str:
+    def render(
+        self, slots: dict[Color, SlotStatus], live: Color | None, security: SecurityLayout | None = None
+    ) -> str:
         """The router's configuration file for ``slots`` with ``live`` at 100 % (signature first).
 
         A reload makes HAProxy forget what the runtime API changed, so the file written
         before a reload is always rendered from what runs now.
         """
-        return self._signature() + "\n" + self._render(slots, live)
+        return self._signature() + "\n" + self._render(slots, live, security)
 
     def _publish_signature(self) -> str:
+        """What a router container fixes when it is created: published ports, image, mounts."""
         spec = self.endpoint
-        return f"# endpoint {spec.host}:{spec.port} preview {spec.preview} image {self.options.router_image}"
+        redirect = spec.security.http_redirect_port if spec.security.tls else None
+        plain = f" redirect {redirect}" if redirect is not None else ""
+        return (
+            f"# endpoint {spec.host}:{spec.port} preview {spec.preview}{plain} "
+            f"image {self.options.router_image} mounts endpoint-ro"
+        )
 
     def _signature(self) -> str:
-        return f"{self._publish_signature()} replicas {self.endpoint.replicas} ab-map"
+        spec = self.endpoint
+        sec = json.dumps(spec.security.model_dump(), sort_keys=True) if spec.security.enabled else "off"
+        return f"{self._publish_signature()} replicas {spec.replicas} security {sec} ab-map"
+
+    def _security_layout(self, running: bool) -> SecurityLayout | None:
+        """Check and write keys, certificate and client CA (:func:`prepare_security`); the layout.
+
+        The endpoint folder is mounted read-only at its own path in the router container,
+        so the paths are the host's; only the plain-HTTP redirect binds the container's
+        own port (published on the configured one).
+        """
+        layout = prepare_security(self.folder, self.endpoint, self.router.command if running else None)
+        if layout is not None and layout.http_redirect_port is not None:
+            layout = layout.model_copy(update={"http_redirect_port": ROUTER_REDIRECT_PORT})
+        return layout
 
     def _check_ports_free(self, signature: str = "") -> None:
         import re
 
-        found = re.match(r"# endpoint .*:(\d+) preview (\d+) ", signature)
-        mine = {int(p) for p in found.groups()} if found else set()
-        for port in (self.endpoint.port, self.endpoint.preview):
+        found = re.match(r"# endpoint .*:(\d+) preview (\d+) (?:redirect (\d+) )?", signature)
+        mine = {int(p) for p in found.groups() if p} if found else set()
+        for port in sorted(p for _, p in self._published_ports().values()):
             if port in mine:
                 continue
             if not port_free(self.endpoint.host, port):
@@ -514,12 +547,6 @@ class DockerTarget(DockerRouterContainer, Target):
                 )
 
     def ensure_router(self, slots: dict[Color, SlotStatus], live: Color | None) -> RouterClient:
-        if self.endpoint.security.enabled:
-            raise EndpointSecurityError(
-                f"Endpoint {self.endpoint.name!r}: API keys and TLS are built for the local target "
-                "only so far; deploy a secured endpoint with target='local' (or put a TLS proxy "
-                "in front of the docker router)."
-            )
         with supervise_lock(self.folder):
             router = self._ensure_router(slots, live)
             self.start_watchdog()
@@ -532,12 +559,16 @@ class DockerTarget(DockerRouterContainer, Target):
         if not (self.router_dir / "ab.map").exists():  # it holds the A/B split across reloads
             (self.router_dir / "ab.map").write_text(AB_MAP_DEFAULT, encoding="utf-8")
             os.chmod(self.router_dir / "ab.map", 0o644)
-        if self.router_running():
+        running = self.router_running()
+        # Keys and certificate are checked before anything changes; a running router gets
+        # them through its runtime API (no reload for a key or certificate change).
+        layout = self._security_layout(running)
+        if running:
             current = self.cfg_path.read_text(encoding="utf-8") if self.cfg_path.exists() else ""
             first = current.splitlines()[:1]
             if first == [self._signature()]:
                 return self.router
-            text = self.render(slots, live)
+            text = self.render(slots, live, layout)
             if first and first[0].startswith(self._publish_signature() + " "):
                 # Only the servers changed: check, then a seamless reload (USR2, master-worker).
                 self.write_checked(text)
@@ -559,7 +590,7 @@ class DockerTarget(DockerRouterContainer, Target):
         self._save_options()
         self._remove_router()
         self._check_ports_free()
-        self.write_checked(self.render(slots, live))
+        self.write_checked(self.render(slots, live, layout))
         # A fresh router starts from the file rendered from what runs now, not from the state
         # a previous router left.
         self.state_path.unlink(missing_ok=True)

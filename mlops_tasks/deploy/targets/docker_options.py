@@ -19,6 +19,7 @@ __all__ = [
     "ROUTER_LIVE_PORT",
     "ROUTER_MOUNT",
     "ROUTER_PREVIEW_PORT",
+    "ROUTER_REDIRECT_PORT",
     "SLOT_COMMAND",
     "SLOT_LABEL",
     "SLOT_LOG_MOUNT",
@@ -39,6 +40,9 @@ DEFAULT_ROUTER_IMAGE = "haproxy:lts"
 ROUTER_MOUNT = "/run/mlops-router"
 #: Ports HAProxy binds inside the router container (published on the endpoint's ports).
 ROUTER_LIVE_PORT, ROUTER_PREVIEW_PORT = 8080, 8081
+#: Port of the optional plain-HTTP redirect frontend inside the router container (published
+#: on ``EndpointSecurity.http_redirect_port``).
+ROUTER_REDIRECT_PORT = 8082
 #: Port of the model server inside a slot container (containerize.SERVER_PORT).
 SLOT_PORT = 8080
 SLOT_LOG_MOUNT = "/var/lib/mlops/prediction-log"

@@ -22,6 +22,7 @@ from mlops_tasks.deploy.targets.docker_options import (
     ROUTER_LIVE_PORT,
     ROUTER_MOUNT,
     ROUTER_PREVIEW_PORT,
+    ROUTER_REDIRECT_PORT,
     DockerTargetOptions,
     engine_errors,
 )
@@ -79,6 +80,32 @@ class DockerRouterContainer:
             and self.router.alive()
         )
 
+    def _router_volumes(self) -> dict[str, dict[str, str]]:
+        """The router folder (read-write) and the endpoint folder (read-only, at its own path).
+
+        The endpoint folder holds what a secured router reads (``apikeys.map``,
+        ``tls/endpoint.pem``, the client CA and CRL); mounted at the path it has on the host,
+        every path in the configuration and every runtime-API reference to those files
+        (``add map <path>``, ``set ssl cert <path>``) is the same on both sides.
+        """
+        folder = str(self.folder)
+        return {
+            str(self.router_dir): {"bind": ROUTER_MOUNT, "mode": "rw"},
+            folder: {"bind": folder, "mode": "ro"},
+        }
+
+    def _published_ports(self) -> dict[str, tuple[str, int]]:
+        """Container port -> (host, port): live, preview and the optional plain-HTTP redirect."""
+        host = self.endpoint.host
+        ports = {
+            f"{ROUTER_LIVE_PORT}/tcp": (host, self.endpoint.port),
+            f"{ROUTER_PREVIEW_PORT}/tcp": (host, self.endpoint.preview),
+        }
+        redirect = self.endpoint.security.http_redirect_port
+        if redirect is not None and self.endpoint.security.tls:
+            ports[f"{ROUTER_REDIRECT_PORT}/tcp"] = (host, redirect)
+        return ports
+
     def _run_router_image(self, args: list[str], what: str) -> tuple[int, str]:
         """Run the router image once with ``args`` (router folder mounted); exit code and output."""
         with engine_errors(what, RouterError):
@@ -89,7 +116,7 @@ class DockerRouterContainer:
                 detach=True,
                 user=f"{os.getuid()}:{os.getgid()}",
                 network_mode="none",
-                volumes={str(self.router_dir): {"bind": ROUTER_MOUNT, "mode": "rw"}},
+                volumes=self._router_volumes(),
                 labels=self._labels(**{ROLE_LABEL: "check"}),
             )
             try:
@@ -168,12 +195,9 @@ class DockerRouterContainer:
                     network=network.name,
                     user=f"{os.getuid()}:{os.getgid()}",
                     labels=self._labels(**{ROLE_LABEL: "router"}),
-                    volumes={str(self.router_dir): {"bind": ROUTER_MOUNT, "mode": "rw"}},
+                    volumes=self._router_volumes(),
                     restart_policy=self._restart_policy(),
-                    ports={
-                        f"{ROUTER_LIVE_PORT}/tcp": (host, self.endpoint.port),
-                        f"{ROUTER_PREVIEW_PORT}/tcp": (host, self.endpoint.preview),
-                    },
+                    ports=self._published_ports(),
                 )
                 try:
                     container.start()
@@ -181,7 +205,8 @@ class DockerRouterContainer:
                     text = (exc.explanation or str(exc)).lower()
                     if "address already in use" in text or "port is already allocated" in text:
                         raise EndpointPortError(
-                            f"Port {self.endpoint.port} or {self.endpoint.preview} on {host} is taken, so "
+                            f"One of ports {sorted(p for _, p in self._published_ports().values())} on "
+                            f"{host} is taken, so "
                             f"the router of endpoint {self.endpoint.name!r} cannot publish it: "
                             f"{exc.explanation or exc}. Stop that program or choose other ports."
                         ) from exc
