@@ -52,7 +52,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             "validate",
             f"{_SP}:ValidateParams",
-            "mlops_tasks.stages.training:run_validate",
+            "mlops_tasks.stages.validation:run_validate",
             "validate the dataset with its Great Expectations suite (exit 3 when it fails)",
         ),
         Stage(

@@ -5,7 +5,7 @@ model the next stage takes (all JSON-serialisable):
 
 | stage | function | parameters | result |
 |---|---|---|---|
-| validate | `training.run_validate` | `ValidateParams` | `ValidationReport` |
+| validate | `validation.run_validate` | `ValidateParams` | `ValidationReport` |
 | train | `training.run_train` | `TrainParams` | `TrainedModel` |
 | evaluate | `training.run_evaluate` | `EvaluateParams` | `EvaluationReport` |
 | register | `training.run_register` | `RegisterParams` | `RegisteredVersion` |

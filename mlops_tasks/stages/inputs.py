@@ -7,20 +7,24 @@ the same smoke rows.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from mlops_tasks.data import DatasetSpec, split_dataset, write_dataset
+from mlops_tasks.data import DatasetSpec, LoadedDataset, load_dataset, split_dataset, write_dataset
 from mlops_tasks.demo import TARGET as DEMO_TARGET
 from mlops_tasks.demo import make_churn_data
 from mlops_tasks.errors import ModelNotFoundError
 from mlops_tasks.settings import MlflowConfig, state_dir
 from mlops_tasks.stages.params import DemoData
+from mlops_tasks.stages.stage_params import StageData
 
-__all__ = ["demo_dataset", "label_column", "pick_version", "smoke_rows_of"]
+__all__ = ["demo_dataset", "label_column", "load_stage_data", "pick_version", "smoke_rows_of"]
+
+logger = logging.getLogger(__name__)
 
 
 def demo_dataset(demo: DemoData) -> DatasetSpec:
@@ -151,3 +155,20 @@ def smoke_rows_of(frame: pd.DataFrame, target: str | None, rows: int) -> pd.Data
         _, holdout = split_dataset(frame, target=target, stratify=classes)
         return holdout.drop(columns=[target]).head(rows)
     return frame.head(rows)
+
+
+def load_stage_data(params: StageData) -> LoadedDataset:
+    """The dataset a stage's parameters name (``dataset``), or the demo data (``demo``).
+
+    Example:
+        ```python
+        from mlops_tasks.stages.stage_params import TrainParams
+        loaded = load_stage_data(TrainParams(model_name="churn-classifier"))
+        ```
+    """
+    spec = params.dataset or demo_dataset(params.demo)
+    loaded = load_dataset(spec)
+    logger.info(
+        "Loaded %s: %d rows, fingerprint %s", spec.uri, loaded.info.rows, loaded.info.fingerprint[:12]
+    )
+    return loaded

@@ -1,4 +1,7 @@
-"""The training pipeline's stages one at a time, without Prefect: validate, train, evaluate, register.
+"""The training pipeline's stages one at a time, without Prefect: train, evaluate, register.
+
+Validation is :mod:`mlops_tasks.stages.validation` (so these stages never import Great
+Expectations, a 3 s import in every process the command line or an Airflow task starts).
 
 Each is a plain function of its parameter model (:mod:`mlops_tasks.stages.stage_params`)
 returning the result model the next stage takes, so a scheduler that runs each step in its
@@ -10,82 +13,25 @@ its tasks in one process.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 
-from mlops_tasks.data import LoadedDataset, load_dataset, split_dataset
+from mlops_tasks.data import split_dataset
 from mlops_tasks.errors import ConfigurationError
 from mlops_tasks.evaluation import EvaluationReport, evaluate_model
 from mlops_tasks.registry import RegisteredVersion, register_model
-from mlops_tasks.settings import state_dir
-from mlops_tasks.stages.inputs import demo_dataset
+from mlops_tasks.stages.inputs import load_stage_data
 from mlops_tasks.stages.params import require_model_name
 from mlops_tasks.stages.stage_params import (
     EvaluateParams,
     RegisterParams,
-    StageData,
     TrainParams,
-    ValidateParams,
 )
 from mlops_tasks.training import TrainedModel, train_model
-from mlops_tasks.validation import (
-    ValidationReport,
-    load_suite,
-    suggest_expectations,
-    validate_dataframe,
-    write_suite,
-)
 
-__all__ = ["run_evaluate", "run_register", "run_train", "run_validate"]
+__all__ = ["run_evaluate", "run_register", "run_train"]
 
 logger = logging.getLogger(__name__)
-
-
-def _load(params: StageData) -> LoadedDataset:
-    spec = params.dataset or demo_dataset(params.demo)
-    loaded = load_dataset(spec)
-    logger.info(
-        "Loaded %s: %d rows, fingerprint %s", spec.uri, loaded.info.rows, loaded.info.fingerprint[:12]
-    )
-    return loaded
-
-
-def run_validate(params: ValidateParams) -> ValidationReport:
-    """Validate the dataset against its expectation suite (suggesting the suite when missing).
-
-    Args:
-        params: Model, dataset and suite settings.
-
-    Returns:
-        The report of a dataset that passed.
-
-    Raises:
-        DataValidationError: An expectation failed; ``exc.report`` holds the report.
-        ConfigurationError: No model name, or no suite file and ``suggest_suite_if_missing`` off.
-
-    Example:
-        ```python
-        from mlops_tasks.stages.stage_params import ValidateParams
-        from mlops_tasks.stages.training import run_validate
-        report = run_validate(ValidateParams(model_name="churn-classifier"))
-        ```
-    """
-    model_name = require_model_name(params.model_name, "validate")
-    suite_path = Path(params.expectation_suite or state_dir() / "expectations" / f"{model_name}.json")
-    if not suite_path.exists() and not params.suggest_suite_if_missing:
-        raise ConfigurationError(
-            f"Expectation suite {suite_path} does not exist; create it with the "
-            "suggest-expectations task or set suggest_suite_if_missing."
-        )
-    loaded = _load(params)
-    if not suite_path.exists():
-        logger.info("No suite at %s yet: suggesting one from %s", suite_path, loaded.info.uri)
-        suite = suggest_expectations(loaded.frame, suite_path.stem, range_margin=params.suite_range_margin)
-        write_suite(suite, suite_path)
-    report = validate_dataframe(loaded.frame, load_suite(suite_path), dataset_name=loaded.info.name)
-    logger.info("%s", report.summary())
-    return report
 
 
 def _split(params: TrainParams, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -119,7 +65,7 @@ def run_train(params: TrainParams) -> TrainedModel:
         ```
     """
     require_model_name(params.model_name, "train")
-    loaded = _load(params)
+    loaded = load_stage_data(params)
     train, _ = _split(params, loaded.frame)
     trained = train_model(
         train,
@@ -159,7 +105,7 @@ def run_evaluate(params: EvaluateParams) -> EvaluationReport:
             f"(run {params.trained.run_id}) predicts {params.trained.target!r}; give the train stage's "
             "training spec."
         )
-    loaded = _load(params)
+    loaded = load_stage_data(params)
     if loaded.info.fingerprint != params.trained.data_fingerprint:
         raise ConfigurationError(
             f"evaluate: dataset {loaded.info.uri} has fingerprint {loaded.info.fingerprint[:12]}, but the "
