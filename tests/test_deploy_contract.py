@@ -930,10 +930,13 @@ def test_docker_secured_endpoint_keys_tls_and_live_changes(target_kind, registry
         assert view.certificate_sha256 == served.fingerprint(hashes.SHA256()).hex()
 
         router = target._router_container()
+        mounts = {m["Destination"]: m for m in router.attrs["Mounts"]}
+        assert mounts[str(target.folder)]["RW"] is False  # the router reads the secrets, never writes
+        environment = " ".join(router.attrs["Config"]["Env"] or [])
         logs = router.logs().decode(errors="replace")
         assert "caller=svc-a" in logs and "caller=svc-later" in logs
         assert "exposure=key-over-plain-http" in logs
         for secret in (*keys.values(), later):
-            assert secret not in logs
+            assert secret not in logs and secret not in environment
     finally:
         stop_endpoint(spec.name)

@@ -64,10 +64,18 @@ def _run(line: str, cwd: Path) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def _wait_for_log(folder: Path, timeout_s: float = 30.0) -> None:
-    """The endpoint writes its prediction log every 2 s (as the page says)."""
+def _wait_for_log(folder: Path, rows: int, timeout_s: float = 30.0) -> None:
+    """The endpoint writes its prediction log every 2 s (as the page says): wait for ``rows``.
+
+    The smoke test's rows may be flushed before the page's request is, so a file alone is
+    not enough.
+    """
+    from mlops_tasks.serving import read_prediction_log
+
     deadline = time.monotonic() + timeout_s
-    while not any(folder.rglob("*.parquet")) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if any(folder.rglob("*.parquet")) and len(read_prediction_log(str(folder))) >= rows:
+            return
         time.sleep(0.5)
 
 
@@ -94,7 +102,7 @@ def test_your_own_data_section_runs_as_written(prefect_harness, tmp_path, monkey
                 continue
             for line in code.strip().splitlines():
                 if line.startswith("mlops-tasks drift-check"):
-                    _wait_for_log(state / "endpoints" / "houses" / "prediction-log")
+                    _wait_for_log(state / "endpoints" / "houses" / "prediction-log", ROWS)
                 returncode, printed = _run(line, tmp_path)
                 outputs.append((line, returncode, printed))
                 assert returncode == 0, (line, printed[-2000:])
