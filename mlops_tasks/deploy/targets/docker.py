@@ -505,13 +505,19 @@ class DockerTarget(DockerRouterContainer, Target):
         return self._signature() + "\n" + self._render(slots, live, security)
 
     def _publish_signature(self) -> str:
-        """What a router container fixes when it is created: published ports, image, mounts."""
+        """What a router container fixes when it is created: published ports, image, mounts.
+
+        Every router gets the read-only endpoint-folder mount, but only a secured endpoint's
+        signature names it: a plain router made before the mount existed is reloaded in place
+        (no interruption), while securing it replaces the container, which then has it.
+        """
         spec = self.endpoint
         redirect = spec.security.http_redirect_port if spec.security.tls else None
         plain = f" redirect {redirect}" if redirect is not None else ""
+        mounts = " mounts endpoint-ro" if spec.security.enabled else ""
         return (
             f"# endpoint {spec.host}:{spec.port} preview {spec.preview}{plain} "
-            f"image {self.options.router_image} mounts endpoint-ro"
+            f"image {self.options.router_image}{mounts}"
         )
 
     def _signature(self) -> str:
