@@ -177,7 +177,7 @@ def _setup(root: Path):
     from tests.conftest import free_port
     from tests.deploy_support import body_for, features, make_pipeline, register_version
     from tests.mlflow_support import fluent_mlflow
-    from tests.tls_support import CertAuthority
+    from tests.tls_support import CertAuthority, write_keys_file
 
     cfg = MlflowConfig(
         tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
@@ -194,9 +194,7 @@ def _setup(root: Path):
     ca = CertAuthority()
     cert, key = ca.issue().write(root / "tls", "server")
     keys = {"load-a": new_key(), "load-b": new_key(), "victim": new_key()}
-    keys_file = root / "keys.txt"
-    keys_file.write_text("".join(f"{n} {k}\n" for n, k in keys.items()))
-    keys_file.chmod(0o600)
+    keys_file = write_keys_file(root, keys)
     security = EndpointSecurity(
         api_keys=True,
         api_keys_file=str(keys_file),

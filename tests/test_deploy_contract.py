@@ -817,15 +817,13 @@ def test_docker_secured_endpoint_keys_tls_and_live_changes(target_kind, registry
     )
     from mlops_tasks.deploy.apikeys import new_key
     from mlops_tasks.deploy.models import EndpointSecurity
-    from tests.tls_support import CertAuthority, served_serial
+    from tests.tls_support import CertAuthority, served_serial, write_keys_file
 
     ca, clients_ca = CertAuthority(), CertAuthority("mlops test client CA")
     cert, key = ca.issue().write(tmp_path, "server")
     (tmp_path / "clients-ca.pem").write_bytes(clients_ca.pem)
     keys = {"svc-a": new_key(), "svc-b": new_key()}
-    keys_file = tmp_path / "keys.txt"
-    keys_file.write_text("".join(f"{n} {k}\n" for n, k in keys.items()))
-    keys_file.chmod(0o600)
+    keys_file = write_keys_file(tmp_path, keys)
     spec = EndpointSpec(
         name=f"dsec-{os.getpid()}",
         port=free_port(),

@@ -43,7 +43,7 @@ from mlops_tasks.deploy.targets import get_target
 from mlops_tasks.errors import EndpointSecurityError
 from tests.conftest import free_port
 from tests.deploy_support import LoadClient, body_for, features, make_pipeline, register_version
-from tests.tls_support import CertAuthority, served_serial
+from tests.tls_support import CertAuthority, served_serial, write_keys_file
 
 FAST = RolloutSpec(strategy="all_at_once", bake_seconds=0, termination_wait_s=0, load_timeout_s=120)
 RATE = 40  # per key per second: above what the tests send, except the rate-limit test's own key
@@ -71,9 +71,7 @@ def secured(mlflow_config, tmp_path_factory):
     (folder / "clients-ca.pem").write_bytes(clients_ca.pem)
     (folder / "clients.crl").write_bytes(clients_ca.crl())
     keys = {"svc-a": new_key(), "svc-b": new_key()}
-    keys_file = folder / "keys.txt"
-    keys_file.write_text("".join(f"{n} {k}\n" for n, k in keys.items()))
-    keys_file.chmod(0o600)
+    keys_file = write_keys_file(folder, keys)
     security = EndpointSecurity(
         api_keys=True,
         api_keys_file=str(keys_file),

@@ -120,3 +120,11 @@ def served_serial(host: str, port: int, context: ssl.SSLContext) -> int:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
+
+
+def write_keys_file(folder: Path, keys: dict[str, str]) -> Path:
+    """A mode-600 ``keys.txt`` in ``folder`` with one ``name key`` line per entry (its path)."""
+    path = folder / "keys.txt"
+    path.write_text("".join(f"{name} {key}\n" for name, key in keys.items()), encoding="utf-8")
+    path.chmod(0o600)
+    return path

@@ -51,6 +51,7 @@ def prepare_security(
     command: Command | None = None,
     map_ref: str | None = None,
     pem_ref: str | None = None,
+    redirect_bind_port: int | None = None,
 ) -> SecurityLayout | None:
     """Check and write the endpoint's keys and certificate; the layout the config needs.
 
@@ -60,6 +61,9 @@ def prepare_security(
         command: The running router's runtime API (None: not running; files only).
         map_ref: The key map's path as HAProxy sees it (default: its path here).
         pem_ref: The PEM's path as HAProxy sees it.
+        redirect_bind_port: The port the plain-HTTP redirect binds as HAProxy sees it, when
+            that is not the configured ``http_redirect_port`` (a container's own port that
+            is published on the configured one).
 
     Returns:
         None for a plain-HTTP endpoint without keys.
@@ -113,7 +117,9 @@ def prepare_security(
         keys_map=(map_ref or str(store.map_path)) if sec.api_keys else None,
         rate_period_s=sec.rate_period_s,
         tls_pem=(pem_ref or str(pem_path(folder))) if pem is not None else None,
-        http_redirect_port=sec.http_redirect_port,
+        http_redirect_port=(
+            (redirect_bind_port or sec.http_redirect_port) if sec.http_redirect_port is not None else None
+        ),
         https_port=endpoint.port,
         client_ca=str(ca_bundle_path(folder)) if trust is not None else None,
         client_crl=str(crl_path(folder)) if checks_crl else None,

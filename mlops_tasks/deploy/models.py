@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import socket
 from datetime import UTC, datetime
@@ -289,6 +290,13 @@ class EndpointSecurity(BaseModel):
     def enabled(self) -> bool:
         """Any protection is configured."""
         return self.api_keys or self.tls
+
+    def signature(self) -> str:
+        """These settings as a router signature spells them ("off" when nothing is configured).
+
+        A router whose configuration file starts with another signature is re-rendered.
+        """
+        return json.dumps(self.model_dump(), sort_keys=True) if self.enabled else "off"
 
     @model_validator(mode="after")
     def _consistent(self) -> EndpointSecurity:

@@ -495,7 +495,7 @@ class DockerTarget(DockerRouterContainer, Target):
         )
 
     def render(
-        self, slots: dict[Color, SlotStatus], live: Color | None, security: SecurityLayout | None = None
+        self, slots: dict[Color, SlotStatus], live: Color | None, security: SecurityLayout | None
     ) -> str:
         """The router's configuration file for ``slots`` with ``live`` at 100 % (signature first).
 
@@ -522,7 +522,7 @@ class DockerTarget(DockerRouterContainer, Target):
 
     def _signature(self) -> str:
         spec = self.endpoint
-        sec = json.dumps(spec.security.model_dump(), sort_keys=True) if spec.security.enabled else "off"
+        sec = spec.security.signature()
         return f"{self._publish_signature()} replicas {spec.replicas} security {sec} ab-map"
 
     def _security_layout(self, running: bool) -> SecurityLayout | None:
@@ -532,10 +532,8 @@ class DockerTarget(DockerRouterContainer, Target):
         so the paths are the host's; only the plain-HTTP redirect binds the container's
         own port (published on the configured one).
         """
-        layout = prepare_security(self.folder, self.endpoint, self.router.command if running else None)
-        if layout is not None and layout.http_redirect_port is not None:
-            layout = layout.model_copy(update={"http_redirect_port": ROUTER_REDIRECT_PORT})
-        return layout
+        command = self.router.command if running else None
+        return prepare_security(self.folder, self.endpoint, command, redirect_bind_port=ROUTER_REDIRECT_PORT)
 
     def _check_ports_free(self, signature: str = "") -> None:
         import re

@@ -340,7 +340,7 @@ class LocalTarget(Target):
 
     def _signature(self) -> str:
         spec = self.endpoint
-        sec = json.dumps(spec.security.model_dump(), sort_keys=True) if spec.security.enabled else "off"
+        sec = spec.security.signature()
         where = f"{spec.host}:{spec.port} preview {spec.preview}"
         return f"# endpoint {where} replicas {spec.replicas} security {sec} ab-map"
 
