@@ -45,7 +45,7 @@ airflow-venv: $(AF_STAMP)
 $(AF_STAMP): providers/airflow/pyproject.toml providers/airflow/constraints.txt
 	@test -x $(AF_PY) || $(PYTHON) -m venv $(AF_VENV)
 	$(AF_PY) -m pip install --quiet --upgrade "pip>=24"
-	$(AF_PY) -m pip install --quiet -c providers/airflow/constraints.txt -e "providers/airflow[test]"
+	$(AF_PY) -m pip install --quiet --no-compile -c providers/airflow/constraints.txt -e "providers/airflow[test]"
 	@rm -f $(AF_VENV)/.installed-*
 	@touch $@
 

@@ -244,6 +244,11 @@ def test_console_script_runs_a_stage_without_importing_prefect(
     script = Path(sys.executable).with_name("mlops-tasks")
     version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=120)
     assert version.returncode == 0 and version.stdout.strip()
+    # run() hands the stage's exit code to the process (it freezes the heap before teardown)
+    bad = subprocess.run(
+        [str(script), "register", "--params", '{"bogus": 1}'], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == int(ExitCode.USAGE) and "bogus" in bad.stderr, bad.stderr
 
 
 def test_smoke_rows_of_a_regression_label_are_not_stratified() -> None:

@@ -7,6 +7,6 @@ exit codes; ``python -m mlops_tasks.cli`` is the same command.
 from __future__ import annotations
 
 from mlops_tasks.cli.exit_codes import ExitCode
-from mlops_tasks.cli.main import main
+from mlops_tasks.cli.main import main, run
 
-__all__ = ["ExitCode", "main"]
+__all__ = ["ExitCode", "main", "run"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mlops_tasks.cli.main import main
+from mlops_tasks.cli.main import run
 
 __all__: list[str] = []
 
-raise SystemExit(main())
+run()

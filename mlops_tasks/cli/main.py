@@ -15,18 +15,19 @@ not validate).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import BaseModel, ValidationError
 
 from mlops_tasks.cli.exit_codes import ExitCode, exit_code_for_error, exit_code_for_status
 from mlops_tasks.cli.stages import STAGES, Stage
 
-__all__ = ["UsageError", "main", "parse_params"]
+__all__ = ["UsageError", "main", "parse_params", "run"]
 
 logger = logging.getLogger("mlops_tasks.cli")
 
@@ -224,3 +225,24 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in _NOISY_LOGGERS:  # their INFO lines are import-time chatter, not the stage's
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     return _run(args, stage)
+
+
+def run() -> NoReturn:
+    """The ``mlops-tasks`` command (and ``python -m mlops_tasks.cli``): :func:`main`, then exit.
+
+    Before the interpreter's teardown, the objects alive then are frozen out of garbage
+    collection (:func:`gc.freeze`): otherwise the teardown walks the whole import graph of
+    MLflow, scikit-learn, SciPy and matplotlib, ~1 s per stage process after its result is
+    written (an Airflow DAG runs one process per task). Nothing is skipped: ``atexit``
+    handlers run, files and streams are flushed and closed as usual.
+
+    Example:
+        ```python
+        # [project.scripts] mlops-tasks = "mlops_tasks.cli:run"
+        from mlops_tasks.cli import run
+        run()  # reads sys.argv, exits with the stage's exit code
+        ```
+    """
+    code = main()
+    gc.freeze()
+    raise SystemExit(code)

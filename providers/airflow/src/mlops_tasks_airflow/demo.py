@@ -57,8 +57,14 @@ def configure_airflow(home: Path) -> None:
 
 
 def migrate_database() -> None:
-    """``airflow db migrate`` on the database the environment names (creates it the first time)."""
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
+    """What ``airflow db migrate`` does, in this process: creates or upgrades the metadata database.
+
+    The database is the one the environment names (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``);
+    running it here saves the ~3 s of a second Airflow process starting.
+    """
+    from airflow.utils.db import upgradedb
+
+    upgradedb()
 
 
 def run_dag(dag: Any, conf: dict[str, Any] | None = None) -> Any:
