@@ -449,7 +449,8 @@ def _docker_reload_then_port_move(target, registry, endpoint, moved):
     pid_before = target.router.info()["Pid"]
     live_color = _live(endpoint)[0]
     # A reload forgets runtime changes: the target writes what runs now before every reload.
-    target.write_checked(target.render({c: target.slot_status(c) for c in ("blue", "green")}, live_color))
+    slots = {c: target.slot_status(c) for c in ("blue", "green")}
+    target.write_checked(target.render(slots, live_color, None))  # a plain endpoint: no security layout
     with _load(endpoint, registry) as load:
         load.wait_answers(40)
         target.reload_router()
